@@ -1,0 +1,182 @@
+# Copyright 2026 The HSTL developers. Licensed under the Apache License, Version 2.0.
+"""HSTL model configuration.
+
+This file is copied into every saved model folder and loaded as Hub remote code: it imports only `transformers`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig, XLNetConfig
+
+
+ENTITY_FAMILIES = ("chemical", "disease", "gene/protein", "species")
+"""The four entity families of Chai et al. (2022). Any other non-empty family name (e.g. "mixed") is accepted too."""
+
+LOSS_REDUCTIONS = ("mean", "sum", "token_mean")
+
+
+def _check_iob_labels(task_name: str, labels: list[str]) -> None:
+    if not labels:
+        raise ValueError(f"tasks[{task_name!r}]: expected a non-empty list of IOB2 labels, got {labels!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"tasks[{task_name!r}]: expected unique labels, got duplicates in {labels!r}")
+    for label in labels:
+        if not isinstance(label, str) or not (label == "O" or (label[:2] in ("B-", "I-") and len(label) > 2)):
+            raise ValueError(f"tasks[{task_name!r}]: expected IOB2 labels ('O', 'B-X', 'I-X'), got {label!r}")
+
+
+def _normalize_task(task: Any, position: int) -> dict[str, Any]:
+    """Checks one task description and returns it as a plain JSON-able dict {"name", "labels", "family"}."""
+    if not isinstance(task, dict):
+        raise ValueError(f"tasks[{position}]: expected a dict with keys name, labels, family, got {type(task).__name__}")
+    missing = {"name", "labels", "family"} - set(task)
+    if missing:
+        raise ValueError(f"tasks[{position}]: expected keys name, labels, family; missing {sorted(missing)}")
+    name, family = task["name"], task["family"]
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"tasks[{position}]: expected a non-empty task name, got {name!r}")
+    if not isinstance(family, str) or not family.strip():
+        raise ValueError(f"tasks[{name!r}]: expected a non-empty entity family name, got {family!r}")
+    labels = list(task["labels"])
+    _check_iob_labels(name, labels)
+    return {"name": name, "labels": labels, "family": family}
+
+
+class HSTLConfig(PretrainedConfig):
+    r"""
+    Configuration of an [`HSTLModel`]: a hierarchical shared transfer learning tagger (Chai et al., BMC Bioinformatics
+    23:8, 2022).
+
+    The hierarchy has three levels:
+
+    1. one encoder shared by every task (XLNet by default; any `transformers` encoder, chosen by the `model_type` of
+       `encoder_config`);
+    2. one dense layer per entity family, shared by the tasks of that family (switch off with `use_family_layers=False`
+       to get plain multi-task learning with a shared encoder);
+    3. per task (corpus): an emission layer and a linear-chain CRF over words.
+
+    Args:
+        encoder_config (`dict` or `PretrainedConfig`, *optional*):
+            Configuration of the shared encoder. A dict must hold `model_type` (e.g. `"xlnet"`, `"bert"`). Defaults to
+            an `XLNetConfig()` (the `xlnet-base-cased` architecture).
+        tasks (`list[dict]`, *optional*):
+            The tasks, in order. Each is `{"name": str, "labels": list[str], "family": str}` with IOB2 labels. A task's
+            index in this list is its `task_id`.
+        use_family_layers (`bool`, *optional*, defaults to `True`):
+            Whether level 2 (one layer per entity family) exists.
+        family_hidden_size (`int`, *optional*):
+            Output size of each family layer. Defaults to the encoder's hidden size.
+        family_activation (`str`, *optional*, defaults to `"gelu"`):
+            Activation of the family layers, one of `"gelu"`, `"relu"`, `"tanh"`.
+        hidden_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout applied to the encoder's word representations and to the family layers' outputs.
+        loss_reduction (`str`, *optional*, defaults to `"mean"`):
+            How per-sentence CRF negative log-likelihoods combine into the loss: `"mean"` over the sentences of the
+            batch, `"sum"`, or `"token_mean"` (sum divided by the number of words).
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal initializer of the family and emission layers.
+        crf_init_range (`float`, *optional*, defaults to 0.1):
+            CRF transition scores are initialised uniformly in `[-crf_init_range, crf_init_range]`.
+    """
+
+    model_type = "hstl"
+    sub_configs = {"encoder_config": AutoConfig}
+
+    def __init__(
+        self,
+        encoder_config: dict | PretrainedConfig | None = None,
+        tasks: list[dict] | None = None,
+        use_family_layers: bool = True,
+        family_hidden_size: int | None = None,
+        family_activation: str = "gelu",
+        hidden_dropout: float = 0.1,
+        loss_reduction: str = "mean",
+        initializer_range: float = 0.02,
+        crf_init_range: float = 0.1,
+        **kwargs,
+    ):
+        if encoder_config is None:
+            encoder_config = XLNetConfig()
+        elif isinstance(encoder_config, dict):
+            if "model_type" not in encoder_config:
+                raise ValueError("encoder_config: expected a dict with a 'model_type' key (e.g. 'xlnet'), got none")
+            encoder_config = AutoConfig.for_model(**encoder_config)
+        elif not isinstance(encoder_config, PretrainedConfig):
+            raise ValueError(f"encoder_config: expected a dict or PretrainedConfig, got {type(encoder_config).__name__}")
+        tasks = [_normalize_task(task, position) for position, task in enumerate(tasks or [])]
+        names = [task["name"] for task in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tasks: expected unique task names, got {names}")
+        if family_hidden_size is not None and family_hidden_size <= 0:
+            raise ValueError(f"family_hidden_size: expected a positive int or None, got {family_hidden_size}")
+        if family_activation not in ("gelu", "relu", "tanh"):
+            raise ValueError(f"family_activation: expected 'gelu', 'relu' or 'tanh', got {family_activation!r}")
+        if not 0.0 <= hidden_dropout < 1.0:
+            raise ValueError(f"hidden_dropout: expected a value in [0, 1), got {hidden_dropout}")
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"loss_reduction: expected one of {LOSS_REDUCTIONS}, got {loss_reduction!r}")
+        if initializer_range <= 0 or crf_init_range < 0:
+            raise ValueError(
+                f"initializer_range/crf_init_range: expected > 0 and >= 0, got {initializer_range}, {crf_init_range}"
+            )
+
+        self.encoder_config = encoder_config
+        self.tasks = tasks
+        self.use_family_layers = use_family_layers
+        self.family_hidden_size = family_hidden_size
+        self.family_activation = family_activation
+        self.hidden_dropout = hidden_dropout
+        self.loss_reduction = loss_reduction
+        self.initializer_range = initializer_range
+        self.crf_init_range = crf_init_range
+        super().__init__(**kwargs)
+
+    # Everything below is derived from `tasks`, so it is never stored twice in config.json.
+
+    @property
+    def task_names(self) -> list[str]:
+        return [task["name"] for task in self.tasks]
+
+    @property
+    def families(self) -> list[str]:
+        """Entity families in order of first appearance among the tasks."""
+        return list(dict.fromkeys(task["family"] for task in self.tasks))
+
+    @property
+    def encoder_hidden_size(self) -> int:
+        return self.encoder_config.hidden_size
+
+    @property
+    def head_input_size(self) -> int:
+        """Size of the word representations that the emission layers read."""
+        if self.use_family_layers:
+            return self.family_hidden_size or self.encoder_hidden_size
+        return self.encoder_hidden_size
+
+    def task_index(self, name: str) -> int:
+        """The `task_id` of task `name`; raises `ValueError` listing the known tasks when it is unknown."""
+        names = self.task_names
+        if name not in names:
+            raise ValueError(f"unknown task {name!r}; known tasks: {names}")
+        return names.index(name)
+
+    def task(self, name: str) -> dict[str, Any]:
+        return self.tasks[self.task_index(name)]
+
+    def task_label2id(self, name: str) -> dict[str, int]:
+        """Label -> id map of task `name` (string keys, as JSON keeps them)."""
+        return {label: index for index, label in enumerate(self.task(name)["labels"])}
+
+    def task_id2label(self, name: str) -> dict[int, str]:
+        return dict(enumerate(self.task(name)["labels"]))
+
+    def add_task(self, name: str, labels: list[str], family: str) -> None:
+        """Appends a task; its id is the next free index."""
+        if name in self.task_names:
+            raise ValueError(f"task {name!r} exists already; known tasks: {self.task_names}")
+        self.tasks = self.tasks + [_normalize_task({"name": name, "labels": labels, "family": family}, len(self.tasks))]
+
+
+__all__ = ["HSTLConfig", "ENTITY_FAMILIES"]

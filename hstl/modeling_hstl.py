@@ -1,0 +1,412 @@
+# Copyright 2026 The HSTL developers. Licensed under the Apache License, Version 2.0.
+"""PyTorch HSTL model: hierarchical shared transfer learning for biomedical NER (Chai et al., BMC Bioinformatics 23:8,
+2022).
+
+One encoder shared by all tasks (level 1), one layer per entity family shared by that family's tasks (level 2), and per
+task an emission layer and a linear-chain CRF over words (level 3).
+
+This file is copied into every saved model folder and loaded as Hub remote code: it imports only torch, transformers,
+torchcrf and its sibling `configuration_hstl`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_hstl import HSTLConfig
+
+
+try:
+    from torchcrf import CRF
+except ImportError as error:  # transformers' own check would point users at the unrelated `torchcrf` package
+    raise ImportError("HSTL needs the CRF layer of pytorch-crf: run `pip install pytorch-crf`") from error
+
+
+IGNORE_INDEX = -100
+"""Label and prediction value at padding words."""
+
+
+@dataclass
+class HSTLTokenClassifierOutput(ModelOutput):
+    """
+    Output of [`HSTLModel.forward`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+            CRF negative log-likelihood, reduced as `config.loss_reduction` says.
+        per_example_loss (`torch.FloatTensor` of shape `(batch_size,)`, *optional*, returned when `labels` is given):
+            Negative log-likelihood of each example (0 for an example with no word).
+        emissions (`torch.FloatTensor` of shape `(batch_size, num_words, max_num_labels)`):
+            Emission scores of each example's task head. `max_num_labels` is the largest label count among the tasks of
+            the batch; the columns past an example's own label count are `-inf`, and padding words are 0.
+        predictions (`torch.LongTensor` of shape `(batch_size, num_words)`, *optional*, returned when decoding):
+            Viterbi label ids per word, `-100` at padding words.
+        word_mask (`torch.BoolTensor` of shape `(batch_size, num_words)`):
+            True at real words.
+    """
+
+    loss: torch.FloatTensor | None = None
+    per_example_loss: torch.FloatTensor | None = None
+    emissions: torch.FloatTensor | None = None
+    predictions: torch.LongTensor | None = None
+    word_mask: torch.BoolTensor | None = None
+
+
+@dataclass
+class HSTLMultiTaskTaggingOutput(ModelOutput):
+    """
+    Output of [`HSTLModel.tag`]: several heads applied to one encoder pass.
+
+    Args:
+        emissions (`dict[str, torch.FloatTensor]`): task name -> `(batch_size, num_words, num_labels_of_task)`.
+        predictions (`dict[str, torch.LongTensor]`): task name -> `(batch_size, num_words)`, `-100` at padding words.
+        word_mask (`torch.BoolTensor` of shape `(batch_size, num_words)`): True at real words.
+    """
+
+    emissions: dict[str, torch.FloatTensor] | None = None
+    predictions: dict[str, torch.LongTensor] | None = None
+    word_mask: torch.BoolTensor | None = None
+
+
+def viterbi_decode(crf: CRF, emissions: torch.Tensor, word_mask: torch.Tensor) -> torch.LongTensor:
+    """
+    Best label sequence under `crf` for each example, fully batched (pytorch-crf's own `decode` backtracks with one
+    Python `.item()` per word, which dominates inference time on long batches).
+
+    Args:
+        crf: a batch-first `torchcrf.CRF`.
+        emissions: `(batch_size, num_words, num_labels)`.
+        word_mask: `(batch_size, num_words)` bool, real words first (left-aligned); rows may be all False.
+
+    Returns:
+        `(batch_size, num_words)` label ids, `-100` where `word_mask` is False.
+    """
+    batch_size, num_words, _ = emissions.shape
+    predictions = torch.full((batch_size, num_words), IGNORE_INDEX, dtype=torch.long, device=emissions.device)
+    if num_words == 0:
+        return predictions
+    # shape: (batch_size, num_labels): best score of a path ending in each label
+    score = crf.start_transitions + emissions[:, 0]
+    backpointers = []
+    for position in range(1, num_words):
+        # shape: (batch_size, num_labels_from, num_labels_to)
+        candidate = score.unsqueeze(2) + crf.transitions + emissions[:, position].unsqueeze(1)
+        best_score, best_previous = candidate.max(dim=1)
+        score = torch.where(word_mask[:, position].unsqueeze(1), best_score, score)
+        backpointers.append(best_previous)
+    score = score + crf.end_transitions
+    last_position = word_mask.long().sum(dim=1) - 1  # shape: (batch_size,); -1 for empty rows
+    current_label = score.argmax(dim=1)
+    for position in range(num_words - 1, -1, -1):
+        is_real = position <= last_position
+        predictions[:, position] = torch.where(is_real, current_label, predictions[:, position])
+        if position > 0:
+            previous_label = backpointers[position - 1].gather(1, current_label.unsqueeze(1)).squeeze(1)
+            # Follow the back-pointer only inside the sentence: past its end the pointers are stale copies.
+            current_label = torch.where(position <= last_position, previous_label, current_label)
+    return predictions
+
+
+class HSTLFamilyLayer(nn.Module):
+    """Level 2: a dense layer shared by the tasks of one entity family."""
+
+    def __init__(self, config: HSTLConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.encoder_hidden_size, config.head_input_size)
+        self.activation = {"gelu": nn.GELU(), "relu": nn.ReLU(), "tanh": nn.Tanh()}[config.family_activation]
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(self, word_states: torch.Tensor) -> torch.Tensor:
+        # shape: (batch_size, num_words, head_input_size)
+        return self.dropout(self.activation(self.dense(word_states)))
+
+
+class HSTLTaskHead(nn.Module):
+    """Level 3: a task's emission layer and its CRF over the task's labels."""
+
+    def __init__(self, config: HSTLConfig, num_labels: int):
+        super().__init__()
+        self.emission = nn.Linear(config.head_input_size, num_labels)
+        self.crf = CRF(num_labels, batch_first=True)
+
+    def forward(self, word_states: torch.Tensor) -> torch.Tensor:
+        # shape: (batch_size, num_words, num_labels)
+        return self.emission(word_states)
+
+    def negative_log_likelihood(self, emissions: torch.Tensor, labels: torch.Tensor, word_mask: torch.Tensor):
+        """Per-example CRF NLL, shape `(batch_size,)`; 0 for examples without words."""
+        has_words = word_mask[:, 0]
+        # pytorch-crf requires the first mask position on; an empty example gets a dummy word whose loss is dropped.
+        crf_mask = word_mask.clone()
+        crf_mask[:, 0] = True
+        crf_labels = labels.masked_fill(~crf_mask | (labels == IGNORE_INDEX), 0)
+        log_likelihood = self.crf(emissions, crf_labels, mask=crf_mask, reduction="none")
+        return torch.where(has_words, -log_likelihood, torch.zeros_like(log_likelihood))
+
+
+class HSTLPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading for HSTL models."""
+
+    config_class = HSTLConfig
+    base_model_prefix = "encoder"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["HSTLTaskHead"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # The encoder is a PreTrainedModel of its own: transformers dispatches its modules to its own `_init_weights`,
+        # so this only sees HSTL's layers, and only those `from_pretrained` did not load.
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, CRF):
+            bound = self.config.crf_init_range
+            nn.init.uniform_(module.start_transitions, -bound, bound)
+            nn.init.uniform_(module.end_transitions, -bound, bound)
+            nn.init.uniform_(module.transitions, -bound, bound)
+
+
+class HSTLModel(HSTLPreTrainedModel):
+    """
+    Hierarchical shared transfer learning tagger: a shared encoder, one layer per entity family and one emission layer +
+    CRF per task. Words are represented by their first sub-token; the CRF runs over words.
+
+    Inputs are batches as `hstl.alignment.HSTLDataCollator` builds them: `input_ids` and `attention_mask` over sub-tokens
+    (padded on either side), `word_start_positions` giving the sub-token index of each word's first sub-token (words
+    left-aligned, `-1` at padding words), and the task of each example.
+    """
+
+    def __init__(self, config: HSTLConfig):
+        super().__init__(config)
+        self.encoder = AutoModel.from_config(config.encoder_config)
+        self.word_dropout = nn.Dropout(config.hidden_dropout)
+        self.family_layers = nn.ModuleDict(
+            {self._family_key(family): HSTLFamilyLayer(config) for family in config.families}
+            if config.use_family_layers
+            else {}
+        )
+        self.heads = nn.ModuleDict(
+            {task["name"]: HSTLTaskHead(config, len(task["labels"])) for task in config.tasks}
+        )
+        self.post_init()
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Building
+    # ----------------------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _family_key(family: str) -> str:
+        # nn.ModuleDict keys may not contain "." (and "/" would be confusing in state-dict keys): "gene/protein" ->
+        # "gene_protein". The config keeps the family's real name.
+        return family.replace(".", "_").replace("/", "_")
+
+    @classmethod
+    def from_encoder(
+        cls, encoder_name_or_path: str, tasks: list[dict], encoder_kwargs: dict | None = None, **config_kwargs
+    ) -> "HSTLModel":
+        """
+        Builds an HSTL model around a pretrained encoder (a Hub id such as `"xlnet-base-cased"` or a local folder)
+        with freshly initialised family layers and heads.
+
+        Args:
+            encoder_name_or_path: passed to `AutoModel.from_pretrained`.
+            tasks: `[{"name", "labels", "family"}, ...]`, see [`HSTLConfig`].
+            encoder_kwargs: extra keyword arguments for `AutoModel.from_pretrained` (e.g. `revision`).
+            config_kwargs: other [`HSTLConfig`] arguments.
+        """
+        encoder = AutoModel.from_pretrained(encoder_name_or_path, **(encoder_kwargs or {}))
+        config = HSTLConfig(encoder_config=encoder.config.to_dict(), tasks=tasks, **config_kwargs)
+        model = cls(config)
+        model.encoder.load_state_dict(encoder.state_dict())
+        return model
+
+    def add_task(self, name: str, labels: list[str], family: str) -> None:
+        """Adds a freshly initialised head (and family layer, for a new family) for a new task."""
+        self.config.add_task(name, labels, family)
+        key = self._family_key(family)
+        if self.config.use_family_layers and key not in self.family_layers:
+            self.family_layers[key] = HSTLFamilyLayer(self.config).to(self.device)
+            self.family_layers[key].apply(self._init_weights)
+        self.heads[name] = HSTLTaskHead(self.config, len(labels)).to(self.device)
+        self.heads[name].apply(self._init_weights)
+
+    def keep_tasks(self, names: list[str]) -> None:
+        """Drops every head (and family layer left without a task) except those of `names`, e.g. after fine-tuning."""
+        for name in names:
+            self.config.task_index(name)  # raises ValueError naming the known tasks
+        self.config.tasks = [task for task in self.config.tasks if task["name"] in names]
+        for name in list(self.heads):
+            if name not in names:
+                del self.heads[name]
+        kept_families = {self._family_key(family) for family in self.config.families}
+        for key in list(self.family_layers):
+            if key not in kept_families:
+                del self.family_layers[key]
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Forward
+    # ----------------------------------------------------------------------------------------------------------------
+
+    def _task_ids_tensor(self, task, task_ids, batch_size: int, device) -> torch.LongTensor:
+        if (task is None) == (task_ids is None):
+            raise ValueError("expected exactly one of `task` (a task name) or `task_ids` (a tensor of task ids)")
+        if task is not None:
+            return torch.full((batch_size,), self.config.task_index(task), dtype=torch.long, device=device)
+        if task_ids.shape != (batch_size,):
+            raise ValueError(f"task_ids: expected shape ({batch_size},), got {tuple(task_ids.shape)}")
+        known = len(self.config.tasks)
+        if bool(((task_ids < 0) | (task_ids >= known)).any()):
+            raise ValueError(f"task_ids: expected ids in [0, {known}) for tasks {self.config.task_names}, got {task_ids}")
+        return task_ids
+
+    def encode_words(
+        self,
+        input_ids: torch.LongTensor,
+        word_start_positions: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+    ) -> tuple[torch.Tensor, torch.BoolTensor]:
+        """
+        Runs the shared encoder once and picks each word's first sub-token.
+
+        Returns:
+            word_states `(batch_size, num_words, encoder_hidden_size)` and word_mask `(batch_size, num_words)`.
+        """
+        if word_start_positions.dim() != 2 or word_start_positions.shape[0] != input_ids.shape[0]:
+            raise ValueError(
+                f"word_start_positions: expected shape (batch_size={input_ids.shape[0]}, num_words), "
+                f"got {tuple(word_start_positions.shape)}"
+            )
+        encoder_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            encoder_inputs["token_type_ids"] = token_type_ids
+        if self.config.encoder_config.model_type == "xlnet":
+            encoder_inputs["use_mems"] = False  # memories are for language modelling over segments, not tagging
+        # shape: (batch_size, seq_len, hidden)
+        token_states = self.encoder(**encoder_inputs, return_dict=True).last_hidden_state
+        word_mask = word_start_positions >= 0
+        gather_index = word_start_positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, token_states.size(-1))
+        # shape: (batch_size, num_words, hidden)
+        word_states = token_states.gather(1, gather_index)
+        return self.word_dropout(word_states), word_mask
+
+    def _family_states(self, word_states: torch.Tensor, family: str) -> torch.Tensor:
+        if not self.config.use_family_layers:
+            return word_states
+        return self.family_layers[self._family_key(family)](word_states)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        word_start_positions: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        task: str | None = None,
+        task_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        decode: bool | None = None,
+        **unused_batch_keys,
+    ) -> HSTLTokenClassifierOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): sub-token ids, padded on either side.
+            word_start_positions (`torch.LongTensor` of shape `(batch_size, num_words)`):
+                index in `input_ids` of each word's first sub-token; words left-aligned, `-1` at padding words.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): 1 at real sub-tokens.
+            token_type_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): segment ids.
+            task (`str`, *optional*): the task of every example. Give either `task` or `task_ids`.
+            task_ids (`torch.LongTensor` of shape `(batch_size,)`, *optional*): one task per example (mixed batches).
+            labels (`torch.LongTensor` of shape `(batch_size, num_words)`, *optional*):
+                label ids in each example's task, `-100` at padding words. The loss is returned only with labels.
+            decode (`bool`, *optional*): run Viterbi decoding; defaults to `not self.training`.
+            unused_batch_keys: other collator outputs (window metadata) are accepted and ignored, so that a whole
+                batch can be passed as `model(**batch)`.
+        """
+        batch_size = input_ids.shape[0]
+        task_ids = self._task_ids_tensor(task, task_ids, batch_size, input_ids.device)
+        decode = (not self.training) if decode is None else decode
+        word_states, word_mask = self.encode_words(input_ids, word_start_positions, attention_mask, token_type_ids)
+        num_words = word_mask.shape[1]
+        if labels is not None and labels.shape != word_mask.shape:
+            raise ValueError(f"labels: expected shape {tuple(word_mask.shape)}, got {tuple(labels.shape)}")
+
+        present_task_ids = task_ids.unique().tolist()
+        max_num_labels = max(len(self.config.tasks[task_id]["labels"]) for task_id in present_task_ids)
+        emissions = word_states.new_zeros(batch_size, num_words, max_num_labels)
+        predictions = torch.full_like(word_mask, IGNORE_INDEX, dtype=torch.long) if decode else None
+        per_example_loss = word_states.new_zeros(batch_size) if labels is not None else None
+
+        # A batch may mix tasks: run each task's family layer and head on its own rows only.
+        for task_id in present_task_ids:
+            task_config = self.config.tasks[task_id]
+            rows = (task_ids == task_id).nonzero(as_tuple=True)[0]
+            head = self.heads[task_config["name"]]
+            task_emissions = head(self._family_states(word_states[rows], task_config["family"]))
+            num_labels = task_emissions.shape[-1]
+            padded = torch.full_like(emissions[rows], float("-inf"))
+            padded[:, :, :num_labels] = task_emissions
+            emissions = emissions.index_put((rows,), padded)
+            if labels is not None:
+                task_loss = head.negative_log_likelihood(task_emissions, labels[rows], word_mask[rows])
+                per_example_loss = per_example_loss.index_put((rows,), task_loss)
+            if decode:
+                with torch.no_grad():
+                    predictions[rows] = viterbi_decode(head.crf, task_emissions.detach(), word_mask[rows])
+        # Padding words carry 0 rather than -inf so that sums over a batch stay finite.
+        emissions = emissions.masked_fill(~word_mask.unsqueeze(-1), 0.0)
+
+        loss = self._reduce_loss(per_example_loss, word_mask) if labels is not None else None
+        return HSTLTokenClassifierOutput(
+            loss=loss,
+            per_example_loss=per_example_loss,
+            emissions=emissions,
+            predictions=predictions,
+            word_mask=word_mask,
+        )
+
+    def _reduce_loss(self, per_example_loss: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+        if self.config.loss_reduction == "sum":
+            return per_example_loss.sum()
+        if self.config.loss_reduction == "token_mean":
+            return per_example_loss.sum() / word_mask.sum().clamp(min=1)
+        return per_example_loss.mean()
+
+    @torch.no_grad()
+    def tag(
+        self,
+        input_ids: torch.LongTensor,
+        word_start_positions: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        tasks: list[str] | None = None,
+        **unused_batch_keys,
+    ) -> HSTLMultiTaskTaggingOutput:
+        """
+        Tags every example with several heads (default: all) from ONE encoder pass; each family layer also runs once.
+        Unknown task names raise `ValueError` listing the known ones.
+        """
+        task_names = self.config.task_names if tasks is None else list(tasks)
+        for name in task_names:
+            self.config.task_index(name)
+        word_states, word_mask = self.encode_words(input_ids, word_start_positions, attention_mask, token_type_ids)
+        family_states: dict[str, torch.Tensor] = {}
+        emissions, predictions = {}, {}
+        for name in task_names:
+            family = self.config.task(name)["family"]
+            if family not in family_states:
+                family_states[family] = self._family_states(word_states, family)
+            emissions[name] = self.heads[name](family_states[family])
+            predictions[name] = viterbi_decode(self.heads[name].crf, emissions[name], word_mask)
+        return HSTLMultiTaskTaggingOutput(emissions=emissions, predictions=predictions, word_mask=word_mask)
+
+
+__all__ = ["HSTLModel", "HSTLPreTrainedModel", "HSTLTokenClassifierOutput", "HSTLMultiTaskTaggingOutput", "viterbi_decode"]

@@ -1,0 +1,477 @@
+"""Tiny-config tests of HSTLConfig / HSTLModel, in the style of transformers' ModelTester."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import BertConfig, XLNetConfig, XLNetModel
+
+from hstl import HSTLConfig, HSTLModel, viterbi_decode
+from hstl.modeling_hstl import IGNORE_INDEX
+
+
+TASKS = [
+    {"name": "chem-a", "labels": ["O", "B-Chemical", "I-Chemical"], "family": "chemical"},
+    {"name": "dis-a", "labels": ["O", "B-Disease", "I-Disease"], "family": "disease"},
+    {"name": "dis-b", "labels": ["O", "B-Disease", "I-Disease", "B-Other", "I-Other"], "family": "disease"},
+    {"name": "gene-a", "labels": ["O", "B-GENE", "I-GENE"], "family": "gene/protein"},
+]
+
+
+class HSTLModelTester:
+    """Builds tiny configs and inputs; `create_and_check_*` methods hold the checks."""
+
+    def __init__(self, batch_size=4, seq_length=12, vocab_size=99, hidden_size=32, encoder="xlnet", **config_kwargs):
+        self.batch_size = batch_size
+        self.seq_length = seq_length
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.encoder = encoder
+        self.config_kwargs = config_kwargs
+
+    def encoder_config(self):
+        if self.encoder == "bert":
+            return BertConfig(
+                vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_hidden_layers=2,
+                num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
+            )
+        return XLNetConfig(vocab_size=self.vocab_size, d_model=self.hidden_size, n_layer=2, n_head=4, d_inner=37)
+
+    def get_config(self) -> HSTLConfig:
+        return HSTLConfig(encoder_config=self.encoder_config().to_dict(), tasks=TASKS, **self.config_kwargs)
+
+    def prepare_inputs(self, seed=0, padding_side="left"):
+        """Random sentences of 0..6 words, each word 1-2 sub-tokens, padded on `padding_side`; words left-aligned."""
+        generator = torch.Generator().manual_seed(seed)
+        word_counts = [6, 3, 0, 5][: self.batch_size]
+        rows, starts = [], []
+        for num_words in word_counts:
+            ids, word_starts = [], []
+            for _ in range(num_words):
+                word_starts.append(len(ids))
+                ids.extend(torch.randint(10, self.vocab_size, (int(torch.randint(1, 3, (1,), generator=generator)),),
+                                         generator=generator).tolist())
+            ids.extend([4, 3])  # trailing special tokens, XLNet style
+            rows.append(ids)
+            starts.append(word_starts)
+        seq_len = max(len(row) for row in rows)
+        max_words = max(word_counts)
+        input_ids = torch.full((len(rows), seq_len), 5)
+        attention_mask = torch.zeros_like(input_ids)
+        word_start_positions = torch.full((len(rows), max_words), -1)
+        for row_index, (ids, word_starts) in enumerate(zip(rows, starts)):
+            shift = seq_len - len(ids) if padding_side == "left" else 0
+            input_ids[row_index, shift:shift + len(ids)] = torch.tensor(ids)
+            attention_mask[row_index, shift:shift + len(ids)] = 1
+            if word_starts:
+                word_start_positions[row_index, : len(word_starts)] = torch.tensor(word_starts) + shift
+        task_ids = torch.tensor([0, 1, 2, 1][: self.batch_size])
+        labels = torch.full((len(rows), max_words), IGNORE_INDEX)
+        for row_index, num_words in enumerate(word_counts):
+            num_labels = len(TASKS[int(task_ids[row_index])]["labels"])
+            labels[row_index, :num_words] = torch.randint(0, num_labels, (num_words,), generator=generator)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "word_start_positions": word_start_positions,
+            "task_ids": task_ids,
+            "labels": labels,
+        }
+
+    def create_and_check_shapes(self, model, inputs):
+        output = model(**inputs)
+        batch_size, num_words = inputs["word_start_positions"].shape
+        max_labels = max(len(TASKS[int(task_id)]["labels"]) for task_id in inputs["task_ids"])
+        assert output.emissions.shape == (batch_size, num_words, max_labels)
+        assert output.predictions.shape == (batch_size, num_words)
+        assert output.per_example_loss.shape == (batch_size,)
+        for row, task_id in enumerate(inputs["task_ids"].tolist()):
+            num_labels = len(TASKS[task_id]["labels"])
+            real = output.word_mask[row]
+            assert torch.isinf(output.emissions[row, real, num_labels:]).all()
+            assert torch.isfinite(output.emissions[row, real, :num_labels]).all()
+            assert (output.predictions[row, ~real] == IGNORE_INDEX).all()
+            assert ((output.predictions[row, real] >= 0) & (output.predictions[row, real] < num_labels)).all()
+
+
+@pytest.fixture
+def tester():
+    return HSTLModelTester()
+
+
+@pytest.fixture
+def model(tester):
+    torch.manual_seed(0)
+    return HSTLModel(tester.get_config()).eval()
+
+
+def test_output_shapes_per_task(tester, model):
+    tester.create_and_check_shapes(model, tester.prepare_inputs())
+
+
+def test_loss_only_with_labels(tester, model):
+    inputs = tester.prepare_inputs()
+    with_labels = model(**inputs)
+    inputs.pop("labels")
+    without_labels = model(**inputs)
+    assert with_labels.loss is not None and with_labels.loss.dim() == 0 and with_labels.loss > 0
+    assert without_labels.loss is None and without_labels.per_example_loss is None
+    assert torch.equal(with_labels.predictions, without_labels.predictions)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_mixed_batch_loss_is_sum_of_task_losses(reduction):
+    tester = HSTLModelTester(loss_reduction=reduction)
+    torch.manual_seed(0)
+    model = HSTLModel(tester.get_config()).eval()
+    inputs = tester.prepare_inputs()
+    mixed_loss = model(**inputs).loss
+    task_losses = []
+    for task_id in inputs["task_ids"].unique().tolist():
+        rows = (inputs["task_ids"] == task_id).nonzero(as_tuple=True)[0]
+        subset = {key: value[rows] for key, value in inputs.items() if key != "task_ids"}
+        loss = model(**subset, task=TASKS[task_id]["name"]).loss
+        # "mean" averages over the whole batch, so a task's share is weighted by its number of rows.
+        task_losses.append(loss if reduction == "sum" else loss * len(rows) / len(inputs["task_ids"]))
+    torch.testing.assert_close(mixed_loss, torch.stack(task_losses).sum())
+
+
+def test_gradients_reach_shared_family_and_own_head_only(tester):
+    torch.manual_seed(0)
+    model = HSTLModel(tester.get_config()).train()
+    inputs = tester.prepare_inputs()
+    inputs["task_ids"] = torch.full_like(inputs["task_ids"], 1)  # every row: dis-a
+    inputs["labels"] = inputs["labels"].clamp(max=2)
+    model(**inputs).loss.backward()
+
+    def has_gradient(module):
+        return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+    assert has_gradient(model.encoder)
+    assert has_gradient(model.family_layers["disease"])
+    assert has_gradient(model.heads["dis-a"].emission) and model.heads["dis-a"].crf.transitions.grad is not None
+    for other in ["chem-a", "dis-b", "gene-a"]:
+        assert all(p.grad is None for p in model.heads[other].parameters()), other
+    for family in ["chemical", "gene_protein"]:
+        assert all(p.grad is None for p in model.family_layers[family].parameters()), family
+
+
+def test_unknown_task_names_known_tasks(tester, model):
+    inputs = tester.prepare_inputs()
+    inputs.pop("task_ids")
+    with pytest.raises(ValueError, match=r"unknown task 'nope'.*chem-a.*dis-a.*dis-b.*gene-a"):
+        model(**inputs, task="nope")
+    with pytest.raises(ValueError, match="known tasks"):
+        model.tag(inputs["input_ids"], inputs["word_start_positions"], inputs["attention_mask"], tasks=["nope"])
+
+
+def test_task_ids_out_of_range_raises(tester, model):
+    inputs = tester.prepare_inputs()
+    inputs["task_ids"] = torch.tensor([0, 1, 7, 0])
+    with pytest.raises(ValueError, match=r"task_ids: expected ids in \[0, 4\)"):
+        model(**inputs)
+
+
+def test_padding_side_does_not_change_outputs(tester, model):
+    left = model(**tester.prepare_inputs(padding_side="left"))
+    right = model(**tester.prepare_inputs(padding_side="right"))
+    assert torch.equal(left.predictions, right.predictions)
+    torch.testing.assert_close(left.emissions, right.emissions, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(left.per_example_loss, right.per_example_loss, rtol=1e-4, atol=1e-5)
+
+
+def test_empty_example_has_zero_loss_and_no_predictions(tester, model):
+    output = model(**tester.prepare_inputs())
+    assert output.per_example_loss[2] == 0  # the third example has no word
+    assert output.word_mask[2].sum() == 0
+
+
+def test_tag_all_heads_in_one_pass_matches_forward(tester, model):
+    inputs = tester.prepare_inputs()
+    tagged = model.tag(inputs["input_ids"], inputs["word_start_positions"], inputs["attention_mask"])
+    assert set(tagged.predictions) == {task["name"] for task in TASKS}
+    for task in TASKS:
+        single = model(
+            inputs["input_ids"], inputs["word_start_positions"], inputs["attention_mask"], task=task["name"]
+        )
+        assert torch.equal(tagged.predictions[task["name"]], single.predictions)
+        num_labels = len(task["labels"])
+        torch.testing.assert_close(
+            tagged.emissions[task["name"]] * single.word_mask.unsqueeze(-1), single.emissions[..., :num_labels]
+        )
+
+
+def test_encoder_called_once_when_tagging_all_heads(tester, model):
+    inputs = tester.prepare_inputs()
+    calls = []
+    handle = model.encoder.register_forward_hook(lambda *args: calls.append(1))
+    model.tag(inputs["input_ids"], inputs["word_start_positions"], inputs["attention_mask"])
+    handle.remove()
+    assert len(calls) == 1
+
+
+def test_bert_encoder_works(tmp_path):
+    tester = HSTLModelTester(encoder="bert")
+    torch.manual_seed(0)
+    model = HSTLModel(tester.get_config()).eval()
+    tester.create_and_check_shapes(model, tester.prepare_inputs(padding_side="right"))
+
+
+def test_no_family_layers_gives_plain_multitask_model():
+    tester = HSTLModelTester(use_family_layers=False)
+    model = HSTLModel(tester.get_config()).eval()
+    assert len(model.family_layers) == 0
+    assert model.heads["chem-a"].emission.in_features == tester.hidden_size
+    tester.create_and_check_shapes(model, tester.prepare_inputs())
+
+
+def test_family_hidden_size_sets_head_input():
+    tester = HSTLModelTester(family_hidden_size=16)
+    model = HSTLModel(tester.get_config()).eval()
+    assert model.family_layers["chemical"].dense.out_features == 16
+    assert model.heads["gene-a"].emission.in_features == 16
+    tester.create_and_check_shapes(model, tester.prepare_inputs())
+
+
+def test_init_covers_crf_transitions(model):
+    bound = model.config.crf_init_range
+    for head in model.heads.values():
+        for parameter in (head.crf.transitions, head.crf.start_transitions, head.crf.end_transitions):
+            assert parameter.abs().max() <= bound and parameter.abs().sum() > 0
+        assert abs(head.emission.weight.std().item() - model.config.initializer_range) < 0.01
+        assert torch.count_nonzero(head.emission.bias) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CRF decoding against brute force
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _brute_force(crf, emissions, num_words):
+    """Best sequence and log partition by enumerating every label sequence of one example."""
+    num_labels = emissions.shape[-1]
+    scores = {}
+    for sequence in itertools.product(range(num_labels), repeat=num_words):
+        score = crf.start_transitions[sequence[0]] + emissions[0, sequence[0]]
+        for position in range(1, num_words):
+            score = score + crf.transitions[sequence[position - 1], sequence[position]]
+            score = score + emissions[position, sequence[position]]
+        scores[sequence] = score + crf.end_transitions[sequence[-1]]
+    best = max(scores, key=lambda sequence: scores[sequence])
+    return list(best), torch.logsumexp(torch.stack(list(scores.values())), dim=0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_viterbi_and_likelihood_match_brute_force(seed):
+    from torchcrf import CRF
+
+    generator = torch.Generator().manual_seed(seed)
+    num_labels = 3 + seed % 3
+    crf = CRF(num_labels, batch_first=True)
+    for parameter in crf.parameters():
+        torch.nn.init.normal_(parameter, generator=generator)
+    lengths = [5, 1, 3, 0, 4]
+    emissions = torch.randn(len(lengths), max(lengths), num_labels, generator=generator)
+    word_mask = torch.arange(max(lengths)).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    predictions = viterbi_decode(crf, emissions, word_mask)
+    for row, length in enumerate(lengths):
+        assert (predictions[row, length:] == IGNORE_INDEX).all()
+        if length == 0:
+            continue
+        best, log_partition = _brute_force(crf, emissions[row, :length], length)
+        assert predictions[row, :length].tolist() == best
+        # the CRF's log-likelihood of the best path = its score - log partition
+        log_likelihood = crf(emissions[row : row + 1, :length], torch.tensor([best]), reduction="sum")
+        best_score = _brute_force_score(crf, emissions[row, :length], best)
+        torch.testing.assert_close(log_likelihood, best_score - log_partition, rtol=1e-5, atol=1e-5)
+    # and the batched decoder agrees with pytorch-crf's own on non-empty rows
+    non_empty = torch.tensor(lengths) > 0
+    reference = crf.decode(emissions[non_empty], mask=word_mask[non_empty])
+    ours = [row[row != IGNORE_INDEX].tolist() for row in predictions[non_empty]]
+    assert ours == reference
+
+
+def _brute_force_score(crf, emissions, sequence):
+    score = crf.start_transitions[sequence[0]] + emissions[0, sequence[0]]
+    for position in range(1, len(sequence)):
+        score = score + crf.transitions[sequence[position - 1], sequence[position]] + emissions[position, sequence[position]]
+    return score + crf.end_transitions[sequence[-1]]
+
+
+def test_model_decoding_matches_brute_force_with_token_padding_on_either_side(tester, model):
+    for padding_side in ("left", "right"):
+        inputs = tester.prepare_inputs(seed=3, padding_side=padding_side)
+        output = model(**inputs)
+        for row, task_id in enumerate(inputs["task_ids"].tolist()):
+            num_words = int(output.word_mask[row].sum())
+            if num_words == 0:
+                continue
+            head = model.heads[TASKS[task_id]["name"]]
+            num_labels = len(TASKS[task_id]["labels"])
+            best, _ = _brute_force(head.crf, output.emissions[row, :num_words, :num_labels], num_words)
+            assert output.predictions[row, :num_words].tolist() == best
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Saving, loading, remote code, pretrained encoders
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_save_and_load_round_trip(tmp_path, tester, model):
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin"))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel"}
+    assert (tmp_path / "modeling_hstl.py").exists() and (tmp_path / "configuration_hstl.py").exists()
+    loaded = HSTLModel.from_pretrained(tmp_path).eval()
+    inputs = tester.prepare_inputs()
+    expected, got = model(**inputs), loaded(**inputs)
+    assert torch.equal(expected.emissions, got.emissions)
+    assert torch.equal(expected.predictions, got.predictions)
+    assert torch.equal(expected.loss, got.loss)
+    assert loaded.config.tasks == model.config.tasks
+
+
+REMOTE_CODE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+    import torch
+
+    class BlockRepo(importlib.abc.MetaPathFinder):
+        # The package may be installed (editable) in this environment: make sure only the folder's code is used.
+        def find_spec(self, name, path=None, target=None):
+            if name == "hstl" or name.startswith("hstl.") or name in ("train", "finetune", "predict", "eval"):
+                raise ImportError("the HSTL repo must not be importable here: " + name)
+
+    sys.meta_path.insert(0, BlockRepo())
+    try:
+        import hstl  # noqa: F401
+        raise SystemExit("hstl was importable")
+    except ImportError:
+        pass
+
+    from transformers import AutoConfig, AutoModel
+    folder, inputs_file, output_file = sys.argv[1:4]
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__name__ == "HSTLModel", type(model)
+    assert "hstl" not in sys.modules
+    inputs = {key: torch.tensor(value) for key, value in json.load(open(inputs_file)).items()}
+    output = model(**inputs)
+    json.dump({"emissions": output.emissions.tolist(), "predictions": output.predictions.tolist(),
+               "loss": output.loss.item(), "module": type(model).__module__, "tasks": config.task_names},
+              open(output_file, "w"))
+    """
+)
+
+
+def test_remote_code_loads_in_fresh_process_without_repo(tmp_path, tester, model):
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    inputs = tester.prepare_inputs()
+    (tmp_path / "inputs.json").write_text(json.dumps({key: value.tolist() for key, value in inputs.items()}))
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    (workdir / "check.py").write_text(REMOTE_CODE_SCRIPT)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    completed = subprocess.run(
+        [sys.executable, "check.py", str(folder), str(tmp_path / "inputs.json"), str(tmp_path / "out.json")],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    remote = json.loads((tmp_path / "out.json").read_text())
+    assert remote["module"].startswith("transformers_modules")
+    assert remote["tasks"] == [task["name"] for task in TASKS]
+    local = model(**inputs)
+    assert remote["predictions"] == local.predictions.tolist()
+    assert torch.equal(torch.tensor(remote["emissions"]), local.emissions)
+    assert remote["loss"] == local.loss.item()
+
+
+def test_remote_code_files_import_only_allowed_modules():
+    import ast
+    import hstl
+
+    folder = os.path.dirname(hstl.__file__)
+    allowed = {"torch", "transformers", "torchcrf", "__future__", "dataclasses", "typing"}
+    for name in ("modeling_hstl.py", "configuration_hstl.py"):
+        tree = ast.parse(open(os.path.join(folder, name)).read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                roots = {"." + (node.module or "")} if node.level else {node.module.split(".")[0]}
+            else:
+                continue
+            for root in roots:
+                assert root in allowed or root == ".configuration_hstl", f"{name} imports {root}"
+
+
+def test_from_encoder_keeps_pretrained_hidden_states(tmp_path, tester):
+    torch.manual_seed(1)
+    plain = XLNetModel(tester.encoder_config()).eval()
+    plain.save_pretrained(tmp_path / "xlnet")
+    model = HSTLModel.from_encoder(str(tmp_path / "xlnet"), tasks=TASKS).eval()
+    inputs = tester.prepare_inputs()
+    expected = plain(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_mems=False)
+    got = model.encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_mems=False)
+    assert torch.equal(expected.last_hidden_state, got.last_hidden_state)
+    # and the saved HSTL folder keeps them through from_pretrained too (no re-initialisation of loaded weights)
+    model.save_pretrained(tmp_path / "hstl")
+    reloaded = HSTLModel.from_pretrained(tmp_path / "hstl").eval()
+    again = reloaded.encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_mems=False)
+    assert torch.equal(expected.last_hidden_state, again.last_hidden_state)
+
+
+def test_add_task_and_keep_tasks(tester, model):
+    model.add_task("species-new", ["O", "B-Species", "I-Species"], "species")
+    assert model.config.task_names[-1] == "species-new"
+    assert "species" in model.family_layers
+    inputs = tester.prepare_inputs()
+    inputs.pop("task_ids")
+    inputs["labels"] = inputs["labels"].clamp(max=2)
+    output = model(**inputs, task="species-new")
+    assert output.loss is not None and torch.isfinite(output.loss)
+    model.keep_tasks(["species-new"])
+    assert list(model.heads) == ["species-new"] and list(model.family_layers) == ["species"]
+    assert model.config.task_names == ["species-new"]
+    with pytest.raises(ValueError, match="exists already"):
+        model.add_task("species-new", ["O"], "species")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"tasks": [{"name": "a", "labels": ["O", "X-Y"], "family": "chemical"}]}, "IOB2"),
+        ({"tasks": [{"name": "a", "labels": [], "family": "chemical"}]}, "non-empty list"),
+        ({"tasks": [{"name": "a", "labels": ["O"], "family": ""}]}, "family"),
+        ({"tasks": [{"name": "a", "labels": ["O"]}]}, "missing"),
+        ({"tasks": [{"name": "a", "labels": ["O"], "family": "x"}] * 2}, "unique task names"),
+        ({"loss_reduction": "max"}, "loss_reduction"),
+        ({"hidden_dropout": 1.5}, "hidden_dropout"),
+        ({"family_activation": "swish"}, "family_activation"),
+        ({"encoder_config": {"d_model": 3}}, "model_type"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HSTLConfig(**kwargs)
+
+
+def test_config_round_trip_keeps_tasks_and_encoder(tmp_path, tester):
+    config = tester.get_config()
+    config.save_pretrained(tmp_path)
+    loaded = HSTLConfig.from_pretrained(tmp_path)
+    assert loaded.tasks == TASKS
+    assert loaded.families == ["chemical", "disease", "gene/protein"]
+    assert loaded.encoder_config.model_type == "xlnet" and loaded.encoder_config.d_model == tester.hidden_size
+    assert loaded.task_label2id("dis-b")["I-Other"] == 4
