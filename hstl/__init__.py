@@ -1,27 +1,29 @@
-"""HSTL: hierarchical shared transfer learning for biomedical named entity recognition (Chai et al., 2022)."""
+"""HSTL: hierarchical shared transfer learning for biomedical named entity recognition (Chai et al., 2022).
 
-from .configuration_hstl import ENTITY_FAMILIES, HSTLConfig
-from .modeling_hstl import (
-    HSTLModel,
-    HSTLMultiTaskTaggingOutput,
-    HSTLPreTrainedModel,
-    HSTLTokenClassifierOutput,
-    viterbi_decode,
-)
+The model classes are imported lazily, so that `import hstl.data` or `python -m eval.score` do not pay for torch and
+transformers.
+"""
 
-# `save_pretrained` then writes `auto_map` into config.json and copies the two remote-code files beside the weights, so
-# that `AutoModel.from_pretrained(folder, trust_remote_code=True)` works without this package installed.
-HSTLConfig.register_for_auto_class()
-HSTLModel.register_for_auto_class("AutoModel")
+import importlib
+from typing import Any
+
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ENTITY_FAMILIES",
-    "HSTLConfig",
-    "HSTLModel",
-    "HSTLMultiTaskTaggingOutput",
-    "HSTLPreTrainedModel",
-    "HSTLTokenClassifierOutput",
-    "viterbi_decode",
-]
+_LAZY = {
+    "ENTITY_FAMILIES": "configuration_hstl",
+    "HSTLConfig": "configuration_hstl",
+    "HSTLModel": "modeling_hstl",
+    "HSTLMultiTaskTaggingOutput": "modeling_hstl",
+    "HSTLPreTrainedModel": "modeling_hstl",
+    "HSTLTokenClassifierOutput": "modeling_hstl",
+    "viterbi_decode": "modeling_hstl",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'hstl' has no attribute {name!r}")

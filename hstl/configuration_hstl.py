@@ -180,3 +180,7 @@ class HSTLConfig(PretrainedConfig):
 
 
 __all__ = ["HSTLConfig", "ENTITY_FAMILIES"]
+
+
+# `save_pretrained` then writes `auto_map` into config.json and copies this file beside the weights.
+HSTLConfig.register_for_auto_class()

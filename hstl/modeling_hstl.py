@@ -409,4 +409,8 @@ class HSTLModel(HSTLPreTrainedModel):
         return HSTLMultiTaskTaggingOutput(emissions=emissions, predictions=predictions, word_mask=word_mask)
 
 
+# `save_pretrained` then writes `auto_map` into config.json and copies the remote-code files beside the weights, so that
+# `AutoModel.from_pretrained(folder, trust_remote_code=True)` works without the hstl package.
+HSTLModel.register_for_auto_class("AutoModel")
+
 __all__ = ["HSTLModel", "HSTLPreTrainedModel", "HSTLTokenClassifierOutput", "HSTLMultiTaskTaggingOutput", "viterbi_decode"]

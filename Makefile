@@ -1,0 +1,19 @@
+# `make demo` and `make test` are the README's Quick start: each sets up .venv (scripts/setup.sh) and then runs.
+PYTHON := .venv/bin/python
+
+.PHONY: demo test test-all setup setup-dev
+
+setup:
+	bash scripts/setup.sh
+
+setup-dev:
+	bash scripts/setup.sh --dev
+
+demo: setup
+	$(PYTHON) train.py --config configs/demo.yaml --output_dir runs/demo
+
+test: setup-dev
+	$(PYTHON) -m pytest -m "not slow" -q
+
+test-all: setup-dev
+	$(PYTHON) -m pytest -q

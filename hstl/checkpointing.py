@@ -1,0 +1,121 @@
+"""Atomic checkpoints and model folders.
+
+A run killed while saving must leave the previous checkpoint intact: everything is written into a sibling folder first
+and moved into place with `os.replace` once complete, and a checkpoint counts only when its `trainer_state.json` (the
+last file written) is there. Trainer state is JSON, never a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+
+
+CHECKPOINTS_DIR = "checkpoints"
+TRAINER_STATE = "trainer_state.json"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+_INCOMPLETE_SUFFIX = ".incomplete"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or damaged; the message names its path."""
+
+
+def checkpoint_dir(output_dir: Path, step: int) -> Path:
+    return Path(output_dir) / CHECKPOINTS_DIR / f"step_{step:08d}"
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, trainer_state: dict[str, Any]) -> Path:
+    """`accelerator.save_state` into `step_N.incomplete`, then trainer_state.json, then rename to `step_N`."""
+    final = checkpoint_dir(output_dir, step)
+    staging = final.with_name(final.name + _INCOMPLETE_SUFFIX)
+    if accelerator.is_main_process and staging.exists():
+        shutil.rmtree(staging)  # left by a run killed mid-save
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging), safe_serialization=True)
+    if accelerator.is_main_process:
+        _write_json_atomically(staging / TRAINER_STATE, trainer_state)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    path = Path(checkpoint) / TRAINER_STATE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {checkpoint} is incomplete or damaged: {TRAINER_STATE} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"checkpoint {checkpoint} is damaged: {path} is not valid JSON ({error})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("completed_steps"), int):
+        raise CheckpointError(f"checkpoint {checkpoint} is damaged: {path} has no integer completed_steps")
+    return state
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (incomplete staging folders are ignored)."""
+    folder = Path(output_dir) / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(match.group(1)), path) for path in folder.iterdir() if (match := _STEP_DIR.match(path.name))]
+    return [path for _, path in sorted(found) if (path / TRAINER_STATE).is_file()]
+
+
+def find_latest_checkpoint(output_dir: Path) -> Path | None:
+    checkpoints = list_checkpoints(output_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def prune_checkpoints(output_dir: Path, keep: int) -> None:
+    """Deletes all but the newest `keep` complete checkpoints (keep <= 0 keeps all)."""
+    if keep <= 0:
+        return
+    for path in list_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> dict[str, Any]:
+    """Restores model, optimizer, scheduler and RNG states; a damaged file is reported with the checkpoint's path."""
+    state = read_trainer_state(checkpoint)
+    try:
+        accelerator.load_state(str(checkpoint))
+    except Exception as error:  # safetensors/torch raise many types for truncated or corrupted files
+        raise CheckpointError(f"checkpoint {checkpoint} is damaged: {type(error).__name__}: {error}") from error
+    return state
+
+
+def save_model_folder(accelerator: Accelerator, model, tokenizer, folder: Path) -> None:
+    """Writes a loadable model folder (config with auto_map, safetensors, remote code, tokenizer) file by file
+    atomically: each file is written in a staging folder and moved over its old version."""
+    folder = Path(folder)
+    staging = folder.with_name(folder.name + _INCOMPLETE_SUFFIX)
+    unwrapped = accelerator.unwrap_model(model)
+    state_dict = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        if staging.exists():
+            shutil.rmtree(staging)
+        unwrapped.save_pretrained(staging, state_dict=state_dict, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Weights last: a reader never sees new weights beside an old config.
+        names = sorted(os.listdir(staging), key=lambda name: name.endswith(".safetensors"))
+        for name in names:
+            os.replace(staging / name, folder / name)
+        shutil.rmtree(staging)
+    accelerator.wait_for_everyone()
+
+
+def _write_json_atomically(path: Path, value: Any) -> None:
+    staging = path.with_name(path.name + _INCOMPLETE_SUFFIX)
+    staging.write_text(json.dumps(value, indent=2), encoding="utf-8")
+    os.replace(staging, path)

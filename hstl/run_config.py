@@ -1,0 +1,262 @@
+"""Run configuration: the YAML file that names the tasks, their data and families, the model and the training settings.
+
+A run saves its resolved configuration beside its outputs (`run_config.yaml`), so every setting that shaped a model is
+kept with it, not only in a shell history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+SAMPLE_PREFIX = "sample:"
+"""`data_dir: sample:BC5CDR-chem` points at the attributed sample shipped inside the package (hstl/sample_data)."""
+
+
+class RunConfigError(ValueError):
+    """A run configuration value is missing or wrong; the message names the file and the key."""
+
+
+@dataclass
+class TaskSpec:
+    """One task (corpus): where its data is, its entity family and, optionally, its label list."""
+
+    name: str
+    family: str
+    data_dir: str | None = None
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_file: str | None = None
+    hf_dataset: str | None = None
+    hf_train_split: str = "train"
+    hf_validation_split: str = "validation"
+    hf_test_split: str = "test"
+    tokens_column: str = "tokens"
+    tags_column: str = "ner_tags"
+    labels: list[str] | None = None
+    max_train_sentences: int | None = None
+
+
+@dataclass
+class ModelSpec:
+    """The encoder and the HSTL hierarchy. `encoder` is a pretrained name/path; `encoder_config` builds one from scratch."""
+
+    encoder: str | None = None
+    encoder_config: dict | None = None
+    tokenizer: str | None = None
+    tokenizer_vocab_size: int = 8000
+    init_from: str | None = None
+    use_family_layers: bool = True
+    family_hidden_size: int | None = None
+    family_activation: str = "gelu"
+    hidden_dropout: float = 0.1
+    loss_reduction: str = "mean"
+
+
+@dataclass
+class TrainingSpec:
+    """Optimisation, sampling, windowing, evaluation and checkpoint settings."""
+
+    seed: int = 42
+    train_batch_size: int = 16
+    eval_batch_size: int = 64
+    max_steps: int = 1000
+    gradient_accumulation_steps: int = 1
+    encoder_learning_rate: float = 5e-5
+    head_learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    lr_scheduler_type: str = "linear"
+    max_grad_norm: float = 1.0
+    sampling_strategy: str = "temperature"
+    sampling_alpha: float = 0.5
+    batch_mode: str = "homogeneous"
+    max_length: int = 128
+    window_overlap: int = 16
+    eval_steps: int = 200
+    checkpointing_steps: int = 200
+    keep_checkpoints: int = 2
+    logging_steps: int = 25
+    nonfinite_policy: str = "stop"
+    freeze: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunConfig:
+    """A whole run: model, tasks (in order), training. Relative paths resolve against `data_root`."""
+
+    model: ModelSpec
+    tasks: list[TaskSpec]
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    data_root: str | None = None
+    source: str | None = None  # the file this was read from, for messages
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": asdict(self.model),
+            "tasks": [asdict(task) for task in self.tasks],
+            "training": asdict(self.training),
+            "data_root": self.data_root,
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+    def task_names(self) -> list[str]:
+        return [task.name for task in self.tasks]
+
+    def resolve_path(self, value: str) -> Path:
+        """A data path: `sample:NAME` is the shipped sample; relative paths resolve against `data_root`."""
+        if value.startswith(SAMPLE_PREFIX):
+            from .data import sample_data_dir
+
+            return sample_data_dir() / value[len(SAMPLE_PREFIX):]
+        path = Path(value).expanduser()
+        if path.is_absolute() or self.data_root is None:
+            return path
+        return Path(self.data_root) / path
+
+
+FREEZABLE = ("embeddings", "encoder", "family", "heads")
+SAMPLING_STRATEGIES = ("proportional", "temperature", "uniform")
+BATCH_MODES = ("homogeneous", "mixed")
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Coerces YAML scalars to the field's type (PyYAML reads `5e-5` as a string) or raises naming `where`."""
+    if value is None:
+        return None
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # `X | None`: coerce to X
+        target = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    else:
+        target = annotation
+    target_origin = typing.get_origin(target) or target
+    try:
+        if target_origin is bool:
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if target_origin is int:
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise TypeError
+            return int(float(value))
+        if target_origin is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if target_origin is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if target_origin is list:
+            if not isinstance(value, list):
+                raise TypeError
+            return list(value)
+        if target_origin is dict:
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise RunConfigError(f"{where}: expected {annotation}, got {value!r}")
+
+
+def _build(cls, values: Any, where: str):
+    if not isinstance(values, dict):
+        raise RunConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise RunConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known keys: {sorted(known)}")
+    kwargs = {key: _coerce(value, hints[key], f"{where}.{key}") for key, value in values.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as error:  # a required key is missing
+        raise RunConfigError(f"{where}: {error}") from None
+
+
+def _validate(config: RunConfig, where: str) -> None:
+    if not config.tasks:
+        raise RunConfigError(f"{where}: tasks: expected at least one task, got none")
+    names = config.task_names()
+    if len(set(names)) != len(names):
+        raise RunConfigError(f"{where}: tasks: expected unique names, got {names}")
+    for index, task in enumerate(config.tasks):
+        sources = [task.data_dir is not None, task.train_file is not None or task.validation_file is not None,
+                   task.hf_dataset is not None]
+        if sum(sources) != 1:
+            raise RunConfigError(
+                f"{where}: tasks[{index}] ({task.name}): expected exactly one data source "
+                f"(data_dir, train_file/validation_file/test_file, or hf_dataset)"
+            )
+    model = config.model
+    if (model.encoder is None) == (model.encoder_config is None) and model.init_from is None:
+        raise RunConfigError(f"{where}: model: expected exactly one of encoder (pretrained) or encoder_config (scratch)")
+    training = config.training
+    checks = [
+        (training.sampling_strategy in SAMPLING_STRATEGIES, "sampling_strategy", SAMPLING_STRATEGIES),
+        (training.batch_mode in BATCH_MODES, "batch_mode", BATCH_MODES),
+        (training.nonfinite_policy in NONFINITE_POLICIES, "nonfinite_policy", NONFINITE_POLICIES),
+        (set(training.freeze) <= set(FREEZABLE), "freeze", FREEZABLE),
+    ]
+    for ok, key, allowed in checks:
+        if not ok:
+            raise RunConfigError(f"{where}: training.{key}: expected one of {allowed}, got {getattr(training, key)!r}")
+    for key in ("train_batch_size", "eval_batch_size", "max_steps", "gradient_accumulation_steps", "max_length"):
+        if getattr(training, key) <= 0:
+            raise RunConfigError(f"{where}: training.{key}: expected a positive number, got {getattr(training, key)}")
+    if not 0 <= training.window_overlap < training.max_length // 2:
+        raise RunConfigError(
+            f"{where}: training.window_overlap: expected 0 <= overlap < max_length/2 = {training.max_length // 2}, "
+            f"got {training.window_overlap}"
+        )
+
+
+def run_config_from_dict(values: dict, source: str = "<dict>", base_dir: Path | None = None) -> RunConfig:
+    """Builds and checks a RunConfig; `data_root` (default: `base_dir`) is made absolute against `base_dir`."""
+    if not isinstance(values, dict):
+        raise RunConfigError(f"{source}: expected a YAML mapping at the top, got {type(values).__name__}")
+    unknown = set(values) - {"model", "tasks", "training", "data_root"}
+    if unknown:
+        raise RunConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)}; known: data_root, model, tasks, training")
+    if not isinstance(values.get("tasks"), list):
+        raise RunConfigError(f"{source}: tasks: expected a list of tasks, got {values.get('tasks')!r}")
+    data_root = values.get("data_root")
+    if base_dir is not None:
+        data_root = str((base_dir / data_root).resolve()) if data_root is not None else str(base_dir.resolve())
+    config = RunConfig(
+        model=_build(ModelSpec, values.get("model") or {}, f"{source}: model"),
+        tasks=[_build(TaskSpec, task, f"{source}: tasks[{index}]") for index, task in enumerate(values["tasks"])],
+        training=_build(TrainingSpec, values.get("training") or {}, f"{source}: training"),
+        data_root=data_root,
+        source=source,
+    )
+    _validate(config, source)
+    return config
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Reads a YAML run config; errors name the file (and the YAML line for syntax errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunConfigError(f"{path}: no such config file")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise RunConfigError(f"{path}{line}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    except UnicodeDecodeError as error:
+        raise RunConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    return run_config_from_dict(values, source=str(path), base_dir=path.parent)

@@ -1,0 +1,262 @@
+"""Stage-1 training: tiny runs on the shipped sample (seconds each), resume exactness, two real processes, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hstl.checkpointing import CheckpointError, list_checkpoints
+from hstl.run_config import RunConfigError, load_run_config, run_config_from_dict
+from hstl.training import LoopArguments, NonFiniteError, build_optimizer, build_model, load_task_data, run_training
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_run_config(tmp_path: Path, **training) -> dict:
+    """Two sample corpora capped at 40 sentences, a 2-layer 32-wide XLNet, no dropout (so runs can be compared)."""
+    values = {
+        "model": {
+            "encoder_config": {"model_type": "xlnet", "d_model": 32, "n_layer": 2, "n_head": 2, "d_inner": 64,
+                               "dropout": 0.0},
+            "tokenizer": "train",
+            "tokenizer_vocab_size": 600,
+            "hidden_dropout": 0.0,
+        },
+        "tasks": [
+            {"name": "chem", "family": "chemical", "data_dir": "sample:BC5CDR-chem", "max_train_sentences": 40},
+            {"name": "disease", "family": "disease", "data_dir": "sample:NCBI-disease", "max_train_sentences": 40},
+        ],
+        "training": {
+            "seed": 7, "train_batch_size": 4, "eval_batch_size": 32, "max_steps": 6, "eval_steps": 0,
+            "checkpointing_steps": 3, "keep_checkpoints": 3, "logging_steps": 1, "max_length": 48,
+            "window_overlap": 8, "encoder_learning_rate": 1e-3, "head_learning_rate": 1e-2, "batch_mode": "mixed",
+            **training,
+        },
+    }
+    return values
+
+
+def _run(tmp_path, values, name, **loop):
+    run_config = run_config_from_dict(values, source="test.yaml", base_dir=tmp_path)
+    return run_training(run_config, LoopArguments(output_dir=str(tmp_path / name), cpu=True, **loop))
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    """Train the tiny tokenizer once; runs copy it so that every run uses identical ids."""
+    folder = tmp_path_factory.mktemp("tok")
+    from hstl.tokenization import train_xlnet_tokenizer
+
+    run_config = run_config_from_dict(tiny_run_config(folder), source="test.yaml", base_dir=folder)
+    sentences = [s.tokens for task in load_task_data(run_config) for s in task.splits["train"]]
+    train_xlnet_tokenizer(sentences, folder / "tokenizer", vocab_size=600, seed=7)
+    return folder / "tokenizer"
+
+
+def _with_tokenizer(values, tokenizer_dir):
+    values["model"]["tokenizer"] = str(tokenizer_dir)
+    return values
+
+
+def test_run_leaves_a_model_folder_with_results(tmp_path, tokenizer_dir):
+    values = _with_tokenizer(tiny_run_config(tmp_path, eval_steps=3), tokenizer_dir)
+    outcome = _run(tmp_path, values, "out")
+    out = tmp_path / "out"
+    for name in ("config.json", "model.safetensors", "modeling_hstl.py", "configuration_hstl.py",
+                 "tokenizer_config.json", "run_config.yaml", "all_results.json", "train_log.jsonl"):
+        assert (out / name).exists(), name
+    results = json.loads((out / "all_results.json").read_text())
+    assert set(results["devel"]) == {"chem", "disease", "mean_f1"} and set(results["test"]) == {"chem", "disease", "mean_f1"}
+    assert results["completed_steps"] == 6 and outcome.completed_steps == 6
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in log] == [1, 2, 3, 4, 5, 6]
+    assert all(record["train_loss"] > 0 for record in log)
+    saved = load_run_config(out / "run_config.yaml")
+    assert saved.task_names() == ["chem", "disease"] and saved.training.max_steps == 6
+    assert not (out / "best_model").exists()
+    assert [path.name for path in list_checkpoints(out)] == ["step_00000003", "step_00000006"]
+
+
+def test_training_reduces_the_loss(tmp_path, tokenizer_dir):
+    values = _with_tokenizer(tiny_run_config(tmp_path, max_steps=30, checkpointing_steps=0, batch_mode="homogeneous"),
+                             tokenizer_dir)
+    _run(tmp_path, values, "out")
+    log = [json.loads(line)["train_loss"] for line in (tmp_path / "out/train_log.jsonl").read_text().splitlines()]
+    assert sum(log[-5:]) / 5 < 0.6 * sum(log[:5]) / 5
+
+
+def test_resume_after_interruption_gives_identical_weights(tmp_path, tokenizer_dir):
+    values = _with_tokenizer(tiny_run_config(tmp_path), tokenizer_dir)
+    _run(tmp_path, values, "straight")
+    # "Killed" after step 4: the step-3 checkpoint exists, step 4 is lost and redone after resuming.
+    _run(tmp_path, values, "resumed", stop_after_steps=4)
+    assert [p.name for p in list_checkpoints(tmp_path / "resumed")] == ["step_00000003"]
+    _run(tmp_path, values, "resumed", resume_from_checkpoint="latest")
+    straight = load_file(tmp_path / "straight/model.safetensors")
+    resumed = load_file(tmp_path / "resumed/model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    log = [json.loads(line)["step"] for line in (tmp_path / "resumed/train_log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4, 5, 6]
+
+
+def test_damaged_checkpoint_is_reported_with_its_path(tmp_path, tokenizer_dir):
+    values = _with_tokenizer(tiny_run_config(tmp_path, max_steps=3), tokenizer_dir)
+    _run(tmp_path, values, "out", stop_after_steps=3)
+    checkpoint = list_checkpoints(tmp_path / "out")[-1]
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=f"checkpoint {checkpoint} is damaged"):
+        _run(tmp_path, values, "out", resume_from_checkpoint=str(checkpoint))
+
+
+def test_nan_loss_stops_with_step_and_task(tmp_path, tokenizer_dir, monkeypatch):
+    from hstl import modeling_hstl
+
+    original = modeling_hstl.HSTLTaskHead.negative_log_likelihood
+    calls = {"count": 0}
+
+    def poisoned(self, emissions, labels, word_mask):
+        calls["count"] += 1
+        loss = original(self, emissions, labels, word_mask)
+        return loss * float("nan") if calls["count"] >= 3 else loss
+
+    monkeypatch.setattr(modeling_hstl.HSTLTaskHead, "negative_log_likelihood", poisoned)
+    values = _with_tokenizer(tiny_run_config(tmp_path, batch_mode="homogeneous"), tokenizer_dir)
+    with pytest.raises(NonFiniteError, match=r"non-finite loss at step \d+ on task\(s\) \['(chem|disease)'\]"):
+        _run(tmp_path, values, "out")
+    assert not (tmp_path / "out/model.safetensors").exists()
+
+
+def test_nan_loss_skip_policy_keeps_weights_finite(tmp_path, tokenizer_dir, monkeypatch):
+    from hstl import modeling_hstl
+
+    original = modeling_hstl.HSTLTaskHead.negative_log_likelihood
+    calls = {"count": 0}
+
+    def poisoned(self, emissions, labels, word_mask):
+        calls["count"] += 1
+        loss = original(self, emissions, labels, word_mask)
+        return loss * float("nan") if calls["count"] in (2, 3) else loss
+
+    monkeypatch.setattr(modeling_hstl.HSTLTaskHead, "negative_log_likelihood", poisoned)
+    values = _with_tokenizer(tiny_run_config(tmp_path, nonfinite_policy="skip", batch_mode="homogeneous",
+                                             checkpointing_steps=0), tokenizer_dir)
+    _run(tmp_path, values, "out")
+    weights = load_file(tmp_path / "out/model.safetensors")
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+
+
+def test_optimizer_groups_cover_every_parameter_once(tmp_path, tokenizer_dir):
+    values = _with_tokenizer(tiny_run_config(tmp_path), tokenizer_dir)
+    run_config = run_config_from_dict(values, source="test.yaml", base_dir=tmp_path)
+    from hstl.tokenization import load_tokenizer
+
+    model = build_model(run_config, load_task_data(run_config), load_tokenizer(str(tokenizer_dir)))
+    optimizer = build_optimizer(model, run_config)
+    names = {group["name"]: group for group in optimizer.param_groups}
+    assert names["encoder"]["lr"] == 1e-3 and names["heads"]["lr"] == 1e-2
+    assert names["heads/no_decay"]["weight_decay"] == 0.0
+    crf_ids = {id(p) for head in model.heads.values() for p in head.crf.parameters()}
+    assert crf_ids <= {id(p) for p in names["heads/no_decay"]["params"]}
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_run_config_errors_name_file_and_key(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("model:\n  encoder: x\ntasks:\n  - {name: a, family: b, data_dir: c}\ntraining:\n  max_stepz: 3\n")
+    with pytest.raises(RunConfigError, match=r"bad.yaml: training: unknown key\(s\) \['max_stepz'\]"):
+        load_run_config(config)
+    config.write_text("model: [unclosed\n")
+    with pytest.raises(RunConfigError, match=r"bad.yaml:\d+: not valid YAML"):
+        load_run_config(config)
+    config.write_text("model:\n  encoder: x\ntasks:\n  - {name: a, family: b, data_dir: c}\ntraining:\n  max_steps: many\n")
+    with pytest.raises(RunConfigError, match=r"training.max_steps: expected"):
+        load_run_config(config)
+
+
+def _script_env(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ACCELERATE_", "LOCAL_RANK"))}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    return env
+
+
+def test_train_script_bad_arguments_exit_with_one_line(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--config", str(tmp_path / "missing.yaml"), "--output_dir",
+         str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, env=_script_env(tmp_path), timeout=300,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.yaml'}: no such config file"
+
+
+@pytest.mark.slow
+def test_two_processes_follow_the_one_process_loss_curve(tmp_path, tokenizer_dir):
+    """2 gloo processes with the global batch split in halves see the same examples per step as 1 process, so the
+    loss curve matches up to float reduction order (DDP averages two half-batch mean gradients where one process
+    takes one full-batch mean). Dropout is off, so rtol 1e-3 over 6 steps leaves a wide margin above ~1e-6 float
+    noise, while any change of data or of gradient scale (e.g. summing instead of averaging) moves losses by >1e-2."""
+    values = _with_tokenizer(tiny_run_config(tmp_path, checkpointing_steps=0), tokenizer_dir)
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    values["data_root"] = str(tmp_path)
+    config.write_text(yaml.safe_dump(values))
+    common = [str(REPO / "train.py"), "--config", str(config), "--cpu"]
+    env = _script_env(tmp_path)
+    one = subprocess.run([sys.executable, *common, "--output_dir", str(tmp_path / "one")], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+         *common, "--output_dir", str(tmp_path / "two")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert json.loads((tmp_path / "two/all_results.json").read_text())["num_processes"] == 2
+    assert json.loads((tmp_path / "one/all_results.json").read_text())["num_processes"] == 1
+    curve_one = [json.loads(l)["train_loss"] for l in (tmp_path / "one/train_log.jsonl").read_text().splitlines()]
+    curve_two = [json.loads(l)["train_loss"] for l in (tmp_path / "two/train_log.jsonl").read_text().splitlines()]
+    assert len(curve_one) == len(curve_two) == 6
+    torch.testing.assert_close(torch.tensor(curve_two), torch.tensor(curve_one), rtol=1e-3, atol=0)
+
+
+def test_demo_config_command_produces_remote_code_folder(tmp_path):
+    """The README's main job, shortened: train.py on configs/demo.yaml; the folder then loads as remote code alone."""
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs/demo.yaml"), "--output_dir",
+         str(tmp_path / "demo"), "--max_steps", "4", "--eval_steps", "0", "--checkpointing_steps", "0"],
+        capture_output=True, text=True, cwd=tmp_path, env=_script_env(tmp_path), timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Model folder:" in completed.stdout and "BC5CDR-chem" in completed.stdout
+    folder = tmp_path / "demo"
+    moved = tmp_path / "moved_model"
+    shutil.copytree(folder, moved, ignore=shutil.ignore_patterns("checkpoints", "tokenizer"))
+
+    script = (
+        "import sys, importlib.abc\n"
+        "class B(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'hstl' or name.startswith('hstl.'): raise ImportError(name)\n"
+        "sys.meta_path.insert(0, B())\n"
+        "from transformers import AutoModel, AutoTokenizer\n"
+        "m = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "t = AutoTokenizer.from_pretrained(sys.argv[1])\n"
+        "print(type(m).__name__, m.config.task_names, t.padding_side)\n"
+    )
+    check = subprocess.run([sys.executable, "-c", script, str(moved)], capture_output=True, text=True,
+                           cwd=tmp_path, env=_script_env(tmp_path), timeout=300)
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert "HSTLModel ['BC5CDR-chem', 'BC5CDR-disease', 'NCBI-disease', 'BC2GM', 'linnaeus'] left" in check.stdout
