@@ -53,6 +53,7 @@ class ModelSpec:
     tokenizer: str | None = None
     tokenizer_vocab_size: int = 8000
     init_from: str | None = None
+    keep_only_trained_tasks: bool = False
     use_family_layers: bool = True
     family_hidden_size: int | None = None
     family_activation: str = "gelu"

@@ -343,18 +343,21 @@ def run_training(run_config: RunConfig, args: LoopArguments) -> TrainingOutcome:
     progress = tqdm(range(training.max_steps), initial=state.completed_steps,
                     disable=not accelerator.is_local_main_process)
     model.train()
-    running = _RunningLoss(len(tasks), accelerator.device)
+    # Batches carry the model's task ids: a fine-tuned model may hold more heads than this run trains.
+    model_task_names = accelerator.unwrap_model(model).config.task_names
+    running = _RunningLoss(len(model_task_names), accelerator.device)
     stop_at = training.max_steps if args.stop_after_steps is None else min(training.max_steps, args.stop_after_steps)
     for batch in _batches_from(state, train_dataloader, sampler, accelerator):
         if state.completed_steps >= stop_at:
             break
-        if not _train_on_batch(model, batch, optimizer, scheduler, accelerator, run_config, tasks, state, running):
+        if not _train_on_batch(model, batch, optimizer, scheduler, accelerator, run_config, model_task_names, state,
+                               running):
             continue
         state.completed_steps += 1
         progress.update(1)
         step = state.completed_steps
         if step % training.logging_steps == 0 or step == training.max_steps:
-            log = running.pop(accelerator, [t.name for t in tasks])
+            log = running.pop(accelerator, model_task_names)
             log["lr/encoder"], log["lr/heads"] = _group_lrs(optimizer)
             progress.set_postfix(loss=f"{log['train_loss']:.3f}")
             accelerator.log(log, step=step)
@@ -410,7 +413,7 @@ def _batches_from(state: _TrainState, dataloader, sampler: MultiTaskBatchSampler
         state.batches_in_epoch = 0
 
 
-def _train_on_batch(model, batch, optimizer, scheduler, accelerator, run_config, tasks, state, running) -> bool:
+def _train_on_batch(model, batch, optimizer, scheduler, accelerator, run_config, task_names, state, running) -> bool:
     """Forward, backward and (every `gradient_accumulation_steps` batches) an optimizer step.
 
     Returns True when an optimizer step was taken. A non-finite loss or gradient norm stops the run or skips the step,
@@ -418,7 +421,7 @@ def _train_on_batch(model, batch, optimizer, scheduler, accelerator, run_config,
     with accelerator.accumulate(model):
         outputs = model(**batch, decode=False)
         if not _all_finite(accelerator, outputs.loss):
-            _handle_nonfinite(run_config, accelerator, state.completed_steps, batch, tasks, "loss")
+            _handle_nonfinite(run_config, accelerator, state.completed_steps, batch, task_names, "loss")
             optimizer.zero_grad()
             return False
         running.add(outputs.per_example_loss.detach(), batch["task_ids"])
@@ -426,7 +429,7 @@ def _train_on_batch(model, batch, optimizer, scheduler, accelerator, run_config,
         if accelerator.sync_gradients:
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), run_config.training.max_grad_norm)
             if not _all_finite(accelerator, grad_norm):
-                _handle_nonfinite(run_config, accelerator, state.completed_steps, batch, tasks, "gradient norm")
+                _handle_nonfinite(run_config, accelerator, state.completed_steps, batch, task_names, "gradient norm")
                 optimizer.zero_grad()
                 return False
         optimizer.step()
@@ -475,6 +478,8 @@ def _finish(model, tasks, eval_sets, collator, accelerator, run_config, tokenize
     if best_dir.is_dir():
         best = HSTLModel.from_pretrained(best_dir)
         unwrapped.load_state_dict(best.state_dict())
+    if run_config.model.keep_only_trained_tasks:  # stage 2: the folder holds the target's family layer and head only
+        unwrapped.keep_tasks([task.name for task in tasks])
     save_model_folder(accelerator, model, tokenizer, output_dir)
     model.eval()
     results = {"completed_steps": completed_steps, "num_processes": accelerator.num_processes,
@@ -519,16 +524,17 @@ class _RunningLoss:
 
 def _all_finite(accelerator: Accelerator, value: torch.Tensor) -> bool:
     # Every process must take the same branch, or DDP's collectives deadlock.
-    flag = torch.tensor([float(torch.isfinite(value).all())], device=accelerator.device)
-    return bool(accelerator.reduce(flag, "min").item() == 1.0)
+    # (accelerate's reduce knows only sum, mean and max: count the processes that saw a non-finite value.)
+    nonfinite = torch.tensor([float(not torch.isfinite(value).all())], device=accelerator.device)
+    return bool(accelerator.reduce(nonfinite, "sum").item() == 0.0)
 
 
 class NonFiniteError(RuntimeError):
     """Training met a NaN or infinite loss or gradient and `nonfinite_policy` is "stop"."""
 
 
-def _handle_nonfinite(run_config, accelerator, step, batch, tasks, what: str) -> None:
-    batch_tasks = sorted({tasks[i].name for i in batch["task_ids"].unique().tolist()}) if len(tasks) > 1 else [tasks[0].name]
+def _handle_nonfinite(run_config, accelerator, step, batch, task_names: list[str], what: str) -> None:
+    batch_tasks = sorted({task_names[i] for i in batch["task_ids"].unique().tolist()})
     message = f"non-finite {what} at step {step + 1} on task(s) {batch_tasks}"
     if run_config.training.nonfinite_policy == "stop":
         raise NonFiniteError(message + "; stopping (nonfinite_policy: stop). The last checkpoint and best model are "

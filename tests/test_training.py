@@ -15,34 +15,11 @@ from safetensors.torch import load_file
 
 from hstl.checkpointing import CheckpointError, list_checkpoints
 from hstl.run_config import RunConfigError, load_run_config, run_config_from_dict
+from conftest import tiny_run_config
 from hstl.training import LoopArguments, NonFiniteError, build_optimizer, build_model, load_task_data, run_training
 
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny_run_config(tmp_path: Path, **training) -> dict:
-    """Two sample corpora capped at 40 sentences, a 2-layer 32-wide XLNet, no dropout (so runs can be compared)."""
-    values = {
-        "model": {
-            "encoder_config": {"model_type": "xlnet", "d_model": 32, "n_layer": 2, "n_head": 2, "d_inner": 64,
-                               "dropout": 0.0},
-            "tokenizer": "train",
-            "tokenizer_vocab_size": 600,
-            "hidden_dropout": 0.0,
-        },
-        "tasks": [
-            {"name": "chem", "family": "chemical", "data_dir": "sample:BC5CDR-chem", "max_train_sentences": 40},
-            {"name": "disease", "family": "disease", "data_dir": "sample:NCBI-disease", "max_train_sentences": 40},
-        ],
-        "training": {
-            "seed": 7, "train_batch_size": 4, "eval_batch_size": 32, "max_steps": 6, "eval_steps": 0,
-            "checkpointing_steps": 3, "keep_checkpoints": 3, "logging_steps": 1, "max_length": 48,
-            "window_overlap": 8, "encoder_learning_rate": 1e-3, "head_learning_rate": 1e-2, "batch_mode": "mixed",
-            **training,
-        },
-    }
-    return values
 
 
 def _run(tmp_path, values, name, **loop):
@@ -50,16 +27,9 @@ def _run(tmp_path, values, name, **loop):
     return run_training(run_config, LoopArguments(output_dir=str(tmp_path / name), cpu=True, **loop))
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    """Train the tiny tokenizer once; runs copy it so that every run uses identical ids."""
-    folder = tmp_path_factory.mktemp("tok")
-    from hstl.tokenization import train_xlnet_tokenizer
-
-    run_config = run_config_from_dict(tiny_run_config(folder), source="test.yaml", base_dir=folder)
-    sentences = [s.tokens for task in load_task_data(run_config) for s in task.splits["train"]]
-    train_xlnet_tokenizer(sentences, folder / "tokenizer", vocab_size=600, seed=7)
-    return folder / "tokenizer"
+@pytest.fixture
+def tokenizer_dir(tiny_tokenizer_dir):
+    return tiny_tokenizer_dir
 
 
 def _with_tokenizer(values, tokenizer_dir):
@@ -68,7 +38,7 @@ def _with_tokenizer(values, tokenizer_dir):
 
 
 def test_run_leaves_a_model_folder_with_results(tmp_path, tokenizer_dir):
-    values = _with_tokenizer(tiny_run_config(tmp_path, eval_steps=3), tokenizer_dir)
+    values = _with_tokenizer(tiny_run_config(eval_steps=3), tokenizer_dir)
     outcome = _run(tmp_path, values, "out")
     out = tmp_path / "out"
     for name in ("config.json", "model.safetensors", "modeling_hstl.py", "configuration_hstl.py",
@@ -87,7 +57,7 @@ def test_run_leaves_a_model_folder_with_results(tmp_path, tokenizer_dir):
 
 
 def test_training_reduces_the_loss(tmp_path, tokenizer_dir):
-    values = _with_tokenizer(tiny_run_config(tmp_path, max_steps=30, checkpointing_steps=0, batch_mode="homogeneous"),
+    values = _with_tokenizer(tiny_run_config(max_steps=30, checkpointing_steps=0, batch_mode="homogeneous"),
                              tokenizer_dir)
     _run(tmp_path, values, "out")
     log = [json.loads(line)["train_loss"] for line in (tmp_path / "out/train_log.jsonl").read_text().splitlines()]
@@ -95,7 +65,7 @@ def test_training_reduces_the_loss(tmp_path, tokenizer_dir):
 
 
 def test_resume_after_interruption_gives_identical_weights(tmp_path, tokenizer_dir):
-    values = _with_tokenizer(tiny_run_config(tmp_path), tokenizer_dir)
+    values = _with_tokenizer(tiny_run_config(), tokenizer_dir)
     _run(tmp_path, values, "straight")
     # "Killed" after step 4: the step-3 checkpoint exists, step 4 is lost and redone after resuming.
     _run(tmp_path, values, "resumed", stop_after_steps=4)
@@ -111,7 +81,7 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, tokenizer_d
 
 
 def test_damaged_checkpoint_is_reported_with_its_path(tmp_path, tokenizer_dir):
-    values = _with_tokenizer(tiny_run_config(tmp_path, max_steps=3), tokenizer_dir)
+    values = _with_tokenizer(tiny_run_config(max_steps=3), tokenizer_dir)
     _run(tmp_path, values, "out", stop_after_steps=3)
     checkpoint = list_checkpoints(tmp_path / "out")[-1]
     weights = checkpoint / "model.safetensors"
@@ -132,7 +102,7 @@ def test_nan_loss_stops_with_step_and_task(tmp_path, tokenizer_dir, monkeypatch)
         return loss * float("nan") if calls["count"] >= 3 else loss
 
     monkeypatch.setattr(modeling_hstl.HSTLTaskHead, "negative_log_likelihood", poisoned)
-    values = _with_tokenizer(tiny_run_config(tmp_path, batch_mode="homogeneous"), tokenizer_dir)
+    values = _with_tokenizer(tiny_run_config(batch_mode="homogeneous"), tokenizer_dir)
     with pytest.raises(NonFiniteError, match=r"non-finite loss at step \d+ on task\(s\) \['(chem|disease)'\]"):
         _run(tmp_path, values, "out")
     assert not (tmp_path / "out/model.safetensors").exists()
@@ -150,7 +120,7 @@ def test_nan_loss_skip_policy_keeps_weights_finite(tmp_path, tokenizer_dir, monk
         return loss * float("nan") if calls["count"] in (2, 3) else loss
 
     monkeypatch.setattr(modeling_hstl.HSTLTaskHead, "negative_log_likelihood", poisoned)
-    values = _with_tokenizer(tiny_run_config(tmp_path, nonfinite_policy="skip", batch_mode="homogeneous",
+    values = _with_tokenizer(tiny_run_config(nonfinite_policy="skip", batch_mode="homogeneous",
                                              checkpointing_steps=0), tokenizer_dir)
     _run(tmp_path, values, "out")
     weights = load_file(tmp_path / "out/model.safetensors")
@@ -158,7 +128,7 @@ def test_nan_loss_skip_policy_keeps_weights_finite(tmp_path, tokenizer_dir, monk
 
 
 def test_optimizer_groups_cover_every_parameter_once(tmp_path, tokenizer_dir):
-    values = _with_tokenizer(tiny_run_config(tmp_path), tokenizer_dir)
+    values = _with_tokenizer(tiny_run_config(), tokenizer_dir)
     run_config = run_config_from_dict(values, source="test.yaml", base_dir=tmp_path)
     from hstl.tokenization import load_tokenizer
 
@@ -206,7 +176,7 @@ def test_two_processes_follow_the_one_process_loss_curve(tmp_path, tokenizer_dir
     loss curve matches up to float reduction order (DDP averages two half-batch mean gradients where one process
     takes one full-batch mean). Dropout is off, so rtol 1e-3 over 6 steps leaves a wide margin above ~1e-6 float
     noise, while any change of data or of gradient scale (e.g. summing instead of averaging) moves losses by >1e-2."""
-    values = _with_tokenizer(tiny_run_config(tmp_path, checkpointing_steps=0), tokenizer_dir)
+    values = _with_tokenizer(tiny_run_config(checkpointing_steps=0), tokenizer_dir)
     import yaml
 
     config = tmp_path / "tiny.yaml"

