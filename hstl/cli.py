@@ -16,9 +16,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input: reported as one line, not a traceback."""
     from .checkpointing import CheckpointError
     from .data import CorpusFormatError
+    from .hub import PublishError
+    from .prediction import PredictionInputError
     from .training import NonFiniteError
 
-    return (RunConfigError, CorpusFormatError, CheckpointError, NonFiniteError, FileNotFoundError)
+    return (RunConfigError, CorpusFormatError, CheckpointError, NonFiniteError, PublishError, PredictionInputError,
+            FileNotFoundError)
 
 
 def run_cli(main: Callable[[], int]) -> int:

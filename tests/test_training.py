@@ -230,3 +230,25 @@ def test_demo_config_command_produces_remote_code_folder(tmp_path):
                            cwd=tmp_path, env=_script_env(tmp_path), timeout=300)
     assert check.returncode == 0, check.stderr[-3000:]
     assert "HSTLModel ['BC5CDR-chem', 'BC5CDR-disease', 'NCBI-disease', 'BC2GM', 'linnaeus'] left" in check.stdout
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "paper.yaml", "bioner-all.yaml"])
+def test_shipped_run_configs_load(name):
+    run_config = load_run_config(REPO / "configs" / name)
+    assert run_config.tasks and all(task.family for task in run_config.tasks)
+
+
+@pytest.mark.corpora
+def test_config_over_all_shared_corpora_trains(tmp_path, bioner_dir, tokenizer_dir):
+    """configs/bioner-all.yaml (every corpus of ../shared/data/bioner), with a tiny scratch encoder and capped data."""
+    import yaml
+
+    values = yaml.safe_load((REPO / "configs/bioner-all.yaml").read_text())
+    values["data_root"] = str(bioner_dir)
+    values["model"] = tiny_run_config()["model"] | {"tokenizer": str(tokenizer_dir)}
+    for task in values["tasks"]:
+        task.update(max_train_sentences=30, max_validation_sentences=10, max_test_sentences=10)
+    values["training"] = tiny_run_config(max_steps=2, checkpointing_steps=0)["training"]
+    outcome = _run(tmp_path, values, "out")
+    assert set(outcome.results["test"]) - {"mean_f1"} == {task["name"] for task in values["tasks"]}
+    assert len(values["tasks"]) == len([p for p in bioner_dir.iterdir() if p.is_dir()])

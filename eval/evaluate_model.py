@@ -1,0 +1,363 @@
+"""Evaluate a model folder's heads on chosen corpora and splits: scores, a markdown table, an F1 chart and error files.
+
+Usage, from the repository root:
+
+    python -m eval.evaluate_model --model runs/demo --data_root hstl/sample_data --corpora BC5CDR-chem NCBI-disease \
+        --splits devel test --output_dir runs/demo/evaluation
+    python -m eval.evaluate_model --model runs/demo --config configs/demo.yaml --output_dir runs/demo/evaluation
+
+Each corpus is tagged by the head of the same name, or by the head `--task_map corpus=head` names (e.g. scoring the
+BC5CDR-disease head on NCBI-disease). Writes into OUTPUT_DIR:
+
+    results.json                  {corpus: {split: scores}}, the scores of `hstl.scoring.EntityScorer.result`
+    results.md                    precision / recall / F1 per corpus and split, and the mean F1 per split
+    f1.png                        F1 per corpus, one bar per split (needs matplotlib: `pip install 'hstl[plot]'`)
+    errors/<corpus>.<split>.jsonl one false positive or false negative per line, with its sentence's text
+
+Prediction is `hstl.inference` (windowed, every word predicted) and scoring is `hstl.scoring` (strict, conlleval
+chunks), the same code that scores devel and test at the end of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from hstl.cli import run_cli
+from hstl.data import Sentence, read_split_dir
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SPLITS = ("devel", "test")
+DEFAULT_MAX_LENGTH = 128
+DEFAULT_OVERLAP = 16
+DEFAULT_BATCH_SIZE = 64
+RUN_CONFIG_SPLIT_NAMES = {"validation": "devel", "test": "test", "train": "train"}
+"""`hstl.training.load_task_data` split name -> the corpus file name used here."""
+
+ScoresByCorpus = dict[str, dict[str, dict[str, Any]]]
+"""corpus -> split -> scores of `EntityScorer.result`."""
+
+
+@dataclass
+class CorpusToScore:
+    """One corpus: the model head that tags it and its sentences per split (`devel`, `test`, `train`)."""
+
+    corpus: str
+    head: str
+    splits: dict[str, list[Sentence]]
+
+
+@dataclass
+class WindowingSettings:
+    """How sentences are cut into encoder windows and batched; the run config's values unless flags say otherwise."""
+
+    max_length: int
+    overlap: int
+    batch_size: int
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.evaluate_model", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="Model folder (config.json, model.safetensors, tokenizer).")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data_root", type=Path, help="Folder holding <corpus>/{train,devel,test}.tsv.")
+    source.add_argument("--config", type=Path,
+                        help="Run config (YAML) whose tasks say where each corpus is; corpus name = task name.")
+    parser.add_argument("--corpora", nargs="+", default=None,
+                        help="Corpora to score (default: every corpus of --data_root or --config that has a head).")
+    parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), choices=["train", "devel", "test"],
+                        help="Splits to score (default: devel test).")
+    parser.add_argument("--task_map", nargs="+", default=[], metavar="CORPUS=HEAD",
+                        help="Tag CORPUS with the head HEAD instead of the head named like the corpus.")
+    parser.add_argument("--output_dir", required=True, type=Path, help="Where results.json, results.md, f1.png "
+                        "and errors/ go (created if needed).")
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help=f"Windows per batch (default: training.eval_batch_size of the run config, else "
+                             f"{DEFAULT_BATCH_SIZE}).")
+    parser.add_argument("--max_length", type=int, default=None,
+                        help=f"Sub-tokens per window, special tokens included (default: training.max_length of the "
+                             f"run config, else {DEFAULT_MAX_LENGTH}).")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help=f"Sub-tokens of context shared by the windows of a long sentence (default: "
+                             f"training.window_overlap of the run config, else {DEFAULT_OVERLAP}).")
+    parser.add_argument("--no_plot", action="store_true", help="Do not draw f1.png (then matplotlib is not needed).")
+    parser.add_argument("--cpu", action="store_true", help="Run on the CPU even when a GPU is present.")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What to score
+
+
+def parse_task_map(pairs: Sequence[str]) -> dict[str, str]:
+    """`["NCBI-disease=BC5CDR-disease"]` -> `{"NCBI-disease": "BC5CDR-disease"}`; raises ValueError naming the flag."""
+    task_map = {}
+    for pair in pairs:
+        corpus, separator, head = pair.partition("=")
+        if not separator or not corpus or not head:
+            raise ValueError(f"--task_map: expected CORPUS=HEAD, got {pair!r}")
+        task_map[corpus] = head
+    return task_map
+
+
+def load_run_config_for(args: argparse.Namespace):
+    """The run config of `--config`, else the model folder's own `run_config.yaml` (for windowing defaults), or None."""
+    from hstl.run_config import load_run_config
+
+    if args.config is not None:
+        return load_run_config(args.config)
+    saved = Path(args.model) / "run_config.yaml"
+    return load_run_config(saved) if saved.is_file() else None
+
+
+def windowing_settings(args: argparse.Namespace, run_config) -> WindowingSettings:
+    """Flags win; then the run config's training section; then the defaults."""
+    training = run_config.training if run_config is not None else None
+
+    def first_set(flag: int | None, configured: str, default: int) -> int:
+        if flag is not None:
+            return flag
+        return getattr(training, configured) if training is not None else default
+
+    return WindowingSettings(
+        max_length=first_set(args.max_length, "max_length", DEFAULT_MAX_LENGTH),
+        overlap=first_set(args.overlap, "window_overlap", DEFAULT_OVERLAP),
+        batch_size=first_set(args.batch_size, "eval_batch_size", DEFAULT_BATCH_SIZE),
+    )
+
+
+def available_corpora(args: argparse.Namespace, run_config) -> list[str]:
+    """Corpus names that `--data_root` (its sub-folders) or `--config` (its task names) offers."""
+    if args.config is not None:
+        return run_config.task_names()
+    if not args.data_root.is_dir():
+        raise FileNotFoundError(f"--data_root: expected a folder holding <corpus>/{{train,devel,test}}.tsv, "
+                                f"got {str(args.data_root)!r}, which is not a folder")
+    return sorted(entry.name for entry in args.data_root.iterdir() if entry.is_dir())
+
+
+def choose_heads(corpora: Sequence[str] | None, offered: Sequence[str], task_map: dict[str, str],
+                 heads: Sequence[str]) -> dict[str, str]:
+    """Corpus -> head for the corpora to score. Without `--corpora`: every offered corpus that has a head.
+
+    Raises:
+        ValueError: naming the flag, for a corpus that is not offered or a head the model does not have.
+    """
+    if corpora is None:
+        chosen = [corpus for corpus in offered if task_map.get(corpus, corpus) in heads]
+        if not chosen:
+            raise ValueError(f"--corpora: none of the corpora found ({list(offered)}) is named like a head of the "
+                             f"model ({list(heads)}); name them with --corpora and map them with --task_map")
+    else:
+        chosen = list(dict.fromkeys(corpora))
+        unknown = [corpus for corpus in chosen if corpus not in offered]
+        if unknown:
+            raise ValueError(f"--corpora: expected corpora among {list(offered)}, got {unknown}")
+    stray = sorted(set(task_map) - set(chosen))
+    if stray:
+        raise ValueError(f"--task_map: expected corpora that are scored ({chosen}), got {stray}")
+    head_of = {corpus: task_map.get(corpus, corpus) for corpus in chosen}
+    missing = {corpus: head for corpus, head in head_of.items() if head not in heads}
+    if missing:
+        raise ValueError(f"--task_map: expected a head of the model ({list(heads)}) for every corpus, got none for "
+                         f"{sorted(missing)}; map them with --task_map CORPUS=HEAD")
+    return head_of
+
+
+def read_corpora(args: argparse.Namespace, run_config, head_of: dict[str, str]) -> list[CorpusToScore]:
+    """Reads the requested splits of every chosen corpus; a missing split raises FileNotFoundError naming it."""
+    if args.config is not None:
+        split_sets = _splits_from_run_config(run_config, list(head_of))
+    else:
+        split_sets = {corpus: read_split_dir(args.data_root / corpus) for corpus in head_of}
+    to_score = []
+    for corpus, head in head_of.items():
+        missing = [split for split in args.splits if split not in split_sets[corpus]]
+        if missing:
+            source = args.config if args.config is not None else args.data_root / corpus
+            raise FileNotFoundError(f"{source}: expected the split(s) {missing} of {corpus} for --splits, got only "
+                                    f"{sorted(split_sets[corpus])}")
+        to_score.append(CorpusToScore(corpus, head, {split: split_sets[corpus][split] for split in args.splits}))
+    return to_score
+
+
+def _splits_from_run_config(run_config, corpora: list[str]) -> dict[str, dict[str, list[Sentence]]]:
+    """Reads the chosen tasks' data exactly as training does (data_dir, files or Hugging Face dataset)."""
+    from dataclasses import replace
+
+    from hstl.training import load_task_data
+
+    selected = replace(run_config, tasks=[task for task in run_config.tasks if task.name in corpora])
+    # Sub-sampling applies to training only; scoring reads whole splits.
+    selected.tasks = [replace(task, max_train_sentences=None) for task in selected.tasks]
+    return {task.name: {RUN_CONFIG_SPLIT_NAMES[name]: sentences for name, sentences in task.splits.items()}
+            for task in load_task_data(selected)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Scoring
+
+
+def score_corpus_split(model, tokenizer, accelerator, head: str, sentences: list[Sentence],
+                       settings: WindowingSettings):
+    """Tags `sentences` with `head` and returns the filled `EntityScorer` (scores, false positives and negatives)."""
+    from hstl.alignment import HSTLDataCollator
+    from hstl.inference import build_task_dataset, predict_task_labels
+    from hstl.scoring import EntityScorer
+
+    unwrapped = accelerator.unwrap_model(model)
+    dataset = build_task_dataset(tokenizer, sentences, None, unwrapped.config.task_index(head), settings.max_length,
+                                 settings.overlap)
+    predicted_ids = predict_task_labels(model, dataset, HSTLDataCollator(tokenizer), accelerator, head,
+                                        [len(sentence.tokens) for sentence in sentences], settings.batch_size)
+    id2label = unwrapped.config.task_id2label(head)
+    scorer = EntityScorer()
+    for sentence, label_ids in zip(sentences, predicted_ids):
+        scorer.add(sentence.labels, [id2label[label_id] for label_id in label_ids], tokens=sentence.tokens)
+    return scorer
+
+
+def error_records(scorer, sentences: list[Sentence]) -> list[dict[str, Any]]:
+    """False positives then false negatives, each with its kind, the sentence's file line and its text."""
+    records = []
+    for kind, errors in (("false_positive", scorer.false_positives), ("false_negative", scorer.false_negatives)):
+        for error in errors:
+            sentence = sentences[error["sentence"]]
+            records.append({"kind": kind, **error, "line": sentence.line, "sentence_text": " ".join(sentence.tokens)})
+    return records
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_results_json(results: ScoresByCorpus, path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def results_markdown(results: ScoresByCorpus, head_of: dict[str, str]) -> str:
+    """A markdown table: one row per corpus and split, then the mean F1 over corpora of each split."""
+    lines = ["| corpus | head | split | precision | recall | F1 | gold mentions | predicted mentions |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for corpus, by_split in results.items():
+        for split, scores in by_split.items():
+            lines.append(f"| {corpus} | {head_of[corpus]} | {split} | {scores['precision']:.4f} | "
+                         f"{scores['recall']:.4f} | {scores['f1']:.4f} | {scores['num_gold']} | {scores['num_pred']} |")
+    splits = list(dict.fromkeys(split for by_split in results.values() for split in by_split))
+    for split in splits:
+        f1_values = [by_split[split]["f1"] for by_split in results.values() if split in by_split]
+        lines.append(f"| mean ({len(f1_values)} corpora) | | {split} | | | {sum(f1_values) / len(f1_values):.4f} | | |")
+    return "\n".join(lines) + "\n"
+
+
+def write_error_files(errors: dict[tuple[str, str], list[dict[str, Any]]], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for (corpus, split), records in errors.items():
+        with open(folder / f"{corpus}.{split}.jsonl", "w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def import_pyplot():
+    """matplotlib's pyplot on the file-only Agg backend; ImportError saying how to install it when it is missing."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError("f1.png needs matplotlib, an optional dependency: run `pip install 'hstl[plot]'` "
+                          "(or `pip install matplotlib`), or pass --no_plot") from error
+    matplotlib.use("Agg")  # no display needed, and no window pops up
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
+def plot_f1(results: ScoresByCorpus, path: Path) -> None:
+    """Grouped bar chart: F1 per corpus, one bar per split."""
+    pyplot = import_pyplot()
+    corpora = list(results)
+    splits = list(dict.fromkeys(split for by_split in results.values() for split in by_split))
+    bar_width = 0.8 / len(splits)
+    figure, axes = pyplot.subplots(figsize=(max(4.0, 1.2 * len(corpora) + 1.5), 3.5), layout="constrained")
+    for split_index, split in enumerate(splits):
+        positions = [corpus_index + (split_index - (len(splits) - 1) / 2) * bar_width
+                     for corpus_index in range(len(corpora))]
+        f1_values = [results[corpus].get(split, {}).get("f1", 0.0) for corpus in corpora]
+        bars = axes.bar(positions, f1_values, bar_width, label=split)
+        axes.bar_label(bars, fmt="%.2f", fontsize=7)
+    axes.set_xticks(range(len(corpora)), corpora, rotation=30, ha="right")
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("strict entity F1")
+    axes.legend(title="split")
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def plan(args: argparse.Namespace, heads: Sequence[str]) -> tuple[list[CorpusToScore], WindowingSettings]:
+    """Reads the run config and the data the flags name; raises ValueError naming the flag on a bad value."""
+    run_config = load_run_config_for(args)
+    head_of = choose_heads(args.corpora, available_corpora(args, run_config), parse_task_map(args.task_map), heads)
+    return read_corpora(args, run_config, head_of), windowing_settings(args, run_config)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.no_plot:
+        try:  # fail before an evaluation of minutes, not after
+            import_pyplot()
+        except ImportError as error:
+            parser.error(str(error))
+    from accelerate import Accelerator
+
+    from hstl.configuration_hstl import HSTLConfig
+    from hstl.modeling_hstl import HSTLModel
+    from hstl.tokenization import load_tokenizer
+
+    if not (Path(args.model) / "config.json").is_file():
+        raise FileNotFoundError(f"--model: expected a model folder holding config.json, got {args.model!r}")
+    try:
+        to_score, settings = plan(args, HSTLConfig.from_pretrained(args.model).task_names)
+    except ValueError as error:
+        if type(error) is not ValueError:  # CorpusFormatError, RunConfigError: already name their file and line
+            raise
+        parser.error(str(error))
+    accelerator = Accelerator(cpu=args.cpu)
+    model = accelerator.prepare(HSTLModel.from_pretrained(args.model))
+    tokenizer = load_tokenizer(args.model)
+
+    results: ScoresByCorpus = {}
+    errors: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for corpus in to_score:
+        for split, sentences in corpus.splits.items():
+            scorer = score_corpus_split(model, tokenizer, accelerator, corpus.head, sentences, settings)
+            results.setdefault(corpus.corpus, {})[split] = scorer.result()
+            errors[corpus.corpus, split] = error_records(scorer, sentences)
+    if accelerator.is_main_process:
+        write_outputs(args, results, errors, {corpus.corpus: corpus.head for corpus in to_score})
+    return 0
+
+
+def write_outputs(args: argparse.Namespace, results: ScoresByCorpus, errors, head_of: dict[str, str]) -> None:
+    output_dir = args.output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_results_json(results, output_dir / "results.json")
+    table = results_markdown(results, head_of)
+    (output_dir / "results.md").write_text(table, encoding="utf-8")
+    write_error_files(errors, output_dir / "errors")
+    if not args.no_plot:
+        plot_f1(results, output_dir / "f1.png")
+    print(table)
+    print(f"Wrote {output_dir.resolve()}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,418 @@
+"""The model card (README.md) of a model folder, built with `huggingface_hub.ModelCard`.
+
+The card's YAML metadata carries the licence, tags, base model, pipeline tag and a `model-index` with one entry per
+corpus, split and metric (strict entity-level precision, recall and F1), so the Hub shows the scores; the body says
+what the model is (the hierarchy, its tasks and entity families), how it was trained (from the folder's
+`run_config.yaml`), its results, how to use it, what `trust_remote_code=True` runs and how to pin a revision, and what
+to cite.
+
+Scores come from `eval/evaluate_model.py`'s `results.json` (`{corpus: {split: scores}}`) or, failing that, from the
+`all_results.json` that training leaves (`{"devel": {task: scores}, "test": {...}}`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+ScoresByCorpus = dict[str, dict[str, dict[str, Any]]]
+"""corpus -> split -> scores with at least `precision`, `recall`, `f1` (as `hstl.scoring` returns them)."""
+
+CARD_TAGS = ["bioner", "ner", "token-classification", "hstl", "biomedical"]
+CARD_METRICS = ("f1", "precision", "recall")
+METRIC_NAMES = {"f1": "F1 (strict, entity-level)", "precision": "Precision (strict, entity-level)",
+                "recall": "Recall (strict, entity-level)"}
+RUNTIME_REQUIREMENTS = ("torch", "transformers", "pytorch-crf")
+"""Distributions the model folder's remote code needs; their version ranges are read from the hstl package metadata."""
+FALLBACK_REQUIREMENTS = ("torch>=2.4", "transformers>=5.0,<6", "pytorch-crf==0.7.2")
+EXAMPLE_TEXT = "Cisplatin-induced nephrotoxicity was reduced by the BRCA1 inhibitor in mice."
+PLACEHOLDER_REPO_ID = "user/hstl-model"
+
+CHAI_2022_BIBTEX = """@article{chai2022hstl,
+  title   = {Hierarchical shared transfer learning for biomedical named entity recognition},
+  author  = {Chai, Zhaoying and Jin, Han and Shi, Shenghui and Zhan, Siyan and Zhuo, Lin and Yang, Yu},
+  journal = {BMC Bioinformatics},
+  volume  = {23},
+  pages   = {8},
+  year    = {2022},
+  doi     = {10.1186/s12859-021-04551-4}
+}"""
+
+CRICHTON_2017 = ("Crichton, Pyysalo, Chiu and Korhonen (2017), A neural network multi-task learning approach to "
+                 "biomedical named entity recognition, BMC Bioinformatics 18:368")
+
+CORPUS_REFERENCES = {
+    "BC2GM": "Smith et al. (2008), Overview of BioCreative II gene mention recognition, Genome Biology 9(Suppl 2):S2",
+    "BC4CHEMD": "Krallinger et al. (2015), The CHEMDNER corpus of chemicals and drugs and its annotation principles, "
+                "J. Cheminformatics 7(Suppl 1):S2",
+    "BC5CDR-chem": "Li et al. (2016), BioCreative V CDR task corpus: a resource for chemical disease relation "
+                   "extraction, Database 2016:baw068",
+    "BC5CDR-disease": "Li et al. (2016), BioCreative V CDR task corpus: a resource for chemical disease relation "
+                      "extraction, Database 2016:baw068",
+    "BioNLP09": "Kim et al. (2009), Overview of BioNLP'09 shared task on event extraction, BioNLP 2009 Workshop",
+    "BioNLP11EPI": "Ohta, Pyysalo and Tsujii (2011), Overview of the Epigenetics and Post-translational Modifications "
+                   "(EPI) task of BioNLP Shared Task 2011",
+    "BioNLP11ID": "Pyysalo et al. (2011), Overview of the Infectious Diseases (ID) task of BioNLP Shared Task 2011",
+    "BioNLP13CG": "Pyysalo, Ohta and Ananiadou (2013), Overview of the Cancer Genetics (CG) task of BioNLP Shared "
+                  "Task 2013",
+    "BioNLP13GE": "Kim, Wang and Yasunori (2013), The Genia Event Extraction Shared Task, 2013 Edition - Overview",
+    "BioNLP13PC": "Ohta et al. (2013), Overview of the Pathway Curation (PC) task of BioNLP Shared Task 2013",
+    "Ex-PTM": "Pyysalo, Ohta, Miwa and Tsujii (2011), Towards exhaustive protein modification event extraction, "
+              "BioNLP 2011 Workshop",
+    "JNLPBA": "Kim et al. (2004), Introduction to the bio-entity recognition task at JNLPBA, JNLPBA Workshop",
+    "NCBI-disease": "Doğan, Leaman and Lu (2014), NCBI disease corpus: a resource for disease name recognition and "
+                    "concept normalization, J. Biomedical Informatics 47:1-10",
+    "linnaeus": "Gerner, Nenadic and Bergman (2010), LINNAEUS: a species name identification system for biomedical "
+                "literature, BMC Bioinformatics 11:85",
+}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading the folder
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: expected {what} (JSON), got invalid JSON: {error.msg}") from None
+
+
+def load_results(path: str | Path) -> ScoresByCorpus:
+    """Reads `results.json` of `eval/evaluate_model.py` and checks its shape.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: naming the file and the corpus/split, when it is not `{corpus: {split: {precision, recall, f1}}}`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: expected a results.json from eval/evaluate_model.py, got no such file")
+    results = _read_json(path, "{corpus: {split: scores}}")
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: expected {{corpus: {{split: scores}}}}, got {type(results).__name__}")
+    for corpus, by_split in results.items():
+        if not isinstance(by_split, dict):
+            raise ValueError(f"{path}: {corpus}: expected {{split: scores}}, got {by_split!r}")
+        for split, scores in by_split.items():
+            missing = [metric for metric in CARD_METRICS if not isinstance(scores, dict) or metric not in scores]
+            if missing:
+                raise ValueError(f"{path}: {corpus}.{split}: expected scores with {list(CARD_METRICS)}, "
+                                 f"got none for {missing}")
+    return results
+
+
+def results_from_training(all_results: dict[str, Any]) -> ScoresByCorpus:
+    """Training's `all_results.json` (`{"devel": {task: scores, "mean_f1": x}, "test": ...}`) as `{task: {split: ...}}`."""
+    results: ScoresByCorpus = {}
+    for split in ("devel", "test"):
+        for task, scores in (all_results.get(split) or {}).items():
+            if isinstance(scores, dict) and "f1" in scores:
+                results.setdefault(task, {})[split] = scores
+    return results
+
+
+def find_results(folder: Path) -> ScoresByCorpus:
+    """The folder's `results.json`, else its training `all_results.json` converted, else no results."""
+    if (folder / "results.json").is_file():
+        return load_results(folder / "results.json")
+    if (folder / "all_results.json").is_file():
+        return results_from_training(_read_json(folder / "all_results.json", "training results"))
+    return {}
+
+
+def read_run_config(folder: Path) -> dict[str, Any] | None:
+    """The folder's `run_config.yaml` as a plain dict, or None when training left none."""
+    path = folder / "run_config.yaml"
+    if not path.is_file():
+        return None
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def base_model_of(run_config: dict[str, Any] | None) -> str | None:
+    """The Hub id the weights started from (`model.encoder`, or `model.init_from` for stage 2), if it is one."""
+    if not run_config:
+        return None
+    model = run_config.get("model") or {}
+    for candidate in (model.get("init_from"), model.get("encoder")):
+        # A local path is no Hub id: the metadata would point at nothing.
+        if isinstance(candidate, str) and _HUB_ID.match(candidate) and not Path(candidate).exists():
+            return candidate
+    return None
+
+
+def runtime_requirements() -> list[str]:
+    """`torch`, `transformers`, `pytorch-crf` with the version ranges that hstl's pyproject.toml pins."""
+    try:
+        declared = metadata.requires("hstl") or []
+    except metadata.PackageNotFoundError:
+        return list(FALLBACK_REQUIREMENTS)
+    pinned = []
+    for requirement in declared:
+        if ";" in requirement:  # an extra, not a runtime need
+            continue
+        name = re.split(r"[<>=!~ \[]", requirement, maxsplit=1)[0]
+        if name in RUNTIME_REQUIREMENTS:
+            pinned.append(requirement.replace(" ", ""))
+    return pinned or list(FALLBACK_REQUIREMENTS)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Metadata
+
+
+def eval_results_from(results: ScoresByCorpus) -> list[EvalResult]:
+    """One `EvalResult` per corpus, split and metric; the dataset name and type are the corpus name."""
+    eval_results = []
+    for corpus, by_split in results.items():
+        for split, scores in by_split.items():
+            for metric in CARD_METRICS:
+                eval_results.append(EvalResult(
+                    task_type="token-classification", task_name="Named entity recognition",
+                    dataset_type=corpus, dataset_name=corpus, dataset_split=split,
+                    metric_type=metric, metric_name=METRIC_NAMES[metric], metric_value=scores[metric],
+                ))
+    return eval_results
+
+
+def card_data(config: dict[str, Any], repo_id: str, results: ScoresByCorpus,
+              run_config: dict[str, Any] | None) -> ModelCardData:
+    corpora = list(dict.fromkeys([task["name"] for task in config.get("tasks", [])] + list(results)))
+    return ModelCardData(
+        license="apache-2.0",
+        language=["en"],
+        library_name="transformers",
+        pipeline_tag="token-classification",
+        tags=list(CARD_TAGS),
+        datasets=corpora or None,
+        base_model=base_model_of(run_config),
+        metrics=list(CARD_METRICS),
+        model_name=repo_id.split("/")[-1],
+        eval_results=eval_results_from(results) or None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Body
+
+
+def _entity_types(labels: list[str]) -> list[str]:
+    return sorted({label[2:] for label in labels if label != "O"})
+
+
+def model_section(config: dict[str, Any]) -> str:
+    tasks = config.get("tasks", [])
+    encoder_type = (config.get("encoder_config") or {}).get("model_type", "unknown")
+    families = list(dict.fromkeys(task["family"] for task in tasks))
+    level_two = ("2. one dense layer per entity family, shared by that family's corpora;"
+                 if config.get("use_family_layers", True) else
+                 "2. (switched off in this model: the heads read the encoder directly);")
+    rows = "\n".join(f"| `{task['name']}` | {task['family']} | {', '.join(_entity_types(task['labels']))} |"
+                     for task in tasks)
+    return f"""## Model
+
+A hierarchical shared transfer learning (HSTL) tagger for biomedical named entity recognition (Chai et al., 2022):
+
+1. one `{encoder_type}` encoder shared by every corpus;
+{level_two}
+3. per corpus (task): an emission layer and a linear-chain CRF over words (the first sub-token of each word).
+
+It has {len(tasks)} heads in {len(families)} entity families. Each head tags text with its own corpus's annotation
+guidelines, so heads of one family may disagree on span boundaries: pick the head whose corpus suits your text.
+
+| head (task) | entity family | entity types |
+|---|---|---|
+{rows}
+"""
+
+
+def _data_source(task: dict[str, Any]) -> str:
+    for key in ("data_dir", "hf_dataset", "train_file"):
+        if task.get(key):
+            value = str(task[key])
+            return f"`{value.split('/')[-1] if key != 'hf_dataset' else value}`"
+    return "-"
+
+
+def training_section(run_config: dict[str, Any] | None) -> str:
+    if not run_config:
+        return "## Training\n\nThis folder holds no `run_config.yaml`, so the training settings are not recorded here.\n"
+    model, training = run_config.get("model") or {}, run_config.get("training") or {}
+    if model.get("init_from"):
+        start = f"stage 2 (fine-tuning) of the HSTL model `{model['init_from']}`"
+    elif model.get("encoder"):
+        start = f"stage 1 (multi-task training) from the pretrained encoder `{model['encoder']}`"
+    else:
+        start = f"stage 1 (multi-task training) of an encoder built from scratch: `{model.get('encoder_config')}`"
+    rows = "\n".join(f"| `{task.get('name')}` | {task.get('family')} | {_data_source(task)} |"
+                     for task in run_config.get("tasks", []))
+    setting_names = ("seed", "max_steps", "train_batch_size", "gradient_accumulation_steps", "encoder_learning_rate",
+                     "head_learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler_type", "sampling_strategy",
+                     "sampling_alpha", "batch_mode", "max_length", "window_overlap", "freeze")
+    settings = "\n".join(f"| {name} | {training[name]} |" for name in setting_names if name in training)
+    return f"""## Training
+
+Trained with the `hstl` package's `train.py`/`finetune.py`: {start}. Tasks are sampled by
+`{training.get('sampling_strategy', '?')}` sampling; the weights kept are those with the best mean devel F1. The full
+run configuration is the `run_config.yaml` it saved.
+
+| task | family | data |
+|---|---|---|
+{rows}
+
+| setting | value |
+|---|---|
+{settings}
+"""
+
+
+def results_section(results: ScoresByCorpus) -> str:
+    if not results:
+        return "## Results\n\nNo evaluation results were given for this model.\n"
+    rows = "\n".join(
+        f"| {corpus} | {split} | {scores['precision']:.4f} | {scores['recall']:.4f} | {scores['f1']:.4f} |"
+        for corpus, by_split in results.items() for split, scores in by_split.items()
+    )
+    return f"""## Results
+
+Strict entity-level scores (a mention counts only with its exact type, start and end; conlleval chunk rules,
+micro-averaged over mentions), as `python -m eval.evaluate_model` computes them.
+
+| corpus | split | precision | recall | F1 |
+|---|---|---:|---:|---:|
+{rows}
+"""
+
+
+def usage_code(repo_id: str, example_task: str | None) -> str:
+    """The Python usage example of the card; tests run it against a local folder."""
+    tasks_argument = f", tasks=[{json.dumps(example_task)}]" if example_task else ""
+    return f"""from transformers import AutoModel, AutoTokenizer, pipeline
+
+repo_id = "{repo_id}"
+revision = None  # better: the commit hash of the revision whose code you have read (see "Remote code")
+
+# Entity spans in raw text, from every head, or only from those named in `tasks`.
+ner = pipeline(model=repo_id, trust_remote_code=True, revision=revision)
+for entity in ner("{EXAMPLE_TEXT}"{tasks_argument}):
+    print(entity["task"], entity["entity_group"], entity["start"], entity["end"], entity["word"],
+          round(entity["score"], 3))
+
+# The model itself: one shared encoder, one CRF head per corpus.
+model = AutoModel.from_pretrained(repo_id, trust_remote_code=True, revision=revision)
+tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision)
+print(model.config.task_names, model.config.families)
+"""
+
+
+def usage_section(repo_id: str, config: dict[str, Any]) -> str:
+    task_names = [task["name"] for task in config.get("tasks", [])]
+    requirements = " ".join(f'"{requirement}"' for requirement in runtime_requirements())
+    return f"""## Usage
+
+```bash
+pip install {requirements}
+```
+
+```python
+{usage_code(repo_id, task_names[0] if task_names else None)}```
+
+The pipeline splits text into sentences and words with the same rules as `hstl`'s `predict.py`, cuts long sentences
+into overlapping windows (nothing is truncated) and returns, per entity, `entity_group` (its type), `task` (the head
+that found it), `start`/`end` (character offsets), `word` (the text) and `score`: the mean, over the entity's words,
+of the softmax probability of the predicted label under the head's emission scores (a confidence hint, not a
+calibrated CRF marginal). Heads are independent: spans from different heads may overlap. For CoNLL, plain-text or
+PubTator files, use `predict.py` of the `hstl` package.
+"""
+
+
+def remote_code_section(code_files: list[str]) -> str:
+    listed = ", ".join(f"`{name}`" for name in code_files) or "the repository's `.py` files"
+    return f"""## Remote code and how to pin it
+
+`trust_remote_code=True` runs Python files of this repository on your machine: {listed}. They import only `torch`,
+`transformers`, `pytorch-crf` and each other, read nothing but the model's own files, and neither access the network
+nor write files; the weights are `safetensors` (nothing is unpickled). Read them before you trust them, then pin the
+revision you read, so that later pushes to the repository cannot change the code you run:
+
+```python
+model = AutoModel.from_pretrained(repo_id, trust_remote_code=True, revision="<commit sha you reviewed>")
+ner = pipeline(model=repo_id, trust_remote_code=True, revision="<commit sha you reviewed>")
+```
+"""
+
+
+def licence_section() -> str:
+    return f"""## Licence
+
+The code and the weights are released under the Apache License 2.0. The training corpora keep their own terms: the
+IOB versions used here come from the collection of {CRICHTON_2017}, redistributed under CC BY 4.0 (JNLPBA's
+annotations are GENIA Project data under CC BY 3.0); check each original corpus's licence before you redistribute
+data or derived resources, and cite the corpus papers below.
+"""
+
+
+def citation_section(corpora: list[str]) -> str:
+    references = "\n".join(
+        f"- {corpus}: {CORPUS_REFERENCES.get(corpus, 'cite the paper that introduced this corpus')}" for corpus in corpora
+    )
+    return f"""## Citation
+
+The method:
+
+```bibtex
+{CHAI_2022_BIBTEX}
+```
+
+The corpora:
+
+{references}
+- the collection of IOB corpora: {CRICHTON_2017}
+"""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def build_model_card(folder: str | Path, repo_id: str = PLACEHOLDER_REPO_ID,
+                     results: ScoresByCorpus | None = None) -> ModelCard:
+    """The card of the model folder `folder`, to be published as `repo_id`.
+
+    Args:
+        folder: a model folder (config.json; run_config.yaml and the remote-code `.py` files are described when there).
+        repo_id: the Hub repository the usage code loads.
+        results: `{corpus: {split: scores}}`; default: the folder's results.json or training's all_results.json.
+    """
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: expected a model folder holding config.json, got none")
+    config = _read_json(folder / "config.json", "a model config")
+    results = find_results(folder) if results is None else results
+    run_config = read_run_config(folder)
+    data = card_data(config, repo_id, results, run_config)
+    code_files = sorted(path.name for path in folder.glob("*.py"))
+    corpora = list(dict.fromkeys([task["name"] for task in config.get("tasks", [])] + list(results)))
+    sections = [
+        f"# {repo_id.split('/')[-1]}\n\nA biomedical named entity recognition model with {len(config.get('tasks', []))} "
+        f"corpus-specific heads on one shared encoder, trained with hierarchical shared transfer learning "
+        f"(Chai et al., BMC Bioinformatics 23:8, 2022) by the `hstl` package.\n",
+        model_section(config), training_section(run_config), results_section(results),
+        usage_section(repo_id, config), remote_code_section(code_files), licence_section(), citation_section(corpora),
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(sections))
+
+
+def write_model_card(folder: str | Path, repo_id: str = PLACEHOLDER_REPO_ID,
+                     results: ScoresByCorpus | None = None) -> Path:
+    """Writes `folder/README.md` (the card of `build_model_card`) and returns its path."""
+    path = Path(folder) / "README.md"
+    build_model_card(folder, repo_id, results).save(path)
+    return path

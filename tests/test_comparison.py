@@ -1,0 +1,94 @@
+"""The comparison runner: cells, skipping finished ones, the table from result files (tiny runs, seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_run_config
+from hstl.comparison import format_markdown, load_comparison_config, run_comparison, summarize
+from hstl.run_config import RunConfigError
+
+
+def _write_config(tmp_path: Path, tokenizer_dir: Path, methods=None, seeds=(1,)) -> Path:
+    tiny = tiny_run_config(checkpointing_steps=0, max_steps=2)
+    tiny["model"]["tokenizer"] = str(tokenizer_dir)
+    values = {
+        "model": tiny["model"],
+        "corpora": [dict(task, max_validation_sentences=20, max_test_sentences=20) for task in tiny["tasks"]],
+        "seeds": list(seeds),
+        "training": tiny["training"],
+        "finetune_training": dict(tiny["training"], max_steps=1),
+    }
+    if methods:
+        values["methods"] = methods
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_runs_every_method_and_skips_finished_cells(tmp_path, tiny_tokenizer_dir):
+    config = load_comparison_config(_write_config(tmp_path, tiny_tokenizer_dir))
+    runs = []
+
+    from hstl.comparison import _default_train
+
+    def counting_train(run_config, output_dir):
+        runs.append((output_dir, [task.name for task in run_config.tasks], run_config.model.init_from))
+        return _default_train(run_config, output_dir)
+
+    summary = run_comparison(config, tmp_path / "out", train=counting_train, log=lambda message: None)
+    stage1 = [run for run in runs if run[0].endswith("stage1/seed1")]
+    assert len(stage1) == 1 and stage1[0][1] == ["chem", "disease"]
+    finetune_only_pretrain = [run for run in runs if "pretrain_without/chem" in run[0]]
+    assert finetune_only_pretrain[0][1] == ["disease"]  # the target is left out of the joint stage
+    hstl_runs = [run for run in runs if "/hstl/" in run[0]]
+    assert {tuple(run[1]) for run in hstl_runs} == {("chem",), ("disease",)}
+    assert all(run[2].endswith("stage1/seed1") for run in hstl_runs)
+    assert set(summary["methods"]) == {"single_task", "multi_task", "finetune_only", "hstl"}
+    for corpus in ("chem", "disease"):
+        assert set(summary["table"][corpus]) == set(summary["methods"])
+        assert "gain_over_single_task" in summary["table"][corpus]["hstl"]
+    for name in ("results.json", "results.md", "results.png"):
+        assert (tmp_path / "out" / name).exists()
+
+    def failing_train(run_config, output_dir):
+        raise AssertionError(f"finished cell redone: {output_dir}")
+
+    again = run_comparison(config, tmp_path / "out", train=failing_train, log=lambda message: None)
+    assert again["table"] == summary["table"]
+
+
+def test_table_is_computed_from_result_files(tmp_path):
+    cells = tmp_path / "cells"
+    for method, corpus, seed, f1 in [
+        ("single_task", "A", 1, 0.50), ("single_task", "A", 2, 0.70),
+        ("hstl", "A", 1, 0.80), ("hstl", "A", 2, 0.60),
+    ]:
+        path = cells / method / corpus / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"method": method, "corpus": corpus, "seed": seed, "test": {"f1": f1}}))
+    summary = summarize(tmp_path)
+    assert summary["table"]["A"]["single_task"]["mean"] == pytest.approx(0.60)
+    assert summary["table"]["A"]["single_task"]["std"] == pytest.approx(0.1414213, rel=1e-5)
+    assert summary["table"]["A"]["hstl"]["gain_over_single_task"] == pytest.approx(0.10)
+    assert "| A | 60.00 ± 14.14 | 70.00 ± 14.14 (+10.00) |" in format_markdown(summary)
+    # change one file: the table follows
+    path = cells / "hstl" / "A" / "seed2.json"
+    path.write_text(json.dumps({"method": "hstl", "corpus": "A", "seed": 2, "test": {"f1": 0.8}}))
+    assert summarize(tmp_path)["table"]["A"]["hstl"]["gain_over_single_task"] == pytest.approx(0.20)
+
+
+def test_bad_comparison_configs_name_the_file(tmp_path, tiny_tokenizer_dir):
+    path = _write_config(tmp_path, tiny_tokenizer_dir, methods=["single_task", "magic"])
+    with pytest.raises(RunConfigError, match="compare.yaml: methods"):
+        load_comparison_config(path)
+    values = yaml.safe_load(path.read_text())
+    values["methods"] = ["hstl"]
+    values["corpora"] = values["corpora"][:1]
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(RunConfigError, match="at least 2 corpora"):
+        load_comparison_config(path)

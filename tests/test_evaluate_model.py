@@ -1,0 +1,175 @@
+"""eval/evaluate_model.py on the shipped sample: results.json, results.md, f1.png, error files, flags and errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from eval import evaluate_model
+from hstl.data import read_split_dir, sample_data_dir
+from hstl.scoring import extract_chunks
+
+
+SAMPLE_CORPORA = {"BC5CDR-chem": "chem", "NCBI-disease": "disease"}
+"""Sample corpus -> head of the conftest tiny model."""
+
+
+def talkative_copy(model_dir: Path, out_dir: Path, seed: int = 0) -> Path:
+    """A copy of `model_dir` whose heads have large random emission weights, so that it predicts many mentions (the
+    6-step tiny model predicts almost none, and tests of error files and entity spans need some)."""
+    from hstl import HSTLModel
+    from hstl.tokenization import load_tokenizer
+
+    model = HSTLModel.from_pretrained(model_dir)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for head in model.heads.values():
+            head.emission.weight.copy_(torch.randn(head.emission.weight.shape, generator=generator))
+            head.emission.bias.copy_(torch.tensor([-1.0] + [0.5] * (head.emission.bias.numel() - 1)))
+    model.save_pretrained(out_dir)
+    load_tokenizer(model_dir).save_pretrained(out_dir)
+    (out_dir / "run_config.yaml").write_text((model_dir / "run_config.yaml").read_text())
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def talkative_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    return talkative_copy(tiny_model_dir, tmp_path_factory.mktemp("talkative_model"))
+
+
+def _task_map_args() -> list[str]:
+    return ["--task_map", *(f"{corpus}={head}" for corpus, head in SAMPLE_CORPORA.items())]
+
+
+@pytest.fixture(scope="module")
+def evaluation_dir(talkative_model_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("evaluation")
+    argv = ["--model", str(talkative_model_dir), "--data_root", str(sample_data_dir()), "--corpora",
+            *SAMPLE_CORPORA, *_task_map_args(), "--splits", "devel", "test", "--output_dir", str(out), "--cpu"]
+    assert evaluate_model.main(argv) == 0
+    return out
+
+
+def _gold_mentions(sentences) -> int:
+    return sum(len(extract_chunks(sentence.labels)) for sentence in sentences)
+
+
+def test_results_json_counts_match_the_gold_files_and_error_files(evaluation_dir):
+    results = json.loads((evaluation_dir / "results.json").read_text())
+    assert {corpus: sorted(by_split) for corpus, by_split in results.items()} == {
+        corpus: ["devel", "test"] for corpus in SAMPLE_CORPORA
+    }
+    for corpus in SAMPLE_CORPORA:
+        splits = read_split_dir(sample_data_dir() / corpus)
+        for split in ("devel", "test"):
+            scores = results[corpus][split]
+            assert scores["num_gold"] == _gold_mentions(splits[split])
+            assert scores["num_pred"] > 0, "the talkative model should predict mentions"
+            records = [json.loads(line) for line in
+                       (evaluation_dir / "errors" / f"{corpus}.{split}.jsonl").read_text().splitlines()]
+            false_positives = [record for record in records if record["kind"] == "false_positive"]
+            false_negatives = [record for record in records if record["kind"] == "false_negative"]
+            assert len(false_positives) == scores["num_pred"] - scores["num_correct"]
+            assert len(false_negatives) == scores["num_gold"] - scores["num_correct"]
+            for record in records:
+                sentence = splits[split][record["sentence"]]
+                assert record["line"] == sentence.line
+                assert record["sentence_text"] == " ".join(sentence.tokens)
+                assert record["text"] == " ".join(sentence.tokens[record["start"]:record["end"]])
+            for record in false_negatives:
+                chunk = (record["type"], record["start"], record["end"])
+                assert chunk in extract_chunks(splits[split][record["sentence"]].labels)
+
+
+def test_markdown_table_and_png(evaluation_dir):
+    results = json.loads((evaluation_dir / "results.json").read_text())
+    table = (evaluation_dir / "results.md").read_text()
+    for corpus, head in SAMPLE_CORPORA.items():
+        for split in ("devel", "test"):
+            f1 = f"{results[corpus][split]['f1']:.4f}"
+            assert any(line.startswith(f"| {corpus} | {head} | {split} |") and f"| {f1} |" in line
+                       for line in table.splitlines()), (corpus, split)
+    mean_devel = sum(results[corpus]["devel"]["f1"] for corpus in SAMPLE_CORPORA) / len(SAMPLE_CORPORA)
+    assert f"| mean (2 corpora) | | devel | | | {mean_devel:.4f} |" in table
+    assert (evaluation_dir / "f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_config_mode_reads_corpora_like_training_and_skips_the_plot(talkative_model_dir, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "model: {encoder_config: {model_type: xlnet}}\n"
+        "tasks:\n"
+        "  - {name: chem, family: chemical, data_dir: 'sample:BC5CDR-chem', max_train_sentences: 5}\n"
+        "  - {name: disease, family: disease, data_dir: 'sample:NCBI-disease'}\n"
+        "training: {max_length: 40, window_overlap: 8}\n"
+    )
+    out = tmp_path / "out"
+    argv = ["--model", str(talkative_model_dir), "--config", str(config), "--splits", "devel", "--output_dir",
+            str(out), "--no_plot", "--cpu"]
+    assert evaluate_model.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results) == ["chem", "disease"] and all(list(by_split) == ["devel"] for by_split in results.values())
+    assert results["chem"]["devel"]["num_gold"] == _gold_mentions(read_split_dir(sample_data_dir() / "BC5CDR-chem")
+                                                                  ["devel"])
+    assert not (out / "f1.png").exists()
+
+
+def test_window_settings_come_from_flags_then_run_config_then_defaults(talkative_model_dir):
+    from hstl.run_config import load_run_config
+
+    args = evaluate_model.build_parser().parse_args(
+        ["--model", "m", "--data_root", "d", "--output_dir", "o", "--overlap", "0"])
+    run_config = load_run_config(talkative_model_dir / "run_config.yaml")
+    settings = evaluate_model.windowing_settings(args, run_config)
+    assert (settings.max_length, settings.overlap, settings.batch_size) == (
+        run_config.training.max_length, 0, run_config.training.eval_batch_size)
+    defaults = evaluate_model.windowing_settings(args, None)
+    assert (defaults.max_length, defaults.overlap, defaults.batch_size) == (
+        evaluate_model.DEFAULT_MAX_LENGTH, 0, evaluate_model.DEFAULT_BATCH_SIZE)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--corpora", "BC5CDR-chem"], "--task_map: expected a head of the model (['chem', 'disease'])"),
+    (["--corpora", "no-such-corpus"], "--corpora: expected corpora among"),
+    (["--corpora", "BC5CDR-chem", "--task_map", "BC5CDR-chem"], "--task_map: expected CORPUS=HEAD, got 'BC5CDR-chem'"),
+    (["--corpora", "BC5CDR-chem", "--task_map", "BC5CDR-chem=gene"], "for every corpus, got none for ['BC5CDR-chem']"),
+    (["--corpora", "BC5CDR-chem", "--task_map", "BC5CDR-chem=chem", "NCBI-disease=disease"],
+     "--task_map: expected corpora that are scored (['BC5CDR-chem']), got ['NCBI-disease']"),
+])
+def test_bad_flags_exit_2_naming_the_flag(tiny_model_dir, tmp_path, capsys, extra, message):
+    argv = ["--model", str(tiny_model_dir), "--data_root", str(sample_data_dir()), "--output_dir", str(tmp_path),
+            "--no_plot", *extra]
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_model.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_missing_split_and_missing_model_are_one_line_errors(tiny_model_dir, tmp_path, capsys):
+    data_root = tmp_path / "data"
+    (data_root / "BC5CDR-chem").mkdir(parents=True)
+    (data_root / "BC5CDR-chem" / "devel.tsv").write_text("Aspirin\tB-Chemical\n\n")
+    argv = ["--model", str(tiny_model_dir), "--data_root", str(data_root), "--task_map", "BC5CDR-chem=chem",
+            "--output_dir", str(tmp_path / "out"), "--no_plot"]
+    assert evaluate_model.run_cli(lambda: evaluate_model.main(argv)) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "BC5CDR-chem" in error and "['test']" in error and "\n" not in error
+    argv[1] = str(tmp_path / "no-model")
+    assert evaluate_model.run_cli(lambda: evaluate_model.main(argv)) == 2
+    assert "--model: expected a model folder holding config.json" in capsys.readouterr().err
+
+
+def test_missing_matplotlib_is_a_clear_error_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    argv = ["--model", str(tiny_model_dir), "--data_root", str(sample_data_dir()), "--output_dir", str(tmp_path),
+            *_task_map_args()]
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_model.main(argv)
+    assert exit_info.value.code == 2
+    assert "pip install 'hstl[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()

@@ -1,0 +1,381 @@
+"""Prediction (`hstl.prediction`, `predict.py`): every input token labelled in every format, offsets that point at the
+right text, merge policies, streaming readers equal to whole-file ones, one-line errors, and resume == uninterrupted.
+
+The model is a randomly initialised 1-layer, 32-wide XLNet with two heads (chem: Chemical, disease: Disease) and a
+600-piece tokenizer trained on the shipped sample, built once per session: its labels are arbitrary but plentiful,
+which is what exercising mentions, merging and offsets needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hstl import prediction
+from hstl.cli import run_cli
+from hstl.data import DOCSTART, CorpusFormatError, Sentence, read_conll, sample_data_dir, write_conll
+from hstl.prediction import (
+    Mention, PredictionInputError, PredictionOptions, detect_format, iter_conll_sentences, iter_pubtator_documents,
+    iter_text_sentences, merge_mentions, mentions_to_labels, predict_file, render_conll_sentence, tag_sentences,
+)
+from hstl.scoring import split_label
+from hstl.text import split_sentences
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import predict  # noqa: E402  (the script at the repository root)
+
+TASK_TYPES = {"chem": "Chemical", "disease": "Disease"}
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    from hstl.configuration_hstl import HSTLConfig
+    from hstl.modeling_hstl import HSTLModel
+    from hstl.tokenization import train_xlnet_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    texts = [s.tokens for corpus in ("BC5CDR-chem", "NCBI-disease") for s in read_conll(sample_data_dir() / corpus / "train.tsv")]
+    tokenizer = train_xlnet_tokenizer(texts[:300], folder, vocab_size=600, seed=0)
+    torch.manual_seed(0)
+    encoder = {"model_type": "xlnet", "d_model": 32, "n_layer": 1, "n_head": 2, "d_inner": 64,
+               "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+    tasks = [{"name": name, "labels": ["O", f"B-{kind}", f"I-{kind}"], "family": kind.lower()}
+             for name, kind in TASK_TYPES.items()]
+    HSTLModel(HSTLConfig(encoder_config=encoder, tasks=tasks)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def loaded(model_dir):
+    return prediction.load_model_and_tokenizer(model_dir)
+
+
+def run(model_dir, input_path, output_path, **options) -> prediction.PredictionSummary:
+    return predict_file(model_dir, input_path, output_path, PredictionOptions(show_progress=False, **options))
+
+
+def assert_valid_labels(labels, task):
+    for label in labels:
+        tag, entity_type = split_label(label)
+        assert tag == "O" or entity_type == TASK_TYPES[task], label
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Merging
+
+
+def test_longest_mention_wins_and_ties_go_to_the_first_task():
+    labels = {
+        "chem": ["B-Chemical", "I-Chemical", "O", "B-Chemical", "O", "B-Chemical"],
+        "disease": ["O", "B-Disease", "I-Disease", "I-Disease", "O", "B-Disease"],
+    }
+    merged = merge_mentions(labels, "longest")
+    # disease's 3-word mention beats both chem mentions it overlaps; the tie at word 5 goes to chem (listed first).
+    assert merged == [Mention(1, 4, "Disease", "disease"), Mention(5, 6, "Chemical", "chem")]
+    assert mentions_to_labels(merged, 6) == ["O", "B-Disease", "I-Disease", "I-Disease", "O", "B-Chemical"]
+    reordered = merge_mentions({"disease": labels["disease"], "chem": labels["chem"]}, "longest")
+    assert reordered[-1] == Mention(5, 6, "Disease", "disease")
+
+
+def test_merge_none_keeps_every_mention_and_adjacent_mentions_survive_longest():
+    labels = {"chem": ["B-Chemical", "B-Chemical", "I-Chemical"], "disease": ["I-Disease", "O", "O"]}
+    assert merge_mentions(labels, "none") == [
+        Mention(0, 1, "Chemical", "chem"), Mention(0, 1, "Disease", "disease"), Mention(1, 3, "Chemical", "chem"),
+    ]
+    merged = merge_mentions(labels, "longest")
+    assert mentions_to_labels(merged, 3) == ["B-Chemical", "B-Chemical", "I-Chemical"]
+    with pytest.raises(PredictionInputError, match="--merge: expected one of"):
+        merge_mentions(labels, "union")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tagging
+
+
+def test_tag_sentences_labels_every_word_including_long_and_invisible_ones(loaded):
+    model, tokenizer = loaded
+    long_sentence = [f"word{index % 37}" for index in range(700)]
+    sentences = [["Aspirin", "\u200b", "causes", "\x07", "ulcers"], [], ["\u200b"], long_sentence, ["x"]]
+    labels = tag_sentences(model, tokenizer, sentences, max_length=32, overlap=8)
+    assert list(labels) == ["chem", "disease"]
+    for task, per_sentence in labels.items():
+        assert [len(sentence_labels) for sentence_labels in per_sentence] == [len(s) for s in sentences]
+        for sentence_labels in per_sentence:
+            assert_valid_labels(sentence_labels, task)
+    only_disease = tag_sentences(model, tokenizer, sentences, ["disease"], max_length=32, overlap=8)
+    assert only_disease == {"disease": labels["disease"]}  # heads do not influence each other
+    with pytest.raises(PredictionInputError, match=r"model's \['chem', 'disease'\], got \['gene'\]"):
+        tag_sentences(model, tokenizer, sentences, ["gene"])
+
+
+WRITABLE_TOKEN = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\t\n\r"), min_size=1, max_size=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sentences=st.lists(st.lists(WRITABLE_TOKEN, min_size=1, max_size=20), min_size=1, max_size=4))
+def test_fuzz_arbitrary_unicode_tokens_keep_their_count_through_conll(loaded, sentences):
+    model, tokenizer = loaded
+    sentences = [[token for token in tokens if not token.isspace() and token != DOCSTART and token[0] != "\ufeff"]
+                 for tokens in sentences]
+    sentences = [tokens for tokens in sentences if tokens]
+    labels = tag_sentences(model, tokenizer, sentences, max_length=16, overlap=4)
+    per_sentence = prediction.labels_per_sentence(labels)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "out.tsv"
+        path.write_text("".join(render_conll_sentence(Sentence(tokens, None, 1), labels_of, merge)
+                                for tokens, labels_of in zip(sentences, per_sentence) for merge in ("longest", "none")),
+                        encoding="utf-8")
+        read_back = list(iter_conll_sentences(path))
+    assert [s.tokens for s in read_back] == [tokens for tokens in sentences for _ in range(2)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Streaming readers
+
+
+def test_conll_reader_streams_exactly_what_read_conll_reads(tmp_path, monkeypatch):
+    monkeypatch.setattr(prediction, "_CONLL_LINES_PER_PARSE", 7)  # cut into many parser calls
+    path = tmp_path / "in.tsv"
+    path.write_bytes(b"\xef\xbb\xbf-DOCSTART-\tO\n\nA\tO\nb\tB-X\n\nc\r\n\n\n\n-DOCSTART-\tO\n\n" + b"d\tO\ne\tO\n\n" * 20
+                     + b"-DOCSTART- -X- O O\nf g\tO\n\xe2\x80\x8b\tO\n")
+    assert list(iter_conll_sentences(path)) == read_conll(path, labelled=False)
+    path.write_bytes(b"a\tO\n\n" * 30 + b"b\tO\n\tO\n")
+    with pytest.raises(CorpusFormatError, match=rf"{path}:62: expected a non-empty token"):
+        list(iter_conll_sentences(path))
+    path.write_bytes(b"a\tO\n\n" * 30 + b"b\tO\n-DOCSTART-\tO\n")
+    with pytest.raises(CorpusFormatError, match=rf"{path}:62: .*sentence that starts at line 61"):
+        list(iter_conll_sentences(path))
+    path.write_bytes(b"a\tO\n\nb\xff\tO\n")
+    with pytest.raises(CorpusFormatError, match=rf"{path}:3: expected UTF-8 text, got byte\(s\) ff at byte 2"):
+        list(iter_conll_sentences(path))
+
+
+def test_text_reader_streams_the_same_sentences_as_splitting_the_whole_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(prediction, "_TEXT_CHARACTERS_PER_SPLIT", 10)  # re-split after almost every line
+    raw = ("\ufeffTitle line without a stop\r\nA hard-wrapped sentence about E. coli\nand IL-2. Next one? Yes!\n"
+           " \t\n\nNew paragraph \u200b\x07 \U0001F9EC. 5 mg. " + "long " * 40 + "end.\n\n\n")
+    path = tmp_path / "in.txt"
+    path.write_text(raw, encoding="utf-8", newline="")
+    text = raw.removeprefix("\ufeff")
+    streamed = list(iter_text_sentences(path))
+    assert [(s.start, s.end) for s in streamed] == split_sentences(text)
+    for sentence in streamed:
+        assert sentence.text == text[sentence.start : sentence.end]
+        assert all(text[start:end] == token for token, start, end in sentence.tokens)
+
+
+def test_pubtator_reader_rejects_what_it_cannot_place(tmp_path):
+    path = tmp_path / "in.pubtator"
+    for content, line, message in [
+        ("1|t|T\n1\t0\t1\tT\tX\tid\n1|a|late passage\n", 3, "passage lines of document 1 before its annotations"),
+        ("1\t0\t1\tT\tX\tid\n", 1, "passage line 'PMID|t|text' before annotations"),
+        ("1|t|T\n2\t0\t1\tT\tX\tid\n", 2, "annotation line of document 1"),
+        ("1|t|T\njust words\n", 2, "expected a passage line"),
+        ("\n \n", 2, "at least one document"),
+    ]:
+        path.write_text(content, encoding="utf-8")
+        with pytest.raises(CorpusFormatError, match=rf"{path}:{line}: .*{message}"):
+            list(iter_pubtator_documents(path))
+
+
+def test_format_detection():
+    assert [detect_format(name) for name in ("a.tsv", "a.CONLL", "a.iob", "a.txt", "a.pubtator", "a.PubTator.txt")] == [
+        "conll", "conll", "conll", "text", "pubtator", "pubtator"]
+    assert detect_format("a.json", "text") == "text"
+    with pytest.raises(PredictionInputError, match=r"a\.json: expected a name ending in .*got '\.json'"):
+        detect_format("a.json")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Files in, files out
+
+
+def conll_input(tmp_path: Path) -> Path:
+    """Document markers, invisible tokens, a 700-word sentence, a gold label column, one token per line."""
+    sentences = [
+        Sentence(["Aspirin", "\u200b", "induced", "\x07", "ulcers", "."], ["B-Chemical", "O", "O", "O", "B-Disease", "O"],
+                 1, starts_document=True),
+        Sentence(["x"], ["O"], 1),
+        Sentence([f"w{index % 50}" for index in range(700)], ["O"] * 700, 1, starts_document=True),
+        *read_conll(sample_data_dir() / "NCBI-disease" / "devel.tsv")[:30],
+    ]
+    path = tmp_path / "in.tsv"
+    write_conll(path, sentences)
+    return path
+
+
+@pytest.mark.parametrize("merge", ["longest", "none"])
+def test_conll_round_trip_keeps_every_token(model_dir, tmp_path, merge):
+    path = conll_input(tmp_path)
+    summary = run(model_dir, path, tmp_path / "out.tsv", merge=merge, max_length=48, overlap=8)
+    assert summary.complete and summary.total_units == summary.units_done == 33
+    expected, got = read_conll(path), read_conll(tmp_path / "out.tsv")
+    assert [(s.tokens, s.starts_document) for s in got] == [(s.tokens, s.starts_document) for s in expected]
+    lines = [line for line in (tmp_path / "out.tsv").read_text(encoding="utf-8").split("\n") if line]
+    columns = 3 if merge == "none" else 2
+    assert {len(line.split("\t")) for line in lines} == {columns}
+    if merge == "none":
+        for task_column, task in ((1, "chem"), (2, "disease")):
+            assert_valid_labels([line.split("\t")[task_column] for line in lines if line != "-DOCSTART-\tO\tO"], task)
+    assert not (tmp_path / "out.tsv.partial").exists() and not (tmp_path / "out.tsv.progress.json").exists()
+
+
+@pytest.mark.corpora
+def test_corpora_round_trip_keeps_token_counts(model_dir, bioner_dir, tmp_path):
+    """Every corpus's devel split, capped at its first 150 sentences plus its longest one (13 corpora in ~10 s)."""
+    corpora = sorted(path for path in bioner_dir.iterdir() if (path / "devel.tsv").is_file())
+    assert corpora
+    for corpus_dir in corpora:
+        sentences = read_conll(corpus_dir / "devel.tsv")
+        capped = sentences[:150] + [max(sentences, key=lambda sentence: len(sentence.tokens))]
+        path = tmp_path / f"{corpus_dir.name}.tsv"
+        write_conll(path, capped)
+        run(model_dir, path, tmp_path / f"{corpus_dir.name}.pred.tsv", max_length=64, overlap=8, batch_size=128)
+        got = read_conll(tmp_path / f"{corpus_dir.name}.pred.tsv")
+        assert [(s.tokens, s.starts_document) for s in got] == [(s.tokens, s.starts_document) for s in capped], corpus_dir
+
+
+def test_text_mode_offsets_point_at_the_entity_text(model_dir, tmp_path):
+    raw = ("\ufeffAspirin-induced ulcers in E. coli were seen (n = 5). IL-2 rose!\r\n\r\n"
+           "Caf\u00e9\u200b\x07 syndrome \U0001F9EC 5-fluorouracil, et al. Done\n\n  \n")
+    path = tmp_path / "in.txt"
+    path.write_text(raw, encoding="utf-8", newline="")
+    for merge in ("longest", "none"):
+        run(model_dir, path, tmp_path / "out.jsonl", merge=merge)
+        text = open(path, encoding="utf-8-sig", newline="").read()
+        records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert [(record["start"], record["end"]) for record in records] == split_sentences(text)
+        entities = [entity for record in records for entity in record["entities"]]
+        assert entities, "the random model finds something"
+        for record in records:
+            assert text[record["start"] : record["end"]] == record["text"]
+            for entity in record["entities"]:
+                assert text[entity["start"] : entity["end"]] == entity["text"]
+                assert record["start"] <= entity["start"] < entity["end"] <= record["end"]
+                assert entity["type"] == TASK_TYPES[entity["task"]]
+        if merge == "longest":
+            spans = sorted((entity["start"], entity["end"]) for entity in entities)
+            assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
+
+
+def test_pubtator_round_trip_replaces_annotations_with_predictions(model_dir, tmp_path):
+    documents = [
+        ("101", "Aspirin and ibuprofen cause ulcers.", "We studied 5-fluorouracil toxicity. Results were clear."),
+        ("102", "A title", "An abstract with \u00e9\u200b odd \x07 characters."),
+    ]
+    lines = []
+    for pmid, title, abstract in documents:
+        lines += [f"{pmid}|t|{title}", f"{pmid}|a|{abstract}", f"{pmid}\t0\t1\tA\tGold\tMESH:1", f"{pmid}\tCID\t1\t2", ""]
+    path = tmp_path / "in.pubtator.txt"
+    path.write_text("\r\n".join(lines), encoding="utf-8")
+    summary = run(model_dir, path, tmp_path / "out.pubtator")
+    assert summary.total_units == 2
+    blocks = (tmp_path / "out.pubtator").read_text(encoding="utf-8").split("\n\n")
+    assert blocks[-1] == "" and len(blocks) == 3
+    found = 0
+    for block, (pmid, title, abstract) in zip(blocks, documents):
+        block_lines = block.split("\n")
+        assert block_lines[:2] == [f"{pmid}|t|{title}", f"{pmid}|a|{abstract}"]
+        document_text = title + " " + abstract  # PubTator offsets: the abstract starts one character after the title
+        for annotation in block_lines[2:]:
+            found += 1
+            annotation_pmid, start, end, mention, entity_type, source = annotation.split("\t")
+            assert annotation_pmid == pmid and document_text[int(start) : int(end)] == mention
+            assert source.startswith("HSTL:") and entity_type == TASK_TYPES[source.removeprefix("HSTL:")]
+    assert found, "the random model finds something"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Errors
+
+
+def cli(argv, capsys) -> tuple[int, list[str]]:
+    """predict.py's main in this process, wrapped as the script wraps it; returns (exit code, stderr lines)."""
+    code = run_cli(lambda: predict.main(argv))
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_bad_inputs_exit_2_with_one_line_naming_the_problem(model_dir, tmp_path, capsys):
+    out = str(tmp_path / "out.tsv")
+    code, err = cli(["--model", str(model_dir), "--input", str(tmp_path / "missing.tsv"), "--output", out], capsys)
+    assert code == 2 and err == [f"error: {tmp_path / 'missing.tsv'}: expected an input file, got no such file"]
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("a\tO\nb\tO\n\nc\tO\n\tB-X\n", encoding="utf-8")
+    code, err = cli(["--model", str(model_dir), "--input", str(bad), "--output", out], capsys)
+    assert code == 2 and err == [f"error: {bad}:5: expected a non-empty token in the first column, got '\\tB-X'"]
+
+    good = conll_input(tmp_path)
+    code, err = cli(["--model", str(model_dir), "--input", str(good), "--output", out, "--tasks", "chem", "gene"], capsys)
+    assert code == 2 and err == ["error: --tasks: expected task names among the model's ['chem', 'disease'], got ['gene']"]
+
+    code, err = cli(["--model", str(tmp_path), "--input", str(good), "--output", out], capsys)
+    assert code == 2 and err == [f"error: {tmp_path}: expected a model folder holding config.json, got a folder "
+                                 "without config.json"]
+
+    code, err = cli(["--model", str(model_dir), "--input", str(good), "--output", out, "--max_length", "2"], capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: --max_length/--overlap: max_length: expected more")
+    assert not Path(out).exists()
+
+
+def test_script_exits_2_with_one_line_in_a_subprocess(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), "--model", str(tmp_path), "--input", str(tmp_path / "in.txt"),
+         "--output", str(tmp_path / "out.jsonl")],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert completed.returncode == 2
+    assert completed.stderr == f"error: {tmp_path / 'in.txt'}: expected an input file, got no such file\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Resume
+
+
+def text_input(tmp_path: Path) -> Path:
+    sentences = [f"Sentence {index} mentions aspirin-induced ulcers in E. coli and IL-{index}." for index in range(23)]
+    path = tmp_path / "in.txt"
+    path.write_text(" ".join(sentences[:10]) + "\n\n" + "\n".join(sentences[10:]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("make_input, suffix", [(conll_input, ".tsv"), (text_input, ".jsonl")])
+def test_resume_after_an_interruption_gives_the_uninterrupted_output(model_dir, tmp_path, make_input, suffix):
+    path = make_input(tmp_path)
+    straight, resumed = tmp_path / f"straight{suffix}", tmp_path / f"resumed{suffix}"
+    common = {"chunk_size": 4, "max_length": 48, "overlap": 8, "merge": "none"}
+    run(model_dir, path, straight, **common)
+    stopped = run(model_dir, path, resumed, stop_after_chunks=2, **common)
+    assert not stopped.complete and stopped.units_done == 8 and not resumed.exists()
+    partial = resumed.with_name(resumed.name + ".partial")
+    with open(partial, "ab") as handle:  # killed while writing the third chunk
+        handle.write(b"half a chunk\n")
+    summary = run(model_dir, path, resumed, resume=True, **common)
+    assert summary.complete and summary.units_done == summary.total_units
+    assert resumed.read_bytes() == straight.read_bytes()
+    assert not partial.exists() and not resumed.with_name(resumed.name + ".progress.json").exists()
+
+
+def test_resume_refuses_other_settings_and_cli_resume_works(model_dir, tmp_path, capsys):
+    path = conll_input(tmp_path)
+    out = tmp_path / "out.tsv"
+    base = ["--model", str(model_dir), "--input", str(path), "--output", str(out), "--chunk_size", "5",
+            "--max_length", "48", "--overlap", "8"]
+    code, _ = cli([*base, "--stop_after_chunks", "1"], capsys)
+    assert code == 0 and not out.exists()
+    code, err = cli([*base, "--resume", "--merge", "none"], capsys)
+    assert code == 2 and len(err) == 1 and "got different ['merge']; run without --resume" in err[0]
+    code, _ = cli([*base, "--resume"], capsys)
+    assert code == 0
+    code, _ = cli([*base[:5], str(tmp_path / "straight.tsv"), *base[6:]], capsys)
+    assert code == 0 and out.read_bytes() == (tmp_path / "straight.tsv").read_bytes()

@@ -1,0 +1,129 @@
+"""Sentence splitting and word tokenization of plain text (`hstl.text`): examples, the corpora's own tokenization, and
+properties under arbitrary Unicode."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hstl.data import read_conll, sample_data_dir
+from hstl.text import split_sentences, tokenize
+
+
+def words(text: str) -> list[str]:
+    return [token for token, _, _ in tokenize(text)]
+
+
+def sentences(text: str) -> list[str]:
+    return [text[start:end] for start, end in split_sentences(text)]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("IL-2", ["IL", "-", "2"]),
+        ("5-fluorouracil", ["5", "-", "fluorouracil"]),
+        ("C/EBP and/or NF-kappaB", ["C", "/", "EBP", "and", "/", "or", "NF", "-", "kappaB"]),
+        ("0.05 mg", ["0", ".", "05", "mg"]),
+        ("Crohn's disease", ["Crohn", "'", "s", "disease"]),
+        ("(Smith et al., 2003)", ["(", "Smith", "et", "al", ".", ",", "2003", ")"]),
+        ("CD4+ Ca2+", ["CD4", "+", "Ca2", "+"]),
+        ("x_y", ["x", "_", "y"]),
+        ("TNF-\u03b1 \u00e9t\u00e9 e\u0301te\u0301", ["TNF", "-", "\u03b1", "\u00e9t\u00e9", "e\u0301te\u0301"]),
+        ("a\u200bb \x07", ["a", "\u200b", "b", "\x07"]),
+        ("", []),
+        (" \t\n ", []),
+    ],
+)
+def test_tokenize_splits_like_the_corpora(text, expected):
+    assert words(text) == expected
+
+
+def test_tokenize_offsets_are_shifted_by_start():
+    assert tokenize("IL-2 x", start=100) == [("IL", 100, 102), ("-", 102, 103), ("2", 103, 104), ("x", 105, 106)]
+
+
+def test_shipped_sample_tokenization_is_reproduced():
+    """The sample corpora (from BC5CDR, NCBI-disease, BC2GM, linnaeus) re-tokenize to their own tokens."""
+    for corpus in ("BC5CDR-chem", "NCBI-disease", "BC2GM"):
+        for sentence in read_conll(sample_data_dir() / corpus / "devel.tsv"):
+            assert words(" ".join(sentence.tokens)) == sentence.tokens, (corpus, sentence.line)
+
+
+@pytest.mark.corpora
+def test_corpora_tokenization_is_reproduced(bioner_dir):
+    """Every corpus but JNLPBA (GENIA tokenization keeps "IL-2" whole; see hstl/text.py) splits text as we do."""
+    for corpus_dir in sorted(path for path in bioner_dir.iterdir() if (path / "devel.tsv").is_file()):
+        if corpus_dir.name == "JNLPBA":
+            continue
+        corpus = read_conll(corpus_dir / "devel.tsv")
+        differing = [sentence for sentence in corpus if words(" ".join(sentence.tokens)) != sentence.tokens]
+        # linnaeus keeps a few symbols such as "(R)", "+/-", ">=" as single tokens (34 of 4078 devel sentences).
+        assert len(differing) <= 0.01 * len(corpus), (corpus_dir.name, " ".join(differing[0].tokens))
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("BRCA1 was mutated. The IL-2 level rose! Was it? 3 patients died. (See below.) Done.",
+         ["BRCA1 was mutated.", "The IL-2 level rose!", "Was it?", "3 patients died.", "(See below.)", "Done."]),
+        ("Found in E. coli and S. cerevisiae. Next one.", ["Found in E. coli and S. cerevisiae.", "Next one."]),
+        ("Drugs, e.g. Aspirin, i.e. ASA, vs. Placebo (Smith et al. 2003, Fig. 2) worked.",
+         ["Drugs, e.g. Aspirin, i.e. ASA, vs. Placebo (Smith et al. 2003, Fig. 2) worked."]),
+        ("Dr. Smith used approx. 5 mg in the U.S. Food trial.", ["Dr. Smith used approx. 5 mg in the U.S. Food trial."]),
+        ("See no. 5 here. The answer was no. The end.", ["See no. 5 here.", "The answer was no.", "The end."]),
+        ("It said \"stop.\" Then it went.", ["It said \"stop.\"", "Then it went."]),
+        ("lower case follows. and stays. 0.05 is a number.", ["lower case follows. and stays.", "0.05 is a number."]),
+        ("A hard-wrapped\nsentence goes on.\n\nA new paragraph\nstarts here", ["A hard-wrapped\nsentence goes on.",
+                                                                            "A new paragraph\nstarts here"]),
+        ("no final stop", ["no final stop"]),
+        ("   ", []),
+    ],
+)
+def test_split_sentences_examples(text, expected):
+    assert sentences(text) == expected
+
+
+# Arbitrary Unicode (controls, zero-width and combining characters, astral planes), and text dense in what the
+# splitter looks at: sentence ends, abbreviations, brackets, quotes, capitals, digits, line breaks.
+SPLITTER_PIECES = st.sampled_from(list("aZ9 .!?\n\t()\"'-\u200b\x07\u0301E") + ["e.g.", "et al.", " Fig. ", "\n\n"])
+TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=200) | st.lists(SPLITTER_PIECES, max_size=60).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=TEXT, start=st.integers(0, 10_000))
+def test_tokens_cover_every_non_space_character_once(text, start):
+    tokens = tokenize(text, start)
+    covered = []
+    previous_end = start
+    for token, token_start, token_end in tokens:
+        assert token and text[token_start - start : token_end - start] == token
+        assert previous_end <= token_start < token_end  # in order, non-overlapping
+        previous_end = token_end
+        covered.extend(range(token_start - start, token_end - start))
+    assert covered == [index for index, character in enumerate(text) if not character.isspace()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=TEXT)
+def test_sentences_cover_every_non_space_character_once(text):
+    spans = split_sentences(text)
+    covered = []
+    for start, end in spans:
+        assert start < end and not text[start].isspace() and not text[end - 1].isspace()
+        assert not covered or covered[-1] < start
+        covered.extend(range(start, end))
+    assert [index for index in covered if not text[index].isspace()] == [
+        index for index, character in enumerate(text) if not character.isspace()
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=TEXT)
+def test_splitting_from_any_sentence_start_gives_the_same_later_sentences(text):
+    """What lets `hstl.prediction.iter_text_sentences` split a long stream piece by piece."""
+    spans = split_sentences(text)
+    for index, (start, _) in enumerate(spans):
+        later = [(span_start + start, span_end + start) for span_start, span_end in split_sentences(text[start:])]
+        assert later == spans[index:]
