@@ -22,10 +22,12 @@ from hstl.cli import run_cli
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="Model folder saved by train.py or finetune.py (with tokenizer).")
+    parser.add_argument("--model", required=True,
+                        help="Model folder saved by train.py or finetune.py (with its tokenizer).")
     parser.add_argument("--input", required=True, help="File to tag: .tsv/.conll/.iob (CoNLL), .txt (text), "
                         ".pubtator/.pubtator.txt (PubTator), or any name with --format.")
-    parser.add_argument("--output", required=True, help="Where the predictions go (written as OUTPUT.partial until done).")
+    parser.add_argument("--output", required=True,
+                        help="Where the predictions go (written as OUTPUT.partial until done).")
     parser.add_argument("--tasks", nargs="+", default=None,
                         help="Heads to tag with, in priority order for --merge longest (default: all of the model's).")
     parser.add_argument("--format", choices=["conll", "text", "pubtator"], default=None,
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     summary = predict_file(args.model, args.input, args.output, options)
     if summary.complete:
-        print(f"Tagged {summary.total_units} {summary.input_format} unit(s) with {summary.tasks}: {summary.output_path}")
+        print(f"Tagged {summary.total_units} {summary.input_format} unit(s) with {summary.tasks}: "
+              f"{summary.output_path}")
     else:
         print(f"Stopped after {summary.units_done} of {summary.total_units} unit(s); continue with --resume")
     return 0

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+import yaml
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from hstl.alignment import HSTLDataCollator, encode_sentences
@@ -25,40 +26,46 @@ from hstl.data import Sentence, read_conll, sample_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# (task name, entity family, entity types) of the 14 corpora of Chai et al. (2022), with the types of the copies in
-# ../shared/data/bioner. The data README lists BioNLP11ID, BioNLP13CG and BioNLP13PC as "mixed"; the paper's hierarchy
-# has 4 families, and their most frequent mentions are genes/proteins, so they join that family here. BC4CHEMD (not
-# redistributed) only needs its label list for a timing run.
-PAPER_TASKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("BC4CHEMD", "chemical", ("Chemical",)),
-    ("BC5CDR-chem", "chemical", ("Chemical",)),
-    ("BC5CDR-disease", "disease", ("Disease",)),
-    ("NCBI-disease", "disease", ("Disease",)),
-    ("BC2GM", "gene/protein", ("GENE",)),
-    ("BioNLP09", "gene/protein", ("Protein",)),
-    ("BioNLP11EPI", "gene/protein", ("Protein",)),
-    ("BioNLP11ID", "gene/protein", ("Chemical", "Organism", "Protein", "Regulon-operon")),
-    ("BioNLP13CG", "gene/protein", (
+PAPER_CONFIG = REPO_ROOT / "configs" / "paper.yaml"
+"""The 14 tasks of Chai et al. (2022) and their entity families, in order, are read from the paper's run config."""
+
+ENTITY_TYPES = {
+    "BC4CHEMD": ("Chemical",),
+    "BC5CDR-chem": ("Chemical",),
+    "BC5CDR-disease": ("Disease",),
+    "NCBI-disease": ("Disease",),
+    "BC2GM": ("GENE",),
+    "BioNLP09": ("Protein",),
+    "BioNLP11EPI": ("Protein",),
+    "BioNLP13GE": ("Protein",),
+    "Ex-PTM": ("Protein",),
+    "JNLPBA": ("protein", "DNA", "RNA", "cell_line", "cell_type"),
+    "BioNLP11ID": ("Chemical", "Organism", "Protein", "Regulon-operon"),
+    "BioNLP13CG": (
         "Gene_or_gene_product", "Amino_acid", "Anatomical_system", "Cancer", "Cell", "Cellular_component",
         "Developing_anatomical_structure", "Immaterial_anatomical_entity", "Multi-tissue_structure", "Organ",
         "Organism", "Organism_subdivision", "Organism_substance", "Pathological_formation", "Simple_chemical", "Tissue",
-    )),
-    ("BioNLP13GE", "gene/protein", ("Protein",)),
-    ("BioNLP13PC", "gene/protein", ("Gene_or_gene_product", "Cellular_component", "Complex", "Simple_chemical")),
-    ("Ex-PTM", "gene/protein", ("Protein",)),
-    ("JNLPBA", "gene/protein", ("protein", "DNA", "RNA", "cell_line", "cell_type")),
-    ("linnaeus", "species", ("Species",)),
-)
+    ),
+    "BioNLP13PC": ("Gene_or_gene_product", "Cellular_component", "Complex", "Simple_chemical"),
+    "linnaeus": ("Species",),
+}
+"""Entity types of each corpus as in ../shared/data/bioner (BC4CHEMD, not redistributed, only needs its label list
+for a timing run). Label counts matter here: a head's CRF costs O(num_labels^2) per word."""
 
 STRUCTURE_LABEL_IDS = {"O": 0, "B": 1, "I": 2}
 """Every task's labels start with `O, B-<first type>, I-<first type>`, so these ids are valid in every head."""
 
 
 def paper_task_dicts() -> list[dict]:
-    """The 14 tasks as `HSTLConfig(tasks=...)` wants them; labels are `O, B-T1, I-T1, B-T2, I-T2, ...`."""
+    """The tasks of configs/paper.yaml as `HSTLConfig(tasks=...)` wants them; labels `O, B-T1, I-T1, B-T2, ...`."""
+    paper_tasks = yaml.safe_load(PAPER_CONFIG.read_text(encoding="utf-8"))["tasks"]
     return [
-        {"name": name, "family": family, "labels": ["O", *(f"{prefix}-{type_}" for type_ in types for prefix in "BI")]}
-        for name, family, types in PAPER_TASKS
+        {
+            "name": task["name"],
+            "family": task["family"],
+            "labels": ["O", *(f"{prefix}-{type_}" for type_ in ENTITY_TYPES[task["name"]] for prefix in "BI")],
+        }
+        for task in paper_tasks
     ]
 
 
@@ -151,7 +158,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for every measured variant.")
     parser.add_argument("--rounds", type=int, default=None, help="Timed rounds per variant (default: the benchmark's).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of model initialisation and dropout.")
-    parser.add_argument("--quick", action="store_true", help="Tiny settings for a smoke test; the numbers mean nothing.")
+    parser.add_argument("--quick", action="store_true", help="Tiny settings for a smoke test; numbers mean nothing.")
 
 
 def setup_run(args: argparse.Namespace) -> None:
@@ -161,6 +168,7 @@ def setup_run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     transformers_logging.set_verbosity_error()  # "newly initialized weights" warnings are expected here
+    transformers_logging.disable_progress_bar()
     load_1min, load_5min, _ = os.getloadavg()
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs ({cpu_model()}), "
           f"load average {load_1min:.2f} (1 min) {load_5min:.2f} (5 min)")

@@ -29,7 +29,7 @@ from hstl.run_config import ModelSpec, RunConfig
 from hstl.training import build_optimizer
 
 
-FULL = {"batch_size": 16, "max_length": 128, "steps_per_round": 14, "rounds": 5}
+FULL = {"batch_size": 16, "max_length": 128, "steps_per_round": 14, "rounds": 4}
 QUICK = {"batch_size": 2, "max_length": 48, "steps_per_round": 2, "rounds": 1}
 
 

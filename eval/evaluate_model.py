@@ -34,9 +34,6 @@ from hstl.data import Sentence, read_split_dir
 logger = logging.getLogger(__name__)
 
 DEFAULT_SPLITS = ("devel", "test")
-DEFAULT_MAX_LENGTH = 128
-DEFAULT_OVERLAP = 16
-DEFAULT_BATCH_SIZE = 64
 RUN_CONFIG_SPLIT_NAMES = {"validation": "devel", "test": "test", "train": "train"}
 """`hstl.training.load_task_data` split name -> the corpus file name used here."""
 
@@ -51,15 +48,6 @@ class CorpusToScore:
     corpus: str
     head: str
     splits: dict[str, list[Sentence]]
-
-
-@dataclass
-class WindowingSettings:
-    """How sentences are cut into encoder windows and batched; the run config's values unless flags say otherwise."""
-
-    max_length: int
-    overlap: int
-    batch_size: int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,14 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", required=True, type=Path, help="Where results.json, results.md, f1.png "
                         "and errors/ go (created if needed).")
     parser.add_argument("--batch_size", type=int, default=None,
-                        help=f"Windows per batch (default: training.eval_batch_size of the run config, else "
-                             f"{DEFAULT_BATCH_SIZE}).")
+                        help="Windows per batch (default: training.eval_batch_size of the model folder's "
+                             "run_config.yaml, else 64).")
     parser.add_argument("--max_length", type=int, default=None,
-                        help=f"Sub-tokens per window, special tokens included (default: training.max_length of the "
-                             f"run config, else {DEFAULT_MAX_LENGTH}).")
+                        help="Sub-tokens per window, special tokens included (default: training.max_length of the "
+                             "model folder's run_config.yaml, else 128), as predict.py.")
     parser.add_argument("--overlap", type=int, default=None,
-                        help=f"Sub-tokens of context shared by the windows of a long sentence (default: "
-                             f"training.window_overlap of the run config, else {DEFAULT_OVERLAP}).")
+                        help="Sub-tokens of context shared by the windows of a long sentence (default: "
+                             "training.window_overlap of the model folder's run_config.yaml, else 16).")
     parser.add_argument("--no_plot", action="store_true", help="Do not draw f1.png (then matplotlib is not needed).")
     parser.add_argument("--cpu", action="store_true", help="Run on the CPU even when a GPU is present.")
     return parser
@@ -104,32 +92,6 @@ def parse_task_map(pairs: Sequence[str]) -> dict[str, str]:
             raise ValueError(f"--task_map: expected CORPUS=HEAD, got {pair!r}")
         task_map[corpus] = head
     return task_map
-
-
-def load_run_config_for(args: argparse.Namespace):
-    """The run config of `--config`, else the model folder's own `run_config.yaml` (for windowing defaults), or None."""
-    from hstl.run_config import load_run_config
-
-    if args.config is not None:
-        return load_run_config(args.config)
-    saved = Path(args.model) / "run_config.yaml"
-    return load_run_config(saved) if saved.is_file() else None
-
-
-def windowing_settings(args: argparse.Namespace, run_config) -> WindowingSettings:
-    """Flags win; then the run config's training section; then the defaults."""
-    training = run_config.training if run_config is not None else None
-
-    def first_set(flag: int | None, configured: str, default: int) -> int:
-        if flag is not None:
-            return flag
-        return getattr(training, configured) if training is not None else default
-
-    return WindowingSettings(
-        max_length=first_set(args.max_length, "max_length", DEFAULT_MAX_LENGTH),
-        overlap=first_set(args.overlap, "window_overlap", DEFAULT_OVERLAP),
-        batch_size=first_set(args.batch_size, "eval_batch_size", DEFAULT_BATCH_SIZE),
-    )
 
 
 def available_corpora(args: argparse.Namespace, run_config) -> list[str]:
@@ -204,9 +166,11 @@ def _splits_from_run_config(run_config, corpora: list[str]) -> dict[str, dict[st
 # Scoring
 
 
-def score_corpus_split(model, tokenizer, accelerator, head: str, sentences: list[Sentence],
-                       settings: WindowingSettings):
-    """Tags `sentences` with `head` and returns the filled `EntityScorer` (scores, false positives and negatives)."""
+def score_corpus_split(model, tokenizer, accelerator, head: str, sentences: list[Sentence], settings):
+    """Tags `sentences` with `head` and returns the filled `EntityScorer` (scores, false positives and negatives).
+
+    `settings` is a `hstl.prediction.WindowSettings`: max_length, overlap, batch_size.
+    """
     from hstl.alignment import HSTLDataCollator
     from hstl.inference import build_task_dataset, predict_task_labels
     from hstl.scoring import EntityScorer
@@ -301,11 +265,19 @@ def plot_f1(results: ScoresByCorpus, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def plan(args: argparse.Namespace, heads: Sequence[str]) -> tuple[list[CorpusToScore], WindowingSettings]:
-    """Reads the run config and the data the flags name; raises ValueError naming the flag on a bad value."""
-    run_config = load_run_config_for(args)
+def plan(args: argparse.Namespace, heads: Sequence[str]):
+    """The corpora to score with their data, and the window settings (the model's, as predict.py uses them).
+
+    Raises:
+        ValueError: naming the flag, for a bad --corpora, --task_map, --max_length, ... value.
+    """
+    from hstl.prediction import window_settings
+    from hstl.run_config import load_run_config
+
+    run_config = load_run_config(args.config) if args.config is not None else None
     head_of = choose_heads(args.corpora, available_corpora(args, run_config), parse_task_map(args.task_map), heads)
-    return read_corpora(args, run_config, head_of), windowing_settings(args, run_config)
+    settings = window_settings(args.model, args.max_length, args.overlap, args.batch_size)
+    return read_corpora(args, run_config, head_of), settings
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -318,21 +290,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(str(error))
     from accelerate import Accelerator
 
-    from hstl.configuration_hstl import HSTLConfig
-    from hstl.modeling_hstl import HSTLModel
-    from hstl.tokenization import load_tokenizer
+    from hstl.prediction import check_window_settings, load_model_and_tokenizer, load_model_config
 
-    if not (Path(args.model) / "config.json").is_file():
-        raise FileNotFoundError(f"--model: expected a model folder holding config.json, got {args.model!r}")
     try:
-        to_score, settings = plan(args, HSTLConfig.from_pretrained(args.model).task_names)
+        to_score, settings = plan(args, load_model_config(args.model).task_names)
     except ValueError as error:
-        if type(error) is not ValueError:  # CorpusFormatError, RunConfigError: already name their file and line
+        if type(error) is not ValueError:  # CorpusFormatError, RunConfigError, ...: user errors of their own
             raise
         parser.error(str(error))
     accelerator = Accelerator(cpu=args.cpu)
-    model = accelerator.prepare(HSTLModel.from_pretrained(args.model))
-    tokenizer = load_tokenizer(args.model)
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    check_window_settings(tokenizer, settings)
+    model = accelerator.prepare(model)
 
     results: ScoresByCorpus = {}
     errors: dict[tuple[str, str], list[dict[str, Any]]] = {}

@@ -124,8 +124,8 @@ def _check_model_folder(model_dir: Path) -> list[Path]:
         raise PublishError(f"{model_dir}: expected safetensors weights (model.safetensors), got "
                            f"{pickled or 'no weight file'}; re-save the model with save_pretrained")
     if not (model_dir / "tokenizer_config.json").is_file():
-        raise PublishError(f"{model_dir}: expected the tokenizer files (tokenizer_config.json, tokenizer.json), got none;"
-                           f" save the tokenizer into the folder with tokenizer.save_pretrained")
+        raise PublishError(f"{model_dir}: expected the tokenizer files (tokenizer_config.json, tokenizer.json), got "
+                           f"none; save the tokenizer into the folder with tokenizer.save_pretrained")
     return weights
 
 
@@ -150,7 +150,7 @@ def _write_config(model_dir: Path, out_dir: Path) -> None:
 
 
 def _copy_run_config(model_dir: Path, out_dir: Path) -> None:
-    """run_config.yaml without `data_root`: it is a path on the training machine, meaningless (and private) elsewhere."""
+    """run_config.yaml without `data_root`: a path on the training machine, meaningless (and private) elsewhere."""
     source = model_dir / "run_config.yaml"
     if source.is_file():
         run_config = yaml.safe_load(source.read_text(encoding="utf-8")) or {}

@@ -111,7 +111,8 @@ def load_results(path: str | Path) -> ScoresByCorpus:
 
 
 def results_from_training(all_results: dict[str, Any]) -> ScoresByCorpus:
-    """Training's `all_results.json` (`{"devel": {task: scores, "mean_f1": x}, "test": ...}`) as `{task: {split: ...}}`."""
+    """Training's `all_results.json` (`{"devel": {task: scores, "mean_f1": x}, "test": ...}`) as
+    `{task: {split: scores}}`."""
     results: ScoresByCorpus = {}
     for split in ("devel", "test"):
         for task, scores in (all_results.get(split) or {}).items():
@@ -244,7 +245,7 @@ def _data_source(task: dict[str, Any]) -> str:
 
 def training_section(run_config: dict[str, Any] | None) -> str:
     if not run_config:
-        return "## Training\n\nThis folder holds no `run_config.yaml`, so the training settings are not recorded here.\n"
+        return "## Training\n\nThis folder holds no `run_config.yaml`: the training settings are not recorded here.\n"
     model, training = run_config.get("model") or {}, run_config.get("training") or {}
     if model.get("init_from"):
         start = f"stage 2 (fine-tuning) of the HSTL model `{model['init_from']}`"
@@ -261,8 +262,8 @@ def training_section(run_config: dict[str, Any] | None) -> str:
     return f"""## Training
 
 Trained with the `hstl` package's `train.py`/`finetune.py`: {start}. Tasks are sampled by
-`{training.get('sampling_strategy', '?')}` sampling; the weights kept are those with the best mean devel F1. The full
-run configuration is the `run_config.yaml` it saved.
+`{training.get('sampling_strategy', '?')}` sampling; when devel data was scored during training, the weights kept are
+those with the best mean devel F1. The full run configuration is the `run_config.yaml` beside the weights.
 
 | task | family | data |
 |---|---|---|
@@ -361,9 +362,8 @@ data or derived resources, and cite the corpus papers below.
 
 
 def citation_section(corpora: list[str]) -> str:
-    references = "\n".join(
-        f"- {corpus}: {CORPUS_REFERENCES.get(corpus, 'cite the paper that introduced this corpus')}" for corpus in corpora
-    )
+    unknown = "cite the paper that introduced this corpus"
+    references = "\n".join(f"- {corpus}: {CORPUS_REFERENCES.get(corpus, unknown)}" for corpus in corpora)
     return f"""## Citation
 
 The method:
@@ -400,10 +400,11 @@ def build_model_card(folder: str | Path, repo_id: str = PLACEHOLDER_REPO_ID,
     data = card_data(config, repo_id, results, run_config)
     code_files = sorted(path.name for path in folder.glob("*.py"))
     corpora = list(dict.fromkeys([task["name"] for task in config.get("tasks", [])] + list(results)))
+    num_heads = len(config.get("tasks", []))
     sections = [
-        f"# {repo_id.split('/')[-1]}\n\nA biomedical named entity recognition model with {len(config.get('tasks', []))} "
-        f"corpus-specific heads on one shared encoder, trained with hierarchical shared transfer learning "
-        f"(Chai et al., BMC Bioinformatics 23:8, 2022) by the `hstl` package.\n",
+        f"# {repo_id.split('/')[-1]}\n\nA biomedical named entity recognition model with {num_heads} corpus-specific "
+        f"heads on one shared encoder, trained with hierarchical shared transfer learning (Chai et al., BMC "
+        f"Bioinformatics 23:8, 2022) by the `hstl` package.\n",
         model_section(config), training_section(run_config), results_section(results),
         usage_section(repo_id, config), remote_code_section(code_files), licence_section(), citation_section(corpora),
     ]

@@ -86,20 +86,70 @@ def viterbi_decode(crf: CRF, emissions: torch.Tensor, word_mask: torch.Tensor) -
     Returns:
         `(batch_size, num_words)` label ids, `-100` where `word_mask` is False.
     """
+    return _viterbi(crf.start_transitions, crf.end_transitions, crf.transitions, emissions, word_mask)
+
+
+def viterbi_decode_heads(
+    crfs: list[CRF], emissions: list[torch.Tensor], word_mask: torch.Tensor
+) -> list[torch.LongTensor]:
+    """
+    [`viterbi_decode`] of several heads on the same words, with identical results: heads with the same number of labels
+    are decoded together as one stacked batch, because on short inputs the cost of Viterbi is the number of small
+    per-word tensor operations, not their size.
+
+    Args:
+        crfs: batch-first `torchcrf.CRF`s, one per head.
+        emissions: per head, `(batch_size, num_words, num_labels_of_head)`.
+        word_mask: `(batch_size, num_words)` bool, shared by all heads.
+
+    Returns:
+        per head, `(batch_size, num_words)` label ids, `-100` where `word_mask` is False.
+    """
+    batch_size = word_mask.shape[0]
+    heads_by_label_count: dict[int, list[int]] = {}
+    for head_index, head_emissions in enumerate(emissions):
+        heads_by_label_count.setdefault(head_emissions.shape[-1], []).append(head_index)
+    predictions: list[torch.LongTensor | None] = [None] * len(crfs)
+    for head_indices in heads_by_label_count.values():
+        group = [crfs[index] for index in head_indices]
+        # Row h * batch_size + b is example b under head h; each row gets its own head's transition scores.
+        stacked = _viterbi(
+            torch.stack([crf.start_transitions for crf in group]).repeat_interleave(batch_size, dim=0),
+            torch.stack([crf.end_transitions for crf in group]).repeat_interleave(batch_size, dim=0),
+            torch.stack([crf.transitions for crf in group]).repeat_interleave(batch_size, dim=0),
+            torch.cat([emissions[index] for index in head_indices]),
+            word_mask.repeat(len(group), 1),
+        )
+        for index, head_predictions in zip(head_indices, stacked.split(batch_size)):
+            predictions[index] = head_predictions
+    return predictions
+
+
+def _viterbi(
+    start_transitions: torch.Tensor,
+    end_transitions: torch.Tensor,
+    transitions: torch.Tensor,
+    emissions: torch.Tensor,
+    word_mask: torch.Tensor,
+) -> torch.LongTensor:
+    """
+    Batched Viterbi. Transition scores are shared, `(num_labels,)` / `(num_labels, num_labels)`, or per example,
+    `(batch_size, num_labels)` / `(batch_size, num_labels, num_labels)`; the arithmetic is the same either way.
+    """
     batch_size, num_words, _ = emissions.shape
     predictions = torch.full((batch_size, num_words), IGNORE_INDEX, dtype=torch.long, device=emissions.device)
     if num_words == 0:
         return predictions
     # shape: (batch_size, num_labels): best score of a path ending in each label
-    score = crf.start_transitions + emissions[:, 0]
+    score = start_transitions + emissions[:, 0]
     backpointers = []
     for position in range(1, num_words):
         # shape: (batch_size, num_labels_from, num_labels_to)
-        candidate = score.unsqueeze(2) + crf.transitions + emissions[:, position].unsqueeze(1)
+        candidate = score.unsqueeze(2) + transitions + emissions[:, position].unsqueeze(1)
         best_score, best_previous = candidate.max(dim=1)
         score = torch.where(word_mask[:, position].unsqueeze(1), best_score, score)
         backpointers.append(best_previous)
-    score = score + crf.end_transitions
+    score = score + end_transitions
     last_position = word_mask.long().sum(dim=1) - 1  # shape: (batch_size,); -1 for empty rows
     current_label = score.argmax(dim=1)
     for position in range(num_words - 1, -1, -1):
@@ -399,13 +449,15 @@ class HSTLModel(HSTLPreTrainedModel):
             self.config.task_index(name)
         word_states, word_mask = self.encode_words(input_ids, word_start_positions, attention_mask, token_type_ids)
         family_states: dict[str, torch.Tensor] = {}
-        emissions, predictions = {}, {}
+        emissions = {}
         for name in task_names:
             family = self.config.task(name)["family"]
             if family not in family_states:
                 family_states[family] = self._family_states(word_states, family)
             emissions[name] = self.heads[name](family_states[family])
-            predictions[name] = viterbi_decode(self.heads[name].crf, emissions[name], word_mask)
+        crfs = [self.heads[name].crf for name in task_names]
+        decoded = viterbi_decode_heads(crfs, [emissions[name] for name in task_names], word_mask)
+        predictions = dict(zip(task_names, decoded))
         return HSTLMultiTaskTaggingOutput(emissions=emissions, predictions=predictions, word_mask=word_mask)
 
 
@@ -413,4 +465,11 @@ class HSTLModel(HSTLPreTrainedModel):
 # `AutoModel.from_pretrained(folder, trust_remote_code=True)` works without the hstl package.
 HSTLModel.register_for_auto_class("AutoModel")
 
-__all__ = ["HSTLModel", "HSTLPreTrainedModel", "HSTLTokenClassifierOutput", "HSTLMultiTaskTaggingOutput", "viterbi_decode"]
+__all__ = [
+    "HSTLModel",
+    "HSTLPreTrainedModel",
+    "HSTLTokenClassifierOutput",
+    "HSTLMultiTaskTaggingOutput",
+    "viterbi_decode",
+    "viterbi_decode_heads",
+]

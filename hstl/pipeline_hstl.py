@@ -16,6 +16,8 @@ the label the CRF chose: a confidence hint like the token-classification pipelin
 
 This file is Hub remote code, shipped in the model folder with its siblings `modeling_hstl.py`,
 `configuration_hstl.py`, `alignment.py`, `text.py` and `scoring.py`: it imports only torch, transformers and them.
+`publish.py` puts them there and writes `custom_pipelines` into config.json. In-process, importing this module
+registers the task: `pipeline("hstl-ner", model=model, tokenizer=tokenizer)`.
 """
 
 from __future__ import annotations
@@ -71,7 +73,10 @@ class HSTLNERPipeline(Pipeline):
         return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(self, tasks: list[str] | None = None, max_length: int | None = None,
-                             overlap: int | None = None, window_batch_size: int | None = None, **unused: Any):
+                             overlap: int | None = None, window_batch_size: int | None = None, **unknown: Any):
+        if unknown:  # a misspelt `task=` would otherwise silently tag with every head
+            raise ValueError(f"expected the arguments tasks, max_length, overlap, window_batch_size, got "
+                             f"{sorted(unknown)}")
         preprocess_params, forward_params = {}, {}
         if max_length is not None:
             preprocess_params["max_length"] = max_length

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import io
 import itertools
 import json
@@ -56,7 +57,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar, Union
 
-from .data import _TRAILING_WHITESPACE, DOCSTART, OUTSIDE_LABEL, CorpusFormatError, Sentence, _parse_conll_lines, write_conll
+# The CoNLL parser itself is data.py's private one, so that streamed and whole-file reading cannot disagree.
+from .data import _TRAILING_WHITESPACE, _parse_conll_lines
+from .data import DOCSTART, OUTSIDE_LABEL, CorpusFormatError, Sentence, write_conll
 from .scoring import extract_chunks
 from .text import split_sentences, tokenize
 
@@ -100,16 +103,21 @@ def load_model_config(model_dir: PathLike):
     if not (folder / "config.json").is_file():
         got = "a folder without config.json" if folder.is_dir() else "no such folder"
         raise FileNotFoundError(f"{folder}: expected a model folder holding config.json, got {got}")
-    return HSTLConfig.from_pretrained(folder)
+    config = HSTLConfig.from_pretrained(folder)
+    if not config.tasks:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+        raise PredictionInputError(
+            f"{folder}: expected an HSTL model folder (model_type 'hstl' with task heads), got model_type "
+            f"{model_type!r} without tasks"
+        )
+    return config
 
 
-def load_model_and_tokenizer(model_dir: PathLike):
-    """`(HSTLModel, fast tokenizer)` from a model folder as `train.py` saves it; the model is in eval mode."""
+def load_tokenizer_of(model_dir: PathLike, config=None):
+    """The fast tokenizer saved in a model folder."""
     from transformers import AutoTokenizer
 
-    from .modeling_hstl import HSTLModel
-
-    config = load_model_config(model_dir)
+    config = config if config is not None else load_model_config(model_dir)
     try:
         # Passing the config stops AutoTokenizer from reading config.json itself, which (auto_map, model_type
         # "hstl") would make it ask on stdin whether to trust remote code.
@@ -124,6 +132,15 @@ def load_model_and_tokenizer(model_dir: PathLike):
         raise PredictionInputError(
             f"{model_dir}: expected a fast tokenizer (word alignment needs word_ids()), got {type(tokenizer).__name__}"
         )
+    return tokenizer
+
+
+def load_model_and_tokenizer(model_dir: PathLike):
+    """`(HSTLModel, fast tokenizer)` from a model folder as `train.py` saves it; the model is in eval mode."""
+    from .modeling_hstl import HSTLModel
+
+    config = load_model_config(model_dir)
+    tokenizer = load_tokenizer_of(model_dir, config)
     model = HSTLModel.from_pretrained(model_dir, config=config)
     model.eval()
     return model, tokenizer
@@ -138,7 +155,7 @@ def resolve_tasks(config, tasks: Sequence[str] | None) -> list[str]:
     known = list(config.task_names)
     if tasks is None:
         return known
-    names = list(tasks)
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise PredictionInputError(f"--tasks: expected task names among the model's {known}, got {unknown or names}")
@@ -216,8 +233,8 @@ def tag_sentences(
     tasks: Sequence[str] | None = None,
     *,
     batch_size: int = 64,
-    max_length: int = 128,
-    overlap: int = 16,
+    max_length: int | None = None,
+    overlap: int | None = None,
     accelerator=None,
     show_progress: bool = False,
 ) -> dict[str, list[list[str]]]:
@@ -230,7 +247,8 @@ def tag_sentences(
         tasks: head names (default: all of the model's, in its order).
         batch_size: windows per batch.
         max_length: sub-tokens per window, special tokens included; longer sentences are windowed, not truncated.
-        overlap: sub-tokens of context shared by consecutive windows of a long sentence.
+            Default: train.py's (`hstl.run_config.TrainingSpec`).
+        overlap: sub-tokens of context shared by consecutive windows of a long sentence. Default: train.py's.
         accelerator: an `accelerate.Accelerator`; default: one on the model's device.
         show_progress: show a progress bar over batches.
 
@@ -239,7 +257,10 @@ def tag_sentences(
     """
     from .alignment import HSTLDataCollator
     from .inference import build_task_dataset, predict_labels
+    from .run_config import TrainingSpec
 
+    max_length = TrainingSpec.max_length if max_length is None else max_length
+    overlap = TrainingSpec.window_overlap if overlap is None else overlap
     if accelerator is None:
         from accelerate import Accelerator
 
@@ -358,9 +379,8 @@ def _decoded_lines(path: PathLike) -> Iterator[tuple[int, str]]:
                 line = raw_line.decode("utf-8")
             except UnicodeDecodeError as error:
                 bad_bytes = raw_line[error.start : error.end].hex(" ")
-                raise CorpusFormatError(
-                    path, line_number, "expected UTF-8 text", f"byte(s) {bad_bytes} at byte {error.start + 1} of the line"
-                ) from None
+                got = f"byte(s) {bad_bytes} at byte {error.start + 1} of the line"
+                raise CorpusFormatError(path, line_number, "expected UTF-8 text", got) from None
             yield line_number, line
 
 
@@ -486,7 +506,7 @@ class PubTatorDocument:
     passages: list[PubTatorPassage]
     line: int
 
-    @property
+    @functools.cached_property
     def sentences(self) -> list[TextSentence]:
         """Sentences of every passage, offsets in the document's frame (a sentence never spans two passages)."""
         return [sentence for passage in self.passages for sentence in _text_sentences(passage.text, passage.offset)]
@@ -534,7 +554,8 @@ def iter_pubtator_documents(path: PathLike) -> Iterator[PubTatorDocument]:
         elif "\t" in line:
             pmid = line.split("\t", 1)[0]
             if document is None:
-                raise _pubtator_error(path, line_count, "expected a passage line 'PMID|t|text' before annotations", line)
+                expected = "expected a passage line 'PMID|t|text' before annotations"
+                raise _pubtator_error(path, line_count, expected, line)
             if pmid != document.pmid:
                 raise _pubtator_error(
                     path, line_count, f"expected an annotation line of document {document.pmid} (or a blank line)", line
@@ -698,6 +719,8 @@ class ResumableOutput:
         self.units_done, output_bytes = self._resume_point() if resume else (0, 0)
         self._handle = None
         if enabled:
+            if not resume:  # a stale record must not describe the new partial output
+                self.progress_path.unlink(missing_ok=True)
             output_path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.partial_path, "r+b" if output_bytes else "wb")
             self._handle.truncate(output_bytes)
@@ -710,7 +733,8 @@ class ResumableOutput:
             return 0, 0
         try:
             progress = json.loads(self.progress_path.read_text(encoding="utf-8"))
-            units_done, output_bytes, signature = progress["units_done"], progress["output_bytes"], progress["signature"]
+            units_done, output_bytes = progress["units_done"], progress["output_bytes"]
+            signature = progress["signature"]
         except (ValueError, KeyError, TypeError) as error:
             raise PredictionInputError(
                 f"{self.progress_path}: expected the progress record of an interrupted run, got unreadable JSON "
@@ -813,7 +837,7 @@ def predict_file(
 
     Raises:
         FileNotFoundError, CorpusFormatError, PredictionInputError: naming the file (and line) or the option, for a
-            missing file, a malformed input, an unknown task or bad settings; before any tagging.
+            missing file, a malformed input, an unknown task or bad settings; before the model is loaded.
     """
     options = options or PredictionOptions()
     model_dir, input_path, output_path = Path(model_dir), Path(input_path), Path(output_path)
@@ -822,34 +846,66 @@ def predict_file(
     if options.chunk_size < 1:
         raise PredictionInputError(f"--chunk_size: expected a positive number of units, got {options.chunk_size}")
     _check_paths(input_path, output_path)
-    tasks = resolve_tasks(load_model_config(model_dir), options.tasks)
+    config = load_model_config(model_dir)
+    tasks = resolve_tasks(config, options.tasks)
     settings = window_settings(model_dir, options.max_length, options.overlap, options.batch_size)
     total_units = sum(1 for _ in input_format.read_units(input_path))  # checks all of the input, holding none of it
-    # torch and friends are imported only now, so that bad arguments and inputs are reported in a moment.
+    # torch and friends are imported only now, so that bad arguments and inputs are reported in a moment; every
+    # check that can fail comes before the model loads (and prints its progress bar).
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
-    model, tokenizer = load_model_and_tokenizer(model_dir)
+    from .modeling_hstl import HSTLModel
+
+    tokenizer = load_tokenizer_of(model_dir, config)
     check_window_settings(tokenizer, settings)
     accelerator = Accelerator(cpu=options.cpu)
-    model = accelerator.prepare_model(model, evaluation_mode=True)
-
     signature = _run_signature(input_path, model_dir, input_format.name, tasks, options.merge, settings)
     output = ResumableOutput(output_path, signature, options.resume, enabled=accelerator.is_main_process)
     accelerator.wait_for_everyone()  # every process has read the progress before the writer changes it
-    units = itertools.islice(input_format.read_units(input_path), output.units_done, None)
-    show_bar = options.show_progress and total_units > options.chunk_size and accelerator.is_local_main_process
     summary = PredictionSummary(output_path, input_format.name, tasks, total_units, output.units_done, complete=False)
-    with tqdm(total=total_units, initial=output.units_done, unit=input_format.unit_name[:-1], desc="Tagging",
+    try:
+        model = HSTLModel.from_pretrained(model_dir, config=config).eval()
+        model = accelerator.prepare_model(model, evaluation_mode=True)
+        tagger = _ChunkTagger(model, tokenizer, input_format, tasks, settings, options.merge, accelerator)
+        summary.complete = _tag_in_chunks(tagger, input_path, output, total_units, options,
+                                          show_bar=accelerator.is_local_main_process)
+    finally:
+        output.close()
+    if summary.complete:
+        output.finish()
+    summary.units_done = output.units_done
+    return summary
+
+
+@dataclass(frozen=True)
+class _ChunkTagger:
+    """Everything `tag_units` needs besides the units."""
+
+    model: Any
+    tokenizer: Any
+    input_format: InputFormat
+    tasks: list[str]
+    settings: WindowSettings
+    merge: str
+    accelerator: Any
+
+    def __call__(self, units: Sequence[Any]) -> str:
+        return tag_units(self.model, self.tokenizer, units, self.input_format, self.tasks, self.settings, self.merge,
+                         self.accelerator)
+
+
+def _tag_in_chunks(tagger: _ChunkTagger, input_path: Path, output: ResumableOutput, total_units: int,
+                   options: PredictionOptions, show_bar: bool) -> bool:
+    """Tags and writes the units not done yet, chunk by chunk; False when stopped by `options.stop_after_chunks`."""
+    from tqdm.auto import tqdm
+
+    units = itertools.islice(tagger.input_format.read_units(input_path), output.units_done, None)
+    show_bar = show_bar and options.show_progress and total_units > options.chunk_size
+    with tqdm(total=total_units, initial=output.units_done, unit=tagger.input_format.unit_name[:-1], desc="Tagging",
               disable=not show_bar) as progress_bar:
         for chunks_done, chunk in enumerate(_chunks(units, options.chunk_size)):
             if options.stop_after_chunks is not None and chunks_done >= options.stop_after_chunks:
-                output.close()
-                summary.units_done = output.units_done
-                return summary
-            rendered = tag_units(model, tokenizer, chunk, input_format, tasks, settings, options.merge, accelerator)
-            output.append(rendered, len(chunk))
+                return False
+            output.append(tagger(chunk), len(chunk))
             progress_bar.update(len(chunk))
-    output.finish()
-    summary.units_done, summary.complete = output.units_done, True
-    return summary
+    return True

@@ -118,20 +118,6 @@ def test_config_mode_reads_corpora_like_training_and_skips_the_plot(talkative_mo
     assert not (out / "f1.png").exists()
 
 
-def test_window_settings_come_from_flags_then_run_config_then_defaults(talkative_model_dir):
-    from hstl.run_config import load_run_config
-
-    args = evaluate_model.build_parser().parse_args(
-        ["--model", "m", "--data_root", "d", "--output_dir", "o", "--overlap", "0"])
-    run_config = load_run_config(talkative_model_dir / "run_config.yaml")
-    settings = evaluate_model.windowing_settings(args, run_config)
-    assert (settings.max_length, settings.overlap, settings.batch_size) == (
-        run_config.training.max_length, 0, run_config.training.eval_batch_size)
-    defaults = evaluate_model.windowing_settings(args, None)
-    assert (defaults.max_length, defaults.overlap, defaults.batch_size) == (
-        evaluate_model.DEFAULT_MAX_LENGTH, 0, evaluate_model.DEFAULT_BATCH_SIZE)
-
-
 @pytest.mark.parametrize("extra, message", [
     (["--corpora", "BC5CDR-chem"], "--task_map: expected a head of the model (['chem', 'disease'])"),
     (["--corpora", "no-such-corpus"], "--corpora: expected corpora among"),
@@ -159,9 +145,11 @@ def test_missing_split_and_missing_model_are_one_line_errors(tiny_model_dir, tmp
     assert evaluate_model.run_cli(lambda: evaluate_model.main(argv)) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "BC5CDR-chem" in error and "['test']" in error and "\n" not in error
+    assert evaluate_model.run_cli(lambda: evaluate_model.main([*argv, "--splits", "devel", "--max_length", "2"])) == 2
+    assert "--max_length/--overlap: max_length: expected more than the 2 special tokens" in capsys.readouterr().err
     argv[1] = str(tmp_path / "no-model")
     assert evaluate_model.run_cli(lambda: evaluate_model.main(argv)) == 2
-    assert "--model: expected a model folder holding config.json" in capsys.readouterr().err
+    assert "no-model: expected a model folder holding config.json, got no such folder" in capsys.readouterr().err
 
 
 def test_missing_matplotlib_is_a_clear_error_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch):

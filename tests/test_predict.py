@@ -30,9 +30,9 @@ from hstl.prediction import (
 from hstl.scoring import split_label
 from hstl.text import split_sentences
 
+import predict  # the script at the repository root (pytest's pythonpath holds it)
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-import predict  # noqa: E402  (the script at the repository root)
 
 TASK_TYPES = {"chem": "Chemical", "disease": "Disease"}
 
@@ -44,7 +44,8 @@ def model_dir(tmp_path_factory) -> Path:
     from hstl.tokenization import train_xlnet_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny_model")
-    texts = [s.tokens for corpus in ("BC5CDR-chem", "NCBI-disease") for s in read_conll(sample_data_dir() / corpus / "train.tsv")]
+    texts = [sentence.tokens for corpus in ("BC5CDR-chem", "NCBI-disease")
+             for sentence in read_conll(sample_data_dir() / corpus / "train.tsv")]
     tokenizer = train_xlnet_tokenizer(texts[:300], folder, vocab_size=600, seed=0)
     torch.manual_seed(0)
     encoder = {"model_type": "xlnet", "d_model": 32, "n_layer": 1, "n_head": 2, "d_inner": 64,
@@ -146,8 +147,8 @@ def test_fuzz_arbitrary_unicode_tokens_keep_their_count_through_conll(loaded, se
 def test_conll_reader_streams_exactly_what_read_conll_reads(tmp_path, monkeypatch):
     monkeypatch.setattr(prediction, "_CONLL_LINES_PER_PARSE", 7)  # cut into many parser calls
     path = tmp_path / "in.tsv"
-    path.write_bytes(b"\xef\xbb\xbf-DOCSTART-\tO\n\nA\tO\nb\tB-X\n\nc\r\n\n\n\n-DOCSTART-\tO\n\n" + b"d\tO\ne\tO\n\n" * 20
-                     + b"-DOCSTART- -X- O O\nf g\tO\n\xe2\x80\x8b\tO\n")
+    path.write_bytes(b"\xef\xbb\xbf-DOCSTART-\tO\n\nA\tO\nb\tB-X\n\nc\r\n\n\n\n-DOCSTART-\tO\n\n"
+                     + b"d\tO\ne\tO\n\n" * 20 + b"-DOCSTART- -X- O O\nf g\tO\n\xe2\x80\x8b\tO\n")
     assert list(iter_conll_sentences(path)) == read_conll(path, labelled=False)
     path.write_bytes(b"a\tO\n\n" * 30 + b"b\tO\n\tO\n")
     with pytest.raises(CorpusFormatError, match=rf"{path}:62: expected a non-empty token"):
@@ -203,8 +204,8 @@ def test_format_detection():
 def conll_input(tmp_path: Path) -> Path:
     """Document markers, invisible tokens, a 700-word sentence, a gold label column, one token per line."""
     sentences = [
-        Sentence(["Aspirin", "\u200b", "induced", "\x07", "ulcers", "."], ["B-Chemical", "O", "O", "O", "B-Disease", "O"],
-                 1, starts_document=True),
+        Sentence(["Aspirin", "\u200b", "induced", "\x07", "ulcers", "."],
+                 ["B-Chemical", "O", "O", "O", "B-Disease", "O"], 1, starts_document=True),
         Sentence(["x"], ["O"], 1),
         Sentence([f"w{index % 50}" for index in range(700)], ["O"] * 700, 1, starts_document=True),
         *read_conll(sample_data_dir() / "NCBI-disease" / "devel.tsv")[:30],
@@ -242,7 +243,8 @@ def test_corpora_round_trip_keeps_token_counts(model_dir, bioner_dir, tmp_path):
         write_conll(path, capped)
         run(model_dir, path, tmp_path / f"{corpus_dir.name}.pred.tsv", max_length=64, overlap=8, batch_size=128)
         got = read_conll(tmp_path / f"{corpus_dir.name}.pred.tsv")
-        assert [(s.tokens, s.starts_document) for s in got] == [(s.tokens, s.starts_document) for s in capped], corpus_dir
+        expected = [(sentence.tokens, sentence.starts_document) for sentence in capped]
+        assert [(sentence.tokens, sentence.starts_document) for sentence in got] == expected, corpus_dir
 
 
 def test_text_mode_offsets_point_at_the_entity_text(model_dir, tmp_path):
@@ -275,7 +277,8 @@ def test_pubtator_round_trip_replaces_annotations_with_predictions(model_dir, tm
     ]
     lines = []
     for pmid, title, abstract in documents:
-        lines += [f"{pmid}|t|{title}", f"{pmid}|a|{abstract}", f"{pmid}\t0\t1\tA\tGold\tMESH:1", f"{pmid}\tCID\t1\t2", ""]
+        gold_annotation, gold_relation = f"{pmid}\t0\t1\tA\tGold\tMESH:1", f"{pmid}\tCID\t1\t2"
+        lines += [f"{pmid}|t|{title}", f"{pmid}|a|{abstract}", gold_annotation, gold_relation, ""]
     path = tmp_path / "in.pubtator.txt"
     path.write_text("\r\n".join(lines), encoding="utf-8")
     summary = run(model_dir, path, tmp_path / "out.pubtator")
@@ -316,8 +319,10 @@ def test_bad_inputs_exit_2_with_one_line_naming_the_problem(model_dir, tmp_path,
     assert code == 2 and err == [f"error: {bad}:5: expected a non-empty token in the first column, got '\\tB-X'"]
 
     good = conll_input(tmp_path)
-    code, err = cli(["--model", str(model_dir), "--input", str(good), "--output", out, "--tasks", "chem", "gene"], capsys)
-    assert code == 2 and err == ["error: --tasks: expected task names among the model's ['chem', 'disease'], got ['gene']"]
+    code, err = cli(["--model", str(model_dir), "--input", str(good), "--output", out, "--tasks", "chem", "gene"],
+                    capsys)
+    assert code == 2
+    assert err == ["error: --tasks: expected task names among the model's ['chem', 'disease'], got ['gene']"]
 
     code, err = cli(["--model", str(tmp_path), "--input", str(good), "--output", out], capsys)
     assert code == 2 and err == [f"error: {tmp_path}: expected a model folder holding config.json, got a folder "
@@ -326,6 +331,12 @@ def test_bad_inputs_exit_2_with_one_line_naming_the_problem(model_dir, tmp_path,
     code, err = cli(["--model", str(model_dir), "--input", str(good), "--output", out, "--max_length", "2"], capsys)
     assert code == 2 and len(err) == 1 and err[0].startswith("error: --max_length/--overlap: max_length: expected more")
     assert not Path(out).exists()
+
+
+def test_a_model_folder_without_heads_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")
+    with pytest.raises(PredictionInputError, match=r"expected an HSTL model folder .* got model_type 'bert' without"):
+        prediction.load_model_config(tmp_path)
 
 
 def test_script_exits_2_with_one_line_in_a_subprocess(tmp_path):

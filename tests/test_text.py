@@ -71,7 +71,8 @@ def test_corpora_tokenization_is_reproduced(bioner_dir):
         ("Found in E. coli and S. cerevisiae. Next one.", ["Found in E. coli and S. cerevisiae.", "Next one."]),
         ("Drugs, e.g. Aspirin, i.e. ASA, vs. Placebo (Smith et al. 2003, Fig. 2) worked.",
          ["Drugs, e.g. Aspirin, i.e. ASA, vs. Placebo (Smith et al. 2003, Fig. 2) worked."]),
-        ("Dr. Smith used approx. 5 mg in the U.S. Food trial.", ["Dr. Smith used approx. 5 mg in the U.S. Food trial."]),
+        ("Dr. Smith used approx. 5 mg in the U.S. Food trial.",
+         ["Dr. Smith used approx. 5 mg in the U.S. Food trial."]),
         ("See no. 5 here. The answer was no. The end.", ["See no. 5 here.", "The answer was no.", "The end."]),
         ("It said \"stop.\" Then it went.", ["It said \"stop.\"", "Then it went."]),
         ("lower case follows. and stays. 0.05 is a number.", ["lower case follows. and stays.", "0.05 is a number."]),
@@ -88,7 +89,8 @@ def test_split_sentences_examples(text, expected):
 # Arbitrary Unicode (controls, zero-width and combining characters, astral planes), and text dense in what the
 # splitter looks at: sentence ends, abbreviations, brackets, quotes, capitals, digits, line breaks.
 SPLITTER_PIECES = st.sampled_from(list("aZ9 .!?\n\t()\"'-\u200b\x07\u0301E") + ["e.g.", "et al.", " Fig. ", "\n\n"])
-TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=200) | st.lists(SPLITTER_PIECES, max_size=60).map("".join)
+TEXT = st.one_of(st.text(alphabet=st.characters(codec="utf-8"), max_size=200),
+                st.lists(SPLITTER_PIECES, max_size=60).map("".join))
 
 
 @settings(max_examples=300, deadline=None)

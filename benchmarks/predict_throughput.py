@@ -1,0 +1,125 @@
+"""Prediction cost of HSTL's CRF decoding and of tagging with all 14 heads at once.
+
+    python benchmarks/predict_throughput.py                               # all three ratios, a few minutes
+    python benchmarks/predict_throughput.py --only crf_vs_argmax          # one ratio (and only its variants)
+    python benchmarks/predict_throughput.py --quick                       # smoke test
+
+All variants tag the same length-sorted batches of real test sentences (windowed and padded by the package's own
+`encode_sentences` and `HSTLDataCollator`, as `hstl.inference` batches them) under `torch.inference_mode`, with the
+pretrained MiniLM-L6 encoder:
+
+    argmax          transformers' `AutoModelForTokenClassification` (a `BertForTokenClassification` on the same
+                    encoder weights), argmax over labels, read at each word's first sub-token
+    crf_one_head    `HSTLModel.tag(tasks=[one task])`: family layer, emission layer, batched Viterbi
+    crf_all_heads   `HSTLModel.tag()`: all 14 heads from one encoder pass
+    crf_14_passes   `HSTLModel.tag(tasks=[task])` once per task: 14 encoder passes
+
+Ratios (last line `all_heads_vs_one` unless `--only` names another):
+    RATIO crf_vs_argmax           words/s of crf_one_head over words/s of argmax (target >= 0.9)
+    RATIO all_heads_vs_14_passes  time of crf_all_heads over time of crf_14_passes
+    RATIO all_heads_vs_one        time of crf_all_heads over time of crf_one_head (target <= 1.3)
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import torch
+from transformers import AutoModelForTokenClassification
+
+import _common
+from hstl.modeling_hstl import IGNORE_INDEX, HSTLModel
+
+
+FULL = {"num_sentences": 192, "batch_size": 64, "max_length": 128, "rounds": 5}
+QUICK = {"num_sentences": 8, "batch_size": 4, "max_length": 48, "rounds": 1}
+
+RATIO_VARIANTS = {
+    "crf_vs_argmax": ("argmax", "crf_one_head"),  # time(argmax) / time(crf) = words/s of crf over words/s of argmax
+    "all_heads_vs_14_passes": ("crf_all_heads", "crf_14_passes"),
+    "all_heads_vs_one": ("crf_all_heads", "crf_one_head"),
+}
+"""Each ratio is median round time of its first variant over that of its second; lines are printed in this order."""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    _common.add_common_arguments(parser)
+    parser.add_argument("--only", choices=list(RATIO_VARIANTS), default=None,
+                        help="Measure only this ratio's two variants and print only its RATIO line.")
+    parser.add_argument("--batch_size", type=int, default=None, help="Windows per batch (default 64, as evaluation).")
+    parser.add_argument("--num_sentences", type=int, default=None, help="Sentences tagged per round (default 192).")
+    return parser.parse_args()
+
+
+def argmax_word_predictions(logits: torch.Tensor, word_start_positions: torch.LongTensor) -> torch.LongTensor:
+    """Label ids of each word read at its first sub-token, `(batch_size, num_words)`, -100 at padding words."""
+    # shape: (batch_size, seq_len)
+    token_predictions = logits.argmax(dim=-1)
+    word_predictions = token_predictions.gather(1, word_start_positions.clamp(min=0))
+    return word_predictions.masked_fill(word_start_positions < 0, IGNORE_INDEX)
+
+
+def tagging_variants(
+    model: HSTLModel, token_classifier, batches: list[dict], one_task: str
+) -> dict[str, Callable[[], None]]:
+    """Functions that tag every batch once, one per variant (see the module docstring)."""
+    encoder_keys = ("input_ids", "attention_mask", "token_type_ids")
+
+    def argmax() -> None:
+        for batch in batches:
+            logits = token_classifier(**{key: batch[key] for key in encoder_keys if key in batch}).logits
+            argmax_word_predictions(logits, batch["word_start_positions"])
+
+    def crf_one_head() -> None:
+        for batch in batches:
+            model.tag(**batch, tasks=[one_task])
+
+    def crf_all_heads() -> None:
+        for batch in batches:
+            model.tag(**batch)
+
+    def crf_14_passes() -> None:
+        for batch in batches:
+            for task_name in model.config.task_names:
+                model.tag(**batch, tasks=[task_name])
+
+    return {"argmax": argmax, "crf_one_head": crf_one_head, "crf_all_heads": crf_all_heads,
+            "crf_14_passes": crf_14_passes}
+
+
+def main() -> None:
+    args = parse_args()
+    settings = {**(QUICK if args.quick else FULL)}
+    settings.update({key: value for key in ("batch_size", "num_sentences", "rounds")
+                     if (value := getattr(args, key)) is not None})
+    _common.setup_run(args)
+    tokenizer = _common.load_tokenizer()
+    sentences = _common.load_sentences("test", settings["num_sentences"])
+    batches = _common.collate_batches(tokenizer, sentences, settings["batch_size"], settings["max_length"],
+                                      with_labels=False, length_sorted=True)
+    tasks = _common.paper_task_dicts()
+    one_task = tasks[1]
+    model = HSTLModel.from_encoder(str(_common.minilm_path()), tasks=tasks).eval()
+    # Same pretrained encoder weights; a fresh classifier with the one task's label count.
+    token_classifier = AutoModelForTokenClassification.from_pretrained(
+        _common.minilm_path(), num_labels=len(one_task["labels"])
+    ).eval()
+    ratios = list(RATIO_VARIANTS) if args.only is None else [args.only]
+    measured = list(dict.fromkeys(variant for ratio in ratios for variant in RATIO_VARIANTS[ratio]))
+    all_variants = tagging_variants(model, token_classifier, batches, one_task["name"])
+    num_words = _common.count_words(batches)
+    print(f"# {len(tasks)} heads; one head = {one_task['name']}; {len(batches)} batches of <= {settings['batch_size']} "
+          f"windows ({num_words} words) per round; {settings['rounds']} rounds; MiniLM-L6 encoder")
+    with torch.inference_mode():
+        seconds = _common.time_interleaved({name: all_variants[name] for name in measured}, rounds=settings["rounds"])
+    for name in measured:
+        print(f"# {name}: {num_words / seconds[name]:.1f} words/s (median round {seconds[name]:.2f} s)")
+    for ratio in ratios:
+        numerator, denominator = RATIO_VARIANTS[ratio]
+        _common.print_ratio(ratio, seconds[numerator] / seconds[denominator])
+
+
+if __name__ == "__main__":
+    main()
