@@ -1,7 +1,7 @@
 # `make demo` and `make test` are the README's Quick start: each sets up .venv (scripts/setup.sh) and then runs.
 PYTHON := .venv/bin/python
 
-.PHONY: demo test test-all setup setup-dev
+.PHONY: demo test test-slow test-all setup setup-dev
 
 setup:
 	bash scripts/setup.sh
@@ -14,6 +14,9 @@ demo: setup
 
 test: setup-dev
 	$(PYTHON) -m pytest -m "not slow" -q
+
+test-slow: setup-dev
+	$(PYTHON) -m pytest -m slow -q
 
 test-all: setup-dev
 	$(PYTHON) -m pytest -q

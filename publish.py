@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 from hstl.cli import run_cli
@@ -41,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from hstl.hub import assemble_model_repo, push_model_folder
+    from hstl.hub import assemble_model_repo, publish_model
     from hstl.modelcard import load_results
 
     results = load_results(args.results) if args.results is not None else None
@@ -49,10 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         files = assemble_model_repo(args.model, args.dry_run, args.repo_id, results)
         print(f"Wrote {len(files)} files to {args.dry_run.resolve()} (nothing uploaded): {', '.join(files)}")
         return 0
-    with tempfile.TemporaryDirectory(prefix="hstl-publish-") as staging:
-        assemble_model_repo(args.model, Path(staging) / "repo", args.repo_id, results)
-        url = push_model_folder(Path(staging) / "repo", args.repo_id, token=args.token, private=args.private,
-                                commit_message=args.commit_message)
+    url = publish_model(args.model, args.repo_id, results=results, token=args.token, private=args.private,
+                        commit_message=args.commit_message)
     print(f"Published {args.repo_id}: {url}")
     return 0
 

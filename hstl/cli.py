@@ -93,9 +93,9 @@ def finish_run(run_config: RunConfig, args: argparse.Namespace) -> int:
         print(format_results(outcome.results))
         print(f"Model folder: {Path(outcome.output_dir).resolve()}")
         if args.push_to_hub:
-            from .hub import push_model_folder
+            from .hub import publish_model
 
-            url = push_model_folder(outcome.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private)
+            url = publish_model(outcome.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private)
             print(f"Pushed to {url}")
     return 0
 

@@ -218,3 +218,15 @@ def push_model_folder(folder: str | Path, repo_id: str, *, token: str | None = N
         ignore_patterns=["checkpoints/**", "tokenizer/**", "*.incomplete/**", "runs/**", "best_model/**"],
     )
     return str(getattr(commit, "commit_url", commit))
+
+
+def publish_model(model_dir: str | Path, repo_id: str, *, results=None, token: str | None = None,
+                  private: bool = False, commit_message: str = "Upload HSTL model") -> str:
+    """Assembles the Hub folder of a model (remote code, pipeline, weights, tokenizer, card) and uploads it; the
+    one path used by `publish.py` and by `--push_to_hub` in train.py and finetune.py. Returns the commit URL."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hstl-publish-") as staging:
+        repo_dir = Path(staging) / "repo"
+        assemble_model_repo(model_dir, repo_dir, repo_id, results)
+        return push_model_folder(repo_dir, repo_id, token=token, private=private, commit_message=commit_message)

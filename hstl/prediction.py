@@ -113,26 +113,15 @@ def load_model_config(model_dir: PathLike):
     return config
 
 
-def load_tokenizer_of(model_dir: PathLike, config=None):
-    """The fast tokenizer saved in a model folder."""
-    from transformers import AutoTokenizer
+def load_tokenizer_of(model_dir: PathLike):
+    """The fast tokenizer saved in a model folder; a missing or slow one is a `PredictionInputError`."""
+    from .tokenization import load_tokenizer
 
-    config = config if config is not None else load_model_config(model_dir)
     try:
-        # Passing the config stops AutoTokenizer from reading config.json itself, which (auto_map, model_type
-        # "hstl") would make it ask on stdin whether to trust remote code.
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, config=config)
+        return load_tokenizer(model_dir)
     except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PredictionInputError(
-            f"{model_dir}: expected a tokenizer saved in the model folder (tokenizer.json or spiece.model with "
-            f"tokenizer_config.json), got none loadable ({first_line})"
-        ) from None
-    if not tokenizer.is_fast:
-        raise PredictionInputError(
-            f"{model_dir}: expected a fast tokenizer (word alignment needs word_ids()), got {type(tokenizer).__name__}"
-        )
-    return tokenizer
+        raise PredictionInputError(f"{model_dir}: expected a fast tokenizer saved in the model folder ({first_line})") from None
 
 
 def load_model_and_tokenizer(model_dir: PathLike):
@@ -140,7 +129,7 @@ def load_model_and_tokenizer(model_dir: PathLike):
     from .modeling_hstl import HSTLModel
 
     config = load_model_config(model_dir)
-    tokenizer = load_tokenizer_of(model_dir, config)
+    tokenizer = load_tokenizer_of(model_dir)
     model = HSTLModel.from_pretrained(model_dir, config=config)
     model.eval()
     return model, tokenizer
@@ -856,7 +845,7 @@ def predict_file(
 
     from .modeling_hstl import HSTLModel
 
-    tokenizer = load_tokenizer_of(model_dir, config)
+    tokenizer = load_tokenizer_of(model_dir)
     check_window_settings(tokenizer, settings)
     accelerator = Accelerator(cpu=options.cpu)
     signature = _run_signature(input_path, model_dir, input_format.name, tasks, options.merge, settings)

@@ -122,6 +122,25 @@ def _looks_like_local_path(name_or_path: str) -> bool:
     return os.path.isabs(name_or_path) or name_or_path.startswith(("./", "../", "~")) or name_or_path.count("/") > 1
 
 
+def _hstl_config_kwargs(name: str) -> dict:
+    """For an HSTL model folder, its config: passed to AutoTokenizer, it stops transformers from reading config.json
+    itself, which (auto_map, model_type "hstl") would make it ask on stdin whether to trust remote code."""
+    config_file = os.path.join(name, "config.json")
+    if not os.path.isfile(config_file):
+        return {}
+    import json
+
+    try:
+        model_type = json.loads(open(config_file, encoding="utf-8").read()).get("model_type")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return {}
+    if model_type != "hstl":
+        return {}
+    from .configuration_hstl import HSTLConfig
+
+    return {"config": HSTLConfig.from_pretrained(name)}
+
+
 def load_tokenizer(name_or_path: PathLike) -> PreTrainedTokenizerBase:
     """Load a fast tokenizer from a folder (or a Hub id, when online) with `AutoTokenizer.from_pretrained`.
 
@@ -136,7 +155,7 @@ def load_tokenizer(name_or_path: PathLike) -> PreTrainedTokenizerBase:
             f"name_or_path: expected a tokenizer folder or a Hub model id, got {name!r}, which does not exist"
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name, **_hstl_config_kwargs(name))
     except (OSError, ValueError) as error:
         raise OSError(
             f"name_or_path: expected a folder holding a saved tokenizer (tokenizer.json or spiece.model/vocab.txt "

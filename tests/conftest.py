@@ -81,3 +81,13 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     run_config = run_config_from_dict(values, source="tiny.yaml", base_dir=folder)
     run_training(run_config, LoopArguments(output_dir=str(folder / "model"), cpu=True))
     return folder / "model"
+
+
+def sample_sentences(split: str) -> list[list[str]]:
+    """Word lists of one split of every corpus sample shipped with the package."""
+    from hstl.data import read_split_dir, sample_data_dir
+
+    sentences = []
+    for corpus_dir in sorted(path for path in sample_data_dir().iterdir() if path.is_dir()):
+        sentences.extend(sentence.tokens for sentence in read_split_dir(corpus_dir)[split])
+    return sentences

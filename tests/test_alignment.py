@@ -7,6 +7,8 @@ import random
 from pathlib import Path
 
 import pytest
+
+from conftest import sample_sentences
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,23 +23,18 @@ from hstl.alignment import (
     stitch_predictions,
     subtokens_per_word,
 )
-from hstl.data import read_conll, read_split_dir, sample_data_dir
+from hstl.data import read_conll
 from hstl.tokenization import load_tokenizer, train_xlnet_tokenizer
 
 # Words that a tokenizer may turn into no sub-token at all.
 EMPTY_WORDS = ["\u200b", "\x07", "\ufeff", "\u00ad"]
 
 
-def _sample_sentences(split: str) -> list[list[str]]:
-    sentences = []
-    for corpus_dir in sorted(path for path in sample_data_dir().iterdir() if path.is_dir()):
-        sentences.extend(sentence.tokens for sentence in read_split_dir(corpus_dir)[split])
-    return sentences
 
 
 @pytest.fixture(scope="module")
 def xlnet_tokenizer(tmp_path_factory: pytest.TempPathFactory):
-    return train_xlnet_tokenizer(_sample_sentences("train"), tmp_path_factory.mktemp("xlnet"), vocab_size=2000)
+    return train_xlnet_tokenizer(sample_sentences("train"), tmp_path_factory.mktemp("xlnet"), vocab_size=2000)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +70,7 @@ def _reference_subtokens(tokenizer, sentences: list[list[str]]) -> list[list[lis
 
 
 def test_subtokens_match_whole_sentence_encoding(tokenizer) -> None:
-    sentences = _sample_sentences("devel")[:200] + [["IL-2", *EMPTY_WORDS, "gene", ""]]
+    sentences = sample_sentences("devel")[:200] + [["IL-2", *EMPTY_WORDS, "gene", ""]]
     assert subtokens_per_word(tokenizer, sentences) == _reference_subtokens(tokenizer, sentences)
 
 
@@ -203,7 +200,7 @@ def test_encode_checks_label_counts(tokenizer) -> None:
 
 
 def test_collator_points_at_each_words_first_subtoken(tokenizer) -> None:
-    sentences = _sample_sentences("test")[:12] + [["p53", "\u200b", "binds"], ["a"]]
+    sentences = sample_sentences("test")[:12] + [["p53", "\u200b", "binds"], ["a"]]
     label_ids = [[index % 3 for index in range(len(words))] for words in sentences]
     rows = encode_sentences(tokenizer, sentences, max_length=24, overlap=4, label_ids=label_ids, task_id=2)
     batch = HSTLDataCollator(tokenizer, pad_to_multiple_of=8)(_rows(rows))
@@ -251,7 +248,7 @@ def test_collator_rejects_rows_without_metadata(tokenizer) -> None:
 
 def test_long_sentence_round_trips_through_windows_and_stitching(tokenizer) -> None:
     rng = random.Random(0)
-    vocabulary = [word for words in _sample_sentences("devel")[:100] for word in words]
+    vocabulary = [word for words in sample_sentences("devel")[:100] for word in words]
     sentences = [[rng.choice(vocabulary) for _ in range(700)], ["short", "one"]]
     # Word-specific label ids, so a word stitched from the wrong place cannot go unnoticed.
     label_ids = [list(range(len(words))) for words in sentences]

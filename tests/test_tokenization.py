@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from conftest import sample_sentences
 from transformers import AutoTokenizer
 
 from hstl.data import read_split_dir, sample_data_dir
@@ -15,17 +17,11 @@ XLNET_SPECIAL_IDS = {
 }
 
 
-def _sample_sentences(split: str) -> list[list[str]]:
-    """Word lists of one split of every corpus sample shipped with the package."""
-    sentences = []
-    for corpus_dir in sorted(path for path in sample_data_dir().iterdir() if path.is_dir()):
-        sentences.extend(sentence.tokens for sentence in read_split_dir(corpus_dir)[split])
-    return sentences
 
 
 @pytest.fixture(scope="module")
 def train_sentences() -> list[list[str]]:
-    return _sample_sentences("train")
+    return sample_sentences("train")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +46,7 @@ def test_special_pieces_have_xlnet_ids(tokenizer) -> None:
 
 
 def test_held_out_words_become_real_pieces(tokenizer) -> None:
-    held_out = _sample_sentences("devel")[:50]
+    held_out = sample_sentences("devel")[:50]
     encoded = tokenizer(held_out, is_split_into_words=True, add_special_tokens=False)
     all_ids = [token_id for ids in encoded["input_ids"] for token_id in ids]
     num_words = sum(len(words) for words in held_out)
@@ -80,7 +76,7 @@ def test_saved_folder_reloads_with_auto_tokenizer(tokenizer, tokenizer_dir: Path
     saved_files = {path.name for path in tokenizer_dir.iterdir()}
     assert {"spiece.model", "tokenizer.json", "tokenizer_config.json"} <= saved_files
     reloaded = AutoTokenizer.from_pretrained(tokenizer_dir)
-    sentences = _sample_sentences("test")[:30]
+    sentences = sample_sentences("test")[:30]
     assert reloaded(sentences, is_split_into_words=True)["input_ids"] == tokenizer(
         sentences, is_split_into_words=True
     )["input_ids"]
@@ -92,7 +88,7 @@ def test_training_is_deterministic_under_the_seed(tmp_path: Path, train_sentence
     # Texts given as strings must train exactly like the same texts given as word lists.
     again = train_xlnet_tokenizer([" ".join(words) for words in train_sentences], tmp_path / "again", seed=0)
     assert (tmp_path / "again" / "spiece.model").read_bytes() == (tokenizer_dir / "spiece.model").read_bytes()
-    sentences = _sample_sentences("test")[:30]
+    sentences = sample_sentences("test")[:30]
     first = load_tokenizer(tokenizer_dir)
     assert again(sentences, is_split_into_words=True)["input_ids"] == first(sentences, is_split_into_words=True)[
         "input_ids"

@@ -90,7 +90,8 @@ def test_damaged_checkpoint_is_reported_with_its_path(tmp_path, tokenizer_dir):
         _run(tmp_path, values, "out", resume_from_checkpoint=str(checkpoint))
 
 
-def test_nan_loss_stops_with_step_and_task(tmp_path, tokenizer_dir, monkeypatch):
+def _poison_losses(monkeypatch, poisoned_calls) -> None:
+    """Makes the CRF loss NaN on the given (1-based) calls of a head's negative_log_likelihood."""
     from hstl import modeling_hstl
 
     original = modeling_hstl.HSTLTaskHead.negative_log_likelihood
@@ -99,9 +100,13 @@ def test_nan_loss_stops_with_step_and_task(tmp_path, tokenizer_dir, monkeypatch)
     def poisoned(self, emissions, labels, word_mask):
         calls["count"] += 1
         loss = original(self, emissions, labels, word_mask)
-        return loss * float("nan") if calls["count"] >= 3 else loss
+        return loss * float("nan") if calls["count"] in poisoned_calls else loss
 
     monkeypatch.setattr(modeling_hstl.HSTLTaskHead, "negative_log_likelihood", poisoned)
+
+
+def test_nan_loss_stops_with_step_and_task(tmp_path, tokenizer_dir, monkeypatch):
+    _poison_losses(monkeypatch, range(3, 1000))
     values = _with_tokenizer(tiny_run_config(batch_mode="homogeneous"), tokenizer_dir)
     with pytest.raises(NonFiniteError, match=r"non-finite loss at step \d+ on task\(s\) \['(chem|disease)'\]"):
         _run(tmp_path, values, "out")
@@ -109,17 +114,7 @@ def test_nan_loss_stops_with_step_and_task(tmp_path, tokenizer_dir, monkeypatch)
 
 
 def test_nan_loss_skip_policy_keeps_weights_finite(tmp_path, tokenizer_dir, monkeypatch):
-    from hstl import modeling_hstl
-
-    original = modeling_hstl.HSTLTaskHead.negative_log_likelihood
-    calls = {"count": 0}
-
-    def poisoned(self, emissions, labels, word_mask):
-        calls["count"] += 1
-        loss = original(self, emissions, labels, word_mask)
-        return loss * float("nan") if calls["count"] in (2, 3) else loss
-
-    monkeypatch.setattr(modeling_hstl.HSTLTaskHead, "negative_log_likelihood", poisoned)
+    _poison_losses(monkeypatch, (2, 3))
     values = _with_tokenizer(tiny_run_config(nonfinite_policy="skip", batch_mode="homogeneous",
                                              checkpointing_steps=0), tokenizer_dir)
     _run(tmp_path, values, "out")
