@@ -10,6 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -83,3 +85,30 @@ def test_sigkill_during_checkpoint_save_then_resume(tmp_path, tiny_tokenizer_dir
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[key], got[key]) for key in expected)
     assert not (checkpoints / "step_00000004.incomplete").exists()  # the next save replaced the leftover
+
+
+# Bytes that stress the reader: separators, line ends of every kind, BOMs, NUL and control characters, zero-width and
+# non-characters, invalid UTF-8, huge tokens.
+_ODD_PIECES = [b"\t", b" ", b"\n", b"\r\n", b"\r", b"\xef\xbb\xbf", b"\x00", b"\x07", "\u200b".encode(),
+               "\u2028".encode(), "\ufffe".encode(), b"\xff", b"\xc3", b"-DOCSTART-", b"O", b"B-X", b"I-X", b"B-",
+               b"x" * 5000, "é".encode(), "𝔸".encode()]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(st.one_of(st.sampled_from(_ODD_PIECES), st.binary(max_size=8)), max_size=40),
+       labelled=st.booleans())
+def test_fuzz_reader_gives_sentences_or_a_located_error(tmp_path, pieces, labelled):
+    from hstl.data import CorpusFormatError, read_conll
+
+    path = tmp_path / "fuzz.tsv"
+    path.write_bytes(b"".join(pieces))
+    try:
+        sentences = read_conll(path, labelled=labelled)
+    except CorpusFormatError as error:
+        assert str(error).startswith(f"{path}:") and error.line is not None and error.line >= 1
+        return
+    assert sentences
+    for sentence in sentences:
+        assert sentence.tokens and all(token and not token.isspace() for token in sentence.tokens)
+        if labelled:
+            assert len(sentence.labels) == len(sentence.tokens)
