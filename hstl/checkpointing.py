@@ -16,15 +16,13 @@ from typing import Any
 
 from accelerate import Accelerator
 
+from .errors import CheckpointError
+
 
 CHECKPOINTS_DIR = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _INCOMPLETE_SUFFIX = ".incomplete"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or damaged; the message names its path."""
 
 
 def checkpoint_dir(output_dir: Path, step: int) -> Path:

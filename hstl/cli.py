@@ -14,11 +14,10 @@ from .run_config import RunConfig, RunConfigError
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input: reported as one line, not a traceback."""
-    from .checkpointing import CheckpointError
     from .data import CorpusFormatError
+    from .errors import CheckpointError, NonFiniteError
     from .hub import PublishError
     from .prediction import PredictionInputError
-    from .training import NonFiniteError
 
     return (RunConfigError, CorpusFormatError, CheckpointError, NonFiniteError, PublishError, PredictionInputError,
             FileNotFoundError)

@@ -32,6 +32,7 @@ from .checkpointing import (
 )
 from .configuration_hstl import HSTLConfig
 from .data import Sentence, label_list_from, load_hf_token_dataset, read_conll, read_split_dir
+from .errors import NonFiniteError
 from .inference import build_task_dataset, predict_task_labels
 from .modeling_hstl import HSTLModel
 from .run_config import RunConfig, RunConfigError, TaskSpec, resolve_model_source
@@ -536,10 +537,6 @@ def _all_finite(accelerator: Accelerator, value: torch.Tensor) -> bool:
     # (accelerate's reduce knows only sum, mean and max: count the processes that saw a non-finite value.)
     nonfinite = torch.tensor([float(not torch.isfinite(value).all())], device=accelerator.device)
     return bool(accelerator.reduce(nonfinite, "sum").item() == 0.0)
-
-
-class NonFiniteError(RuntimeError):
-    """Training met a NaN or infinite loss or gradient and `nonfinite_policy` is "stop"."""
 
 
 def _handle_nonfinite(run_config, accelerator, step, batch, task_names: list[str], what: str) -> None:
