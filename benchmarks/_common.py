@@ -1,9 +1,9 @@
 """What the benchmarks share: the 14 tasks of the paper, real sentences, the pretrained MiniLM encoder, batches built by
 the package's own collator, interleaved timing and the `RATIO <name> <value>` report line.
 
-Every benchmark measures its variants side by side in one run: after a warm-up round, each round runs every variant
-once on the same inputs (in an order that rotates from round to round, so that a slow spell of the shared machine does
-not always hit the same variant) and the median round time of each variant is kept.
+Every benchmark measures its variants side by side in one run (`time_interleaved`): after a warm-up round, each round
+runs every variant on the same inputs, alternating between variants after every step or batch, and the median round
+time of each variant is kept.
 """
 
 from __future__ import annotations
@@ -135,22 +135,34 @@ def count_words(batches: Sequence[dict[str, torch.Tensor]]) -> int:
     return sum(int((batch["word_start_positions"] >= 0).sum()) for batch in batches)
 
 
-def time_interleaved(variants: dict[str, Callable[[], None]], rounds: int, warmup_rounds: int = 1) -> dict[str, float]:
-    """Median wall-clock seconds of each variant over `rounds` rounds, after `warmup_rounds` untimed ones.
+def time_interleaved(
+    variants: dict[str, Sequence[Callable[[], None]]], rounds: int, warmup_rounds: int = 1
+) -> dict[str, float]:
+    """Median over `rounds` timed rounds (after `warmup_rounds` untimed ones) of each variant's wall-clock seconds.
 
-    Each round runs every variant once; the order rotates by one each round.
+    A variant is a list of units of work (a training step, a batch to tag); all variants have as many. A round runs
+    unit i of every variant before unit i + 1 of any, in an order that rotates with i and the round, so that the
+    variants share the machine's slow and fast spells (other jobs may be running) rather than each meeting its own.
     """
     names = list(variants)
+    unit_counts = {len(units) for units in variants.values()}
+    assert len(unit_counts) == 1, f"every variant needs the same number of units, got {unit_counts}"
+    (num_units,) = unit_counts
     for _ in range(warmup_rounds):
-        for name in names:
-            variants[name]()
+        for units in zip(*variants.values()):
+            for unit in units:
+                unit()
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            variants[name]()
-            seconds[name].append(time.perf_counter() - started)
+        round_seconds = dict.fromkeys(names, 0.0)
+        for unit_index in range(num_units):
+            shift = (round_index + unit_index) % len(names)
+            for name in names[shift:] + names[:shift]:
+                started = time.perf_counter()
+                variants[name][unit_index]()
+                round_seconds[name] += time.perf_counter() - started
+        for name in names:
+            seconds[name].append(round_seconds[name])
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 

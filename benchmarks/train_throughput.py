@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 from collections.abc import Callable
 
 import torch
@@ -53,21 +54,20 @@ def mixed_task_ids(batch_rows: list[int], num_tasks: int) -> list[torch.Tensor]:
     return [torch.arange(first, first + rows) % num_tasks for first, rows in zip(first_rows, batch_rows)]
 
 
-def training_round(model: HSTLModel, batches: list[dict], task_ids: list[torch.Tensor]) -> Callable[[], None]:
-    """A function that runs one training step per batch, with `task_ids[i]` as the tasks of batch i."""
-    optimizer = build_optimizer(model, RunConfig(model=ModelSpec(), tasks=[]))  # the default learning rates
-    max_grad_norm = RunConfig(model=ModelSpec(), tasks=[]).training.max_grad_norm
+def training_steps(model: HSTLModel, batches: list[dict], task_ids: list[torch.Tensor]) -> list[Callable[[], None]]:
+    """One function per batch, each running a training step on it with `task_ids[i]` as the tasks of batch i."""
+    run_config = RunConfig(model=ModelSpec(), tasks=[])  # the default learning rates and clipping norm
+    optimizer = build_optimizer(model, run_config)
     model.train()
 
-    def run_round() -> None:
-        for batch, step_task_ids in zip(batches, task_ids):
-            outputs = model(**{**batch, "task_ids": step_task_ids}, decode=False)
-            outputs.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad()
+    def step(batch: dict, step_task_ids: torch.Tensor) -> None:
+        outputs = model(**{**batch, "task_ids": step_task_ids}, decode=False)
+        outputs.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), run_config.training.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
 
-    return run_round
+    return [functools.partial(step, batch, step_task_ids) for batch, step_task_ids in zip(batches, task_ids)]
 
 
 def main() -> None:
@@ -86,10 +86,10 @@ def main() -> None:
     single_task_model = HSTLModel.from_encoder(str(_common.minilm_path()), tasks=[tasks[1]])
     batch_rows = [len(batch["input_ids"]) for batch in batches]
     variants = {
-        "single_task": training_round(single_task_model, batches, homogeneous_task_ids(batch_rows, num_tasks=1)),
-        "mtl_homogeneous": training_round(multi_task_model, batches, homogeneous_task_ids(batch_rows, len(tasks))),
+        "single_task": training_steps(single_task_model, batches, homogeneous_task_ids(batch_rows, num_tasks=1)),
+        "mtl_homogeneous": training_steps(multi_task_model, batches, homogeneous_task_ids(batch_rows, len(tasks))),
         # A copy of its own, so that the mixed variant does not share optimizer steps with the homogeneous one.
-        "mtl_mixed": training_round(copy.deepcopy(multi_task_model), batches, mixed_task_ids(batch_rows, len(tasks))),
+        "mtl_mixed": training_steps(copy.deepcopy(multi_task_model), batches, mixed_task_ids(batch_rows, len(tasks))),
     }
     num_words = _common.count_words(batches)
     print(f"# {len(tasks)} tasks over {len({task['family'] for task in tasks})} families; {num_steps} steps of "

@@ -18,6 +18,7 @@ _LAZY = {
     "HSTLPreTrainedModel": "modeling_hstl",
     "HSTLTokenClassifierOutput": "modeling_hstl",
     "viterbi_decode": "modeling_hstl",
+    "viterbi_decode_heads": "modeling_hstl",
 }
 
 __all__ = list(_LAZY)

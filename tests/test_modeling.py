@@ -298,6 +298,25 @@ def test_viterbi_and_likelihood_match_brute_force(seed):
     assert ours == reference
 
 
+def test_grouped_heads_decode_like_each_head_alone():
+    from torchcrf import CRF
+
+    from hstl import viterbi_decode_heads
+
+    generator = torch.Generator().manual_seed(11)
+    label_counts = [3, 5, 3, 9, 5, 3]  # heads sharing a label count are stacked into one Viterbi batch
+    crfs = [CRF(count, batch_first=True) for count in label_counts]
+    for crf in crfs:
+        for parameter in crf.parameters():
+            torch.nn.init.normal_(parameter, std=3.0, generator=generator)
+    lengths = torch.tensor([7, 1, 0, 4])
+    word_mask = torch.arange(7).unsqueeze(0) < lengths.unsqueeze(1)
+    emissions = [torch.randn(4, 7, count, generator=generator) for count in label_counts]
+    grouped = viterbi_decode_heads(crfs, emissions, word_mask)
+    for crf, head_emissions, head_predictions in zip(crfs, emissions, grouped):
+        assert torch.equal(head_predictions, viterbi_decode(crf, head_emissions, word_mask))
+
+
 def _brute_force_score(crf, emissions, sequence):
     score = crf.start_transitions[sequence[0]] + emissions[0, sequence[0]]
     for position in range(1, len(sequence)):
