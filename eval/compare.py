@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from hstl.cli import run_cli
+from hstl.comparison import METHODS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -19,14 +20,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="Comparison config (YAML), e.g. configs/compare-mini.yaml.")
     parser.add_argument("--output_dir", required=True, help="Where runs, cell results and the table go.")
     parser.add_argument("--report_only", action="store_true", help="Only rebuild the table from finished cells.")
+    parser.add_argument("--methods", nargs="+", default=None, choices=METHODS, help="Override the config's methods.")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="Override the config's seeds.")
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help="Override training.max_steps (single-task runs; joint runs get it per corpus), e.g. for "
+                             "a single-task baseline with as many updates as HSTL's two stages.")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from hstl.comparison import load_comparison_config, run_comparison, summarize, write_reports
+    from hstl.comparison import (
+        load_comparison_config, override_comparison_config, run_comparison, summarize, write_reports,
+    )
 
-    config = load_comparison_config(args.config)
+    config = override_comparison_config(load_comparison_config(args.config), methods=args.methods, seeds=args.seeds,
+                                        max_steps=args.max_steps)
     if args.report_only:
         summary = summarize(args.output_dir, config)
         write_reports(summary, args.output_dir)

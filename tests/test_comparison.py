@@ -92,3 +92,24 @@ def test_bad_comparison_configs_name_the_file(tmp_path, tiny_tokenizer_dir):
     path.write_text(yaml.safe_dump(values))
     with pytest.raises(RunConfigError, match="at least 2 corpora"):
         load_comparison_config(path)
+
+
+def test_command_line_overrides_choose_methods_seeds_and_steps(tmp_path, tiny_tokenizer_dir):
+    from hstl.comparison import override_comparison_config
+
+    config = load_comparison_config(_write_config(tmp_path, tiny_tokenizer_dir, seeds=(1, 2)))
+    runs = []
+
+    def recording_train(run_config, output_dir):
+        runs.append((output_dir, run_config.training.max_steps, run_config.training.seed))
+        return {"test": {task.name: {"f1": 0.5} for task in run_config.tasks}, "devel": {}}
+
+    overridden = override_comparison_config(config, methods=["single_task"], seeds=[3], max_steps=9)
+    assert (config.methods, config.seeds, config.training.max_steps) != (["single_task"], [3], 9)  # a copy
+    run_comparison(overridden, tmp_path / "out", train=recording_train, log=lambda message: None)
+    assert sorted(runs) == [(str(tmp_path / f"out/runs/single_task/{name}/seed3"), 9, 3) for name in ("chem", "disease")]
+    recorded = yaml.safe_load((tmp_path / "out/comparison_config.yaml").read_text())
+    assert (recorded["methods"], recorded["seeds"], recorded["training"]["max_steps"]) == (["single_task"], [3], 9)
+    for bad in ({"methods": ["magic"]}, {"methods": []}, {"seeds": []}, {"max_steps": 0}):
+        with pytest.raises(RunConfigError, match="--"):
+            override_comparison_config(config, **bad)

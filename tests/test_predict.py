@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hstl import prediction
@@ -268,6 +268,48 @@ def test_text_mode_offsets_point_at_the_entity_text(model_dir, tmp_path):
         if merge == "longest":
             spans = sorted((entity["start"], entity["end"]) for entity in entities)
             assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
+
+
+# Text that stresses the splitter, the tokenizer and the windowing: sentence ends, abbreviations, line ends of every
+# kind, zero-width, control and combining characters, astral symbols, a BOM, and words long enough to need windows.
+_FUZZ_TEXT_PIECES = st.sampled_from(
+    list("aZ9 .!?\n\t()\"'-\u200b\x07\x00\u0301\u2028\x85\r\ufeff\U0001F9EC") +
+    ["e.g.", "et al.", " Fig. ", "\n\n", "\r\n", "IL-2", "5-fluorouracil", "x" * 300]
+)
+_FUZZ_TEXT = st.one_of(st.text(alphabet=st.characters(codec="utf-8"), max_size=300),
+                       st.lists(_FUZZ_TEXT_PIECES, max_size=80).map("".join))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_FUZZ_TEXT)
+@example(text="Aspirin\u2028rose.\x85Ulcers\u2029fell.")  # line breaks that JSON keeps raw
+@example(text="\ufeff \r\n\t\n")  # nothing to tag
+def test_fuzz_text_prediction_covers_every_character_or_says_why(loaded, text):
+    """Arbitrary text through the text reader, the tagger and the JSONL writer: either a located error for a file
+    with nothing to tag, or sentences that are exactly the splitter's and entities whose offsets point at their text."""
+    model, tokenizer = loaded
+    settings_ = prediction.WindowSettings(max_length=16, overlap=4, batch_size=8)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "in.txt"
+        path.write_bytes(text.encode("utf-8"))
+        decoded = path.read_bytes().decode("utf-8")
+        decoded = decoded[1:] if decoded.startswith("\ufeff") else decoded  # the reader drops a leading BOM
+        try:
+            units = list(iter_text_sentences(path))
+        except CorpusFormatError as error:
+            assert not decoded.strip(), error
+            assert str(error).startswith(f"{path}:"), error
+            return
+    rendered = prediction.tag_units(model, tokenizer, units, prediction.FORMATS["text"], ["chem", "disease"],
+                                    settings_, "none")
+    records = [json.loads(line) for line in rendered.splitlines()]
+    assert [(record["start"], record["end"]) for record in records] == split_sentences(decoded)
+    for record in records:
+        assert decoded[record["start"] : record["end"]] == record["text"]
+        for entity in record["entities"]:
+            assert decoded[entity["start"] : entity["end"]] == entity["text"]
+            assert record["start"] <= entity["start"] < entity["end"] <= record["end"]
+            assert entity["type"] == TASK_TYPES[entity["task"]]
 
 
 def test_pubtator_round_trip_replaces_annotations_with_predictions(model_dir, tmp_path):
