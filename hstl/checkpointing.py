@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
+from accelerate.utils.constants import RNG_STATE_NAME
 
 from .errors import CheckpointError
 
@@ -85,10 +86,22 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> dict[str, Any
     """Restores model, optimizer, scheduler and RNG states; a damaged file is reported with the checkpoint's path."""
     state = read_trainer_state(checkpoint)
     try:
+        _read_rng_states(accelerator, Path(checkpoint))
         accelerator.load_state(str(checkpoint))
     except Exception as error:  # safetensors/torch raise many types for truncated or corrupted files
         raise CheckpointError(f"checkpoint {checkpoint} is damaged: {type(error).__name__}: {error}") from error
     return state
+
+
+def _read_rng_states(accelerator: Accelerator, checkpoint: Path) -> None:
+    """Reads this process's RNG states as `load_state` will, but lets a failure through: `load_state` only logs
+    "Could not load random states" and goes on, which would make a resumed run silently differ (dropout)."""
+    from accelerate.utils import load  # torch.load(weights_only=True) with the numpy types RNG states need
+
+    path = checkpoint / f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl"
+    states = load(path)
+    if not isinstance(states, dict) or "torch_manual_seed" not in states:
+        raise ValueError(f"{path} holds no torch RNG state")
 
 
 def save_model_folder(accelerator: Accelerator, model, tokenizer, folder: Path) -> None:

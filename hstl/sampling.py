@@ -124,7 +124,8 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
     ```python
     sampler = MultiTaskBatchSampler(task_sizes, batch_size=32, strategy="temperature", alpha=0.5, seed=args.seed)
     train_dataloader = accelerator.prepare(DataLoader(dataset, batch_sampler=sampler, collate_fn=collator))
-    accelerator.register_for_checkpointing(sampler)  # saves (seed, epoch); `load_state` restores them
+    # Keep `sampler.state_dict()` in your JSON trainer state and call `load_state_dict` on resume (as
+    # `hstl.training` does): `register_for_checkpointing` would pickle it and unpickle it on load.
     for epoch in range(starting_epoch, num_epochs):
         # Both calls: on one process the prepared loader resets the sampler's epoch to its own counter at every
         # `iter()`, while on several processes its shard wrapper does not forward `set_epoch` to the sampler.

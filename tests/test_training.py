@@ -90,6 +90,31 @@ def test_damaged_checkpoint_is_reported_with_its_path(tmp_path, tokenizer_dir):
         _run(tmp_path, values, "out", resume_from_checkpoint=str(checkpoint))
 
 
+class _RunsCodeWhenUnpickled:
+    """A pickle payload: unpickling it calls `os.system`, which would create the marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("name", ["optimizer.bin", "scheduler.bin", "random_states_0.pkl"])
+def test_checkpoint_pickles_are_never_unpickled_freely(tmp_path, tokenizer_dir, name):
+    """A checkpoint file replaced by a code-running pickle is refused as damaged, and its code does not run: the
+    non-safetensors files of a checkpoint are read with `torch.load(weights_only=True)` only."""
+    values = _with_tokenizer(tiny_run_config(max_steps=3), tokenizer_dir)
+    _run(tmp_path, values, "out", stop_after_steps=3)
+    checkpoint = list_checkpoints(tmp_path / "out")[-1]
+    marker = tmp_path / "code_ran"
+    assert (checkpoint / name).is_file()
+    torch.save(_RunsCodeWhenUnpickled(marker), checkpoint / name)
+    with pytest.raises(CheckpointError, match=f"checkpoint {checkpoint} is damaged"):
+        _run(tmp_path, values, "out", resume_from_checkpoint=str(checkpoint))
+    assert not marker.exists()
+
+
 def _poison_losses(monkeypatch, poisoned_calls) -> None:
     """Makes the CRF loss NaN on the given (1-based) calls of a head's negative_log_likelihood."""
     from hstl import modeling_hstl
