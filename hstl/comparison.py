@@ -3,7 +3,9 @@
 For each seed:
 - single_task:   encoder + CRF trained on the target corpus alone (the paper's XLNet-CRF baseline);
 - multi_task:    stage 1 on all corpora, evaluated with each corpus's head;
-- finetune_only: stage 1 on all corpora *but* the target, then fine-tuned on the target (no joint stage);
+- finetune_only: stage 1 on all corpora *but* the target, then fine-tuned on the target (no joint stage); the
+                 target's head is new, so this stage trains like a single-task run (`training`, or
+                 `finetune_only_training` when given), only from the pretrained encoder;
 - hstl:          stage 1 on all corpora, then fine-tuned on the target (stage 2).
 
 Every training run goes through `hstl.training.run_training`. A cell (method, corpus, seed) is finished when its
@@ -46,7 +48,10 @@ class ComparisonConfig:
     seeds: list[int] = field(default_factory=lambda: [1, 2])
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     training: TrainingSpec = field(default_factory=TrainingSpec)  # stage 1 and single-task runs
-    finetune_training: TrainingSpec = field(default_factory=TrainingSpec)  # stage 2
+    finetune_training: TrainingSpec = field(default_factory=TrainingSpec)  # stage 2 of HSTL
+    # Stage 2 of finetune_only. Its target head (and, for a new family, its family layer) starts untrained, unlike
+    # HSTL's, so by default it trains like a single-task run (`training`), only from the pretrained encoder.
+    finetune_only_training: TrainingSpec | None = None
     # Joint runs train several corpora at once: by default they get training.max_steps per corpus, so that each
     # corpus sees about as many batches as in its single-task run.
     stage1_max_steps: int | None = None
@@ -59,7 +64,8 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
     if not path.is_file():
         raise RunConfigError(f"{path}: no such comparison config")
     values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    known = {"model", "corpora", "seeds", "methods", "training", "finetune_training", "stage1_max_steps", "data_root"}
+    known = {"model", "corpora", "seeds", "methods", "training", "finetune_training", "finetune_only_training",
+             "stage1_max_steps", "data_root"}
     unknown = set(values) - known
     if unknown:
         raise RunConfigError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -80,6 +86,9 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
         methods=methods,
         training=build_spec(TrainingSpec, values.get("training") or {}, f"{path}: training"),
         finetune_training=build_spec(TrainingSpec, values.get("finetune_training") or {}, f"{path}: finetune_training"),
+        finetune_only_training=(build_spec(TrainingSpec, values["finetune_only_training"],
+                                           f"{path}: finetune_only_training")
+                                if values.get("finetune_only_training") else None),
         stage1_max_steps=values.get("stage1_max_steps"),
         data_root=str((path.parent / data_root).resolve()) if data_root else str(path.parent.resolve()),
         source=str(path),
@@ -192,7 +201,7 @@ def run_comparison(config: ComparisonConfig, output_dir: str | Path, train: Trai
             train(_run_config(config, others, config.training, seed, config.model), pretrain_dir)
             run_dir = str(runs / "finetune_only" / corpus.name / f"seed{seed}")
             log(f"[seed {seed}] finetune_only: fine-tuning on {corpus.name}")
-            results = train(_run_config(config, [corpus], config.finetune_training, seed,
+            results = train(_run_config(config, [corpus], config.finetune_only_training or config.training, seed,
                                         _finetune_model(pretrain_dir)), run_dir)
             _write_cell(_cell_path(output_dir, "finetune_only", corpus.name, seed), "finetune_only", corpus.name,
                         seed, results, corpus.name, run_dir)
@@ -289,5 +298,7 @@ def _plot(summary: dict[str, Any], path: Path) -> None:
 def comparison_config_to_dict(config: ComparisonConfig) -> dict[str, Any]:
     return {"model": asdict(config.model), "corpora": [asdict(c) for c in config.corpora], "seeds": config.seeds,
             "methods": config.methods, "training": asdict(config.training),
-            "finetune_training": asdict(config.finetune_training), "stage1_max_steps": config.stage1_max_steps,
+            "finetune_training": asdict(config.finetune_training),
+            "finetune_only_training": asdict(config.finetune_only_training) if config.finetune_only_training else None,
+            "stage1_max_steps": config.stage1_max_steps,
             "data_root": config.data_root}

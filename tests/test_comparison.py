@@ -37,7 +37,8 @@ def test_runs_every_method_and_skips_finished_cells(tmp_path, tiny_tokenizer_dir
     from hstl.comparison import _default_train
 
     def counting_train(run_config, output_dir):
-        runs.append((output_dir, [task.name for task in run_config.tasks], run_config.model.init_from))
+        runs.append((output_dir, [task.name for task in run_config.tasks], run_config.model.init_from,
+                     run_config.training.max_steps))
         return _default_train(run_config, output_dir)
 
     summary = run_comparison(config, tmp_path / "out", train=counting_train, log=lambda message: None)
@@ -45,6 +46,11 @@ def test_runs_every_method_and_skips_finished_cells(tmp_path, tiny_tokenizer_dir
     assert len(stage1) == 1 and stage1[0][1] == ["chem", "disease"]
     finetune_only_pretrain = [run for run in runs if "pretrain_without/chem" in run[0]]
     assert finetune_only_pretrain[0][1] == ["disease"]  # the target is left out of the joint stage
+    # Its new head trains like a single-task run (training.max_steps 2), not like HSTL's stage 2 (1 step).
+    finetune_only = [run for run in runs if "/finetune_only/" in run[0]]
+    assert {(tuple(run[1]), run[3]) for run in finetune_only} == {(("chem",), 2), (("disease",), 2)}
+    assert all("pretrain_without" in run[2] for run in finetune_only)
+    assert {run[3] for run in runs if "/hstl/" in run[0]} == {1}
     hstl_runs = [run for run in runs if "/hstl/" in run[0]]
     assert {tuple(run[1]) for run in hstl_runs} == {("chem",), ("disease",)}
     assert all(run[2].endswith("stage1/seed1") for run in hstl_runs)
