@@ -247,6 +247,17 @@ def test_corpora_round_trip_keeps_token_counts(model_dir, bioner_dir, tmp_path):
         assert [(sentence.tokens, sentence.starts_document) for sentence in got] == expected, corpus_dir
 
 
+def assert_records_point_at_text(records: list[dict], text: str) -> None:
+    """JSONL records of text-mode prediction: the splitter's sentences, and offsets that slice out each text."""
+    assert [(record["start"], record["end"]) for record in records] == split_sentences(text)
+    for record in records:
+        assert text[record["start"] : record["end"]] == record["text"]
+        for entity in record["entities"]:
+            assert text[entity["start"] : entity["end"]] == entity["text"]
+            assert record["start"] <= entity["start"] < entity["end"] <= record["end"]
+            assert entity["type"] == TASK_TYPES[entity["task"]]
+
+
 def test_text_mode_offsets_point_at_the_entity_text(model_dir, tmp_path):
     raw = ("\ufeffAspirin-induced ulcers in E. coli were seen (n = 5). IL-2 rose!\r\n\r\n"
            "Caf\u00e9\u200b\x07 syndrome \U0001F9EC 5-fluorouracil, et al. Done\n\n  \n")
@@ -256,15 +267,9 @@ def test_text_mode_offsets_point_at_the_entity_text(model_dir, tmp_path):
         run(model_dir, path, tmp_path / "out.jsonl", merge=merge)
         text = open(path, encoding="utf-8-sig", newline="").read()
         records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
-        assert [(record["start"], record["end"]) for record in records] == split_sentences(text)
+        assert_records_point_at_text(records, text)
         entities = [entity for record in records for entity in record["entities"]]
         assert entities, "the random model finds something"
-        for record in records:
-            assert text[record["start"] : record["end"]] == record["text"]
-            for entity in record["entities"]:
-                assert text[entity["start"] : entity["end"]] == entity["text"]
-                assert record["start"] <= entity["start"] < entity["end"] <= record["end"]
-                assert entity["type"] == TASK_TYPES[entity["task"]]
         if merge == "longest":
             spans = sorted((entity["start"], entity["end"]) for entity in entities)
             assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
@@ -292,8 +297,8 @@ def test_fuzz_text_prediction_covers_every_character_or_says_why(loaded, text):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "in.txt"
         path.write_bytes(text.encode("utf-8"))
-        decoded = path.read_bytes().decode("utf-8")
-        decoded = decoded[1:] if decoded.startswith("\ufeff") else decoded  # the reader drops a leading BOM
+        with open(path, encoding="utf-8-sig", newline="") as handle:  # the frame of the offsets
+            decoded = handle.read()
         try:
             units = list(iter_text_sentences(path))
         except CorpusFormatError as error:
@@ -302,14 +307,7 @@ def test_fuzz_text_prediction_covers_every_character_or_says_why(loaded, text):
             return
     rendered = prediction.tag_units(model, tokenizer, units, prediction.FORMATS["text"], ["chem", "disease"],
                                     settings_, "none")
-    records = [json.loads(line) for line in rendered.splitlines()]
-    assert [(record["start"], record["end"]) for record in records] == split_sentences(decoded)
-    for record in records:
-        assert decoded[record["start"] : record["end"]] == record["text"]
-        for entity in record["entities"]:
-            assert decoded[entity["start"] : entity["end"]] == entity["text"]
-            assert record["start"] <= entity["start"] < entity["end"] <= record["end"]
-            assert entity["type"] == TASK_TYPES[entity["task"]]
+    assert_records_point_at_text([json.loads(line) for line in rendered.splitlines()], decoded)
 
 
 def test_pubtator_round_trip_replaces_annotations_with_predictions(model_dir, tmp_path):
