@@ -7,6 +7,7 @@ resumption. The scripts only parse arguments and call `run_training`.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import shutil
@@ -384,10 +385,25 @@ def run_training(run_config: RunConfig, args: LoopArguments) -> TrainingOutcome:
                 prune_checkpoints(output_dir, keep=training.keep_checkpoints)
     progress.close()
     if state.completed_steps < training.max_steps:  # stopped early on purpose (tests simulate a kill this way)
-        accelerator.end_training()
-        return TrainingOutcome(str(output_dir), state.completed_steps, state.best_score, {})
-    return _finish(model, tasks, eval_sets, collator, accelerator, run_config, tokenizer, output_dir,
-                   state.completed_steps, state.best_score)
+        outcome = TrainingOutcome(str(output_dir), state.completed_steps, state.best_score, {})
+    else:
+        outcome = _finish(model, tasks, eval_sets, collator, accelerator, run_config, tokenizer, output_dir,
+                          state.completed_steps, state.best_score)
+    del model, optimizer, scheduler, train_dataloader
+    _end_training(accelerator)
+    return outcome
+
+
+def _end_training(accelerator: Accelerator) -> None:
+    """Frees the prepared (DDP-wrapped) model while every process is still here, then ends the run together.
+
+    Freed later, when the caller drops it, DDP's reducer can hold the last reference to the gloo process group, whose
+    destructor then waits forever for a process that has already exited (seen: the second of two CPU processes hung
+    at exit after the first had finished)."""
+    accelerator.free_memory()  # the accelerator's own references to the prepared objects
+    gc.collect()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
 
 
 @dataclass
@@ -501,7 +517,6 @@ def _finish(model, tasks, eval_sets, collator, accelerator, run_config, tokenize
         if best_dir.is_dir():
             shutil.rmtree(best_dir)
     accelerator.wait_for_everyone()
-    accelerator.end_training()
     return TrainingOutcome(str(output_dir), completed_steps, best_score, results)
 
 
