@@ -69,12 +69,8 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
     unknown = set(values) - known
     if unknown:
         raise RunConfigError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-    methods = values.get("methods", list(METHODS))
-    if not set(methods) <= set(METHODS):
-        raise RunConfigError(f"{path}: methods: expected some of {METHODS}, got {methods}")
-    seeds = values.get("seeds", [1, 2])
-    if not seeds or not all(isinstance(seed, int) for seed in seeds):
-        raise RunConfigError(f"{path}: seeds: expected a non-empty list of integers, got {seeds!r}")
+    methods = _checked_methods(values.get("methods", list(METHODS)), f"{path}: methods")
+    seeds = _checked_seeds(values.get("seeds", [1, 2]), f"{path}: seeds")
     corpora = [build_spec(TaskSpec, task, f"{path}: corpora[{index}]") for index, task in enumerate(values.get("corpora") or [])]
     if len(corpora) < 2:
         raise RunConfigError(f"{path}: corpora: expected at least 2 corpora to compare, got {len(corpora)}")
@@ -100,19 +96,28 @@ def override_comparison_config(config: ComparisonConfig, methods: list[str] | No
     """The config with command-line overrides applied; `comparison_config.yaml` in the output folder records them."""
     config = copy.deepcopy(config)
     if methods is not None:
-        unknown = sorted(set(methods) - set(METHODS))
-        if unknown or not methods:
-            raise RunConfigError(f"--methods: expected some of {list(METHODS)}, got {methods}")
-        config.methods = list(methods)
+        config.methods = _checked_methods(methods, "--methods")
     if seeds is not None:
-        if not seeds:
-            raise RunConfigError("--seeds: expected at least one seed, got none")
-        config.seeds = list(seeds)
+        config.seeds = _checked_seeds(seeds, "--seeds")
     if max_steps is not None:
         if max_steps < 1:
             raise RunConfigError(f"--max_steps: expected a positive number of steps, got {max_steps}")
         config.training.max_steps = max_steps
     return config
+
+
+def _checked_methods(methods: Any, where: str) -> list[str]:
+    """The methods of a config or of `--methods`: a non-empty list drawn from `METHODS`."""
+    if not isinstance(methods, list) or not methods or not set(methods) <= set(METHODS):
+        raise RunConfigError(f"{where}: expected some of {list(METHODS)}, got {methods!r}")
+    return list(methods)
+
+
+def _checked_seeds(seeds: Any, where: str) -> list[int]:
+    """The seeds of a config or of `--seeds`: a non-empty list of integers."""
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(seed, int) for seed in seeds):
+        raise RunConfigError(f"{where}: expected a non-empty list of integers, got {seeds!r}")
+    return list(seeds)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

