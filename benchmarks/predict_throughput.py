@@ -30,7 +30,7 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 import _common
-from hstl.modeling_hstl import IGNORE_INDEX, HSTLModel
+from modeling_hstl import PAD_LABEL_ID, HSTLModel
 
 
 FULL = {"num_sentences": 192, "batch_size": 64, "max_length": 128, "rounds": 5, "rounds_14_passes": 2}
@@ -64,7 +64,7 @@ def argmax_word_predictions(logits: torch.Tensor, word_start_positions: torch.Lo
     # shape: (batch_size, seq_len)
     token_predictions = logits.argmax(dim=-1)
     word_predictions = token_predictions.gather(1, word_start_positions.clamp(min=0))
-    return word_predictions.masked_fill(word_start_positions < 0, IGNORE_INDEX)
+    return word_predictions.masked_fill(word_start_positions < 0, PAD_LABEL_ID)
 
 
 def tagging_variants(

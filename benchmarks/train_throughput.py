@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 
 import _common
-from hstl.modeling_hstl import HSTLModel
+from modeling_hstl import HSTLModel
 from hstl.run_config import ModelSpec, RunConfig
 from hstl.training import build_optimizer
 

@@ -171,7 +171,7 @@ def score_corpus_split(model, tokenizer, accelerator, head: str, sentences: list
 
     `settings` is a `hstl.prediction.WindowSettings`: max_length, overlap, batch_size.
     """
-    from hstl.alignment import HSTLDataCollator
+    from processing_hstl import HSTLDataCollator
     from hstl.inference import build_task_dataset, predict_task_labels
     from hstl.scoring import EntityScorer
 

@@ -11,7 +11,6 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ENTITY_FAMILIES": "configuration_hstl",
     "HSTLConfig": "configuration_hstl",
     "HSTLModel": "modeling_hstl",
     "HSTLMultiTaskTaggingOutput": "modeling_hstl",
@@ -26,5 +25,6 @@ __all__ = list(_LAZY)
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        # The model files are top-level modules (the remote-code group at the repository root), not part of `hstl`.
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hstl' has no attribute {name!r}")

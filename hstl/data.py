@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, TextIO, Union
 
-from .scoring import split_label
+from processing_hstl import OUTSIDE_LABEL, split_label
 
 logger = logging.getLogger(__name__)
 
 DOCSTART = "-DOCSTART-"
-OUTSIDE_LABEL = "O"
 SPLIT_FILE_NAMES: dict[str, tuple[str, ...]] = {
     "train": ("train.tsv",),
     "devel": ("devel.tsv", "dev.tsv", "validation.tsv"),

@@ -53,7 +53,9 @@ def _import_problems(node: ast.AST, sibling_modules: set[str]) -> list[str]:
         return [] if module in sibling_modules else [f"relative import of {module!r}, which is not shipped beside it"]
     else:
         return []
-    return [f"import of {name!r}" for name in names if name.split(".")[0] not in ALLOWED_IMPORTS]
+    # A sibling may also be imported by its top-level name: the fallback used when the files are installed as modules.
+    allowed = ALLOWED_IMPORTS | sibling_modules
+    return [f"import of {name!r}" for name in names if name.split(".")[0] not in allowed]
 
 
 def _call_problem(node: ast.Call) -> str | None:
@@ -107,7 +109,7 @@ def remote_code_files() -> list[Path]:
     """
     from transformers.dynamic_module_utils import get_relative_import_files
 
-    from . import modeling_hstl, pipeline_hstl
+    import modeling_hstl, pipeline_hstl
 
     entry_points = [Path(modeling_hstl.__file__), Path(pipeline_hstl.__file__)]
     needed = {Path(name) for entry_point in entry_points for name in get_relative_import_files(entry_point)}
@@ -131,7 +133,7 @@ def _check_model_folder(model_dir: Path) -> list[Path]:
 
 def _write_config(model_dir: Path, out_dir: Path) -> None:
     """config.json plus `auto_map`, the `hstl-ner` custom pipeline and the training run's window settings."""
-    from .pipeline_hstl import custom_pipelines_entry
+    from pipeline_hstl import custom_pipelines_entry
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     if config.get("model_type") != "hstl":

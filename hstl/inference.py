@@ -1,6 +1,6 @@
 """Batched, windowed prediction shared by evaluation during training, `eval/`, `predict.py` and the benchmarks.
 
-Sentences become windows (`hstl.alignment`), windows are sorted by length so batches carry little padding, the model
+Sentences become windows (`processing_hstl`), windows are sorted by length so batches carry little padding, the model
 tags each batch with one or several heads from one encoder pass, and `stitch_predictions` puts every word's label back
 in its sentence: every input word gets exactly one prediction.
 """
@@ -16,7 +16,7 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .alignment import HSTLDataCollator, make_windowing_map_fn, stitch_predictions
+from processing_hstl import HSTLDataCollator, make_windowing_map_fn, stitch_predictions
 from .data import Sentence
 
 

@@ -22,7 +22,7 @@ Formats (picked from the input file name, or forced):
     conll (.tsv, .conll, .iob): one token per line, blank line after each sentence, `-DOCSTART-` markers. Only the
         first column is read (a gold label column is ignored, not copied); the output has the tokens verbatim, the
         document markers, and exactly one label (or one per head with merge "none") per input token.
-    text (.txt): UTF-8 text; sentences and words from `hstl.text`. Output is JSON Lines, one object per sentence:
+    text (.txt): UTF-8 text; sentences and words from `processing_hstl`. Output is JSON Lines, one object per sentence:
         `{"text", "start", "end", "entities": [{"start", "end", "text", "type", "task"}]}`. Offsets are characters
         (end exclusive) into the whole input as `open(path, encoding="utf-8-sig", newline="").read()` returns it: a
         leading byte order mark is not counted and a CRLF line end counts as two characters. U+0085, U+2028 and
@@ -60,9 +60,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 # The CoNLL parser itself is data.py's private one, so that streamed and whole-file reading cannot disagree.
 from .data import _TRAILING_WHITESPACE, _parse_conll_lines
-from .data import DOCSTART, OUTSIDE_LABEL, CorpusFormatError, Sentence, write_conll
-from .scoring import extract_chunks
-from .text import split_sentences, tokenize
+from processing_hstl import OUTSIDE_LABEL, extract_chunks
+
+from .data import DOCSTART, CorpusFormatError, Sentence, write_conll
+from processing_hstl import split_sentences, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class PredictionInputError(ValueError):
 
 def load_model_config(model_dir: PathLike):
     """The `HSTLConfig` of a model folder (cheap: no weights), after checking the folder is one."""
-    from .configuration_hstl import HSTLConfig
+    from configuration_hstl import HSTLConfig
 
     folder = Path(model_dir)
     if not (folder / "config.json").is_file():
@@ -127,7 +128,7 @@ def load_tokenizer_of(model_dir: PathLike):
 
 def load_model_and_tokenizer(model_dir: PathLike):
     """`(HSTLModel, fast tokenizer)` from a model folder as `train.py` saves it; the model is in eval mode."""
-    from .modeling_hstl import HSTLModel
+    from modeling_hstl import HSTLModel
 
     config = load_model_config(model_dir)
     tokenizer = load_tokenizer_of(model_dir)
@@ -185,7 +186,7 @@ def window_settings(
 
 def check_window_settings(tokenizer, settings: WindowSettings) -> None:
     """Raises `PredictionInputError` naming `--max_length`/`--overlap` when the tokenizer cannot window with them."""
-    from .alignment import make_windowing_map_fn
+    from processing_hstl import make_windowing_map_fn
 
     try:
         make_windowing_map_fn(tokenizer, {}, 0, settings.max_length, settings.overlap)
@@ -245,7 +246,7 @@ def tag_sentences(
     Returns:
         Task name -> per sentence, one IOB2 label per word (`[]` for an empty sentence), in the order of `tasks`.
     """
-    from .alignment import HSTLDataCollator
+    from processing_hstl import HSTLDataCollator
     from .inference import build_task_dataset, predict_labels
     from .run_config import TrainingSpec
 
@@ -441,7 +442,7 @@ def _text_sentences(text: str, offset: int) -> list[TextSentence]:
 def iter_text_sentences(path: PathLike) -> Iterator[TextSentence]:
     """The sentences of a UTF-8 text file, read lazily (a paragraph at a time, or 64k characters of a long one).
 
-    `hstl.text` boundaries depend only on the text around them, so a paragraph split piece by piece (each piece
+    `processing_hstl` boundaries depend only on the text around them, so a paragraph split piece by piece (each piece
     starting where a sentence starts) gives the same sentences as split whole.
 
     Raises:
@@ -850,7 +851,7 @@ def predict_file(
     # check that can fail comes before the model loads (and prints its progress bar).
     from accelerate import Accelerator
 
-    from .modeling_hstl import HSTLModel
+    from modeling_hstl import HSTLModel
 
     tokenizer = load_tokenizer_of(model_dir)
     check_window_settings(tokenizer, settings)

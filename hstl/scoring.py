@@ -14,74 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Optional, Sequence
 
-OUTSIDE_LABEL = "O"
-CHUNK_TAGS = ("B", "I")
-
-Chunk = tuple[str, int, int]
-"""`(entity_type, start, end)` with `end` exclusive: `tokens[start:end]` is the mention."""
-
-
-def split_label(label: str) -> tuple[str, str]:
-    """Splits an IOB2 label into its tag and its entity type.
-
-    `"B-Gene_or_gene_product"` gives `("B", "Gene_or_gene_product")`, `"I-Multi-tissue_structure"` gives
-    `("I", "Multi-tissue_structure")` (only the first hyphen separates) and `"O"` gives `("O", "")`.
-
-    Raises:
-        ValueError: for anything else, e.g. IOBES tags (`E-X`, `S-X`), a bare `B`, or a missing type.
-    """
-    if label == OUTSIDE_LABEL:
-        return OUTSIDE_LABEL, ""
-    tag, separator, entity_type = label.partition("-")
-    if tag not in CHUNK_TAGS or not separator or not entity_type:
-        raise ValueError(f"expected an IOB2 label ('O', 'B-<type>' or 'I-<type>'), got {label!r}")
-    return tag, entity_type
-
-
-def _chunk_ends(previous_tag: str, tag: str, previous_type: str, entity_type: str) -> bool:
-    """conlleval.pl's `endOfChunk` restricted to B/I/O: did a chunk end just before the current token?"""
-    if previous_tag == OUTSIDE_LABEL:
-        return False
-    # A B or O closes the open chunk; so does any change of type (B-X I-Y is two chunks, not one).
-    return tag in ("B", OUTSIDE_LABEL) or previous_type != entity_type
-
-
-def _chunk_starts(previous_tag: str, tag: str, previous_type: str, entity_type: str) -> bool:
-    """conlleval.pl's `startOfChunk` restricted to B/I/O: does a chunk start at the current token?"""
-    if tag == OUTSIDE_LABEL:
-        return False
-    # B always starts a chunk; an I starts one when nothing of its type is open (after O, or after another type).
-    return tag == "B" or previous_tag == OUTSIDE_LABEL or previous_type != entity_type
-
-
-def extract_chunks(labels: Sequence[str]) -> list[Chunk]:
-    """Finds the mentions in one sentence's IOB2 labels, following conlleval.pl.
-
-    Args:
-        labels: one label per token, e.g. `["B-DNA", "I-DNA", "O", "I-protein"]`.
-
-    Returns:
-        `(entity_type, start, end)` triples, end exclusive, in order of position, e.g.
-        `[("DNA", 0, 2), ("protein", 3, 4)]`.
-
-    Raises:
-        ValueError: naming the position and the label when a label is not IOB2.
-    """
-    chunks: list[Chunk] = []
-    previous_tag, previous_type = OUTSIDE_LABEL, ""
-    chunk_start = 0
-    # The extra "O" closes a chunk that runs to the end of the sentence.
-    for position, label in enumerate([*labels, OUTSIDE_LABEL]):
-        try:
-            tag, entity_type = split_label(label)
-        except ValueError as error:
-            raise ValueError(f"position {position}: {error}") from None
-        if _chunk_ends(previous_tag, tag, previous_type, entity_type):
-            chunks.append((previous_type, chunk_start, position))
-        if _chunk_starts(previous_tag, tag, previous_type, entity_type):
-            chunk_start = position
-        previous_tag, previous_type = tag, entity_type
-    return chunks
+from processing_hstl import Chunk, extract_chunks
 
 
 def precision_recall_f1(num_correct: int, num_pred: int, num_gold: int) -> dict[str, Any]:

@@ -136,7 +136,7 @@ def _hstl_config_kwargs(name: str) -> dict:
         return {}
     if model_type != "hstl":
         return {}
-    from .configuration_hstl import HSTLConfig
+    from configuration_hstl import HSTLConfig
 
     return {"config": HSTLConfig.from_pretrained(name)}
 

@@ -31,11 +31,11 @@ from .checkpointing import (
     save_checkpoint,
     save_model_folder,
 )
-from .configuration_hstl import HSTLConfig
+from configuration_hstl import HSTLConfig
 from .data import Sentence, label_list_from, load_hf_token_dataset, read_conll, read_split_dir
 from .errors import NonFiniteError
 from .inference import build_task_dataset, predict_task_labels
-from .modeling_hstl import HSTLModel
+from modeling_hstl import HSTLModel
 from .run_config import RunConfig, RunConfigError, TaskSpec, resolve_model_source
 from .sampling import MultiTaskBatchSampler
 from .scoring import score_sentences
@@ -317,7 +317,7 @@ def run_training(run_config: RunConfig, args: LoopArguments) -> TrainingOutcome:
         ]
     from datasets import concatenate_datasets
 
-    from .alignment import HSTLDataCollator
+    from processing_hstl import HSTLDataCollator
 
     collator = HSTLDataCollator(tokenizer)
     train_dataset = concatenate_datasets(train_sets)

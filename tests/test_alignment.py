@@ -1,4 +1,4 @@
-"""Tests of hstl.alignment: word -> sub-token alignment, windowing, collation and stitching, on XLNet and BERT."""
+"""Tests of processing_hstl's windows: word -> sub-token alignment, windowing, collation and stitching, on XLNet and BERT."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hstl.alignment import (
+from processing_hstl import (
     HSTLDataCollator,
     Window,
     encode_sentences,

@@ -27,7 +27,7 @@ from hstl.data import (
     sample_data_dir,
     write_conll,
 )
-from hstl.scoring import extract_chunks
+from processing_hstl import extract_chunks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import torch
 
 from eval import evaluate_model
 from hstl.data import read_split_dir, sample_data_dir
-from hstl.scoring import extract_chunks
+from processing_hstl import extract_chunks
 
 
 SAMPLE_CORPORA = {"BC5CDR-chem": "chem", "NCBI-disease": "disease"}

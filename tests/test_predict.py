@@ -27,8 +27,8 @@ from hstl.prediction import (
     Mention, PredictionInputError, PredictionOptions, detect_format, iter_conll_sentences, iter_pubtator_documents,
     iter_text_sentences, merge_mentions, mentions_to_labels, predict_file, render_conll_sentence, tag_sentences,
 )
-from hstl.scoring import split_label
-from hstl.text import split_sentences
+from processing_hstl import split_label
+from processing_hstl import split_sentences
 
 import predict  # the script at the repository root (pytest's pythonpath holds it)
 
@@ -39,8 +39,8 @@ TASK_TYPES = {"chem": "Chemical", "disease": "Disease"}
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
-    from hstl.configuration_hstl import HSTLConfig
-    from hstl.modeling_hstl import HSTLModel
+    from configuration_hstl import HSTLConfig
+    from modeling_hstl import HSTLModel
     from hstl.tokenization import train_xlnet_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny_model")

@@ -21,7 +21,8 @@ from seqeval.metrics import classification_report, f1_score, precision_score, re
 from seqeval.metrics.sequence_labeling import get_entities
 
 from hstl.data import read_conll
-from hstl.scoring import EntityScorer, extract_chunks, score_sentences, split_label
+from hstl.scoring import EntityScorer, score_sentences
+from processing_hstl import extract_chunks, split_label
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # `eval/` is run from the repository root (`python -m eval.score`), not installed; a bare `pytest` does not put the

@@ -117,7 +117,7 @@ def test_checkpoint_pickles_are_never_unpickled_freely(tmp_path, tokenizer_dir, 
 
 def _poison_losses(monkeypatch, poisoned_calls) -> None:
     """Makes the CRF loss NaN on the given (1-based) calls of a head's negative_log_likelihood."""
-    from hstl import modeling_hstl
+    import modeling_hstl
 
     original = modeling_hstl.HSTLTaskHead.negative_log_likelihood
     calls = {"count": 0}

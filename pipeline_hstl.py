@@ -6,16 +6,15 @@
     ner("Cisplatin-induced nephrotoxicity in rats.", tasks=["BC5CDR-chem"])
     # [{"entity_group": "Chemical", "score": 0.97, "word": "Cisplatin", "start": 0, "end": 9, "task": "BC5CDR-chem"}]
 
-Text is split into sentences and words by `text.py` (the rules of `predict.py`), sentences are cut into overlapping
-encoder windows by `alignment.py` (nothing is truncated), every chosen head tags every word from ONE encoder pass per
-batch of windows, and each head's B-/I- labels become spans by `scoring.py`'s conlleval chunk rules. So the pipeline
-and `predict.py` share their tokenization, windowing and chunking code instead of copying it.
+Text is split into sentences and words, sentences are cut into overlapping encoder windows (nothing is truncated),
+every chosen head tags every word from ONE encoder pass per batch of windows, and each head's B-/I- labels become
+spans by conlleval's chunk rules: all of it by `processing_hstl.py`, the code `predict.py` uses too.
 
 An entity's `score` is the mean, over its words, of the softmax probability that the head's emission scores give to
 the label the CRF chose: a confidence hint like the token-classification pipeline's, not a CRF marginal.
 
 This file is Hub remote code, shipped in the model folder with its siblings `modeling_hstl.py`,
-`configuration_hstl.py`, `alignment.py`, `text.py` and `scoring.py`: it imports only torch, transformers and them.
+`configuration_hstl.py` and `processing_hstl.py`: it imports only torch, transformers and them.
 `publish.py` puts them there and writes `custom_pipelines` into config.json. In-process, importing this module
 registers the task: `pipeline("hstl-ner", model=model, tokenizer=tokenizer)`.
 """
@@ -28,9 +27,14 @@ import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .alignment import HSTLDataCollator, encode_sentences, stitch_predictions
-from .scoring import extract_chunks
-from .text import split_sentences, tokenize
+try:
+    from .processing_hstl import (
+        HSTLDataCollator, encode_sentences, extract_chunks, split_sentences, stitch_predictions, tokenize,
+    )
+except ImportError:
+    from processing_hstl import (
+        HSTLDataCollator, encode_sentences, extract_chunks, split_sentences, stitch_predictions, tokenize,
+    )
 
 
 PIPELINE_TASK = "hstl-ner"

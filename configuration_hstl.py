@@ -1,7 +1,8 @@
 # Copyright 2026 The HSTL developers. Licensed under the Apache License, Version 2.0.
 """HSTL model configuration.
 
-This file is copied into every saved model folder and loaded as Hub remote code: it imports only `transformers`.
+This file is Hub remote code, copied into every saved model folder with its siblings: it imports only `transformers`
+and `processing_hstl` (the label rules).
 """
 
 from __future__ import annotations
@@ -11,20 +12,15 @@ from typing import Any
 from transformers import AutoConfig, PretrainedConfig, XLNetConfig
 
 
-ENTITY_FAMILIES = ("chemical", "disease", "gene/protein", "species")
-"""The four entity families of Chai et al. (2022). Any other non-empty family name (e.g. "mixed") is accepted too."""
+# A model folder loads these files as the package `transformers_modules.<folder>` (relative imports); the installed
+# package imports them as top-level modules. transformers' import check skips `try` blocks.
+try:
+    from .processing_hstl import check_iob2_labels
+except ImportError:
+    from processing_hstl import check_iob2_labels
+
 
 LOSS_REDUCTIONS = ("mean", "sum", "token_mean")
-
-
-def _check_iob_labels(task_name: str, labels: list[str]) -> None:
-    if not labels:
-        raise ValueError(f"tasks[{task_name!r}]: expected a non-empty list of IOB2 labels, got {labels!r}")
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"tasks[{task_name!r}]: expected unique labels, got duplicates in {labels!r}")
-    for label in labels:
-        if not isinstance(label, str) or not (label == "O" or (label[:2] in ("B-", "I-") and len(label) > 2)):
-            raise ValueError(f"tasks[{task_name!r}]: expected IOB2 labels ('O', 'B-X', 'I-X'), got {label!r}")
 
 
 def _normalize_task(task: Any, position: int) -> dict[str, Any]:
@@ -40,7 +36,7 @@ def _normalize_task(task: Any, position: int) -> dict[str, Any]:
     if not isinstance(family, str) or not family.strip():
         raise ValueError(f"tasks[{name!r}]: expected a non-empty entity family name, got {family!r}")
     labels = list(task["labels"])
-    _check_iob_labels(name, labels)
+    check_iob2_labels(labels, f"tasks[{name!r}]")
     return {"name": name, "labels": labels, "family": family}
 
 
@@ -79,6 +75,13 @@ class HSTLConfig(PretrainedConfig):
             Standard deviation of the normal initializer of the family and emission layers.
         crf_init_range (`float`, *optional*, defaults to 0.1):
             CRF transition scores are initialised uniformly in `[-crf_init_range, crf_init_range]`.
+        window_max_length (`int`, *optional*, defaults to 128):
+            Sub-tokens per encoder window, special tokens included. A longer sentence is cut into overlapping windows,
+            never truncated. Training, evaluation, `predict.py` and the pipeline all read it from here. (Not
+            `max_length`: transformers reserves that name for generation.)
+        window_overlap (`int`, *optional*, defaults to 16):
+            Sub-tokens of context shared by consecutive windows of a long sentence; `0 <= window_overlap <
+            window_max_length // 2`.
     """
 
     model_type = "hstl"
@@ -95,6 +98,8 @@ class HSTLConfig(PretrainedConfig):
         loss_reduction: str = "mean",
         initializer_range: float = 0.02,
         crf_init_range: float = 0.1,
+        window_max_length: int = 128,
+        window_overlap: int = 16,
         **kwargs,
     ):
         if encoder_config is None:
@@ -122,6 +127,12 @@ class HSTLConfig(PretrainedConfig):
                 f"initializer_range/crf_init_range: expected > 0 and >= 0, got {initializer_range}, {crf_init_range}"
             )
 
+        if not isinstance(window_max_length, int) or window_max_length < 2:
+            raise ValueError(f"window_max_length: expected an int >= 2, got {window_max_length!r}")
+        if not isinstance(window_overlap, int) or not 0 <= window_overlap < window_max_length // 2:
+            raise ValueError(f"window_overlap: expected 0 <= window_overlap < window_max_length // 2 = "
+                             f"{window_max_length // 2}, got {window_overlap!r}")
+
         self.encoder_config = encoder_config
         self.tasks = tasks
         self.use_family_layers = use_family_layers
@@ -131,6 +142,8 @@ class HSTLConfig(PretrainedConfig):
         self.loss_reduction = loss_reduction
         self.initializer_range = initializer_range
         self.crf_init_range = crf_init_range
+        self.window_max_length = window_max_length
+        self.window_overlap = window_overlap
         super().__init__(**kwargs)
 
     # Everything below is derived from `tasks`, so it is never stored twice in config.json.
@@ -179,7 +192,7 @@ class HSTLConfig(PretrainedConfig):
         self.tasks = self.tasks + [_normalize_task({"name": name, "labels": labels, "family": family}, len(self.tasks))]
 
 
-__all__ = ["HSTLConfig", "ENTITY_FAMILIES"]
+__all__ = ["HSTLConfig"]
 
 
 # `save_pretrained` then writes `auto_map` into config.json and copies this file beside the weights.

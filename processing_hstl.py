@@ -1,4 +1,44 @@
-"""Words to sub-tokens, sentences to windows, windows to padded batches, and window predictions back to sentences.
+# Copyright 2026 The HSTL developers. Licensed under the Apache License, Version 2.0.
+"""HSTL's processing around the model: text to words, words to encoder windows and batches, and labels to mentions.
+
+This file is Hub remote code, copied into every model folder beside `configuration_hstl.py`, `modeling_hstl.py` and
+`pipeline_hstl.py`; the `hstl` package imports it too, so prediction, training and the pipeline share one copy of each
+rule. It imports only the standard library at module level (torch only inside the collator), so that reading text or
+scoring labels never pays for torch.
+
+Sections:
+
+1. **Labels**: the IOB2 conventions (`OUTSIDE_LABEL`, `PAD_LABEL_ID`, `split_label`, `check_iob2_labels`) and
+   conlleval's chunk rules (`extract_chunks`).
+2. **Text**: plain biomedical text to sentences and words with character offsets (`split_sentences`, `tokenize`).
+3. **Windows**: words to sub-tokens, sentences to overlapping encoder windows, windows to padded batches
+   (`HSTLDataCollator`) and window predictions back to sentences (`stitch_predictions`).
+
+## Text
+Plain biomedical text to sentences and words, with character offsets into the original text.
+
+
+Tokenization follows the corpora HSTL is trained on. 12 of the 13 corpora in `../shared/data/bioner` (all but
+JNLPBA) split text at every character that is not a letter or a digit: "IL-2" is `IL - 2`, "5-fluorouracil" is
+`5 - fluorouracil`, "C/EBP" is `C / EBP`, "0.05" is `0 . 05`, "Crohn's" is `Crohn ' s`, "et al." is `et al .`, and none
+of their tokens mixes letters or digits with punctuation. JNLPBA (GENIA tokenization) keeps "IL-2", "0.05", "CD4+"
+whole; we follow the majority, since a model tags best the text cut the way most of its training data was. So a token
+is a maximal run of letters and digits (Unicode-aware; combining diacritics stay with their letter), or any other
+single non-whitespace character. Whitespace is what `str.isspace` says it is; every other character, control and
+zero-width characters included, belongs to exactly one token, so no text is lost.
+
+Sentences end at `.`, `!` or `?` (optionally followed by closing quotes or brackets) when whitespace and then a capital
+letter, a digit or an opening bracket or quote follow, except after an abbreviation: a known one ("e.g.", "i.e.",
+"et al.", "Fig.", "vs.", "Dr.", "approx.", ...), dotted initials ("U.S.", "a.m."), a single capital letter ("E. coli",
+"J. Smith") and "no."/"vol."/"p."/"pp." before a number. A blank line (a paragraph break) always ends a sentence; a
+single line break is only whitespace, so hard-wrapped text reads as it would unwrapped.
+
+Each boundary depends only on the word before it and the first character after the whitespace that follows it, so
+splitting any text that starts at a sentence start gives the same later boundaries as splitting the whole text:
+readers can split a long stream piece by piece.
+
+## Windows
+Words to sub-tokens, sentences to windows, windows to padded batches, and window predictions back to sentences.
 
 HSTL labels words, not sub-tokens: the model reads each word at its first sub-token (`word_start_positions`) and runs
 the CRF over words. Every input word gets a position: a word the tokenizer turns into nothing (a zero-width space, a
@@ -21,15 +61,232 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from transformers import PreTrainedTokenizerBase
 
-IGNORE_LABEL_ID = -100
-"""Label of padding words: ignored by the loss (the PyTorch cross-entropy convention, used by the model as well)."""
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Labels
+# ----------------------------------------------------------------------------------------------------------------------
+
+OUTSIDE_LABEL = "O"
+"""The IOB2 label of words outside every mention."""
+
+PAD_LABEL_ID = -100
+"""Label id (and prediction) of padding words: ignored by the loss (the PyTorch cross-entropy convention).
+
+The collator pads `labels` with it, the model fills `predictions` with it, and the CRF loss skips it."""
+
+CHUNK_TAGS = ("B", "I")
+
+Chunk = tuple[str, int, int]
+"""`(entity_type, start, end)` with `end` exclusive: `tokens[start:end]` is the mention."""
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """Splits an IOB2 label into its tag and its entity type.
+
+    `"B-Gene_or_gene_product"` gives `("B", "Gene_or_gene_product")`, `"I-Multi-tissue_structure"` gives
+    `("I", "Multi-tissue_structure")` (only the first hyphen separates) and `"O"` gives `("O", "")`.
+
+    Raises:
+        ValueError: for anything else, e.g. IOBES tags (`E-X`, `S-X`), a bare `B`, or a missing type.
+    """
+    if label == OUTSIDE_LABEL:
+        return OUTSIDE_LABEL, ""
+    tag, separator, entity_type = label.partition("-")
+    if tag not in CHUNK_TAGS or not separator or not entity_type:
+        raise ValueError(f"expected an IOB2 label ('O', 'B-<type>' or 'I-<type>'), got {label!r}")
+    return tag, entity_type
+
+
+def _chunk_ends(previous_tag: str, tag: str, previous_type: str, entity_type: str) -> bool:
+    """conlleval.pl's `endOfChunk` restricted to B/I/O: did a chunk end just before the current token?"""
+    if previous_tag == OUTSIDE_LABEL:
+        return False
+    # A B or O closes the open chunk; so does any change of type (B-X I-Y is two chunks, not one).
+    return tag in ("B", OUTSIDE_LABEL) or previous_type != entity_type
+
+
+def _chunk_starts(previous_tag: str, tag: str, previous_type: str, entity_type: str) -> bool:
+    """conlleval.pl's `startOfChunk` restricted to B/I/O: does a chunk start at the current token?"""
+    if tag == OUTSIDE_LABEL:
+        return False
+    # B always starts a chunk; an I starts one when nothing of its type is open (after O, or after another type).
+    return tag == "B" or previous_tag == OUTSIDE_LABEL or previous_type != entity_type
+
+
+def extract_chunks(labels: Sequence[str]) -> list[Chunk]:
+    """Finds the mentions in one sentence's IOB2 labels, following conlleval.pl.
+
+    Args:
+        labels: one label per token, e.g. `["B-DNA", "I-DNA", "O", "I-protein"]`.
+
+    Returns:
+        `(entity_type, start, end)` triples, end exclusive, in order of position, e.g.
+        `[("DNA", 0, 2), ("protein", 3, 4)]`.
+
+    Raises:
+        ValueError: naming the position and the label when a label is not IOB2.
+    """
+    chunks: list[Chunk] = []
+    previous_tag, previous_type = OUTSIDE_LABEL, ""
+    chunk_start = 0
+    # The extra "O" closes a chunk that runs to the end of the sentence.
+    for position, label in enumerate([*labels, OUTSIDE_LABEL]):
+        try:
+            tag, entity_type = split_label(label)
+        except ValueError as error:
+            raise ValueError(f"position {position}: {error}") from None
+        if _chunk_ends(previous_tag, tag, previous_type, entity_type):
+            chunks.append((previous_type, chunk_start, position))
+        if _chunk_starts(previous_tag, tag, previous_type, entity_type):
+            chunk_start = position
+        previous_tag, previous_type = tag, entity_type
+    return chunks
+
+
+def check_iob2_labels(labels: Sequence[str], where: str) -> None:
+    """Raises `ValueError` naming `where` unless `labels` is a non-empty list of unique IOB2 labels."""
+    if not labels:
+        raise ValueError(f"{where}: expected a non-empty list of IOB2 labels, got {labels!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{where}: expected unique labels, got duplicates in {labels!r}")
+    for label in labels:
+        if not isinstance(label, str):
+            raise ValueError(f"{where}: expected IOB2 labels ('O', 'B-X', 'I-X'), got {label!r}")
+        try:
+            split_label(label)
+        except ValueError:
+            raise ValueError(f"{where}: expected IOB2 labels ('O', 'B-X', 'I-X'), got {label!r}") from None
+
+
+def entity_types(labels: Sequence[str]) -> list[str]:
+    """The entity types of IOB2 labels, sorted: `["O", "B-Gene", "I-Gene", "B-Chem"]` gives `["Chem", "Gene"]`."""
+    return sorted({split_label(label)[1] for label in labels} - {""})
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Text
+# ----------------------------------------------------------------------------------------------------------------------
+
+ABBREVIATIONS = frozenset({
+    "e.g", "i.e", "al", "fig", "figs", "vs", "dr", "drs", "mr", "mrs", "ms", "prof", "approx", "ca", "cf", "resp",
+    "eq", "eqs", "ref", "refs", "tab", "suppl", "sp", "spp", "subsp", "var", "cv", "st", "inc", "ltd", "co", "corp",
+    "jr", "sr", "dept", "univ", "viz", "incl", "max", "min", "avg", "est",
+})
+"""Lower-cased words (without their final period) after which a period does not end a sentence."""
+
+NUMBER_ABBREVIATIONS = frozenset({"no", "nos", "vol", "p", "pp"})
+"""Lower-cased words that abbreviate only before a number ("no. 5"); "... the answer was no. The" still ends."""
+
+_WORD_RUN = r"(?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])+"
+# A token: letters and digits (plus the combining diacritics of decomposed accented letters), or one other character.
+_TOKEN = re.compile(rf"{_WORD_RUN}|\S")
+# Sentence-final punctuation with the closing quotes and brackets that may follow it, then the whitespace after it.
+_SENTENCE_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]}]*(\s+)")
+_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
+_DOTTED_INITIALS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
+_OPENING_CHARACTERS = frozenset("([{\"'\u201c\u2018")
+
+
+def tokenize(text: str, start: int = 0) -> list[tuple[str, int, int]]:
+    """Splits text into words the way the BioNER corpora are tokenized (see the module docstring).
+
+    Args:
+        text: any string.
+        start: offset added to every position, e.g. where `text` starts in a larger document.
+
+    Returns:
+        `(token, token_start, token_end)` triples in order, with `text[token_start - start : token_end - start] ==
+        token`; together they cover every non-whitespace character of `text` exactly once.
+    """
+    return [(match.group(), match.start() + start, match.end() + start) for match in _TOKEN.finditer(text)]
+
+
+def _word_before(text: str, position: int) -> str:
+    """The run of non-whitespace characters that ends at `position`, without opening brackets or quotes."""
+    word_start = position
+    while word_start > 0 and not text[word_start - 1].isspace():
+        word_start -= 1
+    return text[word_start:position].lstrip("([{\"'\u201c\u2018")
+
+
+def _is_abbreviation(word: str, next_character: str) -> bool:
+    """Whether a period right after `word`, followed by whitespace and `next_character`, belongs to the word."""
+    lowered = word.lower()
+    if lowered in ABBREVIATIONS or _DOTTED_INITIALS.fullmatch(word):
+        return True
+    if lowered in NUMBER_ABBREVIATIONS and next_character.isdigit():
+        return True
+    # "E. coli", "J. Smith": a lone capital is an initial far more often than a sentence-final word.
+    return len(word) == 1 and word.isupper()
+
+
+def _starts_sentence(character: str) -> bool:
+    return character.isupper() or character.isdigit() or character in _OPENING_CHARACTERS
+
+
+def _boundaries(text: str) -> list[int]:
+    """Positions (just after the final punctuation and its closers) where a sentence ends inside one paragraph."""
+    boundaries = []
+    for match in _SENTENCE_END.finditer(text):
+        next_position = match.end()
+        if next_position == len(text):
+            continue  # the text ends here: its end is a boundary anyway
+        punctuation_end = match.start(1)
+        next_character = text[next_position]
+        if not _starts_sentence(next_character):
+            continue
+        if match.group().startswith(".") and _is_abbreviation(_word_before(text, match.start()), next_character):
+            continue
+        boundaries.append(punctuation_end)
+    return boundaries
+
+
+def _stripped_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """`(start, end)` narrowed to exclude leading and trailing whitespace; None when nothing is left."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Splits text into sentences (see the module docstring for the rules).
+
+    Returns:
+        `(start, end)` character spans in order, end exclusive, without leading or trailing whitespace; together
+        they cover every non-whitespace character of `text` exactly once. Empty for blank text.
+    """
+    cuts = [0]
+    for paragraph_break in _PARAGRAPH_BREAK.finditer(text):
+        cuts.append(paragraph_break.start())
+    cuts.append(len(text))
+    spans = []
+    for paragraph_start, paragraph_end in zip(cuts, cuts[1:]):
+        paragraph = text[paragraph_start:paragraph_end]
+        sentence_ends = [*_boundaries(paragraph), len(paragraph)]
+        sentence_start = 0
+        for sentence_end in sentence_ends:
+            span = _stripped_span(text, paragraph_start + sentence_start, paragraph_start + sentence_end)
+            if span is not None:
+                spans.append(span)
+            sentence_start = sentence_end
+    return spans
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Windows
+# ----------------------------------------------------------------------------------------------------------------------
 
 PADDING_WORD_POSITION = -1
 """`word_start_positions` entry of padding words."""
@@ -228,12 +485,9 @@ def plan_windows(word_lengths: Sequence[int], max_subtokens: int, overlap_subtok
         `range(len(word_lengths))`. Empty for an empty sentence.
     """
     _check_window_arguments(word_lengths, max_subtokens, overlap_subtokens)
-    return _plan_windows(list(itertools.accumulate(word_lengths, initial=0)), max_subtokens, overlap_subtokens)
-
-
-def _plan_windows(cumulative: list[int], max_subtokens: int, overlap_subtokens: int) -> list[Window]:
-    """`plan_windows` on checked arguments, given `cumulative[i]`, the number of sub-tokens before word i."""
-    num_words = len(cumulative) - 1
+    # cumulative[i]: sub-tokens before word i
+    cumulative = list(itertools.accumulate(word_lengths, initial=0))
+    num_words = len(word_lengths)
     if num_words == 0:
         return []
     if cumulative[-1] <= max_subtokens:  # most sentences: one window, no search
@@ -334,7 +588,7 @@ def _encode_sentences_at(
     for position, word_pieces in enumerate(subtokens_per_word(tokenizer, sentences_tokens)):
         # Every word has >= 1 sub-token (subtokens_per_word guarantees it), so the windows need no further check.
         cumulative = list(itertools.accumulate(map(len, word_pieces), initial=0))
-        for window in _plan_windows(cumulative, budget, overlap):
+        for window in plan_windows([len(pieces) for pieces in word_pieces], budget, overlap):
             input_ids, word_start_positions = _encode_window(word_pieces, cumulative, window, budget, template)
             rows["input_ids"].append(input_ids)
             rows["word_start_positions"].append(word_start_positions)
@@ -484,6 +738,7 @@ class HSTLDataCollator:
         return with_token_type_ids, rows_with_labels > 0
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch  # here, not at module level: reading text and scoring labels never need torch
         with_token_type_ids, with_labels = self._check_features(features)
         sequence_lengths = [len(feature["input_ids"]) for feature in features]
         padded_length = _padded_length(sequence_lengths, self.pad_to_multiple_of)
@@ -511,7 +766,7 @@ class HSTLDataCollator:
             num_pad_words = max_words - len(word_positions)
             batch["word_start_positions"].append(word_positions + [PADDING_WORD_POSITION] * num_pad_words)
             if with_labels:
-                batch["labels"].append([int(label) for label in feature["labels"]] + [IGNORE_LABEL_ID] * num_pad_words)
+                batch["labels"].append([int(label) for label in feature["labels"]] + [PAD_LABEL_ID] * num_pad_words)
         tensors = {key: torch.tensor(values, dtype=torch.long) for key, values in batch.items()}
         for key in ("task_ids", *METADATA_KEYS):
             # shape: (batch,)

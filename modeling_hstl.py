@@ -6,7 +6,7 @@ One encoder shared by all tasks (level 1), one layer per entity family shared by
 task an emission layer and a linear-chain CRF over words (level 3).
 
 This file is copied into every saved model folder and loaded as Hub remote code: it imports only torch, transformers,
-torchcrf and its sibling `configuration_hstl`.
+torchcrf and its siblings `configuration_hstl` and `processing_hstl`.
 """
 
 from __future__ import annotations
@@ -18,17 +18,20 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .configuration_hstl import HSTLConfig
+# Relative imports when loaded from a model folder as remote code, top-level ones from the installed package;
+# transformers' import check skips `try` blocks.
+try:
+    from .configuration_hstl import HSTLConfig
+    from .processing_hstl import PAD_LABEL_ID
+except ImportError:
+    from configuration_hstl import HSTLConfig
+    from processing_hstl import PAD_LABEL_ID
 
 
 try:
     from torchcrf import CRF
 except ImportError as error:  # transformers' own check would point users at the unrelated `torchcrf` package
     raise ImportError("HSTL needs the CRF layer of pytorch-crf: run `pip install pytorch-crf`") from error
-
-
-IGNORE_INDEX = -100
-"""Label and prediction value at padding words."""
 
 
 @dataclass
@@ -137,7 +140,7 @@ def _viterbi(
     `(batch_size, num_labels)` / `(batch_size, num_labels, num_labels)`; the arithmetic is the same either way.
     """
     batch_size, num_words, _ = emissions.shape
-    predictions = torch.full((batch_size, num_words), IGNORE_INDEX, dtype=torch.long, device=emissions.device)
+    predictions = torch.full((batch_size, num_words), PAD_LABEL_ID, dtype=torch.long, device=emissions.device)
     if num_words == 0:
         return predictions
     # shape: (batch_size, num_labels): best score of a path ending in each label
@@ -194,7 +197,7 @@ class HSTLTaskHead(nn.Module):
         # pytorch-crf requires the first mask position on; an empty example gets a dummy word whose loss is dropped.
         crf_mask = word_mask.clone()
         crf_mask[:, 0] = True
-        crf_labels = labels.masked_fill(~crf_mask | (labels == IGNORE_INDEX), 0)
+        crf_labels = labels.masked_fill(~crf_mask | (labels == PAD_LABEL_ID), 0)
         log_likelihood = self.crf(emissions, crf_labels, mask=crf_mask, reduction="none")
         return torch.where(has_words, -log_likelihood, torch.zeros_like(log_likelihood))
 
@@ -230,7 +233,7 @@ class HSTLModel(HSTLPreTrainedModel):
     Hierarchical shared transfer learning tagger: a shared encoder, one layer per entity family and one emission layer +
     CRF per task. Words are represented by their first sub-token; the CRF runs over words.
 
-    Inputs are batches as `hstl.alignment.HSTLDataCollator` builds them: `input_ids` and `attention_mask` over sub-tokens
+    Inputs are batches as `processing_hstl.HSTLDataCollator` builds them: `input_ids` and `attention_mask` over sub-tokens
     (padded on either side), `word_start_positions` giving the sub-token index of each word's first sub-token (words
     left-aligned, `-1` at padding words), and the task of each example.
     """
@@ -392,7 +395,7 @@ class HSTLModel(HSTLPreTrainedModel):
         present_task_ids = task_ids.unique().tolist()
         max_num_labels = max(len(self.config.tasks[task_id]["labels"]) for task_id in present_task_ids)
         emissions = word_states.new_zeros(batch_size, num_words, max_num_labels)
-        predictions = torch.full_like(word_mask, IGNORE_INDEX, dtype=torch.long) if decode else None
+        predictions = torch.full_like(word_mask, PAD_LABEL_ID, dtype=torch.long) if decode else None
         per_example_loss = word_states.new_zeros(batch_size) if labels is not None else None
 
         # A batch may mix tasks: run each task's family layer and head on its own rows only.
