@@ -1,0 +1,213 @@
+"""BioC XML and BioC JSON in and out, through the `bioc` package (the format of PubTator Central, BioCreative and
+most BioNLP text-mining pipelines).
+
+Reading: `iter_bioc_documents(path)` yields one `BioCUnit` per document: the `bioc.BioCDocument` as read, and the
+sentences of its passages with words and character offsets in the document's frame (a passage's text starts at its
+`offset`; a sentence never spans two passages). A passage without text but with `<sentence>` elements is read
+sentence by sentence at their own offsets. BioC XML is read lazily, one document at a time (`BioCXMLDocumentReader`);
+BioC JSON is one JSON object, so it is read whole.
+
+Writing: the output repeats the collection (source, date, key, infons), every document (id, infons), every passage
+(infons, offset, text) and every sentence element verbatim, and REPLACES the input's annotations and relations with
+predicted ones, as the PubTator writer does, so a file is never a mix of gold and predicted annotations. Each
+predicted annotation carries `infons` `type` (the entity type), `identifier` (`-`: HSTL links no concept), `score`
+(the mention's confidence, when known) and `annotator` (`HSTL:<head>`), one `location` (offset, length) in the
+document's frame and the mention's `text`. Documents are rendered one by one (`render_bioc_document`), between a
+`bioc_header` and a `bioc_footer`, separated by `BIOC_SEPARATOR[fmt]`, so that output can be streamed and resumed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import bioc
+from bioc import biocjson, biocxml
+from lxml import etree
+
+from processing_hstl import split_sentences, tokenize
+
+from .data import CorpusFormatError, PathLike
+
+
+BIOC_XML, BIOC_JSON = "bioc-xml", "bioc-json"
+BIOC_FORMATS = (BIOC_XML, BIOC_JSON)
+BIOC_SEPARATOR = {BIOC_XML: "", BIOC_JSON: ",\n"}
+"""What goes between two rendered documents: a JSON array needs commas, an XML element list nothing."""
+NO_IDENTIFIER = "-"
+ANNOTATOR_PREFIX = "HSTL:"
+
+
+@dataclass
+class BioCSentence:
+    """A sentence of a BioC passage: its text, offsets in the document's frame (end exclusive) and its words."""
+
+    text: str
+    start: int
+    end: int
+    tokens: list[tuple[str, int, int]]
+
+    @property
+    def words(self) -> list[str]:
+        return [token for token, _, _ in self.tokens]
+
+
+@dataclass
+class BioCUnit:
+    """One BioC document as read, and the sentences HSTL tags in it."""
+
+    document: bioc.BioCDocument
+    sentences: list[BioCSentence]
+
+
+def sniff_bioc(path: PathLike) -> str | None:
+    """`BIOC_XML` or `BIOC_JSON` when the file starts like one (after white space and a byte order mark), else None."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"<") and b"<collection" in head:
+        return BIOC_XML
+    if head.startswith(b"{") and b'"documents"' in head or head.startswith(b'{"source"'):
+        return BIOC_JSON
+    return None
+
+
+def _sentences_of(text: str, offset: int) -> list[BioCSentence]:
+    return [BioCSentence(text[start:end], offset + start, offset + end, tokenize(text[start:end], offset + start))
+            for start, end in split_sentences(text)]
+
+
+def _unit(document: bioc.BioCDocument) -> BioCUnit:
+    sentences = []
+    for passage in document.passages:
+        if passage.text:
+            sentences.extend(_sentences_of(passage.text, passage.offset))
+        else:
+            for sentence in passage.sentences:
+                sentences.extend(_sentences_of(sentence.text or "", sentence.offset))
+    return BioCUnit(document, sentences)
+
+
+def _read_json_collection(path: PathLike) -> bioc.BioCCollection:
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            return biocjson.load(handle)
+    except json.JSONDecodeError as error:
+        raise CorpusFormatError(path, error.lineno, "expected BioC JSON", f"invalid JSON ({error.msg})") from None
+    except UnicodeDecodeError as error:
+        raise CorpusFormatError(path, None, "expected UTF-8 text", f"a byte that is not UTF-8 ({error.reason})") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise CorpusFormatError(path, None, "expected a BioC JSON collection", f"a missing or bad field ({error})") \
+            from None
+
+
+def read_collection_info(path: PathLike, fmt: str) -> bioc.BioCCollection:
+    """The collection's source, date, key and infons, with no documents."""
+    if fmt == BIOC_JSON:
+        collection = _read_json_collection(path)
+    else:
+        try:
+            collection = biocxml.BioCXMLDocumentReader(str(path)).get_collection_info()
+        except etree.XMLSyntaxError as error:
+            raise CorpusFormatError(path, error.lineno, "expected BioC XML", f"invalid XML ({error.msg})") from None
+    info = bioc.BioCCollection()
+    info.source, info.date, info.key = collection.source or "", collection.date or "", collection.key or ""
+    info.infons = dict(collection.infons)
+    return info
+
+
+def _xml_documents(path: PathLike) -> Iterator[bioc.BioCDocument]:
+    try:
+        yield from biocxml.BioCXMLDocumentReader(str(path))
+    except etree.XMLSyntaxError as error:
+        raise CorpusFormatError(path, error.lineno, "expected BioC XML", f"invalid XML ({error.msg})") from None
+
+
+def iter_bioc_documents(path: PathLike, fmt: str) -> Iterator[BioCUnit]:
+    """The documents of a BioC file with their sentences (see the module docstring).
+
+    Raises:
+        CorpusFormatError: naming the file and line, for XML or JSON that does not parse, or a file without documents.
+    """
+    found = False
+    documents = _read_json_collection(path).documents if fmt == BIOC_JSON else _xml_documents(path)
+    for document in documents:
+        found = True
+        yield _unit(document)
+    if not found:
+        raise CorpusFormatError(path, 1, "expected at least one BioC document", "none")
+
+
+def bioc_header(collection: bioc.BioCCollection, fmt: str) -> str:
+    """Everything the output holds before its first document."""
+    if fmt == BIOC_JSON:
+        fields = {"source": collection.source, "date": collection.date, "key": collection.key,
+                  "infons": collection.infons}
+        return json.dumps(fields, ensure_ascii=False)[:-1] + ', "documents": [\n'
+    elements = []
+    for tag in ("source", "date", "key"):
+        element = etree.Element(tag)
+        element.text = getattr(collection, tag)
+        elements.append(element)
+    for key, value in collection.infons.items():
+        element = etree.Element("infon", {"key": str(key)})
+        element.text = str(value)
+        elements.append(element)
+    info = "".join(etree.tostring(element, encoding="unicode") for element in elements)
+    return f"<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE collection SYSTEM 'BioC.dtd'>\n<collection>{info}\n"
+
+
+def bioc_footer(fmt: str) -> str:
+    """Everything the output holds after its last document."""
+    return "\n]}\n" if fmt == BIOC_JSON else "</collection>\n"
+
+
+def _annotation(index: int, entity: dict[str, Any]) -> bioc.BioCAnnotation:
+    annotation = bioc.BioCAnnotation()
+    annotation.id = str(index)
+    annotation.infons = {"type": entity["type"], "identifier": NO_IDENTIFIER,
+                         "annotator": f"{ANNOTATOR_PREFIX}{entity['task']}"}
+    if entity.get("score") is not None:
+        annotation.infons["score"] = f"{entity['score']:.4f}"
+    annotation.add_location(bioc.BioCLocation(entity["start"], entity["end"] - entity["start"]))
+    annotation.text = entity["text"]
+    return annotation
+
+
+def _passage_of(document: bioc.BioCDocument, start: int) -> bioc.BioCPassage:
+    """The passage whose text (or sentence text) holds document offset `start`."""
+    for passage in document.passages:
+        spans = [(passage.offset, passage.offset + len(passage.text))] if passage.text else [
+            (sentence.offset, sentence.offset + len(sentence.text or "")) for sentence in passage.sentences]
+        if any(first <= start < end for first, end in spans):
+            return passage
+    raise AssertionError(f"offset {start} is in no passage of document {document.id}")
+
+
+def predicted_document(unit: BioCUnit, entities: Sequence[dict[str, Any]]) -> bioc.BioCDocument:
+    """A copy of the unit's document whose annotations and relations are exactly `entities` (document frame)."""
+    document = copy.deepcopy(unit.document)
+    document.annotations, document.relations = [], []
+    for passage in document.passages:
+        passage.annotations, passage.relations = [], []
+        for sentence in passage.sentences:
+            sentence.annotations, sentence.relations = [], []
+    for index, entity in enumerate(sorted(entities, key=lambda entity: (entity["start"], entity["end"]))):
+        _passage_of(document, entity["start"]).annotations.append(_annotation(index, entity))
+    return document
+
+
+def render_bioc_document(unit: BioCUnit, entities: Sequence[dict[str, Any]], fmt: str) -> str:
+    """One document of the output, with `entities` (dicts with start, end, text, type, task and maybe score)."""
+    document = predicted_document(unit, entities)
+    if fmt == BIOC_JSON:
+        return json.dumps(biocjson.toJSON(document), ensure_ascii=False)
+    return etree.tostring(biocxml.encoder.encode_document(document), encoding="unicode") + "\n"
+
+
+def write_bioc(path: PathLike, collection: bioc.BioCCollection, rendered_documents: Sequence[str], fmt: str) -> None:
+    """A whole BioC file from rendered documents (the streaming writer does the same piece by piece)."""
+    Path(path).write_text(bioc_header(collection, fmt) + BIOC_SEPARATOR[fmt].join(rendered_documents)
+                          + bioc_footer(fmt), encoding="utf-8")
