@@ -15,9 +15,8 @@ from .run_config import RunConfig, RunConfigError
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input: reported as one line, not a traceback."""
     from .data import CorpusFormatError
-    from .errors import CheckpointError, NonFiniteError
+    from .errors import CheckpointError, NonFiniteError, PredictionInputError
     from .hub import PublishError
-    from .prediction import PredictionInputError
 
     return (RunConfigError, CorpusFormatError, CheckpointError, NonFiniteError, PublishError, PredictionInputError,
             FileNotFoundError)

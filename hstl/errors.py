@@ -1,5 +1,5 @@
-"""Errors of training runs that the command-line scripts report as one line. They live here, apart from the heavy
-modules that raise them, so that reporting a user error does not import torch."""
+"""Errors of training, prediction and evaluation runs that the command-line scripts report as one line. They live
+here, apart from the heavy modules that raise them, so that reporting a user error does not import torch."""
 
 
 class CheckpointError(RuntimeError):
@@ -8,3 +8,8 @@ class CheckpointError(RuntimeError):
 
 class NonFiniteError(RuntimeError):
     """Training met a NaN or infinite loss or gradient and `nonfinite_policy` is "stop"."""
+
+
+class PredictionInputError(ValueError):
+    """An argument or an input of prediction or evaluation cannot be used; the message names it, what was expected
+    and what came."""

@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from processing_hstl import entity_types
+
 ScoresByCorpus = dict[str, dict[str, dict[str, Any]]]
 """corpus -> split -> scores with at least `precision`, `recall`, `f1` (as `hstl.scoring` returns them)."""
 
@@ -205,10 +207,6 @@ def card_data(config: dict[str, Any], repo_id: str, results: ScoresByCorpus,
 # Body
 
 
-def _entity_types(labels: list[str]) -> list[str]:
-    return sorted({label[2:] for label in labels if label != "O"})
-
-
 def model_section(config: dict[str, Any]) -> str:
     tasks = config.get("tasks", [])
     encoder_type = (config.get("encoder_config") or {}).get("model_type", "unknown")
@@ -216,7 +214,7 @@ def model_section(config: dict[str, Any]) -> str:
     level_two = ("2. one dense layer per entity family, shared by that family's corpora;"
                  if config.get("use_family_layers", True) else
                  "2. (switched off in this model: the heads read the encoder directly);")
-    rows = "\n".join(f"| `{task['name']}` | {task['family']} | {', '.join(_entity_types(task['labels']))} |"
+    rows = "\n".join(f"| `{task['name']}` | {task['family']} | {', '.join(entity_types(task['labels']))} |"
                      for task in tasks)
     return f"""## Model
 

@@ -12,12 +12,13 @@ import io
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import sentencepiece
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, XLNetTokenizer
 
-PathLike = Union[str, "os.PathLike[str]"]
+from .formats.common import PathLike
+
 
 XLNET_UNK_ID = 0
 XLNET_BOS_ID = 1

@@ -19,7 +19,6 @@ from hstl.data import (
     DOCSTART,
     CorpusFormatError,
     Sentence,
-    entity_types,
     label_list_from,
     load_hf_token_dataset,
     read_conll,
@@ -27,7 +26,7 @@ from hstl.data import (
     sample_data_dir,
     write_conll,
 )
-from processing_hstl import extract_chunks
+from processing_hstl import entity_types, extract_chunks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,8 +132,8 @@ MALFORMED = {
     "not utf-8": (b"a\tO\n\nb\tO\ncaf\xe9\tO\n", 4, "expected UTF-8"),
     "not utf-8 after a bom": (b"\xef\xbb\xbfa\tO\n\xff\tO\n", 2, "expected UTF-8"),
     "empty file": (b"", 1, "an empty file"),
-    "only blank lines": (b"\n \n\t\n", 4, "expected at least one sentence"),
-    "only document markers": (b"-DOCSTART-\tO\n\n", 3, "expected at least one sentence"),
+    "only blank lines": (b"\n \n\t\n", 3, "no token line in 3 line(s)"),
+    "only document markers": (b"-DOCSTART-\tO\n\n", 2, "expected at least one sentence"),
     "missing label": (b"a\tO\nb\tO\nc\n", 3, "expected a token and a label"),
     "iobes label": (b"a\tO\n\nb\tS-Gene\n", 3, "IOB/IOB2 only"),
     "label without type": (b"a\tB-\n", 1, "IOB/IOB2 only"),
@@ -155,6 +154,23 @@ def test_malformed_file_names_file_and_line(tmp_path, content, line, expected):
     assert (error.path, error.line) == (str(path), line)
     assert str(error).startswith(f"{path}:{line}: ")
     assert "bad_corpus.tsv" in str(error) and expected in str(error) and ", got " in str(error)
+
+
+def test_tokens_of_unusual_whitespace_are_tokens_and_only_ascii_blank_lines_separate(tmp_path):
+    content = ("a\tO\n\u00a0\tB-X\n\u2009\tI-X\n\u3000\tO\n\x0c\tO\n \t \r\n"  # a line of spaces and TABs ends it
+               "b\tO\n\u3000\n")  # unlabelled-looking line: in labelled mode, a token without a label
+    path = write_file(tmp_path, "odd.tsv", content.replace("\u3000\n", "\u3000\tO\n\u3000\u00a0\tO\n"))
+    sentences = read_conll(path)
+    assert content_of(sentences) == [
+        (["a", "\u00a0", "\u2009", "\u3000", "\x0c"], ["O", "B-X", "I-X", "O", "O"], False),
+        (["b", "\u3000", "\u3000\u00a0"], ["O", "O", "O"], False),
+    ]
+    unlabelled = write_file(tmp_path, "odd_unlabelled.tsv", "a\n\u3000\n\u00a0\u2009\n\t \nb\n\u2028\n")
+    assert content_of(read_conll(unlabelled, labelled=False)) == [
+        (["a", "\u3000", "\u00a0\u2009"], None, False), (["b", "\u2028"], None, False),
+    ]
+    # The writer agrees: such tokens are written and read back as they are.
+    assert read_text(canonical_text(sentences)) == sentences
 
 
 def test_format_error_survives_pickling():
@@ -189,9 +205,8 @@ def test_write_unlabelled_sentences(tmp_path):
 UNWRITABLE = {
     "no tokens": (Sentence([], [], line=5), "expected at least one token"),
     "empty token": (Sentence(["a", ""], ["O", "O"], line=1), "token 1: expected a non-empty string token"),
-    "whitespace token": (Sentence(["\u00a0"], ["O"], line=1), "expected a non-empty string token"),
+    "ASCII space token": (Sentence([" "], ["O"], line=1), "expected a non-empty string token"),
     "token not a string": (Sentence(["a", 7], ["O", "O"], line=1), "token 1: expected a non-empty string token, got 7"),
-    "unlabelled token ending in form feed": (Sentence(["a\f"], None, line=1), "spaces"),
     "token with tab": (Sentence(["a\tb"], ["O"], line=1), "without TAB"),
     "token with newline": (Sentence(["a\nb"], ["O"], line=1), "line breaks"),
     "docstart token": (Sentence([DOCSTART], ["O"], line=1), DOCSTART),
@@ -207,9 +222,14 @@ def test_write_rejects_what_would_not_read_back(sentence, expected):
 
 
 # Tokens: anything without whitespace or control characters (surrogates cannot be encoded as UTF-8, and a file
-# cannot start with U+FEFF without it being read as a byte order mark).
+# cannot start with U+FEFF without it being read as a byte order mark), or a token of whitespace other than ASCII
+# space and TAB, which is a token too.
 TOKEN_CHARACTERS = st.characters(exclude_categories=("Z", "Cc", "Cs"), exclude_characters="\ufeff")
-TOKENS = st.text(TOKEN_CHARACTERS, min_size=1, max_size=6).filter(lambda token: token != DOCSTART)
+UNUSUAL_WHITESPACE = ["\u00a0", "\u2009", "\u3000", "\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\u200b", "\u1680"]
+TOKENS = st.one_of(
+    st.text(TOKEN_CHARACTERS, min_size=1, max_size=6).filter(lambda token: token != DOCSTART),
+    st.lists(st.sampled_from(UNUSUAL_WHITESPACE), min_size=1, max_size=3).map("".join),
+)
 ENTITY_TYPES = st.text(TOKEN_CHARACTERS, min_size=1, max_size=4)
 
 

@@ -1,4 +1,4 @@
-"""eval/evaluate_model.py on the shipped sample: results.json, results.md, f1.png, error files, flags and errors."""
+"""hstl-evaluate (`hstl.commands.evaluate`, eval/evaluate_model.py) on the shipped sample: results.json, results.md, f1.png, error files, flags and errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from eval import evaluate_model
+from hstl.commands import evaluate as evaluate_model
 from hstl.data import read_split_dir, sample_data_dir
 from processing_hstl import extract_chunks
 
@@ -50,7 +50,7 @@ def evaluation_dir(talkative_model_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("evaluation")
     argv = ["--model", str(talkative_model_dir), "--data_root", str(sample_data_dir()), "--corpora",
             *SAMPLE_CORPORA, *_task_map_args(), "--splits", "devel", "test", "--output_dir", str(out), "--cpu"]
-    assert evaluate_model.main(argv) == 0
+    assert evaluate_model.run(argv) == 0
     return out
 
 
@@ -110,7 +110,7 @@ def test_config_mode_reads_corpora_like_training_and_skips_the_plot(talkative_mo
     out = tmp_path / "out"
     argv = ["--model", str(talkative_model_dir), "--config", str(config), "--splits", "devel", "--output_dir",
             str(out), "--no_plot", "--cpu"]
-    assert evaluate_model.main(argv) == 0
+    assert evaluate_model.run(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert list(results) == ["chem", "disease"] and all(list(by_split) == ["devel"] for by_split in results.values())
     assert results["chem"]["devel"]["num_gold"] == _gold_mentions(read_split_dir(sample_data_dir() / "BC5CDR-chem")
@@ -130,7 +130,7 @@ def test_bad_flags_exit_2_naming_the_flag(tiny_model_dir, tmp_path, capsys, extr
     argv = ["--model", str(tiny_model_dir), "--data_root", str(sample_data_dir()), "--output_dir", str(tmp_path),
             "--no_plot", *extra]
     with pytest.raises(SystemExit) as exit_info:
-        evaluate_model.main(argv)
+        evaluate_model.run(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
@@ -142,13 +142,13 @@ def test_missing_split_and_missing_model_are_one_line_errors(tiny_model_dir, tmp
     (data_root / "BC5CDR-chem" / "devel.tsv").write_text("Aspirin\tB-Chemical\n\n")
     argv = ["--model", str(tiny_model_dir), "--data_root", str(data_root), "--task_map", "BC5CDR-chem=chem",
             "--output_dir", str(tmp_path / "out"), "--no_plot"]
-    assert evaluate_model.run_cli(lambda: evaluate_model.main(argv)) == 2
+    assert evaluate_model.run_cli(lambda: evaluate_model.run(argv)) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "BC5CDR-chem" in error and "['test']" in error and "\n" not in error
-    assert evaluate_model.run_cli(lambda: evaluate_model.main([*argv, "--splits", "devel", "--max_length", "2"])) == 2
+    assert evaluate_model.run_cli(lambda: evaluate_model.run([*argv, "--splits", "devel", "--max_length", "2"])) == 2
     assert "--max_length/--overlap: max_length: expected more than the 2 special tokens" in capsys.readouterr().err
     argv[1] = str(tmp_path / "no-model")
-    assert evaluate_model.run_cli(lambda: evaluate_model.main(argv)) == 2
+    assert evaluate_model.run_cli(lambda: evaluate_model.run(argv)) == 2
     assert "no-model: expected a model folder holding config.json, got no such folder" in capsys.readouterr().err
 
 
@@ -157,7 +157,40 @@ def test_missing_matplotlib_is_a_clear_error_before_any_work(tiny_model_dir, tmp
     argv = ["--model", str(tiny_model_dir), "--data_root", str(sample_data_dir()), "--output_dir", str(tmp_path),
             *_task_map_args()]
     with pytest.raises(SystemExit) as exit_info:
-        evaluate_model.main(argv)
+        evaluate_model.run(argv)
     assert exit_info.value.code == 2
     assert "pip install 'hstl[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+def opinionated_copy(model_dir: Path, out_dir: Path, label_of_head: dict[str, str]) -> Path:
+    """A copy of `model_dir` whose head H tags every word `label_of_head[H]`, whatever the input (the emission bias of
+    that label dwarfs everything else), so that which head scored a corpus shows in its scores."""
+    from hstl import HSTLModel
+    from hstl.tokenization import load_tokenizer
+
+    model = HSTLModel.from_pretrained(model_dir)
+    with torch.no_grad():
+        for head_name, label in label_of_head.items():
+            emission = model.heads[head_name].emission
+            emission.weight.zero_()
+            emission.bias.fill_(-1000.0)
+            emission.bias[model.config.task_label2id(head_name)[label]] = 1000.0
+    model.save_pretrained(out_dir)
+    load_tokenizer(model_dir).save_pretrained(out_dir)
+    (out_dir / "run_config.yaml").write_text((model_dir / "run_config.yaml").read_text())
+    return out_dir
+
+
+def test_each_corpus_is_scored_with_its_own_head(tiny_model_dir, tmp_path):
+    model_dir = opinionated_copy(tiny_model_dir, tmp_path / "model", {"chem": "O", "disease": "B-Disease"})
+    out = tmp_path / "out"
+    argv = ["--model", str(model_dir), "--data_root", str(sample_data_dir()), "--corpora", *SAMPLE_CORPORA,
+            *_task_map_args(), "--splits", "devel", "--output_dir", str(out), "--no_plot", "--cpu"]
+    assert evaluate_model.run(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    # chem (all "O") finds nothing in BC5CDR-chem; disease ("B-Disease" everywhere) makes every word of NCBI-disease
+    # a one-word mention.
+    assert results["BC5CDR-chem"]["devel"]["num_pred"] == 0
+    ncbi_words = sum(len(sentence.tokens) for sentence in read_split_dir(sample_data_dir() / "NCBI-disease")["devel"])
+    assert results["NCBI-disease"]["devel"]["num_pred"] == ncbi_words > 0

@@ -1,4 +1,4 @@
-"""Prediction (`hstl.prediction`, `predict.py`): every input token labelled in every format, offsets that point at the
+"""Prediction (`hstl.inference`, `hstl.formats`, `predict.py`): every input token labelled in every format, offsets that point at the
 right text, merge policies, streaming readers equal to whole-file ones, one-line errors, and resume == uninterrupted.
 
 The model is a randomly initialised 1-layer, 32-wide XLNet with two heads (chem: Chemical, disease: Disease) and a
@@ -20,21 +20,27 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from hstl import prediction
 from hstl.cli import run_cli
 from hstl.data import DOCSTART, CorpusFormatError, Sentence, read_conll, sample_data_dir, write_conll
-from hstl.prediction import (
-    Mention, PredictionInputError, PredictionOptions, detect_format, iter_conll_sentences, iter_pubtator_documents,
-    iter_text_sentences, merge_mentions, mentions_to_labels, predict_file, render_conll_sentence, tag_sentences,
-)
-from processing_hstl import split_label
-from processing_hstl import split_sentences
+from hstl.errors import PredictionInputError
+from hstl.formats import FORMATS, detect_format
+from hstl.formats import text as text_format
+from hstl.formats.conll import iter_conll, render_conll_sentence
+from hstl.formats.pubtator import iter_pubtator_documents
+from hstl.formats.text import iter_text_sentences
+from hstl.inference.loading import WindowSettings, load_model_and_tokenizer, load_model_config, window_settings
+from hstl.inference.merging import Mention, merge_mentions, mentions_to_labels
+from hstl.inference.streaming import PredictionOptions, PredictionSummary, predict_file, tag_units
+from hstl.inference.tagging import labels_per_sentence, length_sorted_order, tag_sentences
+from processing_hstl import extract_chunks, split_label, split_sentences, tokenize
 
 import predict  # the script at the repository root (pytest's pythonpath holds it)
 
 REPO = Path(__file__).resolve().parents[1]
 
 TASK_TYPES = {"chem": "Chemical", "disease": "Disease"}
+WINDOWS_32_8 = WindowSettings(max_length=32, overlap=8, batch_size=64)
+WINDOWS_16_4 = WindowSettings(max_length=16, overlap=4, batch_size=8)
 
 
 @pytest.fixture(scope="session")
@@ -58,10 +64,10 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def loaded(model_dir):
-    return prediction.load_model_and_tokenizer(model_dir)
+    return load_model_and_tokenizer(model_dir)
 
 
-def run(model_dir, input_path, output_path, **options) -> prediction.PredictionSummary:
+def run(model_dir, input_path, output_path, **options) -> PredictionSummary:
     return predict_file(model_dir, input_path, output_path, PredictionOptions(show_progress=False, **options))
 
 
@@ -88,6 +94,21 @@ def test_longest_mention_wins_and_ties_go_to_the_first_task():
     assert reordered[-1] == Mention(5, 6, "Disease", "disease")
 
 
+def test_longest_between_equal_length_overlapping_mentions_of_three_heads_follows_head_order():
+    # Three 2-word mentions that overlap in a chain, each head's starting elsewhere: chem [2, 4), gene [3, 5),
+    # disease [1, 3). Head order decides (chem first): chem's is kept and both others overlap it. Start order
+    # (disease, then gene) or the reverse head order would keep two mentions instead.
+    labels = {
+        "chem": ["O", "O", "B-Chemical", "I-Chemical", "O", "O"],
+        "gene": ["O", "O", "O", "B-Gene", "I-Gene", "O"],
+        "disease": ["O", "B-Disease", "I-Disease", "O", "O", "O"],
+    }
+    assert merge_mentions(labels, "longest") == [Mention(2, 4, "Chemical", "chem")]
+    by_gene_first = merge_mentions({task: labels[task] for task in ("gene", "disease", "chem")}, "longest")
+    assert by_gene_first == [Mention(1, 3, "Disease", "disease"), Mention(3, 5, "Gene", "gene")]
+    assert mentions_to_labels(by_gene_first, 6) == ["O", "B-Disease", "I-Disease", "B-Gene", "I-Gene", "O"]
+
+
 def test_merge_none_keeps_every_mention_and_adjacent_mentions_survive_longest():
     labels = {"chem": ["B-Chemical", "B-Chemical", "I-Chemical"], "disease": ["I-Disease", "O", "O"]}
     assert merge_mentions(labels, "none") == [
@@ -107,16 +128,44 @@ def test_tag_sentences_labels_every_word_including_long_and_invisible_ones(loade
     model, tokenizer = loaded
     long_sentence = [f"word{index % 37}" for index in range(700)]
     sentences = [["Aspirin", "\u200b", "causes", "\x07", "ulcers"], [], ["\u200b"], long_sentence, ["x"]]
-    labels = tag_sentences(model, tokenizer, sentences, max_length=32, overlap=8)
+    labels = tag_sentences(model, tokenizer, sentences, settings=WINDOWS_32_8)
     assert list(labels) == ["chem", "disease"]
     for task, per_sentence in labels.items():
         assert [len(sentence_labels) for sentence_labels in per_sentence] == [len(s) for s in sentences]
         for sentence_labels in per_sentence:
             assert_valid_labels(sentence_labels, task)
-    only_disease = tag_sentences(model, tokenizer, sentences, ["disease"], max_length=32, overlap=8)
+    only_disease = tag_sentences(model, tokenizer, sentences, ["disease"], settings=WINDOWS_32_8)
     assert only_disease == {"disease": labels["disease"]}  # heads do not influence each other
     with pytest.raises(PredictionInputError, match=r"model's \['chem', 'disease'\], got \['gene'\]"):
         tag_sentences(model, tokenizer, sentences, ["gene"])
+
+
+def test_window_settings_come_from_arguments_then_run_config_then_the_config_then_defaults(model_dir, tmp_path):
+    from configuration_hstl import HSTLConfig
+    from hstl.run_config import TrainingSpec
+
+    defaults = TrainingSpec()
+    config = load_model_config(model_dir)
+    config.window_max_length, config.window_overlap = None, None  # a config without window fields
+    assert window_settings(model_dir, config=config) == WindowSettings(
+        defaults.max_length, defaults.window_overlap, defaults.eval_batch_size)
+    folder = tmp_path / "model"
+    stored = HSTLConfig.from_pretrained(model_dir)
+    stored.window_max_length, stored.window_overlap = 24, 3
+    stored.save_pretrained(folder)
+    assert window_settings(folder) == WindowSettings(24, 3, defaults.eval_batch_size)  # as the pipeline reads them
+    (folder / "run_config.yaml").write_text(
+        "model: {encoder_config: {model_type: xlnet}}\n"
+        "tasks: [{name: chem, family: chemical, data_dir: 'sample:BC5CDR-chem'}]\n"
+        "training: {max_length: 40, window_overlap: 8, eval_batch_size: 5}\n"
+    )
+    assert window_settings(folder) == WindowSettings(40, 8, 5)  # the training run's own record
+    assert window_settings(folder, 32, None, 7) == WindowSettings(32, 8, 7)
+    assert window_settings(folder, 32, 2, 7) == WindowSettings(32, 2, 7)
+
+
+def test_windows_are_batched_longest_first_and_stably():
+    assert length_sorted_order([3, 5, 1, 5, 3]) == [1, 3, 0, 4, 2]
 
 
 WRITABLE_TOKEN = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\t\n\r"), min_size=1, max_size=12)
@@ -126,17 +175,17 @@ WRITABLE_TOKEN = st.text(alphabet=st.characters(codec="utf-8", exclude_character
 @given(sentences=st.lists(st.lists(WRITABLE_TOKEN, min_size=1, max_size=20), min_size=1, max_size=4))
 def test_fuzz_arbitrary_unicode_tokens_keep_their_count_through_conll(loaded, sentences):
     model, tokenizer = loaded
-    sentences = [[token for token in tokens if not token.isspace() and token != DOCSTART and token[0] != "\ufeff"]
+    sentences = [[token for token in tokens if token.strip(" ") and token != DOCSTART and token[0] != "\ufeff"]
                  for tokens in sentences]
     sentences = [tokens for tokens in sentences if tokens]
-    labels = tag_sentences(model, tokenizer, sentences, max_length=16, overlap=4)
-    per_sentence = prediction.labels_per_sentence(labels)
+    labels = tag_sentences(model, tokenizer, sentences, settings=WINDOWS_16_4)
+    per_sentence = labels_per_sentence(labels)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "out.tsv"
         path.write_text("".join(render_conll_sentence(Sentence(tokens, None, 1), labels_of, merge)
                                 for tokens, labels_of in zip(sentences, per_sentence) for merge in ("longest", "none")),
                         encoding="utf-8")
-        read_back = list(iter_conll_sentences(path))
+        read_back = list(iter_conll(path, labelled=False))
     assert [s.tokens for s in read_back] == [tokens for tokens in sentences for _ in range(2)]
 
 
@@ -144,25 +193,23 @@ def test_fuzz_arbitrary_unicode_tokens_keep_their_count_through_conll(loaded, se
 # Streaming readers
 
 
-def test_conll_reader_streams_exactly_what_read_conll_reads(tmp_path, monkeypatch):
-    monkeypatch.setattr(prediction, "_CONLL_LINES_PER_PARSE", 7)  # cut into many parser calls
+def test_conll_reader_streams_and_names_the_line_of_a_late_error(tmp_path):
     path = tmp_path / "in.tsv"
-    path.write_bytes(b"\xef\xbb\xbf-DOCSTART-\tO\n\nA\tO\nb\tB-X\n\nc\r\n\n\n\n-DOCSTART-\tO\n\n"
-                     + b"d\tO\ne\tO\n\n" * 20 + b"-DOCSTART- -X- O O\nf g\tO\n\xe2\x80\x8b\tO\n")
-    assert list(iter_conll_sentences(path)) == read_conll(path, labelled=False)
     path.write_bytes(b"a\tO\n\n" * 30 + b"b\tO\n\tO\n")
+    sentences = iter_conll(path, labelled=False)
+    assert next(sentences).tokens == ["a"]  # yielded before the reader reaches the bad line
     with pytest.raises(CorpusFormatError, match=rf"{path}:62: expected a non-empty token"):
-        list(iter_conll_sentences(path))
+        list(sentences)
     path.write_bytes(b"a\tO\n\n" * 30 + b"b\tO\n-DOCSTART-\tO\n")
     with pytest.raises(CorpusFormatError, match=rf"{path}:62: .*sentence that starts at line 61"):
-        list(iter_conll_sentences(path))
+        list(iter_conll(path, labelled=False))
     path.write_bytes(b"a\tO\n\nb\xff\tO\n")
     with pytest.raises(CorpusFormatError, match=rf"{path}:3: expected UTF-8 text, got byte\(s\) ff at byte 2"):
-        list(iter_conll_sentences(path))
+        list(iter_conll(path, labelled=False))
 
 
 def test_text_reader_streams_the_same_sentences_as_splitting_the_whole_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(prediction, "_TEXT_CHARACTERS_PER_SPLIT", 10)  # re-split after almost every line
+    monkeypatch.setattr(text_format, "_TEXT_CHARACTERS_PER_SPLIT", 10)  # re-split after almost every line
     raw = ("\ufeffTitle line without a stop\r\nA hard-wrapped sentence about E. coli\nand IL-2. Next one? Yes!\n"
            " \t\n\nNew paragraph \u200b\x07 \U0001F9EC. 5 mg. " + "long " * 40 + "end.\n\n\n")
     path = tmp_path / "in.txt"
@@ -275,6 +322,77 @@ def test_text_mode_offsets_point_at_the_entity_text(model_dir, tmp_path):
             assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
 
 
+def expected_entities(loaded, passages: list[tuple[str, int]], settings: WindowSettings) -> list[tuple]:
+    """The entities the model should report, found without the record builder: each passage (text, offset of its
+    first character) cut by `split_sentences` and `tokenize` on its own, tagged, and each head's chunks mapped to the
+    tokenizer's own character offsets. Sorted `(start, end, text, type, task)` tuples."""
+    model, tokenizer = loaded
+    words_of_sentences = []
+    for text, offset in passages:
+        for start, end in split_sentences(text):
+            words_of_sentences.append(tokenize(text[start:end], offset + start))
+    labels = tag_sentences(model, tokenizer, [[word for word, _, _ in words] for words in words_of_sentences],
+                           settings=settings)
+    found = []
+    for task, per_sentence in labels.items():
+        for words, sentence_labels in zip(words_of_sentences, per_sentence):
+            for entity_type, first, last in extract_chunks(sentence_labels):
+                start, end = words[first][1], words[last - 1][2]
+                found.append((start, end, entity_type, task))
+    text_of = {offset: text for text, offset in passages}
+    passage_of = lambda start: max(offset for offset in text_of if offset <= start)  # noqa: E731
+    return sorted((start, end, text_of[passage_of(start)][start - passage_of(start) : end - passage_of(start)],
+                   entity_type, task) for start, end, entity_type, task in found)
+
+
+def test_text_mode_offsets_are_the_word_tokenizers_offsets(model_dir, loaded, tmp_path):
+    """Every entity (merge "none": every head's) starts and ends where `hstl.text.tokenize`, run on the input text
+    by this test, puts the first and last word of the chunk the head predicted: an off-by-one offset fails."""
+    raw = ("\ufeffAspirin-induced ulcers in E. coli were seen (n = 5). IL-2 rose!\r\n\r\n"
+           "Caf\u00e9\u200b\x07 syndrome \U0001F9EC 5-fluorouracil, et al. Done\n\n  \n")
+    path = tmp_path / "in.txt"
+    path.write_text(raw, encoding="utf-8", newline="")
+    text = raw.removeprefix("\ufeff")
+    settings_ = WindowSettings(max_length=24, overlap=4, batch_size=8)
+    run(model_dir, path, tmp_path / "out.jsonl", merge="none", max_length=24, overlap=4, batch_size=8)
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    got = sorted((entity["start"], entity["end"], entity["text"], entity["type"], entity["task"])
+                 for record in records for entity in record["entities"])
+    assert got and got == expected_entities(loaded, [(text, 0)], settings_)
+
+
+def test_pubtator_offsets_are_the_word_tokenizers_offsets(model_dir, loaded, tmp_path):
+    """As above for PubTator: the annotation offsets are the tokenizer's, in the document frame (the abstract starts
+    one character after the title ends)."""
+    title, abstract = "Aspirin and ibuprofen cause ulcers.", "We studied 5-fluorouracil toxicity. IL-2 rose."
+    path = tmp_path / "in.pubtator"
+    path.write_text(f"7|t|{title}\n7|a|{abstract}\n7\t0\t7\tAspirin\tChemical\tMESH:1\n", encoding="utf-8")
+    run(model_dir, path, tmp_path / "out.pubtator", merge="none", max_length=24, overlap=4, batch_size=8)
+    annotations = (tmp_path / "out.pubtator").read_text(encoding="utf-8").split("\n")[2:]
+    got = []
+    for line in filter(None, annotations):
+        pmid, start, end, mention, entity_type, source = line.split("\t")
+        got.append((int(start), int(end), mention, entity_type, source.removeprefix("HSTL:")))
+    expected = expected_entities(loaded, [(title, 0), (abstract, len(title) + 1)],
+                                 WindowSettings(max_length=24, overlap=4, batch_size=8))
+    assert got and sorted(got) == expected
+
+
+def test_pubtator_and_text_readers_separate_only_at_ascii_blank_lines(tmp_path):
+    path = tmp_path / "in.pubtator"
+    path.write_text("1|t|A title\n \t\n2|t|Another\n\u3000\n3|t|Third\n", encoding="utf-8")
+    with pytest.raises(CorpusFormatError) as caught:
+        list(iter_pubtator_documents(path))
+    assert str(caught.value).startswith(f"{path}:4: expected a passage line") and str(caught.value).endswith(
+        "got '\\u3000'")
+    path.write_text("1|t|A title\n \t\n2|t|Another\n", encoding="utf-8")
+    assert [document.pmid for document in iter_pubtator_documents(path)] == ["1", "2"]
+    text_path = tmp_path / "in.txt"
+    text_path.write_text("\u3000\n\u00a0\n", encoding="utf-8")  # no word, but not blank lines either
+    with pytest.raises(CorpusFormatError, match=rf"{text_path}:2: expected some text to tag, got only whitespace in 2"):
+        list(iter_text_sentences(text_path))
+
+
 # Text that stresses the splitter, the tokenizer and the windowing: sentence ends, abbreviations, line ends of every
 # kind, zero-width, control and combining characters, astral symbols, a BOM, and words long enough to need windows.
 _FUZZ_TEXT_PIECES = st.sampled_from(
@@ -293,7 +411,6 @@ def test_fuzz_text_prediction_covers_every_character_or_says_why(loaded, text):
     """Arbitrary text through the text reader, the tagger and the JSONL writer: either a located error for a file
     with nothing to tag, or sentences that are exactly the splitter's and entities whose offsets point at their text."""
     model, tokenizer = loaded
-    settings_ = prediction.WindowSettings(max_length=16, overlap=4, batch_size=8)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "in.txt"
         path.write_bytes(text.encode("utf-8"))
@@ -305,8 +422,7 @@ def test_fuzz_text_prediction_covers_every_character_or_says_why(loaded, text):
             assert not decoded.strip(), error
             assert str(error).startswith(f"{path}:"), error
             return
-    rendered = prediction.tag_units(model, tokenizer, units, prediction.FORMATS["text"], ["chem", "disease"],
-                                    settings_, "none")
+    rendered = tag_units(model, tokenizer, units, FORMATS["text"], ["chem", "disease"], WINDOWS_16_4, "none")
     assert_records_point_at_text([json.loads(line) for line in rendered.splitlines()], decoded)
 
 
@@ -376,7 +492,7 @@ def test_bad_inputs_exit_2_with_one_line_naming_the_problem(model_dir, tmp_path,
 def test_a_model_folder_without_heads_is_refused(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")
     with pytest.raises(PredictionInputError, match=r"expected an HSTL model folder .* got model_type 'bert' without"):
-        prediction.load_model_config(tmp_path)
+        load_model_config(tmp_path)
 
 
 def test_script_exits_2_with_one_line_in_a_subprocess(tmp_path):

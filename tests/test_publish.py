@@ -228,7 +228,7 @@ def test_pipeline_entities_equal_predict_py_on_text(fresh_process_output, publis
 def test_sample_text_has_a_sentence_longer_than_one_window(published_dir):
     from processing_hstl import encode_sentences
     from pipeline_hstl import words_of_sentences
-    from hstl.prediction import load_model_and_tokenizer
+    from hstl.inference.loading import load_model_and_tokenizer
 
     sentences = words_of_sentences(_sample_text())
     _, tokenizer = load_model_and_tokenizer(published_dir)
@@ -240,7 +240,7 @@ def test_pipeline_arguments_are_checked(published_dir):
     from transformers import pipeline
 
     import pipeline_hstl  # noqa: F401  (importing registers the "hstl-ner" task for in-process use)
-    from hstl.prediction import load_model_and_tokenizer
+    from hstl.inference.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(published_dir)
     ner = pipeline("hstl-ner", model=model, tokenizer=tokenizer, device="cpu")

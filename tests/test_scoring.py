@@ -7,6 +7,7 @@ hand-made cases, on random label sequences, and on real corpora with randomly da
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 import subprocess
@@ -24,12 +25,9 @@ from hstl.data import read_conll
 from hstl.scoring import EntityScorer, score_sentences
 from processing_hstl import extract_chunks, split_label
 
+from hstl.commands.score import main as score_main
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# `eval/` is run from the repository root (`python -m eval.score`), not installed; a bare `pytest` does not put the
-# root on sys.path the way `python -m pytest` does.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-from eval.score import main as score_main  # noqa: E402
 METRIC_DIR = REPO_ROOT / "eval" / "metrics" / "hstl_ner"
 SCORE_KEYS = {"precision", "recall", "f1", "num_gold", "num_pred", "num_correct"}
 
@@ -231,7 +229,7 @@ def test_real_corpora_with_damaged_predictions_equal_seqeval(bioner_dir: Path, c
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# eval/score.py
+# hstl-score (hstl/commands/score.py, eval/score.py)
 
 
 def write_tsv(path: Path, sentences: list[list[tuple[str, str]]]) -> Path:
@@ -250,13 +248,15 @@ PRED_SENTENCES = [
 
 
 def test_cli_subprocess_token_mismatch_is_one_line_exit_2(tmp_path: Path) -> None:
-    """The real command line, once: one `error:` line and status 2, no traceback. (Other CLI tests call `main` in
-    this process: a fresh interpreter spends seconds importing torch through `hstl/__init__.py`.)"""
+    """The console script's function, once in a fresh interpreter started outside the repository: one `error:` line
+    and status 2, no traceback. (Other CLI tests call `main` in this process.)"""
     gold = write_tsv(tmp_path / "gold.tsv", GOLD_SENTENCES)
     pred = write_tsv(tmp_path / "pred.tsv", [GOLD_SENTENCES[0], [("T", "O"), ("cell", "O")]])
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}  # the package, as an install would provide it
     completed = subprocess.run(
-        [sys.executable, "-m", "eval.score", str(gold), str(pred)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", "import sys; from hstl.commands.score import main; sys.exit(main())", str(gold),
+         str(pred)],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120,
     )
     assert completed.returncode == 2 and completed.stdout == ""
     assert completed.stderr == f"error: {pred}:6: expected token 'cells' ({gold}:6), got 'cell'\n"

@@ -124,7 +124,7 @@ def test_sentences_cover_every_non_space_character_once(text):
 @settings(max_examples=200, deadline=None)
 @given(text=TEXT)
 def test_splitting_from_any_sentence_start_gives_the_same_later_sentences(text):
-    """What lets `hstl.prediction.iter_text_sentences` split a long stream piece by piece."""
+    """What lets `hstl.formats.text.iter_text_sentences` split a long stream piece by piece."""
     spans = split_sentences(text)
     for index, (start, _) in enumerate(spans):
         later = [(span_start + start, span_end + start) for span_start, span_end in split_sentences(text[start:])]

@@ -1,0 +1,58 @@
+"""`hstl-compare` (and `python -m eval.compare`): run the paper's comparison (single-task, multi-task, fine-tuning only,
+HSTL) on the corpora of a config.
+
+    python -m eval.compare --config configs/compare-mini.yaml --output_dir runs/compare-mini
+
+Writes OUTPUT_DIR/results.{json,md,png} (test F1 mean ± std over seeds per corpus and method, and each method's gain
+over single-task). Interrupt it at any time: finished cells are kept, the next invocation does only what is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..cli import run_cli
+from ..comparison import METHODS
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hstl-compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="Comparison config (YAML), e.g. configs/compare-mini.yaml.")
+    parser.add_argument("--output_dir", required=True, help="Where runs, cell results and the table go.")
+    parser.add_argument("--report_only", action="store_true", help="Only rebuild the table from finished cells.")
+    parser.add_argument("--methods", nargs="+", default=None, choices=METHODS, help="Override the config's methods.")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="Override the config's seeds.")
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help="Override training.max_steps (single-task runs; joint runs get it per corpus), e.g. for "
+                             "a single-task baseline with as many updates as HSTL's two stages.")
+    return parser.parse_args(argv)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """The command, user errors raised (`main` turns them into one line and exit status 2)."""
+    args = parse_args(argv)
+    from ..comparison import (
+        load_comparison_config, override_comparison_config, run_comparison, summarize, write_reports,
+    )
+
+    config = override_comparison_config(load_comparison_config(args.config), methods=args.methods, seeds=args.seeds,
+                                        max_steps=args.max_steps)
+    if args.report_only:
+        summary = summarize(args.output_dir, config)
+        write_reports(summary, args.output_dir)
+    else:
+        summary = run_comparison(config, args.output_dir)
+    from ..comparison import format_markdown
+
+    print(format_markdown(summary))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command; a user error prints one `error: ...` line and returns 2."""
+    return run_cli(lambda: run(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

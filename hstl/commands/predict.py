@@ -1,0 +1,84 @@
+"""`hstl-predict` (and `predict.py`): tag CoNLL, plain-text or PubTator files with a trained HSTL model.
+
+    hstl-predict --model runs/demo --input test.tsv --output test.pred.tsv
+    python predict.py --model runs/demo --input test.tsv --output test.pred.tsv
+    python predict.py --model runs/demo --input abstracts.txt --output abstracts.jsonl --tasks BC5CDR-chem BC2GM
+    python predict.py --model runs/demo --input docs.pubtator --output docs.pred.pubtator --merge none
+    python predict.py --model runs/demo --input big.txt --output big.jsonl --resume   # after an interruption
+
+CoNLL in gives CoNLL out (one label per input token; one column per head with --merge none); text in gives JSON Lines
+(one sentence per line, entities with character offsets into the input); PubTator in gives PubTator with predicted
+annotation lines in place of the input's. Inputs are streamed in chunks, so file size is not limited by memory.
+Formats are described in `hstl/formats/`, the merge policies in `hstl/inference/merging.py` and resuming in
+`hstl/inference/streaming.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..cli import run_cli
+from ..formats import INPUT_FORMATS
+from ..inference.merging import MERGE_POLICIES
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hstl-predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True,
+                        help="Model folder saved by train.py or finetune.py (with its tokenizer).")
+    parser.add_argument("--input", required=True, help="File to tag: .tsv/.conll/.iob (CoNLL), .txt (text), "
+                        ".pubtator/.pubtator.txt (PubTator), or any name with --format.")
+    parser.add_argument("--output", required=True,
+                        help="Where the predictions go (written as OUTPUT.partial until done).")
+    parser.add_argument("--tasks", nargs="+", default=None,
+                        help="Heads to tag with, in priority order for --merge longest (default: all of the model's).")
+    parser.add_argument("--format", choices=INPUT_FORMATS, default=None,
+                        help="Input format (default: from the --input file name).")
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="Windows per batch (default: training.eval_batch_size of the model's run_config.yaml, "
+                             "else 64).")
+    parser.add_argument("--max_length", type=int, default=None,
+                        help="Sub-tokens per window, special tokens included; longer sentences are windowed "
+                             "(default: what the model was trained with, else 128).")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help="Sub-tokens of context shared by the windows of a long sentence (default: what the "
+                             "model was trained with, else 16).")
+    parser.add_argument("--merge", choices=MERGE_POLICIES, default="longest",
+                        help="Several heads: 'longest' keeps the longest of overlapping mentions (ties: the head "
+                             "listed first) in one label column; 'none' gives one column per head (CoNLL) or every "
+                             "head's mentions (text, PubTator).")
+    parser.add_argument("--resume", action="store_true",
+                        help="Continue an interrupted run from OUTPUT.partial and OUTPUT.progress.json.")
+    parser.add_argument("--chunk_size", type=int, default=1000,
+                        help="Sentences (PubTator: documents) read, tagged and written at a time.")
+    parser.add_argument("--cpu", action="store_true", help="Run on the CPU even when a GPU is present.")
+    parser.add_argument("--stop_after_chunks", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
+    return parser.parse_args(argv)
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from ..inference.streaming import PredictionOptions, predict_file
+
+    options = PredictionOptions(
+        tasks=args.tasks, input_format=args.format, merge=args.merge, batch_size=args.batch_size,
+        max_length=args.max_length, overlap=args.overlap, chunk_size=args.chunk_size, resume=args.resume,
+        cpu=args.cpu, stop_after_chunks=args.stop_after_chunks,
+    )
+    summary = predict_file(args.model, args.input, args.output, options)
+    if summary.complete:
+        print(f"Tagged {summary.total_units} {summary.input_format} unit(s) with {summary.tasks}: "
+              f"{summary.output_path}")
+    else:
+        print(f"Stopped after {summary.units_done} of {summary.total_units} unit(s); continue with --resume")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command; a user error prints one `error: ...` line and returns 2."""
+    return run_cli(lambda: run(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""File formats of prediction, and the CoNLL reader and writer that the whole package uses.
+
+One module per format: `conll` (token per line; also the training and scoring reader), `text` (plain text in, JSON
+Lines out), `pubtator`. `common` holds what all readers share, including the one rule for separator lines. A new
+format is a module here plus an entry in `FORMATS`: how to read it lazily unit by unit, the sentences (lists of
+words) of a unit, and how to write a tagged unit back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..errors import PredictionInputError
+from .common import PathLike
+from .conll import iter_conll, render_conll_sentence
+from .pubtator import iter_pubtator_documents, render_pubtator_document
+from .text import iter_text_sentences, render_text_sentence
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """How one input format is read (lazily, unit by unit), split into sentences of words, and written back."""
+
+    name: str
+    unit_name: str
+    read_units: Callable[[PathLike], Iterator[Any]]
+    unit_sentences: Callable[[Any], list[list[str]]]
+    render_unit: Callable[[Any, list[dict[str, list[str]]], str], str]
+
+
+def _iter_unlabelled_conll(path: PathLike):
+    """Only the first column is read: a gold label column in the input is ignored, not copied."""
+    return iter_conll(path, labelled=False)
+
+
+FORMATS: dict[str, InputFormat] = {
+    "conll": InputFormat(
+        "conll", "sentences", _iter_unlabelled_conll, lambda sentence: [sentence.tokens],
+        lambda sentence, labels, merge: render_conll_sentence(sentence, labels[0], merge),
+    ),
+    "text": InputFormat(
+        "text", "sentences", iter_text_sentences, lambda sentence: [sentence.words],
+        lambda sentence, labels, merge: render_text_sentence(sentence, labels[0], merge),
+    ),
+    "pubtator": InputFormat(
+        "pubtator", "documents", iter_pubtator_documents,
+        lambda document: [sentence.words for sentence in document.sentences], render_pubtator_document,
+    ),
+}
+INPUT_FORMATS = tuple(FORMATS)
+FORMAT_BY_SUFFIX = {".tsv": "conll", ".conll": "conll", ".iob": "conll", ".txt": "text", ".pubtator": "pubtator"}
+"""File extension -> input format; a name ending in `.pubtator.txt` is PubTator, not text."""
+
+
+def detect_format(path: PathLike, requested: str | None = None) -> str:
+    """The input format: `requested` when given, else from the file name (see `FORMAT_BY_SUFFIX`)."""
+    if requested is not None:
+        if requested not in INPUT_FORMATS:
+            raise PredictionInputError(f"--format: expected one of {list(INPUT_FORMATS)}, got {requested!r}")
+        return requested
+    name = Path(path).name.lower()
+    if name.endswith(".pubtator.txt"):
+        return "pubtator"
+    suffix = Path(name).suffix
+    if suffix in FORMAT_BY_SUFFIX:
+        return FORMAT_BY_SUFFIX[suffix]
+    raise PredictionInputError(
+        f"{path}: expected a name ending in {', '.join(FORMAT_BY_SUFFIX)} or .pubtator.txt, or --format "
+        f"{'|'.join(INPUT_FORMATS)}, got {suffix or 'no extension'!r}"
+    )

@@ -1,0 +1,95 @@
+"""What every reader of `hstl.formats` shares: the error of a malformed file, lazy UTF-8 line reading, and the one
+rule for lines that separate sentences (CoNLL), paragraphs (text) and documents (PubTator).
+
+The rule: a line separates when it is empty or holds only ASCII spaces and TABs (after its line end, "\\n" or
+"\\r\\n"). Any other character, however blank it looks (U+00A0, U+2009, U+3000, a form feed), is content: in a CoNLL
+token column it is a token and gets a label.
+
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from typing import Any, Iterator, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+"""A file or folder path as the public functions of the package accept it."""
+
+SEPARATOR_WHITESPACE = " \t"
+"""The only characters a separating line may hold; also what may trail a line without meaning anything."""
+_LINE_END = "\r\n"
+
+
+class CorpusFormatError(ValueError):
+    """A corpus file is malformed; the message reads `"{path}:{line}: {expected}, got {got}"`.
+
+    Attributes:
+        path: the file, as a string.
+        line: 1-based line number of the problem, or None when it concerns no single line.
+        expected: what a well-formed file has there.
+        got: what the file has instead.
+    """
+
+    def __init__(self, path: PathLike, line: int | None, expected: str, got: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.expected = expected
+        self.got = got
+        location = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{location}: {expected}, got {got}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle as `cls(*self.args)` by default, which does not match this signature; worker processes
+        # (datasets.map(num_proc=...), DataLoader workers) need to send the error back intact.
+        return type(self), (self.path, self.line, self.expected, self.got)
+
+
+def strip_line(line: str) -> str:
+    """A line without its line end and without trailing ASCII spaces and TABs (noise that carries no information)."""
+    return line.rstrip(_LINE_END).rstrip(SEPARATOR_WHITESPACE + "\r")
+
+
+def is_separator(line: str) -> bool:
+    """Whether a line (with or without its line end) separates sentences, paragraphs or documents."""
+    return not strip_line(line).lstrip(SEPARATOR_WHITESPACE)
+
+
+def decoded_lines(path: PathLike) -> Iterator[tuple[int, str]]:
+    """`(1-based line number, line with its "\\n")` of a UTF-8 file, read lazily; a leading byte order mark is
+    dropped. Lines end at "\\n" only: U+2028, U+0085 or a lone "\\r" stay inside their line.
+
+    Raises:
+        CorpusFormatError: naming the file and line, for bytes that are not UTF-8.
+    """
+    with open(path, "rb") as handle:
+        for line_number, raw_line in enumerate(handle, start=1):
+            if line_number == 1 and raw_line.startswith(codecs.BOM_UTF8):
+                raw_line = raw_line[len(codecs.BOM_UTF8):]
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                bad_bytes = raw_line[error.start : error.end].hex(" ")
+                got = f"byte(s) {bad_bytes} at byte {error.start + 1} of the line"
+                raise CorpusFormatError(path, line_number, "expected UTF-8 text", got) from None
+            yield line_number, line
+
+
+class LineCounter:
+    """Wraps `decoded_lines` to know, once it is exhausted, how many lines the file has, for the error of a file
+    without any unit: it points at the last line, where the reader gave up looking."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = path
+        self.lines_read = 0
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        for line_number, line in decoded_lines(self.path):
+            self.lines_read = line_number
+            yield line_number, line
+
+    def nothing_found(self, expected: str, got_without_units: str) -> CorpusFormatError:
+        """The error for a file that held no unit: `got_without_units` is formatted with `lines` (line count)."""
+        got = "an empty file" if self.lines_read == 0 else got_without_units.format(lines=self.lines_read)
+        return CorpusFormatError(self.path, max(self.lines_read, 1), expected, got)

@@ -1,0 +1,114 @@
+"""Plain UTF-8 text in, JSON Lines out: the lazy text reader (sentences and words with character offsets) and the
+writer of one JSON object per tagged sentence.
+
+Sentences and words come from `processing_hstl` (`split_sentences`, `tokenize`). Offsets are characters (end exclusive) into the whole input as
+`open(path, encoding="utf-8-sig", newline="").read()` returns it: a leading byte order mark is not counted and a
+CRLF line end counts as two characters. Paragraphs end at separator lines (`hstl.formats.common.is_separator`).
+Output records: `{"text", "start", "end", "entities": [{"start", "end", "text", "type", "task"}]}`; U+0085, U+2028
+and U+2029 are written as JSON escapes, so that each object is one line for any line splitter.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+from processing_hstl import split_sentences, tokenize
+from .common import LineCounter, PathLike, is_separator
+
+_TEXT_CHARACTERS_PER_SPLIT = 65_536
+"""Text buffered before complete sentences are split off a paragraph that has not ended yet."""
+
+
+@dataclass
+class TextSentence:
+    """A sentence of plain text with its words; all offsets are characters into the whole input, end exclusive."""
+
+    text: str
+    start: int
+    end: int
+    tokens: list[tuple[str, int, int]]
+
+    @property
+    def words(self) -> list[str]:
+        return [token for token, _, _ in self.tokens]
+
+
+def text_sentences(text: str, offset: int) -> list[TextSentence]:
+    """The sentences of `text`, which starts at character `offset` of the input."""
+    return [
+        TextSentence(text[start:end], offset + start, offset + end, tokenize(text[start:end], offset + start))
+        for start, end in split_sentences(text)
+    ]
+
+
+def iter_text_sentences(path: PathLike) -> Iterator[TextSentence]:
+    """The sentences of a UTF-8 text file, read lazily (a paragraph at a time, or 64k characters of a long one).
+
+    `processing_hstl.split_sentences` boundaries depend only on the text around them, so a paragraph split piece by piece (each piece
+    starting where a sentence starts) gives the same sentences as split whole.
+
+    Raises:
+        CorpusFormatError: naming the file and line, for bytes that are not UTF-8 or a file without any text.
+    """
+    buffer: list[str] = []
+    buffered_characters, buffer_start, position, found_sentence = 0, 0, 0, False
+    next_split_at = _TEXT_CHARACTERS_PER_SPLIT
+    lines = LineCounter(path)
+    for _, line in lines:
+        if is_separator(line):  # a paragraph break: everything buffered is complete
+            for sentence in text_sentences("".join(buffer), buffer_start):
+                found_sentence = True
+                yield sentence
+            buffer, buffered_characters, buffer_start = [], 0, position + len(line)
+            next_split_at = _TEXT_CHARACTERS_PER_SPLIT
+        else:
+            buffer.append(line)
+            buffered_characters += len(line)
+        position += len(line)
+        if buffered_characters >= next_split_at:
+            # The last sentence may go on in the next line: keep it (and what follows it) buffered.
+            sentences = text_sentences("".join(buffer), buffer_start)
+            for sentence in sentences[:-1]:
+                found_sentence = True
+                yield sentence
+            if len(sentences) > 1:
+                carried = "".join(buffer)[sentences[-1].start - buffer_start :]
+                buffer, buffered_characters, buffer_start = [carried], len(carried), sentences[-1].start
+            next_split_at = buffered_characters + _TEXT_CHARACTERS_PER_SPLIT  # linear, even for one huge sentence
+    for sentence in text_sentences("".join(buffer), buffer_start):
+        found_sentence = True
+        yield sentence
+    if not found_sentence:
+        raise lines.nothing_found("expected some text to tag", "only whitespace in {lines} line(s)")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _entity_record(sentence: TextSentence, mention) -> dict[str, Any]:
+    start, end = sentence.tokens[mention.start][1], sentence.tokens[mention.end - 1][2]
+    text = sentence.text[start - sentence.start : end - sentence.start]
+    return {"start": start, "end": end, "text": text, "type": mention.type, "task": mention.task}
+
+
+def sentence_entities(sentence: TextSentence, labels_by_task: Mapping[str, Sequence[str]], merge: str) -> list[dict]:
+    """The entities of a text sentence with character offsets (the sentence's frame), under a merge policy."""
+    from ..inference.merging import merge_mentions
+
+    return [_entity_record(sentence, mention) for mention in merge_mentions(labels_by_task, merge)]
+
+
+_LINE_BREAKS_INSIDE_JSON = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def render_text_sentence(sentence: TextSentence, labels_by_task: Mapping[str, Sequence[str]], merge: str) -> str:
+    """One JSON line: the sentence, its offsets and its entities."""
+    record = {"text": sentence.text, "start": sentence.start, "end": sentence.end,
+              "entities": sentence_entities(sentence, labels_by_task, merge)}
+    line = json.dumps(record, ensure_ascii=False)
+    # JSON may hold U+0085, U+2028 and U+2029 raw, but `str.splitlines` (and many JSONL readers) end a line there:
+    # escaped, every record stays on one line for any reader, and decodes to the same text.
+    return line.translate(_LINE_BREAKS_INSIDE_JSON) + "\n"

@@ -1,0 +1,271 @@
+"""Tagging whole files, streamed and resumable: `predict_file`, the function behind `predict.py`.
+
+`predict_file` reads the input twice, lazily: once to check all of it (so a malformed line at the end fails in
+seconds, not after hours of tagging) and count units for the progress bar, then in chunks of `chunk_size` units
+(sentences; documents for PubTator): tag, write, flush. Memory is bounded by a chunk (and by the longest sentence), not
+by the file. Output goes to `OUT.partial`; after each chunk, `OUT.progress.json` records the units done and the bytes
+of `OUT.partial` that hold them. `resume=True` truncates `OUT.partial` to those bytes, skips the units done and carries
+on; at the end `OUT.partial` becomes `OUT`. A resumed run's output equals an uninterrupted one's.
+
+Formats (picked from the input file name, or forced) are those of `hstl.formats`: CoNLL in gives CoNLL out (one label
+per input token; one column per head with merge "none"), text in gives JSON Lines, PubTator in gives PubTator with
+predicted annotation lines in place of the input's. Merge policies: `hstl.inference.merging`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
+
+from ..errors import PredictionInputError
+from ..formats import FORMATS, InputFormat, detect_format
+from ..formats.common import PathLike
+from .loading import (
+    WindowSettings, check_window_settings, load_model_config, load_tokenizer_of, resolve_tasks, window_settings,
+)
+from .merging import check_merge_policy
+
+logger = logging.getLogger(__name__)
+
+Unit = TypeVar("Unit")
+DEFAULT_CHUNK_SIZE = 1000
+PARTIAL_SUFFIX = ".partial"
+PROGRESS_SUFFIX = ".progress.json"
+
+
+def tag_units(
+    model, tokenizer, units: Sequence[Any], input_format: InputFormat, tasks: Sequence[str], settings: WindowSettings,
+    merge: str, accelerator=None,
+) -> str:
+    """Tags a chunk of units (all their sentences in one call) and renders them in the output format."""
+    from .tagging import labels_per_sentence, tag_sentences
+
+    sentences_of_units = [input_format.unit_sentences(unit) for unit in units]
+    all_sentences = [words for sentences in sentences_of_units for words in sentences]
+    labels_by_task = tag_sentences(model, tokenizer, all_sentences, tasks, settings=settings, accelerator=accelerator)
+    per_sentence = labels_per_sentence(labels_by_task)
+    rendered, first = [], 0
+    for unit, sentences in zip(units, sentences_of_units):
+        rendered.append(input_format.render_unit(unit, per_sentence[first : first + len(sentences)], merge))
+        first += len(sentences)
+    return "".join(rendered)
+
+
+def _chunks(units: Iterable[Unit], size: int) -> Iterator[list[Unit]]:
+    iterator = iter(units)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+class ResumableOutput:
+    """`OUT.partial` plus `OUT.progress.json` (units done, bytes of `OUT.partial` holding them, run signature).
+
+    The progress file is replaced atomically after the chunk's bytes are flushed to disk, so it never claims more
+    than the partial file holds; bytes written after it (a run killed mid-chunk) are cut off on resume.
+    Only the writing process (`enabled`) touches files; every process reads the progress to skip the same units.
+    """
+
+    def __init__(self, output_path: Path, signature: dict[str, Any], resume: bool, enabled: bool = True) -> None:
+        self.output_path = output_path
+        self.partial_path = output_path.with_name(output_path.name + PARTIAL_SUFFIX)
+        self.progress_path = output_path.with_name(output_path.name + PROGRESS_SUFFIX)
+        self.signature = signature
+        self.enabled = enabled
+        self.units_done, output_bytes = self._resume_point() if resume else (0, 0)
+        self._handle = None
+        if enabled:
+            if not resume:  # a stale record must not describe the new partial output
+                self.progress_path.unlink(missing_ok=True)
+            output_path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.partial_path, "r+b" if output_bytes else "wb")
+            self._handle.truncate(output_bytes)
+            self._handle.seek(output_bytes)
+
+    def _resume_point(self) -> tuple[int, int]:
+        """(units done, bytes to keep) of the interrupted run, or (0, 0) when there is none to resume."""
+        if not (self.progress_path.is_file() and self.partial_path.is_file()):
+            logger.info("--resume: no interrupted run at %s; starting from the beginning", self.partial_path)
+            return 0, 0
+        try:
+            progress = json.loads(self.progress_path.read_text(encoding="utf-8"))
+            units_done, output_bytes = progress["units_done"], progress["output_bytes"]
+            signature = progress["signature"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise PredictionInputError(
+                f"{self.progress_path}: expected the progress record of an interrupted run, got unreadable JSON "
+                f"({error}); run without --resume to start over"
+            ) from None
+        differing = sorted(key for key in {**signature, **self.signature}
+                           if signature.get(key) != self.signature.get(key))
+        if differing:
+            raise PredictionInputError(
+                f"--resume: expected the same input, model and settings as the interrupted run recorded in "
+                f"{self.progress_path}, got different {differing}; run without --resume to start over"
+            )
+        if self.partial_path.stat().st_size < output_bytes:
+            raise PredictionInputError(
+                f"--resume: expected {self.partial_path} to hold the {output_bytes} bytes its progress record "
+                f"claims, got {self.partial_path.stat().st_size}; run without --resume to start over"
+            )
+        logger.info("Resuming after %d unit(s) already in %s", units_done, self.partial_path)
+        return units_done, output_bytes
+
+    def append(self, text: str, units: int) -> None:
+        """Writes the output of the next `units` units and records them as done."""
+        self.units_done += units
+        if not self.enabled:
+            return
+        self._handle.write(text.encode("utf-8"))
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        progress = {"units_done": self.units_done, "output_bytes": self._handle.tell(), "signature": self.signature}
+        staging = self.progress_path.with_name(self.progress_path.name + ".tmp")
+        staging.write_text(json.dumps(progress, indent=2), encoding="utf-8")
+        os.replace(staging, self.progress_path)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def finish(self) -> None:
+        """Moves the complete output into place and forgets the progress."""
+        self.close()
+        if self.enabled:
+            os.replace(self.partial_path, self.output_path)
+            self.progress_path.unlink(missing_ok=True)
+
+
+@dataclass
+class PredictionOptions:
+    """What `predict_file` does besides which model, input and output (the flags of `predict.py`)."""
+
+    tasks: list[str] | None = None
+    input_format: str | None = None
+    merge: str = "longest"
+    batch_size: int | None = None
+    max_length: int | None = None
+    overlap: int | None = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    resume: bool = False
+    cpu: bool = False
+    show_progress: bool = True
+    stop_after_chunks: int | None = None
+    """Return (as if killed) after this many chunks, leaving the partial output and its progress: for tests."""
+
+
+@dataclass
+class PredictionSummary:
+    """What `predict_file` did."""
+
+    output_path: Path
+    input_format: str
+    tasks: list[str]
+    total_units: int
+    units_done: int
+    complete: bool
+
+
+def _check_paths(input_path: Path, output_path: Path) -> None:
+    if not input_path.is_file():
+        got = "a folder" if input_path.is_dir() else "no such file"
+        raise FileNotFoundError(f"{input_path}: expected an input file, got {got}")
+    if output_path.resolve() == input_path.resolve():
+        raise PredictionInputError(f"--output: expected a file other than the input, got {output_path}")
+
+
+def _run_signature(input_path: Path, model_dir: Path, format_name: str, tasks: list[str], merge: str,
+                   settings: WindowSettings) -> dict[str, Any]:
+    """What must not change between an interrupted run and its resumption."""
+    stat = input_path.stat()
+    return {
+        "input": str(input_path.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
+        "model": str(model_dir.resolve()), "format": format_name, "tasks": tasks, "merge": merge,
+        "max_length": settings.max_length, "overlap": settings.overlap,
+    }
+
+
+def predict_file(
+    model_dir: PathLike, input_path: PathLike, output_path: PathLike, options: PredictionOptions | None = None
+) -> PredictionSummary:
+    """Tags a CoNLL, text or PubTator file with a model folder and writes the predictions (see the module docstring).
+
+    Raises:
+        FileNotFoundError, CorpusFormatError, PredictionInputError: naming the file (and line) or the option, for a
+            missing file, a malformed input, an unknown task or bad settings; before the model is loaded.
+    """
+    options = options or PredictionOptions()
+    model_dir, input_path, output_path = Path(model_dir), Path(input_path), Path(output_path)
+    input_format = FORMATS[detect_format(input_path, options.input_format)]
+    check_merge_policy(options.merge)
+    if options.chunk_size < 1:
+        raise PredictionInputError(f"--chunk_size: expected a positive number of units, got {options.chunk_size}")
+    _check_paths(input_path, output_path)
+    config = load_model_config(model_dir)
+    tasks = resolve_tasks(config, options.tasks)
+    settings = window_settings(model_dir, options.max_length, options.overlap, options.batch_size, config=config)
+    total_units = sum(1 for _ in input_format.read_units(input_path))  # checks all of the input, holding none of it
+    # torch and friends are imported only now, so that bad arguments and inputs are reported in a moment; every
+    # check that can fail comes before the model loads (and prints its progress bar).
+    from accelerate import Accelerator
+
+    from modeling_hstl import HSTLModel
+
+    tokenizer = load_tokenizer_of(model_dir)
+    check_window_settings(tokenizer, settings)
+    accelerator = Accelerator(cpu=options.cpu)
+    signature = _run_signature(input_path, model_dir, input_format.name, tasks, options.merge, settings)
+    output = ResumableOutput(output_path, signature, options.resume, enabled=accelerator.is_main_process)
+    accelerator.wait_for_everyone()  # every process has read the progress before the writer changes it
+    summary = PredictionSummary(output_path, input_format.name, tasks, total_units, output.units_done, complete=False)
+    try:
+        model = HSTLModel.from_pretrained(model_dir, config=config).eval()
+        model = accelerator.prepare_model(model, evaluation_mode=True)
+        tagger = _ChunkTagger(model, tokenizer, input_format, tasks, settings, options.merge, accelerator)
+        summary.complete = _tag_in_chunks(tagger, input_path, output, total_units, options,
+                                          show_bar=accelerator.is_local_main_process)
+    finally:
+        output.close()
+    if summary.complete:
+        output.finish()
+    summary.units_done = output.units_done
+    return summary
+
+
+@dataclass(frozen=True)
+class _ChunkTagger:
+    """Everything `tag_units` needs besides the units."""
+
+    model: Any
+    tokenizer: Any
+    input_format: InputFormat
+    tasks: list[str]
+    settings: WindowSettings
+    merge: str
+    accelerator: Any
+
+    def __call__(self, units: Sequence[Any]) -> str:
+        return tag_units(self.model, self.tokenizer, units, self.input_format, self.tasks, self.settings, self.merge,
+                         self.accelerator)
+
+
+def _tag_in_chunks(tagger: _ChunkTagger, input_path: Path, output: ResumableOutput, total_units: int,
+                   options: PredictionOptions, show_bar: bool) -> bool:
+    """Tags and writes the units not done yet, chunk by chunk; False when stopped by `options.stop_after_chunks`."""
+    from tqdm.auto import tqdm
+
+    units = itertools.islice(tagger.input_format.read_units(input_path), output.units_done, None)
+    show_bar = show_bar and options.show_progress and total_units > options.chunk_size
+    with tqdm(total=total_units, initial=output.units_done, unit=tagger.input_format.unit_name[:-1], desc="Tagging",
+              disable=not show_bar) as progress_bar:
+        for chunks_done, chunk in enumerate(_chunks(units, options.chunk_size)):
+            if options.stop_after_chunks is not None and chunks_done >= options.stop_after_chunks:
+                return False
+            output.append(tagger(chunk), len(chunk))
+            progress_bar.update(len(chunk))
+    return True
