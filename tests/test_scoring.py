@@ -7,7 +7,6 @@ hand-made cases, on random label sequences, and on real corpora with randomly da
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import subprocess
@@ -248,15 +247,13 @@ PRED_SENTENCES = [
 
 
 def test_cli_subprocess_token_mismatch_is_one_line_exit_2(tmp_path: Path) -> None:
-    """The console script's function, once in a fresh interpreter started outside the repository: one `error:` line
-    and status 2, no traceback. (Other CLI tests call `main` in this process.)"""
+    """The README's command line from the repository root, once: one `error:` line and status 2, no traceback.
+    (Other CLI tests call `main` in this process; tests/test_commands.py runs the command from elsewhere.)"""
     gold = write_tsv(tmp_path / "gold.tsv", GOLD_SENTENCES)
     pred = write_tsv(tmp_path / "pred.tsv", [GOLD_SENTENCES[0], [("T", "O"), ("cell", "O")]])
-    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}  # the package, as an install would provide it
     completed = subprocess.run(
-        [sys.executable, "-c", "import sys; from hstl.commands.score import main; sys.exit(main())", str(gold),
-         str(pred)],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "eval.score", str(gold), str(pred)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )
     assert completed.returncode == 2 and completed.stdout == ""
     assert completed.stderr == f"error: {pred}:6: expected token 'cells' ({gold}:6), got 'cell'\n"
