@@ -8,11 +8,11 @@ import pytest
 bioc = pytest.importorskip("bioc")
 from bioc import biocjson, biocxml  # noqa: E402
 
-from hstl.data import CorpusFormatError  # noqa: E402
-from hstl.formats_bioc import (  # noqa: E402
-    BIOC_JSON, BIOC_XML, BIOC_SEPARATOR, iter_bioc_documents, read_collection_info, render_bioc_document, sniff_bioc,
+from hstl.formats.bioc import (  # noqa: E402
+    BIOC_JSON, BIOC_XML, BIOC_SEPARATOR, iter_bioc_documents, read_collection_info, render_bioc_entities, sniff_bioc,
     write_bioc,
 )
+from hstl.formats.common import CorpusFormatError  # noqa: E402
 
 
 TITLE = "Cisplatin-induced nephrotoxicity in mice."
@@ -89,7 +89,7 @@ def test_round_trip_keeps_everything_and_replaces_annotations(bioc_file, tmp_pat
     path, fmt = bioc_file
     units = list(iter_bioc_documents(path, fmt))
     out = tmp_path / ("out.xml" if fmt == BIOC_XML else "out.json")
-    write_bioc(out, read_collection_info(path, fmt), [render_bioc_document(unit, _entities_of(unit), fmt)
+    write_bioc(out, read_collection_info(path, fmt), [render_bioc_entities(unit, _entities_of(unit), fmt)
                                                        for unit in units], fmt)
     original, written = _collection(), _load(out, fmt)
     assert (written.source, written.date, written.key, written.infons) == \
@@ -115,7 +115,7 @@ def test_json_documents_are_joined_into_one_valid_array(tmp_path):
     path = tmp_path / "input.json"
     with open(path, "w", encoding="utf-8") as handle:
         biocjson.dump(_collection(), handle)
-    rendered = [render_bioc_document(unit, [], BIOC_JSON) for unit in iter_bioc_documents(path, BIOC_JSON)]
+    rendered = [render_bioc_entities(unit, [], BIOC_JSON) for unit in iter_bioc_documents(path, BIOC_JSON)]
     assert BIOC_SEPARATOR[BIOC_JSON].strip() == ","
     write_bioc(tmp_path / "out.json", read_collection_info(path, BIOC_JSON), rendered, BIOC_JSON)
     assert len(_load(tmp_path / "out.json", BIOC_JSON).documents) == 2

@@ -236,12 +236,16 @@ def test_pubtator_reader_rejects_what_it_cannot_place(tmp_path):
             list(iter_pubtator_documents(path))
 
 
-def test_format_detection():
-    assert [detect_format(name) for name in ("a.tsv", "a.CONLL", "a.iob", "a.txt", "a.pubtator", "a.PubTator.txt")] == [
-        "conll", "conll", "conll", "text", "pubtator", "pubtator"]
+def test_format_detection(tmp_path):
+    names = ("a.tsv", "a.CONLL", "a.iob", "a.txt", "a.pubtator", "a.PubTator.txt", "a.xml", "a.json")
+    assert [detect_format(name) for name in names] == [
+        "conll", "conll", "conll", "text", "pubtator", "pubtator", "bioc-xml", "bioc-json"]
     assert detect_format("a.json", "text") == "text"
-    with pytest.raises(PredictionInputError, match=r"a\.json: expected a name ending in .*got '\.json'"):
-        detect_format("a.json")
+    with pytest.raises(PredictionInputError, match=r"a\.csv: expected a name ending in .*got '\.csv'"):
+        detect_format("a.csv")
+    # A BioC collection is recognised by its content, whatever its name says.
+    assert detect_format(bioc_xml_input(tmp_path).rename(tmp_path / "abstracts.txt")) == "bioc-xml"
+    assert detect_format(bioc_json_input(tmp_path).rename(tmp_path / "docs.data")) == "bioc-json"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -516,7 +520,70 @@ def text_input(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make_input, suffix", [(conll_input, ".tsv"), (text_input, ".jsonl")])
+def _bioc_collection(num_documents: int):
+    import bioc
+
+    collection = bioc.BioCCollection()
+    collection.source, collection.key = "test", "hstl.key"
+    for index in range(num_documents):
+        document = bioc.BioCDocument()
+        document.id = f"PMID{1000 + index}"
+        for key, offset, text in (("title", 0, f"Aspirin-induced ulcers in patient {index}."),
+                                  ("abstract", 60, f"We gave IL-{index} and cisplatin to E. coli. Nephrotoxicity "
+                                                   f"followed in {index} rats.")):
+            passage = bioc.BioCPassage()
+            passage.infons["type"], passage.offset, passage.text = key, offset, text
+            document.add_passage(passage)
+        collection.add_document(document)
+    return collection
+
+
+def bioc_xml_input(tmp_path: Path) -> Path:
+    from bioc import biocxml
+
+    path = tmp_path / "in.xml"
+    with open(path, "w", encoding="utf-8") as handle:
+        biocxml.dump(_bioc_collection(11), handle)
+    return path
+
+
+def bioc_json_input(tmp_path: Path) -> Path:
+    from bioc import biocjson
+
+    path = tmp_path / "in.bioc.json"
+    with open(path, "w", encoding="utf-8") as handle:
+        biocjson.dump(_bioc_collection(11), handle)
+    return path
+
+
+@pytest.mark.parametrize("make_input", [bioc_xml_input, bioc_json_input])
+def test_bioc_prediction_keeps_every_document_and_places_every_mention(model_dir, tmp_path, make_input):
+    from bioc import biocjson, biocxml
+
+    path = make_input(tmp_path)
+    out = tmp_path / ("out" + path.suffix)
+    summary = run(model_dir, path, out, max_length=48, overlap=8, merge="none", chunk_size=4)
+    assert summary.input_format == ("bioc-xml" if path.suffix == ".xml" else "bioc-json")
+    with open(out, encoding="utf-8") as handle:
+        written = (biocxml if path.suffix == ".xml" else biocjson).load(handle)
+    original = _bioc_collection(11)
+    assert [document.id for document in written.documents] == [document.id for document in original.documents]
+    num_annotations = 0
+    for before, after in zip(original.documents, written.documents):
+        assert [(p.offset, p.text, p.infons) for p in after.passages] == \
+               [(p.offset, p.text, p.infons) for p in before.passages]
+        for passage in after.passages:
+            for annotation in passage.annotations:
+                (location,) = annotation.locations
+                local = location.offset - passage.offset
+                assert passage.text[local : local + location.length] == annotation.text
+                assert annotation.infons["annotator"] in ("HSTL:chem", "HSTL:disease")
+                num_annotations += 1
+    assert num_annotations > 0  # the random tiny model tags something in 22 passages
+
+
+@pytest.mark.parametrize("make_input, suffix", [(conll_input, ".tsv"), (text_input, ".jsonl"),
+                                                (bioc_xml_input, ".xml"), (bioc_json_input, ".json")])
 def test_resume_after_an_interruption_gives_the_uninterrupted_output(model_dir, tmp_path, make_input, suffix):
     path = make_input(tmp_path)
     straight, resumed = tmp_path / f"straight{suffix}", tmp_path / f"resumed{suffix}"

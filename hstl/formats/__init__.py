@@ -1,7 +1,7 @@
 """File formats of prediction, and the CoNLL reader and writer that the whole package uses.
 
 One module per format: `conll` (token per line; also the training and scoring reader), `text` (plain text in, JSON
-Lines out), `pubtator`. `common` holds what all readers share, including the one rule for separator lines. A new
+Lines out), `pubtator`, `bioc` (BioC XML and BioC JSON). `common` holds what all readers share, including the one rule for separator lines. A new
 format is a module here plus an entry in `FORMATS`: how to read it lazily unit by unit, the sentences (lists of
 words) of a unit, and how to write a tagged unit back.
 """
@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import PredictionInputError
+from .bioc import (
+    BIOC_JSON, BIOC_SEPARATOR, BIOC_XML, bioc_footer, bioc_header, iter_bioc_documents, read_collection_info,
+    render_bioc_document, sniff_bioc,
+)
 from .common import PathLike
 from .conll import iter_conll, render_conll_sentence
 from .pubtator import iter_pubtator_documents, render_pubtator_document
@@ -28,6 +32,22 @@ class InputFormat:
     read_units: Callable[[PathLike], Iterator[Any]]
     unit_sentences: Callable[[Any], list[list[str]]]
     render_unit: Callable[[Any, list[dict[str, list[str]]], str], str]
+    header: Callable[[PathLike], str] = lambda path: ""
+    """What the output holds before its first unit (e.g. a BioC collection's opening), from the input file."""
+    separator: str = ""
+    """What stands between two rendered units (e.g. the comma between BioC JSON documents)."""
+    footer: str = ""
+    """What the output holds after its last unit."""
+
+
+def _bioc_format(fmt: str) -> InputFormat:
+    return InputFormat(
+        fmt, "documents", lambda path: iter_bioc_documents(path, fmt),
+        lambda unit: [sentence.words for sentence in unit.sentences],
+        lambda unit, labels, merge: render_bioc_document(unit, labels, merge, fmt),
+        header=lambda path: bioc_header(read_collection_info(path, fmt), fmt), separator=BIOC_SEPARATOR[fmt],
+        footer=bioc_footer(fmt),
+    )
 
 
 def _iter_unlabelled_conll(path: PathLike):
@@ -48,10 +68,14 @@ FORMATS: dict[str, InputFormat] = {
         "pubtator", "documents", iter_pubtator_documents,
         lambda document: [sentence.words for sentence in document.sentences], render_pubtator_document,
     ),
+    BIOC_XML: _bioc_format(BIOC_XML),
+    BIOC_JSON: _bioc_format(BIOC_JSON),
 }
 INPUT_FORMATS = tuple(FORMATS)
-FORMAT_BY_SUFFIX = {".tsv": "conll", ".conll": "conll", ".iob": "conll", ".txt": "text", ".pubtator": "pubtator"}
-"""File extension -> input format; a name ending in `.pubtator.txt` is PubTator, not text."""
+FORMAT_BY_SUFFIX = {".tsv": "conll", ".conll": "conll", ".iob": "conll", ".txt": "text", ".pubtator": "pubtator",
+                    ".xml": BIOC_XML, ".json": BIOC_JSON}
+"""File extension -> input format; a name ending in `.pubtator.txt` is PubTator, not text. A file that starts like a
+BioC collection is BioC whatever its name (`sniff_bioc`)."""
 
 
 def detect_format(path: PathLike, requested: str | None = None) -> str:
@@ -60,6 +84,9 @@ def detect_format(path: PathLike, requested: str | None = None) -> str:
         if requested not in INPUT_FORMATS:
             raise PredictionInputError(f"--format: expected one of {list(INPUT_FORMATS)}, got {requested!r}")
         return requested
+    sniffed = sniff_bioc(path) if Path(path).is_file() else None
+    if sniffed is not None:
+        return sniffed
     name = Path(path).name.lower()
     if name.endswith(".pubtator.txt"):
         return "pubtator"

@@ -53,7 +53,7 @@ def tag_units(
     for unit, sentences in zip(units, sentences_of_units):
         rendered.append(input_format.render_unit(unit, per_sentence[first : first + len(sentences)], merge))
         first += len(sentences)
-    return "".join(rendered)
+    return input_format.separator.join(rendered)
 
 
 def _chunks(units: Iterable[Unit], size: int) -> Iterator[list[Unit]]:
@@ -77,6 +77,7 @@ class ResumableOutput:
         self.signature = signature
         self.enabled = enabled
         self.units_done, output_bytes = self._resume_point() if resume else (0, 0)
+        self.bytes_written = output_bytes
         self._handle = None
         if enabled:
             if not resume:  # a stale record must not describe the new partial output
@@ -123,7 +124,8 @@ class ResumableOutput:
         self._handle.write(text.encode("utf-8"))
         self._handle.flush()
         os.fsync(self._handle.fileno())
-        progress = {"units_done": self.units_done, "output_bytes": self._handle.tell(), "signature": self.signature}
+        self.bytes_written = self._handle.tell()
+        progress = {"units_done": self.units_done, "output_bytes": self.bytes_written, "signature": self.signature}
         staging = self.progress_path.with_name(self.progress_path.name + ".tmp")
         staging.write_text(json.dumps(progress, indent=2), encoding="utf-8")
         os.replace(staging, self.progress_path)
@@ -133,8 +135,14 @@ class ResumableOutput:
             self._handle.close()
             self._handle = None
 
-    def finish(self) -> None:
-        """Moves the complete output into place and forgets the progress."""
+    def finish(self, footer: str = "") -> None:
+        """Writes `footer`, moves the complete output into place and forgets the progress. A run killed in here
+        resumes from the progress record, which does not count the footer, so the footer is never written twice."""
+        if self.enabled and footer:
+            with open(self.partial_path, "ab") as handle:
+                handle.write(footer.encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
         self.close()
         if self.enabled:
             os.replace(self.partial_path, self.output_path)
@@ -232,7 +240,7 @@ def predict_file(
     finally:
         output.close()
     if summary.complete:
-        output.finish()
+        output.finish(input_format.footer)
     summary.units_done = output.units_done
     return summary
 
@@ -259,13 +267,17 @@ def _tag_in_chunks(tagger: _ChunkTagger, input_path: Path, output: ResumableOutp
     """Tags and writes the units not done yet, chunk by chunk; False when stopped by `options.stop_after_chunks`."""
     from tqdm.auto import tqdm
 
-    units = itertools.islice(tagger.input_format.read_units(input_path), output.units_done, None)
+    input_format = tagger.input_format
+    if output.units_done == 0 and output.bytes_written == 0:
+        output.append(input_format.header(input_path), 0)
+    units = itertools.islice(input_format.read_units(input_path), output.units_done, None)
     show_bar = show_bar and options.show_progress and total_units > options.chunk_size
     with tqdm(total=total_units, initial=output.units_done, unit=tagger.input_format.unit_name[:-1], desc="Tagging",
               disable=not show_bar) as progress_bar:
         for chunks_done, chunk in enumerate(_chunks(units, options.chunk_size)):
             if options.stop_after_chunks is not None and chunks_done >= options.stop_after_chunks:
                 return False
-            output.append(tagger(chunk), len(chunk))
+            separator = input_format.separator if output.units_done else ""
+            output.append(separator + tagger(chunk), len(chunk))
             progress_bar.update(len(chunk))
     return True

@@ -22,15 +22,14 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import bioc
 from bioc import biocjson, biocxml
 from lxml import etree
 
-from processing_hstl import split_sentences, tokenize
-
-from .data import CorpusFormatError, PathLike
+from .common import CorpusFormatError, PathLike
+from .text import TextSentence, sentence_entities, text_sentences
 
 
 BIOC_XML, BIOC_JSON = "bioc-xml", "bioc-json"
@@ -42,25 +41,11 @@ ANNOTATOR_PREFIX = "HSTL:"
 
 
 @dataclass
-class BioCSentence:
-    """A sentence of a BioC passage: its text, offsets in the document's frame (end exclusive) and its words."""
-
-    text: str
-    start: int
-    end: int
-    tokens: list[tuple[str, int, int]]
-
-    @property
-    def words(self) -> list[str]:
-        return [token for token, _, _ in self.tokens]
-
-
-@dataclass
 class BioCUnit:
     """One BioC document as read, and the sentences HSTL tags in it."""
 
     document: bioc.BioCDocument
-    sentences: list[BioCSentence]
+    sentences: list[TextSentence]
 
 
 def sniff_bioc(path: PathLike) -> str | None:
@@ -74,19 +59,14 @@ def sniff_bioc(path: PathLike) -> str | None:
     return None
 
 
-def _sentences_of(text: str, offset: int) -> list[BioCSentence]:
-    return [BioCSentence(text[start:end], offset + start, offset + end, tokenize(text[start:end], offset + start))
-            for start, end in split_sentences(text)]
-
-
 def _unit(document: bioc.BioCDocument) -> BioCUnit:
     sentences = []
     for passage in document.passages:
         if passage.text:
-            sentences.extend(_sentences_of(passage.text, passage.offset))
+            sentences.extend(text_sentences(passage.text, passage.offset))
         else:
             for sentence in passage.sentences:
-                sentences.extend(_sentences_of(sentence.text or "", sentence.offset))
+                sentences.extend(text_sentences(sentence.text or "", sentence.offset))
     return BioCUnit(document, sentences)
 
 
@@ -199,12 +179,21 @@ def predicted_document(unit: BioCUnit, entities: Sequence[dict[str, Any]]) -> bi
     return document
 
 
-def render_bioc_document(unit: BioCUnit, entities: Sequence[dict[str, Any]], fmt: str) -> str:
+def render_bioc_entities(unit: BioCUnit, entities: Sequence[dict[str, Any]], fmt: str) -> str:
     """One document of the output, with `entities` (dicts with start, end, text, type, task and maybe score)."""
     document = predicted_document(unit, entities)
     if fmt == BIOC_JSON:
         return json.dumps(biocjson.toJSON(document), ensure_ascii=False)
     return etree.tostring(biocxml.encoder.encode_document(document), encoding="unicode") + "\n"
+
+
+def render_bioc_document(unit: BioCUnit, labels_of_sentences: Sequence[Mapping[str, Sequence[str]]], merge: str,
+                         fmt: str) -> str:
+    """One document of the output from the predicted labels of its sentences, under a merge policy."""
+    assert len(unit.sentences) == len(labels_of_sentences), "one label mapping per sentence"
+    entities = [entity for sentence, labels_by_task in zip(unit.sentences, labels_of_sentences)
+                for entity in sentence_entities(sentence, labels_by_task, merge)]
+    return render_bioc_entities(unit, entities, fmt)
 
 
 def write_bioc(path: PathLike, collection: bioc.BioCCollection, rendered_documents: Sequence[str], fmt: str) -> None:
