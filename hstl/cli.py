@@ -9,17 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .run_config import RunConfig, RunConfigError
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Errors caused by the user's input: reported as one line, not a traceback."""
-    from .data import CorpusFormatError
-    from .errors import CheckpointError, NonFiniteError, PredictionInputError
-    from .hub import PublishError
-
-    return (RunConfigError, CorpusFormatError, CheckpointError, NonFiniteError, PublishError, PredictionInputError,
-            FileNotFoundError)
+from .errors import USER_ERRORS, RunConfigError
+from .run_config import RunConfig
 
 
 def run_cli(main: Callable[[], int]) -> int:
@@ -29,7 +20,7 @@ def run_cli(main: Callable[[], int]) -> int:
     logging.getLogger("accelerate.checkpointing").setLevel(logging.WARNING)  # one line per file saved is noise
     try:
         return main()
-    except user_error_types() as error:
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -45,7 +36,9 @@ def add_common_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpointing_steps", type=int, default=None,
                         help="Override training.checkpointing_steps (0: no checkpoints).")
     parser.add_argument("--resume_from_checkpoint", default=None,
-                        help="A checkpoint folder, or 'latest' for the newest complete one under OUTPUT_DIR/checkpoints.")
+                        help="A checkpoint folder, or 'latest' for the newest complete one under OUTPUT_DIR/checkpoints. "
+                             "The seed, batch size, accumulation, corpora and caps must be the checkpoint's. A finished "
+                             "run (OUTPUT_DIR/all_results.json) is left as it is: its results are shown, exit status 0.")
     parser.add_argument("--with_tracking", action="store_true", help="Log metrics through Accelerate's trackers.")
     parser.add_argument("--report_to", default="tensorboard",
                         help="Tracker for --with_tracking: tensorboard, wandb, comet_ml, mlflow, aim, clearml, all.")
@@ -72,7 +65,7 @@ def apply_overrides(run_config: RunConfig, args: argparse.Namespace) -> RunConfi
 
 
 def finish_run(run_config: RunConfig, args: argparse.Namespace) -> int:
-    """Trains, prints per-task devel F1 and where the model is, and pushes it when asked."""
+    """Trains, prints per-task validation F1 and where the model is, and pushes it when asked."""
     from .training import LoopArguments, run_training
 
     outcome = run_training(
@@ -99,15 +92,13 @@ def finish_run(run_config: RunConfig, args: argparse.Namespace) -> int:
 
 
 def format_results(results: dict) -> str:
-    """A small table of devel (and test) F1 per task."""
-    lines = [f"{'task':<24} {'devel F1':>9} {'test F1':>9}"]
-    devel, test = results.get("devel", {}), results.get("test", {})
-    for name in [key for key in devel if key != "mean_f1"] or [key for key in test if key != "mean_f1"]:
-        devel_f1 = f"{devel[name]['f1']:.4f}" if name in devel else "-"
+    """A small table of validation (and test) F1 per task."""
+    lines = [f"{'task':<24} {'validation F1':>13} {'test F1':>9}"]
+    validation, test = results.get("validation", {}), results.get("test", {})
+    for name in [key for key in validation if key != "mean_f1"] or [key for key in test if key != "mean_f1"]:
+        validation_f1 = f"{validation[name]['f1']:.4f}" if name in validation else "-"
         test_f1 = f"{test[name]['f1']:.4f}" if name in test else "-"
-        lines.append(f"{name:<24} {devel_f1:>9} {test_f1:>9}")
-    if "mean_f1" in devel:
-        lines.append(f"{'mean':<24} {devel['mean_f1']:>9.4f} {test.get('mean_f1', float('nan')):>9.4f}")
+        lines.append(f"{name:<24} {validation_f1:>13} {test_f1:>9}")
+    if "mean_f1" in validation:
+        lines.append(f"{'mean':<24} {validation['mean_f1']:>13.4f} {test.get('mean_f1', float('nan')):>9.4f}")
     return "\n".join(lines)
-
-

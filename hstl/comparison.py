@@ -32,6 +32,7 @@ from .run_config import (
     RunConfigError,
     TaskSpec,
     TrainingSpec,
+    build_model_spec,
     build_spec,
 )
 
@@ -76,7 +77,7 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
         raise RunConfigError(f"{path}: corpora: expected at least 2 corpora to compare, got {len(corpora)}")
     data_root = values.get("data_root")
     return ComparisonConfig(
-        model=build_spec(ModelSpec, values.get("model") or {}, f"{path}: model"),
+        model=build_model_spec(values.get("model") or {}, f"{path}: model"),
         corpora=corpora,
         seeds=seeds,
         methods=methods,
@@ -160,7 +161,7 @@ def _cell_path(output_dir: Path, method: str, corpus: str, seed: int) -> Path:
 def _write_cell(path: Path, method: str, corpus: str, seed: int, results: dict, task_name: str, run_dir: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     cell = {"method": method, "corpus": corpus, "seed": seed, "run_dir": run_dir,
-            "test": results["test"][task_name], "devel": results["devel"].get(task_name)}
+            "test": results["test"][task_name], "validation": results["validation"].get(task_name)}
     staging = path.with_suffix(".json.incomplete")
     staging.write_text(json.dumps(cell, indent=2))
     staging.replace(path)

@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable
 
-from .formats.common import CorpusFormatError, PathLike
+from .errors import CorpusFormatError, DatasetInputError
+from .formats.common import PathLike
 from .formats.conll import DOCSTART, IOB_EXPECTATION, Sentence, is_blank_token, iter_conll, read_conll, write_conll
 from processing_hstl import OUTSIDE_LABEL, entity_types, split_label
 
@@ -112,18 +113,29 @@ def _load_hf_split(name_or_path: str, split: str) -> Any:
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
-                raise ValueError(f"dataset {name_or_path!r}: expected a split among {list(loaded)}, got {split!r}")
+                raise DatasetInputError(f"dataset {name_or_path!r}: expected a split among {list(loaded)}, got {split!r}")
             return loaded[split]
         return loaded  # a single saved Dataset is the split itself
     if path.is_file():
         builder = HF_FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
-            raise ValueError(
+            raise DatasetInputError(
                 f"dataset {name_or_path!r}: expected a file ending in {', '.join(HF_FILE_BUILDERS)}, "
                 f"got {path.suffix or 'no extension'!r}"
             )
         return datasets.load_dataset(builder, data_files={split: str(path)}, split=split)
-    return datasets.load_dataset(name_or_path, split=split)
+    try:
+        return datasets.load_dataset(name_or_path, split=split)
+    except ValueError as error:  # an unknown split: 'Unknown split "x". Should be one of [...]'
+        raise DatasetInputError(f"dataset {name_or_path!r} split {split!r}: {_first_line(error)}") from None
+    except (ConnectionError, FileNotFoundError) as error:  # offline, or no such dataset on the Hub or on disk
+        where = "no such local folder or file, and the Hub " + (
+            "is unreachable (HF_HUB_OFFLINE is set)" if datasets.config.HF_HUB_OFFLINE else "does not answer")
+        raise DatasetInputError(f"dataset {name_or_path!r}: {where}: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _class_label_names(feature: Any) -> list[str] | None:
@@ -138,11 +150,11 @@ def _as_word_list(value: Any, what: str) -> list[Any]:
     if isinstance(value, str):
         return value.split()
     if value is None:
-        raise ValueError(f"{what}: expected a list, got None")
+        raise DatasetInputError(f"{what}: expected a list, got None")
     return list(value)
 
 
-def _row_labels(tags: list[Any], tag_names: list[str] | None, where: str) -> list[str]:
+def _row_labels(tags: list[Any], tag_names: list[str] | None, where: str, tags_column: str = "") -> list[str]:
     """Tag names for one row's tags, which are ClassLabel ids (mapped through `tag_names`) or names already."""
     labels = []
     for tag in tags:
@@ -151,12 +163,13 @@ def _row_labels(tags: list[Any], tag_names: list[str] | None, where: str) -> lis
         elif tag_names is not None and isinstance(tag, int) and 0 <= tag < len(tag_names):
             label = tag_names[tag]
         else:
-            known = f"ids 0..{len(tag_names) - 1}" if tag_names else "label names (no ClassLabel feature gives ids)"
-            raise ValueError(f"{where}: expected {known}, got {tag!r}")
+            known = (f"ids 0..{len(tag_names) - 1}" if tag_names else
+                     "IOB2 label names (integer tags need a ClassLabel feature naming them, which this dataset lacks)")
+            raise DatasetInputError(f"{where} column {tags_column!r}: expected {known}, got {tag!r}")
         try:
             split_label(label)
         except ValueError:
-            raise ValueError(f"{where}: {IOB_EXPECTATION}, got {label!r}") from None
+            raise DatasetInputError(f"{where}: {IOB_EXPECTATION}, got {label!r}") from None
         labels.append(label)
     return labels
 
@@ -187,14 +200,15 @@ def load_hf_token_dataset(
         else `label_list_from(sentences)`.
 
     Raises:
-        ValueError: naming the dataset (and row) for a missing column, an unknown split of a saved DatasetDict,
-            tokens and tags of different lengths, or tags that are not IOB2 labels.
+        DatasetInputError: (a ValueError) naming the dataset and the split, column or row: an unknown split, a Hub id
+            that cannot be reached, a missing column, tokens and tags of different lengths, integer tags without a
+            `ClassLabel` feature, or tags that are not IOB2 labels.
     """
     name = str(name_or_path)
     dataset = _load_hf_split(name, split)
     missing = [column for column in (tokens_column, tags_column) if column not in dataset.column_names]
     if missing:
-        raise ValueError(
+        raise DatasetInputError(
             f"dataset {name!r} split {split!r}: expected columns {tokens_column!r} and {tags_column!r} "
             f"(set tokens_column= / tags_column=), got columns {dataset.column_names}"
         )
@@ -209,17 +223,17 @@ def load_hf_token_dataset(
         tokens = _as_word_list(tokens, f"{where} column {tokens_column!r}")
         for position, token in enumerate(tokens):
             # As in read_conll: an empty token would get no sub-token and so no place for its label.
-            if not isinstance(token, str) or is_blank_token(token):
-                raise ValueError(f"{where} token {position}: expected a non-empty string token, got {token!r}")
+            if not isinstance(token, str) or not token or token.isspace():
+                raise DatasetInputError(f"{where} token {position}: expected a non-empty string token, got {token!r}")
         tags = _as_word_list(tags, f"{where} column {tags_column!r}")
         if len(tokens) != len(tags):
-            raise ValueError(f"{where}: expected one tag per token ({len(tokens)}), got {len(tags)} tags")
+            raise DatasetInputError(f"{where}: expected one tag per token ({len(tokens)}), got {len(tags)} tags")
         if not tokens:
             empty_rows += 1
             continue
-        sentences.append(Sentence(tokens, _row_labels(tags, tag_names, where), line=row_index + 1))
+        sentences.append(Sentence(tokens, _row_labels(tags, tag_names, where, tags_column), line=row_index + 1))
     if empty_rows:
         logger.warning("dataset %r split %r: skipped %d row(s) without tokens", name, split, empty_rows)
     if not sentences:
-        raise ValueError(f"dataset {name!r} split {split!r}: expected at least one row with tokens, got none")
+        raise DatasetInputError(f"dataset {name!r} split {split!r}: expected at least one row with tokens, got none")
     return sentences, tag_names if tag_names is not None else label_list_from(sentences)

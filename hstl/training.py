@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,34 +25,24 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from .checkpointing import (
-    CheckpointError,
     find_latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
+    read_trainer_state,
     save_checkpoint,
     save_model_folder,
 )
 from configuration_hstl import HSTLConfig
-from .data import Sentence, label_list_from, load_hf_token_dataset, read_conll, read_split_dir
-from .errors import NonFiniteError
-from .inference import build_task_dataset, predict_task_labels
 from modeling_hstl import HSTLModel
-from .run_config import RunConfig, RunConfigError, TaskSpec, resolve_model_source
+from .corpora import TaskData, load_task_data
+from .errors import CheckpointError, NonFiniteError, RunConfigError
+from .inference import build_task_dataset, predict_task_labels
+from .run_config import RunConfig, TrainingSpec, resolve_model_source
 from .sampling import MultiTaskBatchSampler
 from .scoring import score_sentences
 
 
 logger = get_logger(__name__)
-
-
-@dataclass
-class TaskData:
-    """One task's sentences per split, with its label list and family."""
-
-    name: str
-    family: str
-    labels: list[str]
-    splits: dict[str, list[Sentence]] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,54 +53,6 @@ class TrainingOutcome:
     completed_steps: int
     best_score: float | None
     results: dict[str, Any]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def _read_task_splits(spec: TaskSpec, run_config: RunConfig) -> dict[str, list[Sentence]]:
-    if spec.data_dir is not None:
-        splits = read_split_dir(run_config.resolve_path(spec.data_dir))
-        return {"validation" if name in ("devel", "dev") else name: sentences for name, sentences in splits.items()}
-    if spec.hf_dataset is not None:
-        splits = {}
-        for split_name, hf_split in (("train", spec.hf_train_split), ("validation", spec.hf_validation_split),
-                                     ("test", spec.hf_test_split)):
-            if hf_split:
-                splits[split_name] = load_hf_token_dataset(
-                    spec.hf_dataset, hf_split, tokens_column=spec.tokens_column, tags_column=spec.tags_column
-                )[0]
-        return splits
-    files = {"train": spec.train_file, "validation": spec.validation_file, "test": spec.test_file}
-    return {split: read_conll(run_config.resolve_path(path)) for split, path in files.items() if path}
-
-
-def _seeded_subsample(sentences: list[Sentence], cap: int) -> list[Sentence]:
-    """At most `cap` sentences, in corpus order; the same ones whatever the run's seed, so that capped runs (the CPU
-    miniature) compare methods and seeds on identical data."""
-    if len(sentences) <= cap:
-        return sentences
-    order = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(0))[:cap]
-    return [sentences[index] for index in sorted(order.tolist())]
-
-
-def load_task_data(run_config: RunConfig) -> list[TaskData]:
-    """Reads every task's splits. The label list is the config's, or B-/I- of every type seen in any split."""
-    tasks = []
-    for spec in run_config.tasks:
-        splits = _read_task_splits(spec, run_config)
-        if "train" not in splits:
-            raise RunConfigError(f"{run_config.source}: task {spec.name}: no training split found")
-        caps = {"train": spec.max_train_sentences, "validation": spec.max_validation_sentences,
-                "test": spec.max_test_sentences}
-        for split, cap in caps.items():
-            if cap is not None and split in splits:
-                splits[split] = _seeded_subsample(splits[split], cap)
-        labels = spec.labels or label_list_from(sentence for split in splits.values() for sentence in split)
-        tasks.append(TaskData(name=spec.name, family=spec.family, labels=labels, splits=splits))
-    return tasks
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -149,16 +92,17 @@ def _encoder_config_from_scratch(spec_config: dict, tokenizer) -> dict:
 
 def build_model(run_config: RunConfig, tasks: list[TaskData], tokenizer) -> HSTLModel:
     """A new model (pretrained or scratch encoder), or `init_from` extended with heads for tasks it lacks."""
-    spec = run_config.model
-    hierarchy = {
-        "use_family_layers": spec.use_family_layers,
-        "family_hidden_size": spec.family_hidden_size,
-        "family_activation": spec.family_activation,
-        "hidden_dropout": spec.hidden_dropout,
-        "loss_reduction": spec.loss_reduction,
-    }
+    spec, training = run_config.model, run_config.training
+    window = {"window_max_length": training.max_length, "window_overlap": training.window_overlap}
+    hierarchy = spec.hstl_config | window  # the model section's other HSTLConfig arguments, and the training windows
+    try:
+        HSTLConfig(**hierarchy)  # its own checks, before an encoder is loaded
+    except ValueError as error:
+        raise RunConfigError(f"{run_config.source}: model: {error}") from None
     if spec.init_from is not None:
         model = HSTLModel.from_pretrained(spec.init_from)
+        for key, value in window.items():  # the folder will say how it was trained last
+            setattr(model.config, key, value)
         for task in tasks:
             if task.name in model.config.task_names:
                 check_task_labels(model.config, task, spec.init_from)
@@ -224,7 +168,7 @@ def build_optimizer(model: HSTLModel, run_config: RunConfig) -> torch.optim.Adam
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The loop
+# The run
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -239,6 +183,50 @@ class LoopArguments:
     mixed_precision: str | None = None
     cpu: bool = False
     stop_after_steps: int | None = None  # for tests: stop as if killed after this many steps
+
+
+@dataclass
+class _TrainState:
+    """Where a run is: saved as JSON in each checkpoint (never pickled), restored on resume."""
+
+    completed_steps: int = 0
+    best_score: float | None = None
+    epoch: int = 0  # sampler epoch
+    batches_in_epoch: int = 0
+
+    def to_json(self, run: "TrainingRun") -> dict[str, Any]:
+        return {"completed_steps": self.completed_steps, "best_score": self.best_score, "epoch": self.epoch,
+                "batches_in_epoch": self.batches_in_epoch, "sampler": run.sampler.state_dict(),
+                "settings": resume_settings(run.run_config)}
+
+    @classmethod
+    def from_checkpoint(cls, values: dict[str, Any]) -> "_TrainState":
+        return cls(values["completed_steps"], values["best_score"], values["epoch"], values["batches_in_epoch"])
+
+
+@dataclass
+class TrainingRun:
+    """What the loop works with, built once by `_prepare_run`, and where it is (`state`)."""
+
+    run_config: RunConfig
+    args: LoopArguments
+    accelerator: Accelerator
+    output_dir: Path
+    tasks: list[TaskData]
+    tokenizer: Any
+    model: Any  # prepared by Accelerate: DDP-wrapped on several processes
+    optimizer: Any
+    scheduler: Any
+    sampler: MultiTaskBatchSampler
+    train_dataloader: Any
+    collator: Any
+    eval_sets: list[dict[str, tuple[Any, list]]]  # per task: split -> (tokenized windows, sentences)
+    task_names: list[str]  # the model's heads, in the order of the task ids batches carry
+    state: _TrainState = field(default_factory=_TrainState)
+
+    @property
+    def training(self) -> TrainingSpec:
+        return self.run_config.training
 
 
 def make_accelerator(run_config: RunConfig, args: LoopArguments) -> Accelerator:
@@ -256,212 +244,187 @@ def make_accelerator(run_config: RunConfig, args: LoopArguments) -> Accelerator:
     )
 
 
-def _evaluate(model, tasks, eval_sets, collator, accelerator, run_config, split="validation") -> dict[str, Any]:
-    """Strict entity F1 per task on `split`, and their mean."""
-    results = {}
-    for task_index, task in enumerate(tasks):
-        if split not in eval_sets[task_index]:
-            continue
-        dataset, sentences = eval_sets[task_index][split]
-        predicted = predict_task_labels(
-            model, dataset, collator, accelerator, task.name, [len(s.tokens) for s in sentences],
-            batch_size=run_config.training.eval_batch_size,
+def check_process_count(accelerator: Accelerator) -> None:
+    """Refuses a launch whose processes would not train together: each would be its own run writing the same folder
+    (seen: `accelerate launch` with a 2-process GPU config on a machine without GPU, and no `--cpu`)."""
+    launched = os.environ.get("WORLD_SIZE", "1")
+    if launched.isdigit() and int(launched) != accelerator.num_processes:
+        raise RunConfigError(
+            f"WORLD_SIZE={launched}: the launcher started {launched} processes, but each runs as one of "
+            f"{accelerator.num_processes} and they would train apart, writing the same folder; on CPUs pass --cpu "
+            f"to the script (with `accelerate launch --multi_gpu`), or launch {accelerator.num_processes} process(es)"
         )
-        id2label = dict(enumerate(task.labels))
-        predicted_labels = [[id2label[label_id] for label_id in sentence] for sentence in predicted]
-        results[task.name] = score_sentences([s.labels for s in sentences], predicted_labels)
-    if results:
-        results["mean_f1"] = sum(r["f1"] for r in results.values()) / len(results)
-    return results
 
 
-def _format_scores(results: dict[str, Any]) -> str:
-    return ", ".join(f"{name} {value['f1']:.4f}" for name, value in results.items() if name != "mean_f1")
+def resume_settings(run_config: RunConfig) -> dict[str, Any]:
+    """The settings a resumed run must share with its checkpoint for the resumed batches to be the ones it missed."""
+    training = run_config.training
+    corpus_keys = ("name", "data_dir", "train_file", "hf_dataset", "hf_train_split", "max_train_sentences",
+                   "max_validation_sentences", "max_test_sentences")
+    return {
+        "seed": training.seed, "train_batch_size": training.train_batch_size,
+        "gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "tasks": [{key: getattr(task, key) for key in corpus_keys} for task in run_config.tasks],
+    }
+
+
+def check_resume_settings(saved: dict[str, Any] | None, run_config: RunConfig, checkpoint: Path) -> None:
+    """Refuses a resume whose seed, batch size, accumulation, corpora or corpus caps differ from the checkpoint's."""
+    if saved is None:  # a checkpoint of an older version: the sampler's own check still applies
+        return
+    current = resume_settings(run_config)
+    changed = [f"training.{key} {saved[key]!r} -> {current[key]!r}" for key in current
+               if key != "tasks" and saved.get(key) != current[key]]
+    if [task["name"] for task in saved["tasks"]] != [task["name"] for task in current["tasks"]]:
+        changed.append(f"tasks {[t['name'] for t in saved['tasks']]} -> {[t['name'] for t in current['tasks']]}")
+    else:
+        changed += [f"tasks[{index}].{key} {old[key]!r} -> {new[key]!r}"
+                    for index, (old, new) in enumerate(zip(saved["tasks"], current["tasks"]))
+                    for key in new if old.get(key) != new[key]]
+    if changed:
+        raise CheckpointError(f"--resume_from_checkpoint {checkpoint}: the checkpoint was written with other "
+                              f"settings ({'; '.join(changed)}); restore them or start a new --output_dir")
 
 
 def run_training(run_config: RunConfig, args: LoopArguments) -> TrainingOutcome:
-    """Trains the model that `run_config` describes and leaves a remote-code model folder in `args.output_dir`."""
+    """Trains the model that `run_config` describes and leaves a remote-code model folder in `args.output_dir`.
+
+    Resuming (`args.resume_from_checkpoint`) into a folder whose run has finished leaves that folder as it is and
+    returns its results: the best model and `all_results.json` of a finished run are never replaced."""
     accelerator = make_accelerator(run_config, args)
+    check_process_count(accelerator)
+    finished = _finished_run(args, accelerator)
+    if finished is not None:
+        return finished
+    checkpoint = _resolve_resume(args.resume_from_checkpoint, Path(args.output_dir))
+    if checkpoint is not None:  # before anything is read or written: a refused resume changes nothing
+        check_resume_settings(read_trainer_state(checkpoint).get("settings"), run_config, checkpoint)
+    _start_output_dir(accelerator, run_config, Path(args.output_dir))
+    run = _prepare_run(run_config, args, accelerator)
+    if checkpoint is not None:
+        _resume(run, checkpoint)
+    _train(run)
+    if run.state.completed_steps < run.training.max_steps:  # stopped early on purpose (tests simulate a kill so)
+        outcome = TrainingOutcome(str(run.output_dir), run.state.completed_steps, run.state.best_score, {})
+    else:
+        outcome = _finish(run)
+    del run  # the prepared model must go before the process group does (see _end_training)
+    _end_training(accelerator)
+    return outcome
+
+
+def _finished_run(args: LoopArguments, accelerator: Accelerator) -> TrainingOutcome | None:
+    """The outcome of the finished run in `args.output_dir` when asked to resume it, else None."""
+    results_path = Path(args.output_dir) / "all_results.json"
+    if args.resume_from_checkpoint is None or not results_path.is_file():
+        return None
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    accelerator.print(f"--resume_from_checkpoint: {args.output_dir} holds a finished run ({results_path.name}, "
+                      f"{results.get('completed_steps')} steps); it is left as it is. Train further in a new "
+                      f"--output_dir (e.g. finetune.py --model {args.output_dir}).")
+    return TrainingOutcome(args.output_dir, results.get("completed_steps", 0),
+                           results.get("best_validation_mean_f1"), results)
+
+
+def _start_output_dir(accelerator: Accelerator, run_config: RunConfig, output_dir: Path) -> None:
     training = run_config.training
-    output_dir = Path(args.output_dir)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        run_config.save(output_dir / "run_config.yaml")
-    accelerator.wait_for_everyone()
-    set_seed(training.seed)
     if training.train_batch_size % accelerator.num_processes:
         raise RunConfigError(
             f"training.train_batch_size: expected a multiple of the {accelerator.num_processes} processes, "
             f"got {training.train_batch_size}"
         )
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        run_config.save(output_dir / "run_config.yaml")
+    accelerator.wait_for_everyone()
 
+
+def _prepare_run(run_config: RunConfig, args: LoopArguments, accelerator: Accelerator) -> TrainingRun:
+    """Reads the corpora, builds tokenizer, model, datasets, sampler, optimizer and scheduler, and prepares them."""
+    training = run_config.training
+    output_dir = Path(args.output_dir)
+    set_seed(training.seed)
     tasks = load_task_data(run_config)
     tokenizer = build_tokenizer(run_config, tasks, output_dir, accelerator)
     model = build_model(run_config, tasks, tokenizer)
     apply_freeze(model, training.freeze)
-    task_ids = [model.config.task_index(task.name) for task in tasks]
-
-    with accelerator.main_process_first():
-        train_sets = [
-            build_task_dataset(tokenizer, task.splits["train"], model.config.task_label2id(task.name), task_id,
-                               training.max_length, training.window_overlap)
-            for task, task_id in zip(tasks, task_ids)
-        ]
-        eval_sets = [
-            {
-                split: (build_task_dataset(tokenizer, task.splits[split], model.config.task_label2id(task.name), task_id,
-                                           training.max_length, training.window_overlap), task.splits[split])
-                for split in ("validation", "test") if split in task.splits
-            }
-            for task, task_id in zip(tasks, task_ids)
-        ]
-    from datasets import concatenate_datasets
-
+    train_sets, eval_sets = _build_datasets(run_config, tasks, tokenizer, model.config, accelerator)
     from processing_hstl import HSTLDataCollator
 
     collator = HSTLDataCollator(tokenizer)
-    train_dataset = concatenate_datasets(train_sets)
-    sampler = MultiTaskBatchSampler(
-        [len(dataset) for dataset in train_sets], batch_size=training.train_batch_size,
-        strategy=training.sampling_strategy, alpha=training.sampling_alpha, batch_mode=training.batch_mode,
-        seed=training.seed, num_batches=training.max_steps * training.gradient_accumulation_steps,
-    )
-    train_dataloader = DataLoader(train_dataset, batch_sampler=sampler, collate_fn=collator)
+    sampler, train_dataloader = _build_train_loader(train_sets, collator, training)
     optimizer = build_optimizer(model, run_config)
     scheduler = get_scheduler(
         training.lr_scheduler_type, optimizer, num_warmup_steps=math.ceil(training.warmup_ratio * training.max_steps),
         num_training_steps=training.max_steps,
     )
     model, optimizer, train_dataloader, scheduler = accelerator.prepare(model, optimizer, train_dataloader, scheduler)
-
     if args.with_tracking:
         accelerator.init_trackers("hstl", config=_flat_tracker_config(run_config))
-
-    state = _TrainState()
-    checkpoint = _resolve_resume(args.resume_from_checkpoint, output_dir)
-    if checkpoint is not None:
-        accelerator.print(f"Resuming from {checkpoint}")
-        state = _TrainState.from_checkpoint(load_checkpoint(accelerator, checkpoint))
-        _truncate_train_log(accelerator, output_dir, state.completed_steps)
-
     logger.info(
         f"***** Training {len(tasks)} task(s): {', '.join(task.name for task in tasks)} *****\n"
         f"  rows per task = {[len(d) for d in train_sets]}, global batch = {training.train_batch_size}, "
         f"accumulation = {training.gradient_accumulation_steps}, steps = {training.max_steps}, "
-        f"processes = {accelerator.num_processes}",
+        f"batches per epoch = {len(sampler)}, processes = {accelerator.num_processes}",
         main_process_only=True,
     )
-    progress = tqdm(range(training.max_steps), initial=state.completed_steps,
-                    disable=not accelerator.is_local_main_process)
-    model.train()
     # Batches carry the model's task ids: a fine-tuned model may hold more heads than this run trains.
-    model_task_names = accelerator.unwrap_model(model).config.task_names
-    running = _RunningLoss(len(model_task_names), accelerator.device)
-    stop_at = training.max_steps if args.stop_after_steps is None else min(training.max_steps, args.stop_after_steps)
-    for batch in _batches_from(state, train_dataloader, sampler, accelerator):
-        if state.completed_steps >= stop_at:
-            break
-        if not _train_on_batch(model, batch, optimizer, scheduler, accelerator, run_config, model_task_names, state,
-                               running):
-            continue
-        state.completed_steps += 1
-        progress.update(1)
-        step = state.completed_steps
-        if step % training.logging_steps == 0 or step == training.max_steps:
-            log = running.pop(accelerator, model_task_names)
-            log["lr/encoder"], log["lr/heads"] = _group_lrs(optimizer)
-            progress.set_postfix(loss=f"{log['train_loss']:.3f}")
-            accelerator.log(log, step=step)
-            _append_train_log(accelerator, output_dir, {"step": step, **log})
-        if training.eval_steps and (step % training.eval_steps == 0 or step == training.max_steps):
-            state.best_score = _evaluate_and_keep_best(
-                model, tasks, eval_sets, collator, accelerator, run_config, tokenizer, output_dir, step,
-                state.best_score,
-            )
-            model.train()
-        if training.checkpointing_steps and step % training.checkpointing_steps == 0:
-            save_checkpoint(accelerator, output_dir, step, state.to_json(sampler))
-            if accelerator.is_main_process:
-                prune_checkpoints(output_dir, keep=training.keep_checkpoints)
-    progress.close()
-    if state.completed_steps < training.max_steps:  # stopped early on purpose (tests simulate a kill this way)
-        outcome = TrainingOutcome(str(output_dir), state.completed_steps, state.best_score, {})
-    else:
-        outcome = _finish(model, tasks, eval_sets, collator, accelerator, run_config, tokenizer, output_dir,
-                          state.completed_steps, state.best_score)
-    del model, optimizer, scheduler, train_dataloader
-    _end_training(accelerator)
-    return outcome
+    task_names = accelerator.unwrap_model(model).config.task_names
+    return TrainingRun(run_config, args, accelerator, output_dir, tasks, tokenizer, model, optimizer, scheduler,
+                       sampler, train_dataloader, collator, eval_sets, task_names)
 
 
-def _end_training(accelerator: Accelerator) -> None:
-    """Frees the prepared (DDP-wrapped) model while every process is still here, then ends the run together.
+def _build_datasets(run_config: RunConfig, tasks: list[TaskData], tokenizer, config: HSTLConfig,
+                    accelerator: Accelerator) -> tuple[list, list[dict]]:
+    """Tokenized training windows per task, and per task `{split: (windows, sentences)}` for evaluation."""
+    training = run_config.training
 
-    Freed later, when the caller drops it, DDP's reducer can hold the last reference to the gloo process group, whose
-    destructor then waits forever for a process that has already exited (seen: the second of two CPU processes hung
-    at exit after the first had finished)."""
-    accelerator.free_memory()  # the accelerator's own references to the prepared objects
-    gc.collect()
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    def windows(task: TaskData, split: str):
+        return build_task_dataset(tokenizer, task.splits[split], config.task_label2id(task.name),
+                                  config.task_index(task.name), training.max_length, training.window_overlap)
 
-
-@dataclass
-class _TrainState:
-    """Where a run is: saved as JSON in each checkpoint (never pickled), restored on resume."""
-
-    completed_steps: int = 0
-    best_score: float | None = None
-    epoch: int = 0  # sampler epoch: a run normally needs one, more when steps were skipped
-    batches_in_epoch: int = 0
-
-    def to_json(self, sampler: MultiTaskBatchSampler) -> dict[str, Any]:
-        return {"completed_steps": self.completed_steps, "best_score": self.best_score, "epoch": self.epoch,
-                "batches_in_epoch": self.batches_in_epoch, "sampler": sampler.state_dict()}
-
-    @classmethod
-    def from_checkpoint(cls, values: dict[str, Any]) -> "_TrainState":
-        return cls(values["completed_steps"], values["best_score"], values["epoch"], values["batches_in_epoch"])
+    with accelerator.main_process_first():
+        train_sets = [windows(task, "train") for task in tasks]
+        eval_sets = [{split: (windows(task, split), task.splits[split]) for split in ("validation", "test")
+                      if split in task.splits} for task in tasks]
+    return train_sets, eval_sets
 
 
-def _batches_from(state: _TrainState, dataloader, sampler: MultiTaskBatchSampler, accelerator: Accelerator):
-    """Yields training batches epoch after epoch, starting where `state` says (mid-epoch after a resume)."""
-    while True:
-        # Both: the prepared loader resets the sampler's epoch on one process, and does not forward it on several.
-        dataloader.set_epoch(state.epoch)
-        sampler.set_epoch(state.epoch)
-        skip = state.batches_in_epoch
-        active = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
-        for batch in active:
-            state.batches_in_epoch += 1
-            yield batch
-        state.epoch += 1
-        state.batches_in_epoch = 0
+def _build_train_loader(train_sets: list, collator, training: TrainingSpec) -> tuple[MultiTaskBatchSampler, DataLoader]:
+    """The multi-task sampler over every task's windows, and the loader that uses it.
+
+    An epoch is one pass's worth of rows, rounded up to whole optimizer steps (an epoch ending inside an accumulation
+    would make Accelerate step early). The loader draws its iterators' seeds from its own generator, not from torch's
+    global one: a resumed run creates an iterator the uninterrupted run did not, and the global generator must reach
+    the next batch's dropout in the state the checkpoint saved."""
+    from datasets import concatenate_datasets
+
+    accumulation = training.gradient_accumulation_steps
+    rows = sum(len(dataset) for dataset in train_sets)
+    sampler = MultiTaskBatchSampler(
+        [len(dataset) for dataset in train_sets], batch_size=training.train_batch_size,
+        strategy=training.sampling_strategy, alpha=training.sampling_alpha, batch_mode=training.batch_mode,
+        seed=training.seed, num_batches=accumulation * math.ceil(rows / (training.train_batch_size * accumulation)),
+    )
+    loader = DataLoader(concatenate_datasets(train_sets), batch_sampler=sampler, collate_fn=collator,
+                        generator=torch.Generator().manual_seed(training.seed))
+    return sampler, loader
 
 
-def _train_on_batch(model, batch, optimizer, scheduler, accelerator, run_config, task_names, state, running) -> bool:
-    """Forward, backward and (every `gradient_accumulation_steps` batches) an optimizer step.
-
-    Returns True when an optimizer step was taken. A non-finite loss or gradient norm stops the run or skips the step,
-    as `training.nonfinite_policy` says."""
-    with accelerator.accumulate(model):
-        outputs = model(**batch, decode=False)
-        if not _all_finite(accelerator, outputs.loss):
-            _handle_nonfinite(run_config, accelerator, state.completed_steps, batch, task_names, "loss")
-            optimizer.zero_grad()
-            return False
-        running.add(outputs.per_example_loss.detach(), batch["task_ids"])
-        accelerator.backward(outputs.loss)
-        if accelerator.sync_gradients:
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), run_config.training.max_grad_norm)
-            if not _all_finite(accelerator, grad_norm):
-                _handle_nonfinite(run_config, accelerator, state.completed_steps, batch, task_names, "gradient norm")
-                optimizer.zero_grad()
-                return False
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-    return accelerator.sync_gradients
+def _resume(run: TrainingRun, checkpoint: Path) -> None:
+    """Restores model, optimizer, scheduler, RNG, sampler and loop state from `checkpoint`."""
+    run.accelerator.print(f"Resuming from {checkpoint}")
+    saved = read_trainer_state(checkpoint)
+    if "sampler" in saved:
+        try:
+            run.sampler.load_state_dict(saved["sampler"])
+        except ValueError as error:
+            raise CheckpointError(f"--resume_from_checkpoint {checkpoint}: {error}") from None
+    run.state = _TrainState.from_checkpoint(load_checkpoint(run.accelerator, checkpoint))
+    if "sampler" in saved and run.sampler.epoch != run.state.epoch:
+        raise CheckpointError(f"checkpoint {checkpoint} is damaged: sampler epoch {run.sampler.epoch}, loop epoch "
+                              f"{run.state.epoch}")
+    _truncate_train_log(run.accelerator, run.output_dir, run.state.completed_steps)
 
 
 def _resolve_resume(value: str | None, output_dir: Path) -> Path | None:
@@ -479,45 +442,169 @@ def _resolve_resume(value: str | None, output_dir: Path) -> Path | None:
     return path
 
 
-def _evaluate_and_keep_best(model, tasks, eval_sets, collator, accelerator, run_config, tokenizer, output_dir, step,
-                            best_score):
-    results = _evaluate(model, tasks, eval_sets, collator, accelerator, run_config)
+# ---------------------------------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _train(run: TrainingRun) -> None:
+    """Optimizer steps until `max_steps` (or `--stop_after_steps`), logging, evaluating and checkpointing on the way."""
+    training, state = run.training, run.state
+    stop_at = training.max_steps if run.args.stop_after_steps is None else min(training.max_steps,
+                                                                               run.args.stop_after_steps)
+    progress = tqdm(range(training.max_steps), initial=state.completed_steps,
+                    disable=not run.accelerator.is_local_main_process)
+    running = _RunningLoss(len(run.task_names), run.accelerator.device)
+    run.model.train()
+    for batch in _batches_from(run):
+        if state.completed_steps >= stop_at:
+            break
+        if not _train_on_batch(run, batch, running):
+            continue
+        state.completed_steps += 1
+        progress.update(1)
+        _after_step(run, running, progress)
+    progress.close()
+
+
+def _batches_from(run: TrainingRun):
+    """Yields training batches epoch after epoch, starting where `run.state` says (mid-epoch after a resume)."""
+    state = run.state
+    while True:
+        # Both: the prepared loader resets the sampler's epoch on one process, and does not forward it on several.
+        run.train_dataloader.set_epoch(state.epoch)
+        run.sampler.set_epoch(state.epoch)
+        skip = state.batches_in_epoch
+        active = run.accelerator.skip_first_batches(run.train_dataloader, skip) if skip else run.train_dataloader
+        for batch in active:
+            state.batches_in_epoch += 1
+            yield batch
+        state.epoch += 1
+        state.batches_in_epoch = 0
+
+
+def _train_on_batch(run: TrainingRun, batch, running: "_RunningLoss") -> bool:
+    """Forward, backward and (every `gradient_accumulation_steps` batches) an optimizer step.
+
+    Returns True when an optimizer step was taken. A non-finite loss or gradient norm stops the run or skips the step,
+    as `training.nonfinite_policy` says."""
+    accelerator, model, optimizer = run.accelerator, run.model, run.optimizer
+    with accelerator.accumulate(model):
+        outputs = model(**batch, decode=False)
+        if not _all_finite(accelerator, outputs.loss):
+            _handle_nonfinite(run, batch, "loss")
+            optimizer.zero_grad()
+            return False
+        running.add(outputs.per_example_loss.detach(), batch["task_ids"])
+        accelerator.backward(outputs.loss)
+        if accelerator.sync_gradients:
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), run.training.max_grad_norm)
+            if not _all_finite(accelerator, grad_norm):
+                _handle_nonfinite(run, batch, "gradient norm")
+                optimizer.zero_grad()
+                return False
+        optimizer.step()
+        run.scheduler.step()
+        optimizer.zero_grad()
+    return accelerator.sync_gradients
+
+
+def _after_step(run: TrainingRun, running: "_RunningLoss", progress) -> None:
+    """Logs, evaluates (keeping the best model) and checkpoints, each when its interval says."""
+    training, step = run.training, run.state.completed_steps
+    if step % training.logging_steps == 0 or step == training.max_steps:
+        log = running.pop(run.accelerator, run.task_names)
+        log["lr/encoder"], log["lr/heads"] = _group_lrs(run.optimizer)
+        progress.set_postfix(loss=f"{log['train_loss']:.3f}")
+        run.accelerator.log(log, step=step)
+        _append_train_log(run.accelerator, run.output_dir, {"step": step, **log})
+    if training.eval_steps and (step % training.eval_steps == 0 or step == training.max_steps):
+        _evaluate_and_keep_best(run)
+        run.model.train()
+    if training.checkpointing_steps and step % training.checkpointing_steps == 0:
+        save_checkpoint(run.accelerator, run.output_dir, step, run.state.to_json(run))
+        if run.accelerator.is_main_process:
+            prune_checkpoints(run.output_dir, keep=training.keep_checkpoints)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Evaluation, best model and the end of a run
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _evaluate(run: TrainingRun, split: str) -> dict[str, Any]:
+    """Entity F1 (conlleval's counting) per task on `split`, and their mean."""
+    results = {}
+    for task, task_eval_sets in zip(run.tasks, run.eval_sets):
+        if split not in task_eval_sets:
+            continue
+        dataset, sentences = task_eval_sets[split]
+        predicted = predict_task_labels(
+            run.model, dataset, run.collator, run.accelerator, task.name, [len(s.tokens) for s in sentences],
+            batch_size=run.training.eval_batch_size,
+        )
+        id2label = dict(enumerate(task.labels))
+        predicted_labels = [[id2label[label_id] for label_id in sentence] for sentence in predicted]
+        results[task.name] = score_sentences([s.labels for s in sentences], predicted_labels)
+    if results:
+        results["mean_f1"] = sum(r["f1"] for r in results.values()) / len(results)
+    return results
+
+
+def _format_scores(results: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value['f1']:.4f}" for name, value in results.items() if name != "mean_f1")
+
+
+def _evaluate_and_keep_best(run: TrainingRun) -> None:
+    """Scores the validation split; a better mean F1 with finite weights replaces OUTPUT_DIR/best_model."""
+    step, state = run.state.completed_steps, run.state
+    results = _evaluate(run, "validation")
     if not results:
-        return best_score
-    accelerator.log({f"devel_f1/{name}": value["f1"] for name, value in results.items() if name != "mean_f1"}
-                    | {"devel_f1/mean": results["mean_f1"]}, step=step)
-    logger.info(f"step {step}: devel F1 {_format_scores(results)} (mean {results['mean_f1']:.4f})",
+        return
+    run.accelerator.log({f"validation_f1/{name}": value["f1"] for name, value in results.items()
+                         if name != "mean_f1"} | {"validation_f1/mean": results["mean_f1"]}, step=step)
+    logger.info(f"step {step}: validation F1 {_format_scores(results)} (mean {results['mean_f1']:.4f})",
                 main_process_only=True)
     score = results["mean_f1"]
-    weights_finite = all(torch.isfinite(p).all() for p in accelerator.unwrap_model(model).parameters())
-    if math.isfinite(score) and weights_finite and (best_score is None or score > best_score):
-        save_model_folder(accelerator, model, tokenizer, output_dir / "best_model")
-        return score
-    return best_score
+    weights_finite = all(torch.isfinite(p).all() for p in run.accelerator.unwrap_model(run.model).parameters())
+    if math.isfinite(score) and weights_finite and (state.best_score is None or score > state.best_score):
+        save_model_folder(run.accelerator, run.model, run.tokenizer, run.output_dir / "best_model")
+        state.best_score = score
 
 
-def _finish(model, tasks, eval_sets, collator, accelerator, run_config, tokenizer, output_dir, completed_steps,
-            best_score) -> TrainingOutcome:
-    """Puts the best (or final) weights in `output_dir`, scores them on devel and test, writes all_results.json."""
+def _finish(run: TrainingRun) -> TrainingOutcome:
+    """Puts the best (or final) weights in `output_dir`, scores them on validation and test, writes all_results.json."""
+    accelerator, output_dir = run.accelerator, run.output_dir
     best_dir = output_dir / "best_model"
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(run.model)
     if best_dir.is_dir():
         best = HSTLModel.from_pretrained(best_dir)
         unwrapped.load_state_dict(best.state_dict())
-    if run_config.model.keep_only_trained_tasks:  # stage 2: the folder holds the target's family layer and head only
-        unwrapped.keep_tasks([task.name for task in tasks])
-    save_model_folder(accelerator, model, tokenizer, output_dir)
-    model.eval()
-    results = {"completed_steps": completed_steps, "num_processes": accelerator.num_processes,
-               "best_devel_mean_f1": best_score,
-               "devel": _evaluate(model, tasks, eval_sets, collator, accelerator, run_config, "validation"),
-               "test": _evaluate(model, tasks, eval_sets, collator, accelerator, run_config, "test")}
+    if run.run_config.model.keep_only_trained_tasks:  # stage 2: the folder holds the target's family and head only
+        unwrapped.keep_tasks([task.name for task in run.tasks])
+    save_model_folder(accelerator, run.model, run.tokenizer, output_dir)
+    run.model.eval()
+    results = {"completed_steps": run.state.completed_steps, "num_processes": accelerator.num_processes,
+               "best_validation_mean_f1": run.state.best_score,
+               "validation": _evaluate(run, "validation"), "test": _evaluate(run, "test")}
     if accelerator.is_main_process:
         (output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
         if best_dir.is_dir():
             shutil.rmtree(best_dir)
     accelerator.wait_for_everyone()
-    return TrainingOutcome(str(output_dir), completed_steps, best_score, results)
+    return TrainingOutcome(str(output_dir), run.state.completed_steps, run.state.best_score, results)
+
+
+def _end_training(accelerator: Accelerator) -> None:
+    """Frees the prepared (DDP-wrapped) model while every process is still here, then ends the run together.
+
+    Freed later, when the caller drops it, DDP's reducer can hold the last reference to the gloo process group, whose
+    destructor then waits forever for a process that has already exited (seen: the second of two CPU processes hung
+    at exit after the first had finished)."""
+    accelerator.free_memory()  # the accelerator's own references to the prepared objects
+    gc.collect()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -554,15 +641,13 @@ def _all_finite(accelerator: Accelerator, value: torch.Tensor) -> bool:
     return bool(accelerator.reduce(nonfinite, "sum").item() == 0.0)
 
 
-def _handle_nonfinite(run_config, accelerator, step, batch, task_names: list[str], what: str) -> None:
-    batch_tasks = sorted({task_names[i] for i in batch["task_ids"].unique().tolist()})
-    message = f"non-finite {what} at step {step + 1} on task(s) {batch_tasks}"
-    if run_config.training.nonfinite_policy == "stop":
+def _handle_nonfinite(run: TrainingRun, batch, what: str) -> None:
+    batch_tasks = sorted({run.task_names[i] for i in batch["task_ids"].unique().tolist()})
+    message = f"non-finite {what} at step {run.state.completed_steps + 1} on task(s) {batch_tasks}"
+    if run.training.nonfinite_policy == "stop":
         raise NonFiniteError(message + "; stopping (nonfinite_policy: stop). The last checkpoint and best model are "
                              "untouched. Set training.nonfinite_policy: skip to skip such steps instead.")
     logger.warning(message + "; skipping this step (nonfinite_policy: skip)", main_process_only=True)
-
-
 def _append_train_log(accelerator: Accelerator, output_dir: Path, record: dict[str, Any]) -> None:
     """One JSON line per logging step in OUTPUT_DIR/train_log.jsonl, whatever tracker is (or is not) in use."""
     if accelerator.is_main_process:

@@ -60,7 +60,7 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
     """The tokenizer of `tiny_run_config`, trained once per session, so that every tiny run uses identical ids."""
     from hstl.run_config import run_config_from_dict
     from hstl.tokenization import train_xlnet_tokenizer
-    from hstl.training import load_task_data
+    from hstl.corpora import load_task_data
 
     folder = tmp_path_factory.mktemp("tiny_tokenizer")
     run_config = run_config_from_dict(tiny_run_config(), source="tiny.yaml", base_dir=folder)

@@ -108,7 +108,7 @@ def test_command_line_overrides_choose_methods_seeds_and_steps(tmp_path, tiny_to
 
     def recording_train(run_config, output_dir):
         runs.append((output_dir, run_config.training.max_steps, run_config.training.seed))
-        return {"test": {task.name: {"f1": 0.5} for task in run_config.tasks}, "devel": {}}
+        return {"test": {task.name: {"f1": 0.5} for task in run_config.tasks}, "validation": {}}
 
     overridden = override_comparison_config(config, methods=["single_task"], seeds=[3], max_steps=9)
     assert (config.methods, config.seeds, config.training.max_steps) != (["single_task"], [3], 9)  # a copy

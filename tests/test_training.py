@@ -45,7 +45,7 @@ def test_run_leaves_a_model_folder_with_results(tmp_path, tokenizer_dir):
                  "tokenizer_config.json", "run_config.yaml", "all_results.json", "train_log.jsonl"):
         assert (out / name).exists(), name
     results = json.loads((out / "all_results.json").read_text())
-    assert set(results["devel"]) == {"chem", "disease", "mean_f1"} and set(results["test"]) == {"chem", "disease", "mean_f1"}
+    assert set(results["validation"]) == {"chem", "disease", "mean_f1"} and set(results["test"]) == {"chem", "disease", "mean_f1"}
     assert results["completed_steps"] == 6 and outcome.completed_steps == 6
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [record["step"] for record in log] == [1, 2, 3, 4, 5, 6]
@@ -81,7 +81,7 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, tokenizer_d
 
 
 def test_damaged_checkpoint_is_reported_with_its_path(tmp_path, tokenizer_dir):
-    values = _with_tokenizer(tiny_run_config(max_steps=3), tokenizer_dir)
+    values = _with_tokenizer(tiny_run_config(), tokenizer_dir)
     _run(tmp_path, values, "out", stop_after_steps=3)
     checkpoint = list_checkpoints(tmp_path / "out")[-1]
     weights = checkpoint / "model.safetensors"
@@ -104,7 +104,7 @@ class _RunsCodeWhenUnpickled:
 def test_checkpoint_pickles_are_never_unpickled_freely(tmp_path, tokenizer_dir, name):
     """A checkpoint file replaced by a code-running pickle is refused as damaged, and its code does not run: the
     non-safetensors files of a checkpoint are read with `torch.load(weights_only=True)` only."""
-    values = _with_tokenizer(tiny_run_config(max_steps=3), tokenizer_dir)
+    values = _with_tokenizer(tiny_run_config(), tokenizer_dir)
     _run(tmp_path, values, "out", stop_after_steps=3)
     checkpoint = list_checkpoints(tmp_path / "out")[-1]
     marker = tmp_path / "code_ran"

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SPLITS = ("devel", "test")
 RUN_CONFIG_SPLIT_NAMES = {"validation": "devel", "test": "test", "train": "train"}
-"""`hstl.training.load_task_data` split name -> the corpus file name used here."""
+"""`hstl.corpora.load_task_data` split name -> the corpus file name used here."""
 
 ScoresByCorpus = dict[str, dict[str, dict[str, Any]]]
 """corpus -> split -> scores of `EntityScorer.result`."""
@@ -152,7 +152,7 @@ def _splits_from_run_config(run_config, corpora: list[str]) -> dict[str, dict[st
     """Reads the chosen tasks' data exactly as training does (data_dir, files or Hugging Face dataset)."""
     from dataclasses import replace
 
-    from ..training import load_task_data
+    from ..corpora import load_task_data
 
     selected = replace(run_config, tasks=[task for task in run_config.tasks if task.name in corpora])
     # Sub-sampling applies to training only; scoring reads whole splits.

@@ -24,7 +24,7 @@ from ..run_config import FREEZABLE, ModelSpec, RunConfig, RunConfigError, TaskSp
 
 
 # Fine-tuning defaults when no --config gives a training section: fewer steps and a gentler encoder learning rate than
-# stage 1, evaluation and best-model selection on the target's devel split.
+# stage 1, evaluation and best-model selection on the target's validation split.
 FINETUNE_DEFAULTS = TrainingSpec(
     max_steps=500, encoder_learning_rate=2e-5, head_learning_rate=5e-4, warmup_ratio=0.1, eval_steps=100,
     checkpointing_steps=100, keep_checkpoints=1, sampling_strategy="proportional", sampling_alpha=1.0,
@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--family", default=None,
                         help="Entity family of the target; required for a new task, checked for a known one.")
     parser.add_argument("--train_file", default=None, help="Target training data (CoNLL/IOB, token TAB label).")
-    parser.add_argument("--validation_file", default=None, help="Target devel data, for best-model selection.")
+    parser.add_argument("--validation_file", default=None,
+                        help="Target validation data (e.g. devel.tsv), for best-model selection.")
     parser.add_argument("--test_file", default=None, help="Target test data, scored at the end.")
     parser.add_argument("--tasks", nargs="+", default=None, help="With --config: fine-tune on these of its tasks only.")
     parser.add_argument("--freeze", nargs="+", default=None, choices=FREEZABLE,
@@ -54,6 +55,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.config is None and (args.task is None or args.train_file is None):
         parser.error("give --config, or --task with --train_file (and --validation_file to select the best model)")
     return args
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """The model folder and the corpus files exist; else one line naming the argument."""
+    model = Path(args.model)
+    if not (model / "config.json").is_file():
+        got = "a folder without config.json" if model.is_dir() else "no such folder"
+        raise RunConfigError(f"--model: expected an HSTL model folder (a train.py output), got {got}: {model}")
+    for key in ("train_file", "validation_file", "test_file"):
+        value = getattr(args, key)
+        if value is not None and not Path(value).is_file():
+            task = f" (task {args.task})" if args.task else ""
+            raise RunConfigError(f"--{key}{task}: expected a corpus file, got no such file: {value}")
 
 
 def _known_family(model_dir: str, task: str) -> str | None:
@@ -103,6 +117,7 @@ def target_run_config(args: argparse.Namespace, base: RunConfig | None, spec: Ta
 def run(argv: list[str] | None = None) -> int:
     """The command, user errors raised (`main` turns them into one line and exit status 2)."""
     args = parse_args(argv)
+    check_paths(args)
     base = load_run_config(args.config) if args.config else None
     specs = target_specs(args, base)
     output_dir = args.output_dir

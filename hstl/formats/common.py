@@ -14,36 +14,14 @@ import codecs
 import os
 from typing import Any, Iterator, Union
 
+from ..errors import CorpusFormatError  # noqa: F401 (defined with every user error; the readers raise it)
+
 PathLike = Union[str, "os.PathLike[str]"]
 """A file or folder path as the public functions of the package accept it."""
 
 SEPARATOR_WHITESPACE = " \t"
 """The only characters a separating line may hold; also what may trail a line without meaning anything."""
 _LINE_END = "\r\n"
-
-
-class CorpusFormatError(ValueError):
-    """A corpus file is malformed; the message reads `"{path}:{line}: {expected}, got {got}"`.
-
-    Attributes:
-        path: the file, as a string.
-        line: 1-based line number of the problem, or None when it concerns no single line.
-        expected: what a well-formed file has there.
-        got: what the file has instead.
-    """
-
-    def __init__(self, path: PathLike, line: int | None, expected: str, got: str) -> None:
-        self.path = str(path)
-        self.line = line
-        self.expected = expected
-        self.got = got
-        location = self.path if line is None else f"{self.path}:{line}"
-        super().__init__(f"{location}: {expected}, got {got}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Exceptions pickle as `cls(*self.args)` by default, which does not match this signature; worker processes
-        # (datasets.map(num_proc=...), DataLoader workers) need to send the error back intact.
-        return type(self), (self.path, self.line, self.expected, self.got)
 
 
 def strip_line(line: str) -> str:
