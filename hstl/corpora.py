@@ -18,9 +18,6 @@ from .run_config import RunConfig, TaskSpec
 SPLITS = ("train", "validation", "test")
 """The split names a run uses everywhere it writes, as Hugging Face names them."""
 
-CORPUS_SPLIT_NAMES = {"train": "train", "devel": "validation", "dev": "validation", "validation": "validation",
-                      "test": "test"}
-"""A corpus folder's split name (`read_split_dir`: train, devel, test) -> the run's split name."""
 
 
 @dataclass
@@ -36,8 +33,7 @@ class TaskData:
 def read_task_splits(spec: TaskSpec, run_config: RunConfig, where: str) -> dict[str, list[Sentence]]:
     """The splits a task's data source holds, keyed `train`, `validation`, `test`; `where` names the task in errors."""
     if spec.data_dir is not None:
-        splits = read_split_dir(run_config.resolve_path(spec.data_dir))
-        return {CORPUS_SPLIT_NAMES[name]: sentences for name, sentences in splits.items()}
+        return read_split_dir(run_config.resolve_path(spec.data_dir))
     if spec.hf_dataset is not None:
         return _read_hf_splits(spec, run_config, where)
     files = {"train_file": spec.train_file, "validation_file": spec.validation_file, "test_file": spec.test_file}

@@ -26,10 +26,11 @@ __all__ = ["DOCSTART", "OUTSIDE_LABEL", "CorpusFormatError", "PathLike", "Senten
 
 SPLIT_FILE_NAMES: dict[str, tuple[str, ...]] = {
     "train": ("train.tsv",),
-    "devel": ("devel.tsv", "dev.tsv", "validation.tsv"),
+    "validation": ("devel.tsv", "dev.tsv", "validation.tsv"),
     "test": ("test.tsv",),
 }
-"""Split name -> file names accepted for it in a corpus folder, canonical name first."""
+"""Split name (as Hugging Face names it) -> file names accepted for it in a corpus folder, canonical name first: the
+BioNER corpora call the validation split `devel.tsv`."""
 
 HF_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 """File extension -> `datasets` packaged builder used by `load_hf_token_dataset` for a single local file."""
@@ -50,7 +51,7 @@ def read_split_dir(directory: PathLike, *, labelled: bool = True) -> dict[str, l
     Looks for `train.tsv`, `devel.tsv` (or `dev.tsv` or `validation.tsv`) and `test.tsv`; any subset may exist.
 
     Returns:
-        Split name (`"train"`, `"devel"`, `"test"`) -> sentences, for the splits present, in that order.
+        Split name (`"train"`, `"validation"`, `"test"`) -> sentences, for the splits present, in that order.
 
     Raises:
         FileNotFoundError: naming the directory, when it does not exist or holds none of these files.

@@ -70,7 +70,7 @@ def _reference_subtokens(tokenizer, sentences: list[list[str]]) -> list[list[lis
 
 
 def test_subtokens_match_whole_sentence_encoding(tokenizer) -> None:
-    sentences = sample_sentences("devel")[:200] + [["IL-2", *EMPTY_WORDS, "gene", ""]]
+    sentences = sample_sentences("validation")[:200] + [["IL-2", *EMPTY_WORDS, "gene", ""]]
     assert subtokens_per_word(tokenizer, sentences) == _reference_subtokens(tokenizer, sentences)
 
 
@@ -248,7 +248,7 @@ def test_collator_rejects_rows_without_metadata(tokenizer) -> None:
 
 def test_long_sentence_round_trips_through_windows_and_stitching(tokenizer) -> None:
     rng = random.Random(0)
-    vocabulary = [word for words in sample_sentences("devel")[:100] for word in words]
+    vocabulary = [word for words in sample_sentences("validation")[:100] for word in words]
     sentences = [[rng.choice(vocabulary) for _ in range(700)], ["short", "one"]]
     # Word-specific label ids, so a word stitched from the wrong place cannot go unnoticed.
     label_ids = [list(range(len(words))) for words in sentences]

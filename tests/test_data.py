@@ -294,8 +294,8 @@ def test_read_split_dir_accepts_aliases(tmp_path):
     write_file(tmp_path, "train.tsv", "a\tB-X\n")
     write_file(tmp_path, "validation.tsv", "b\tO\n")
     splits = read_split_dir(tmp_path)
-    assert list(splits) == ["train", "devel"]
-    assert content_of(splits["devel"]) == [(["b"], ["O"], False)]
+    assert list(splits) == ["train", "validation"]
+    assert content_of(splits["validation"]) == [(["b"], ["O"], False)]
 
 
 def test_read_split_dir_errors_name_the_folder(tmp_path):
@@ -305,7 +305,7 @@ def test_read_split_dir_errors_name_the_folder(tmp_path):
         read_split_dir(tmp_path / "missing")
     write_file(tmp_path, "dev.tsv", "a\tO\n")
     write_file(tmp_path, "devel.tsv", "a\tO\n")
-    with pytest.raises(ValueError, match=r"one file for the devel split, got \['devel.tsv', 'dev.tsv'\]"):
+    with pytest.raises(ValueError, match=r"one file for the validation split, got \['devel.tsv', 'dev.tsv'\]"):
         read_split_dir(tmp_path)
 
 
@@ -408,7 +408,7 @@ def test_sample_has_stated_counts_and_attribution():
     for corpus in SAMPLE_CORPORA:
         splits = read_split_dir(folder / corpus)
         for split, size in SAMPLE_SIZES.items():
-            sentences = splits[split]
+            sentences = splits["validation" if split == "devel" else split]  # the README names files: devel.tsv
             chunks = [extract_chunks(sentence.labels) for sentence in sentences]
             with_mention = sum(map(bool, chunks))
             counted = [len(sentences), sum(len(s.tokens) for s in sentences), sum(map(len, chunks)), with_mention]
@@ -451,7 +451,7 @@ def test_real_corpus_matches_shared_readme(bioner_dir, corpus):
             sum(len(extract_chunks(sentence.labels)) for sentence in sentences),
             max(len(sentence.tokens) for sentence in sentences),
         ]
-        assert counted == stated[corpus, split], (corpus, split)
+        assert counted == stated[corpus, "devel" if split == "validation" else split], (corpus, split)
         assert (markers > 0) == (corpus == "JNLPBA")
 
 

@@ -49,7 +49,7 @@ def _task_map_args() -> list[str]:
 def evaluation_dir(talkative_model_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("evaluation")
     argv = ["--model", str(talkative_model_dir), "--data_root", str(sample_data_dir()), "--corpora",
-            *SAMPLE_CORPORA, *_task_map_args(), "--splits", "devel", "test", "--output_dir", str(out), "--cpu"]
+            *SAMPLE_CORPORA, *_task_map_args(), "--splits", "validation", "test", "--output_dir", str(out), "--cpu"]
     assert evaluate_model.run(argv) == 0
     return out
 
@@ -61,11 +61,11 @@ def _gold_mentions(sentences) -> int:
 def test_results_json_counts_match_the_gold_files_and_error_files(evaluation_dir):
     results = json.loads((evaluation_dir / "results.json").read_text())
     assert {corpus: sorted(by_split) for corpus, by_split in results.items()} == {
-        corpus: ["devel", "test"] for corpus in SAMPLE_CORPORA
+        corpus: ["test", "validation"] for corpus in SAMPLE_CORPORA
     }
     for corpus in SAMPLE_CORPORA:
         splits = read_split_dir(sample_data_dir() / corpus)
-        for split in ("devel", "test"):
+        for split in ("validation", "test"):
             scores = results[corpus][split]
             assert scores["num_gold"] == _gold_mentions(splits[split])
             assert scores["num_pred"] > 0, "the talkative model should predict mentions"
@@ -89,12 +89,12 @@ def test_markdown_table_and_png(evaluation_dir):
     results = json.loads((evaluation_dir / "results.json").read_text())
     table = (evaluation_dir / "results.md").read_text()
     for corpus, head in SAMPLE_CORPORA.items():
-        for split in ("devel", "test"):
+        for split in ("validation", "test"):
             f1 = f"{results[corpus][split]['f1']:.4f}"
             assert any(line.startswith(f"| {corpus} | {head} | {split} |") and f"| {f1} |" in line
                        for line in table.splitlines()), (corpus, split)
-    mean_devel = sum(results[corpus]["devel"]["f1"] for corpus in SAMPLE_CORPORA) / len(SAMPLE_CORPORA)
-    assert f"| mean (2 corpora) | | devel | | | {mean_devel:.4f} |" in table
+    mean_validation = sum(results[corpus]["validation"]["f1"] for corpus in SAMPLE_CORPORA) / len(SAMPLE_CORPORA)
+    assert f"| mean (2 corpora) | | validation | | | {mean_validation:.4f} |" in table
     assert (evaluation_dir / "f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -108,13 +108,13 @@ def test_config_mode_reads_corpora_like_training_and_skips_the_plot(talkative_mo
         "training: {max_length: 40, window_overlap: 8}\n"
     )
     out = tmp_path / "out"
-    argv = ["--model", str(talkative_model_dir), "--config", str(config), "--splits", "devel", "--output_dir",
+    argv = ["--model", str(talkative_model_dir), "--config", str(config), "--splits", "validation", "--output_dir",
             str(out), "--no_plot", "--cpu"]
     assert evaluate_model.run(argv) == 0
     results = json.loads((out / "results.json").read_text())
-    assert list(results) == ["chem", "disease"] and all(list(by_split) == ["devel"] for by_split in results.values())
-    assert results["chem"]["devel"]["num_gold"] == _gold_mentions(read_split_dir(sample_data_dir() / "BC5CDR-chem")
-                                                                  ["devel"])
+    assert list(results) == ["chem", "disease"] and all(list(by_split) == ["validation"] for by_split in results.values())
+    assert results["chem"]["validation"]["num_gold"] == _gold_mentions(read_split_dir(sample_data_dir() / "BC5CDR-chem")
+                                                                  ["validation"])
     assert not (out / "f1.png").exists()
 
 
@@ -145,7 +145,7 @@ def test_missing_split_and_missing_model_are_one_line_errors(tiny_model_dir, tmp
     assert evaluate_model.run_cli(lambda: evaluate_model.run(argv)) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "BC5CDR-chem" in error and "['test']" in error and "\n" not in error
-    assert evaluate_model.run_cli(lambda: evaluate_model.run([*argv, "--splits", "devel", "--max_length", "2"])) == 2
+    assert evaluate_model.run_cli(lambda: evaluate_model.run([*argv, "--splits", "validation", "--max_length", "2"])) == 2
     assert "--max_length/--overlap: max_length: expected more than the 2 special tokens" in capsys.readouterr().err
     argv[1] = str(tmp_path / "no-model")
     assert evaluate_model.run_cli(lambda: evaluate_model.run(argv)) == 2
@@ -186,11 +186,11 @@ def test_each_corpus_is_scored_with_its_own_head(tiny_model_dir, tmp_path):
     model_dir = opinionated_copy(tiny_model_dir, tmp_path / "model", {"chem": "O", "disease": "B-Disease"})
     out = tmp_path / "out"
     argv = ["--model", str(model_dir), "--data_root", str(sample_data_dir()), "--corpora", *SAMPLE_CORPORA,
-            *_task_map_args(), "--splits", "devel", "--output_dir", str(out), "--no_plot", "--cpu"]
+            *_task_map_args(), "--splits", "validation", "--output_dir", str(out), "--no_plot", "--cpu"]
     assert evaluate_model.run(argv) == 0
     results = json.loads((out / "results.json").read_text())
     # chem (all "O") finds nothing in BC5CDR-chem; disease ("B-Disease" everywhere) makes every word of NCBI-disease
     # a one-word mention.
-    assert results["BC5CDR-chem"]["devel"]["num_pred"] == 0
-    ncbi_words = sum(len(sentence.tokens) for sentence in read_split_dir(sample_data_dir() / "NCBI-disease")["devel"])
-    assert results["NCBI-disease"]["devel"]["num_pred"] == ncbi_words > 0
+    assert results["BC5CDR-chem"]["validation"]["num_pred"] == 0
+    ncbi_words = sum(len(sentence.tokens) for sentence in read_split_dir(sample_data_dir() / "NCBI-disease")["validation"])
+    assert results["NCBI-disease"]["validation"]["num_pred"] == ncbi_words > 0

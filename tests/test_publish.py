@@ -75,7 +75,7 @@ def _sample_text() -> str:
     from hstl.data import read_split_dir, sample_data_dir
 
     sentences = [" ".join(sentence.tokens) for corpus in ("BC5CDR-chem", "NCBI-disease")
-                 for sentence in read_split_dir(sample_data_dir() / corpus)["devel"][:6]]
+                 for sentence in read_split_dir(sample_data_dir() / corpus)["validation"][:6]]
     long_sentence = " ".join(sentence.rstrip(" .") for sentence in sentences[:4]) + " ."
     return "\n\n".join([" ".join(sentences[:5]), long_sentence, "E. coli and IL-2 (5-fluorouracil) rose.",
                         " ".join(sentences[5:])]) + "\n"

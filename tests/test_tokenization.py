@@ -46,7 +46,7 @@ def test_special_pieces_have_xlnet_ids(tokenizer) -> None:
 
 
 def test_held_out_words_become_real_pieces(tokenizer) -> None:
-    held_out = sample_sentences("devel")[:50]
+    held_out = sample_sentences("validation")[:50]
     encoded = tokenizer(held_out, is_split_into_words=True, add_special_tokens=False)
     all_ids = [token_id for ids in encoded["input_ids"] for token_id in ids]
     num_words = sum(len(words) for words in held_out)

@@ -2,7 +2,7 @@
 scores, a markdown table, an F1 chart and error files.
 
     hstl-evaluate --model runs/demo --data_root hstl/sample_data --corpora BC5CDR-chem NCBI-disease \
-        --splits devel test --output_dir runs/demo/evaluation
+        --splits validation test --output_dir runs/demo/evaluation
     hstl-evaluate --model runs/demo --config configs/demo.yaml --output_dir runs/demo/evaluation
 
 Each corpus is tagged by the head of the same name, or by the head `--task_map corpus=head` names (e.g. scoring the
@@ -13,7 +13,7 @@ BC5CDR-disease head on NCBI-disease). Writes into OUTPUT_DIR:
     f1.png                        F1 per corpus, one bar per split (needs matplotlib: `pip install 'hstl[plot]'`)
     errors/<corpus>.<split>.jsonl one false positive or false negative per line, with its sentence's text
 
-Each corpus is scored by `hstl.evaluation.score_head`, the code that scores devel and test during training, with
+Each corpus is scored by `hstl.evaluation.score_head`, the code that scores validation and test during training, with
 the window settings `hstl.inference.loading.window_settings` decides, as predict.py does.
 """
 
@@ -32,8 +32,7 @@ from ..data import Sentence, read_split_dir
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SPLITS = ("devel", "test")
-RUN_CONFIG_SPLIT_NAMES = {"validation": "devel", "test": "test", "train": "train"}
+DEFAULT_SPLITS = ("validation", "test")
 """`hstl.corpora.load_task_data` split name -> the corpus file name used here."""
 
 ScoresByCorpus = dict[str, dict[str, dict[str, Any]]]
@@ -42,7 +41,7 @@ ScoresByCorpus = dict[str, dict[str, dict[str, Any]]]
 
 @dataclass
 class CorpusToScore:
-    """One corpus: the model head that tags it and its sentences per split (`devel`, `test`, `train`)."""
+    """One corpus: the model head that tags it and its sentences per split (`validation`, `test`, `train`)."""
 
     corpus: str
     head: str
@@ -58,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Run config (YAML) whose tasks say where each corpus is; corpus name = task name.")
     parser.add_argument("--corpora", nargs="+", default=None,
                         help="Corpora to score (default: every corpus of --data_root or --config that has a head).")
-    parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), choices=["train", "devel", "test"],
-                        help="Splits to score (default: devel test).")
+    parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), choices=["train", "validation", "test"],
+                        help="Splits to score (default: validation test; a corpus folder's devel.tsv is its validation split).")
     parser.add_argument("--task_map", nargs="+", default=[], metavar="CORPUS=HEAD",
                         help="Tag CORPUS with the head HEAD instead of the head named like the corpus.")
     parser.add_argument("--output_dir", required=True, type=Path, help="Where results.json, results.md, f1.png "
@@ -157,8 +156,7 @@ def _splits_from_run_config(run_config, corpora: list[str]) -> dict[str, dict[st
     selected = replace(run_config, tasks=[task for task in run_config.tasks if task.name in corpora])
     # Sub-sampling applies to training only; scoring reads whole splits.
     selected.tasks = [replace(task, max_train_sentences=None) for task in selected.tasks]
-    return {task.name: {RUN_CONFIG_SPLIT_NAMES[name]: sentences for name, sentences in task.splits.items()}
-            for task in load_task_data(selected)}
+    return {task.name: dict(task.splits) for task in load_task_data(selected)}
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Write the folder that would be uploaded to OUT (new or empty) and upload nothing.")
     parser.add_argument("--results", type=Path, default=None,
                         help="results.json of `python -m eval.evaluate_model` for the card's model-index (default: "
-                             "the model folder's results.json, else the devel/test scores training left).")
+                             "the model folder's results.json, else the validation/test scores training left).")
     parser.add_argument("--private", action="store_true", help="Create the Hub repository as private.")
     parser.add_argument("--token", default=None, help="Hub token (default: the login cached by `hf auth login`).")
     parser.add_argument("--commit_message", default="Upload HSTL model", help="Message of the Hub commit.")
