@@ -29,21 +29,34 @@ def exact_p_values(counts_a: np.ndarray, counts_b: np.ndarray) -> tuple[float, f
     return (sum(d <= 1e-12 for d in deltas) / len(deltas), sum(d >= -1e-12 for d in deltas) / len(deltas))
 
 
-def test_p_values_match_exact_enumeration():
-    expected_a, expected_b = exact_p_values(COUNTS_A, COUNTS_B)
-    # By hand: a sample drawing sentence i k_i times gives A F1 (k0 + k1) / 3 and B F1 2 k2 / (k0 + k2 + 3). A does
-    # not win only when k2 >= 2: (0, 0, 3) once, (1, 0, 2) and (0, 1, 2) three times each: 7 of 27; no ties.
-    assert (expected_a, expected_b) == (7 / 27, 20 / 27)
+def test_exact_enumeration_by_hand():
+    # A sample drawing sentence i k_i times gives A F1 (k0 + k1) / 3 and B F1 2 k2 / (k0 + k2 + 3). A does not win
+    # only when k2 >= 2: (0, 0, 3) once, (1, 0, 2) and (0, 1, 2) three times each: 7 of 27; no ties.
+    assert exact_p_values(COUNTS_A, COUNTS_B) == (7 / 27, 20 / 27)
+
+
+# A finds the mentions of sentences 0 and 2, B those of 0 and 1 but with two false positives in each.
+PRECISION_A = np.array([[1, 1, 1], [0, 0, 1], [1, 1, 1], [0, 0, 1]])
+PRECISION_B = np.array([[1, 3, 1], [1, 3, 1], [0, 0, 1], [0, 0, 1]])
+
+
+@pytest.mark.parametrize(("counts_a", "counts_b"), [(COUNTS_A, COUNTS_B), (PRECISION_A, PRECISION_B)])
+def test_p_values_match_exact_enumeration(counts_a, counts_b):
+    expected_a, expected_b = exact_p_values(counts_a, counts_b)
     num_samples = 40_000
-    result = paired_bootstrap(COUNTS_A, COUNTS_B, num_samples=num_samples, seed=3)
+    result = paired_bootstrap(counts_a, counts_b, num_samples=num_samples, seed=3)
     tolerance = 5 * math.sqrt(0.25 / num_samples)
     assert result.p_a_better == pytest.approx(expected_a, abs=tolerance)
     assert result.p_b_better == pytest.approx(expected_b, abs=tolerance)
-    assert result.p_two_sided == pytest.approx(2 * expected_a, abs=2 * tolerance)
+    assert result.p_two_sided == pytest.approx(min(1.0, 2 * min(expected_a, expected_b)), abs=2 * tolerance)
+
+
+def test_observed_scores():
+    result = paired_bootstrap(COUNTS_A, COUNTS_B, num_samples=10)
     # Observed: A 2 correct of 3 predicted, 3 gold; B 1 of 2 predicted, 3 gold.
     assert (result.f1_a, result.f1_b) == pytest.approx((2 / 3, 2 * 1 / 5))
     assert result.delta == pytest.approx(2 / 3 - 2 / 5)
-    assert (result.num_samples, result.num_sentences) == (num_samples, 3)
+    assert (result.num_samples, result.num_sentences) == (10, 3)
 
 
 def test_identical_systems_are_never_different_and_a_system_right_everywhere_always_wins():
