@@ -63,6 +63,9 @@ class ComparisonConfig:
     # Joint runs train several corpora at once: by default they get training.max_steps per corpus, so that each
     # corpus sees about as many batches as in its single-task run.
     stage1_max_steps: int | None = None
+    # Settings of the joint runs (stage 1, and finetune_only's pretraining) when they differ from `training`, e.g. a
+    # joint budget with temperature sampling and rarer evaluations; its max_steps is then used as it is.
+    stage1_training: TrainingSpec | None = None
     # Corpora that get cells (default: all); the others are trained in stage 1 only.
     targets: list[str] | None = None
     # finetune_only costs one stage 1 per target and seed: run it on these targets and seeds only (default: all).
@@ -82,8 +85,8 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
         raise RunConfigError(f"{path}: no such comparison config")
     values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     known = {"model", "corpora", "seeds", "methods", "training", "finetune_training", "finetune_only_training",
-             "stage1_max_steps", "targets", "finetune_only_targets", "finetune_only_seeds", "bootstrap_samples",
-             "data_root"}
+             "stage1_max_steps", "stage1_training", "targets", "finetune_only_targets", "finetune_only_seeds",
+             "bootstrap_samples", "data_root"}
     unknown = set(values) - known
     if unknown:
         raise RunConfigError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -97,6 +100,9 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
     targets = _checked_names(values.get("targets"), names, f"{path}: targets")
     finetune_only_targets = _checked_names(values.get("finetune_only_targets"), targets or names,
                                            f"{path}: finetune_only_targets")
+    if values.get("stage1_training") and values.get("stage1_max_steps"):
+        raise RunConfigError(f"{path}: stage1_max_steps: expected it only without stage1_training (whose max_steps "
+                             f"counts), got both")
     finetune_only_seeds = values.get("finetune_only_seeds")
     if finetune_only_seeds is not None:
         finetune_only_seeds = _checked_seeds(finetune_only_seeds, f"{path}: finetune_only_seeds")
@@ -111,6 +117,8 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
                                            f"{path}: finetune_only_training")
                                 if values.get("finetune_only_training") else None),
         stage1_max_steps=values.get("stage1_max_steps"),
+        stage1_training=(build_spec(TrainingSpec, values["stage1_training"], f"{path}: stage1_training")
+                         if values.get("stage1_training") else None),
         targets=targets,
         finetune_only_targets=finetune_only_targets,
         finetune_only_seeds=finetune_only_seeds,
@@ -199,9 +207,12 @@ def read_wall_time(run_dir: str | Path) -> dict | None:
 
 def _run_config(config: ComparisonConfig, tasks: list[TaskSpec], training: TrainingSpec, seed: int,
                 model: ModelSpec) -> RunConfig:
+    joint = len(tasks) > 1 and model.init_from is None  # a stage-1 run
+    if joint and config.stage1_training is not None:
+        training = config.stage1_training
     training = copy.deepcopy(training)
     training.seed = seed
-    if len(tasks) > 1 and model.init_from is None:  # a joint (stage-1) run
+    if joint and config.stage1_training is None:
         training.max_steps = config.stage1_max_steps or training.max_steps * len(tasks)
     return RunConfig(model=copy.deepcopy(model), tasks=copy.deepcopy(tasks), training=training,
                      data_root=config.data_root, source=config.source)
@@ -209,6 +220,11 @@ def _run_config(config: ComparisonConfig, tasks: list[TaskSpec], training: Train
 
 def _finetune_model(init_from: str) -> ModelSpec:
     return ModelSpec(init_from=str(Path(init_from).resolve()), keep_only_trained_tasks=True)
+
+
+def stage1_run_dir(output_dir: str | Path, seed: int) -> Path:
+    """Where a comparison in `output_dir` trains (and leaves) the stage-1 model of `seed`."""
+    return Path(output_dir) / "runs" / "stage1" / f"seed{seed}"
 
 
 def _cell_path(output_dir: Path, method: str, corpus: str, seed: int) -> Path:
@@ -293,7 +309,7 @@ def _run_seed(config: ComparisonConfig, output_dir: Path, seed: int, train: Trai
         results = train(_run_config(config, [corpus], config.training, seed, config.model), run_dir)
         _write_cell(output_dir, config, _Cell("single_task", corpus, seed, run_dir, results, [run_dir]))
     if pending("multi_task") or pending("hstl"):
-        stage1_dir = str(runs / "stage1" / f"seed{seed}")
+        stage1_dir = str(stage1_run_dir(output_dir, seed))
         log(f"[seed {seed}] stage 1 on {names}")
         stage1 = train(_run_config(config, config.corpora, config.training, seed, config.model), stage1_dir)
         for corpus in pending("multi_task"):
@@ -462,6 +478,8 @@ def comparison_config_to_dict(config: ComparisonConfig) -> dict[str, Any]:
             "methods": config.methods, "training": asdict(config.training),
             "finetune_training": asdict(config.finetune_training),
             "finetune_only_training": asdict(config.finetune_only_training) if config.finetune_only_training else None,
-            "stage1_max_steps": config.stage1_max_steps, "targets": config.targets,
+            "stage1_max_steps": config.stage1_max_steps,
+            "stage1_training": asdict(config.stage1_training) if config.stage1_training else None,
+            "targets": config.targets,
             "finetune_only_targets": config.finetune_only_targets, "finetune_only_seeds": config.finetune_only_seeds,
             "bootstrap_samples": config.bootstrap_samples, "data_root": config.data_root}

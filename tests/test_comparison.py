@@ -154,13 +154,16 @@ def test_only_targets_get_cells_and_finetune_only_runs_where_told(tmp_path, tiny
     path = _write_config(tmp_path, tiny_tokenizer_dir, seeds=(1, 2))
     values = yaml.safe_load(path.read_text())
     values["corpora"].append(dict(values["corpora"][0], name="extra"))
-    values.update(targets=["chem", "disease"], finetune_only_targets=["disease"], finetune_only_seeds=[2])
+    values.update(targets=["chem", "disease"], finetune_only_targets=["disease"], finetune_only_seeds=[2],
+                  stage1_training=dict(values["training"], max_steps=7))
     path.write_text(yaml.safe_dump(values))
     config = load_comparison_config(path)
     runs = []
+    steps = {}
 
     def recording_train(run_config, output_dir):
         runs.append((str(Path(output_dir).relative_to(tmp_path / "out")), [task.name for task in run_config.tasks]))
+        steps[runs[-1][0]] = run_config.training.max_steps
         return {"test": {task.name: {"f1": 0.5} for task in run_config.tasks}, "devel": {}, "completed_steps": 2}
 
     summary = run_comparison(config, tmp_path / "out", train=recording_train, log=lambda message: None)
@@ -171,6 +174,9 @@ def test_only_targets_get_cells_and_finetune_only_runs_where_told(tmp_path, tiny
         "runs/finetune_only/disease/seed2", "runs/pretrain_without/disease/seed2"]
     assert summary["corpora"]["disease"]["methods"]["finetune_only"] == [50.0]
     assert summary["corpora"]["chem"]["steps"]["hstl"] == [2, 2]
+    # Joint runs take stage1_training's budget as it is; the others keep theirs.
+    assert (steps["runs/stage1/seed1"], steps["runs/pretrain_without/disease/seed2"]) == (7, 7)
+    assert (steps["runs/single_task/chem/seed1"], steps["runs/hstl/chem/seed1"]) == (2, 1)
     for key, value in (("targets", ["chem", "nope"]), ("finetune_only_targets", ["extra"]),
                        ("finetune_only_seeds", [])):
         path.write_text(yaml.safe_dump(dict(values, **{key: value})))
