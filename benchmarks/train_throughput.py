@@ -129,7 +129,8 @@ def compare_grouping(tokenizer, settings: dict) -> None:
     sentences = _common.load_sentences("train", batch_size * num_steps)
     features = _common.encode_features(tokenizer, sentences, settings["max_length"], with_labels=True)
     batches = {
-        name: sampler_batches(tokenizer, features, batch_size, num_steps, settings["megabatch_batches"], grouped=name == "grouped")
+        name: sampler_batches(tokenizer, features, batch_size, num_steps, settings["megabatch_batches"],
+                              grouped=name == "grouped")
         for name in ("random", "grouped")
     }
     num_words = {name: _common.count_words(variant_batches) for name, variant_batches in batches.items()}

@@ -69,6 +69,8 @@ def test_frozen_run_stops_after_patience_evaluations_and_finishes(tmp_path, tiny
     values = tiny_run_config(max_steps=20, eval_steps=2, checkpointing_steps=0, early_stopping_patience=2,
                              encoder_learning_rate=0.0, head_learning_rate=0.0)
     values["model"]["tokenizer"] = str(tiny_tokenizer_dir)
+    for task in values["tasks"]:  # small evaluation sets: this test is about when the loop stops
+        task.update(max_validation_sentences=10, max_test_sentences=10)
     run_config = run_config_from_dict(values, source="t.yaml", base_dir=tmp_path)
     outcome = run_training(run_config, LoopArguments(output_dir=str(tmp_path / "out"), cpu=True))
     results = json.loads((tmp_path / "out" / "all_results.json").read_text())
