@@ -5,7 +5,7 @@
 Measures, with the package's own training loop (`hstl.training.run_training`, length-grouped batches):
 - seconds per training step of a single-task run on NCBI-disease (two runs stopped after `--short` and `--long`
   steps; the difference cancels loading, tokenizing and model set-up), and that set-up time;
-- validation sentences tagged per second (`hstl.prediction.tag_sentences`, eval batch size of the config).
+- validation sentences tagged per second (`hstl.inference.tag_sentences`, eval batch size of the config).
 Then multiplies by the step counts the comparison's runs take: each run stops early somewhere between its first
 possible stop and its budget (`max_steps`), so the estimate is printed for both ends.
 Output: `# ...` lines with the measurements and `ESTIMATE cpu_hours <low> <high>`.
@@ -34,7 +34,7 @@ def timed_run(run_config, steps: int) -> float:
 
 
 def eval_sentences_per_second(run_config, model_source: str, count: int) -> float:
-    from hstl.prediction import tag_sentences
+    from hstl.inference import WindowSettings, tag_sentences
     from modeling_hstl import HSTLModel
 
     from hstl.run_config import resolve_model_source
@@ -46,7 +46,9 @@ def eval_sentences_per_second(run_config, model_source: str, count: int) -> floa
                                                                          "family": task.family}])
     tokenizer = load_tokenizer(resolve_model_source(model_source))
     started = time.perf_counter()
-    tag_sentences(model.eval(), tokenizer, sentences, batch_size=run_config.training.eval_batch_size)
+    training = run_config.training
+    tag_sentences(model.eval(), tokenizer, sentences, settings=WindowSettings(
+        max_length=training.max_length, overlap=training.window_overlap, batch_size=training.eval_batch_size))
     return len(sentences) / (time.perf_counter() - started)
 
 

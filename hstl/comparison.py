@@ -267,16 +267,17 @@ def _test_counts(config: ComparisonConfig, corpus: TaskSpec, run_dir: str) -> li
     bootstrap; None when the run left no model folder (a test's stand-in training function)."""
     if not (Path(run_dir) / "config.json").is_file():
         return None
-    from .prediction import load_model_and_tokenizer, tag_sentences
+    from .inference import WindowSettings, load_model_and_tokenizer, tag_sentences
     from .training import load_task_data
 
     sentences = load_task_data(RunConfig(model=ModelSpec(), tasks=[corpus], data_root=config.data_root,
                                          source=config.source))[0].splits["test"]
     model, tokenizer = load_model_and_tokenizer(run_dir)
     training = config.training
+    settings = WindowSettings(max_length=training.max_length, overlap=training.window_overlap,
+                              batch_size=training.eval_batch_size)
     predicted = tag_sentences(model, tokenizer, [s.tokens for s in sentences], [corpus.name],
-                              batch_size=training.eval_batch_size, max_length=training.max_length,
-                              overlap=training.window_overlap)[corpus.name]
+                              settings=settings)[corpus.name]
     return sentence_counts([s.labels for s in sentences], predicted).tolist()
 
 
