@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hstl.comparison import _run_config, load_comparison_config  # noqa: E402
-from hstl.training import LoopArguments, load_task_data, run_training  # noqa: E402
+from hstl.corpora import load_task_data  # noqa: E402
+from hstl.training import LoopArguments, run_training  # noqa: E402
 
 
 def timed_run(run_config, steps: int) -> float:
@@ -75,7 +76,7 @@ def main() -> None:
 
 def print_estimate(config, step_seconds: float, setup_seconds: float, eval_rate: float) -> None:
     """Seconds of every run of the comparison, at the earliest early stop and at the budget."""
-    from hstl.training import load_task_data as load
+    from hstl.corpora import load_task_data as load
 
     validation = {c.name: len(load(_run_config(config, [c], config.training, 1, config.model))[0].splits.get(
         "validation", [])) for c in config.corpora}

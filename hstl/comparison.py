@@ -268,7 +268,7 @@ def _test_counts(config: ComparisonConfig, corpus: TaskSpec, run_dir: str) -> li
     if not (Path(run_dir) / "config.json").is_file():
         return None
     from .inference import WindowSettings, load_model_and_tokenizer, tag_sentences
-    from .training import load_task_data
+    from .corpora import load_task_data
 
     sentences = load_task_data(RunConfig(model=ModelSpec(), tasks=[corpus], data_root=config.data_root,
                                          source=config.source))[0].splits["test"]

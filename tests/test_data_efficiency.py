@@ -34,7 +34,7 @@ def test_runs_nested_fractions_from_each_seeds_stage1_and_answers_the_question(t
     f1_of = {"from_stage1": {0.1: 0.6, 0.5: 0.7, 1.0: 0.8}, "plain_encoder": {0.1: 0.3, 0.5: 0.5, 1.0: 0.65}}
 
     def stand_in_train(run_config, output_dir):
-        from hstl.training import load_task_data
+        from hstl.corpora import load_task_data
 
         method = "from_stage1" if run_config.model.init_from else "plain_encoder"
         train = load_task_data(run_config)[0].splits["train"]
