@@ -107,6 +107,18 @@ def structure_label_ids(sentence: Sentence) -> list[int]:
     return [STRUCTURE_LABEL_IDS[label[0]] for label in sentence.labels]
 
 
+def encode_features(
+    tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sentence], max_length: int, with_labels: bool
+) -> list[dict[str, list[int]]]:
+    """One feature dict (`input_ids`, word starts, labels, ...) per window of `sentences`, in sentence order, made by
+    the package's own `encode_sentences`, ready for its collator."""
+    rows = encode_sentences(
+        tokenizer, [sentence.tokens for sentence in sentences], max_length=max_length, overlap=16,
+        label_ids=[structure_label_ids(sentence) for sentence in sentences] if with_labels else None,
+    )
+    return [dict(zip(rows, values)) for values in zip(*rows.values())]
+
+
 def collate_batches(
     tokenizer: PreTrainedTokenizerBase,
     sentences: Sequence[Sentence],
@@ -120,11 +132,7 @@ def collate_batches(
     `length_sorted` orders windows longest first, as prediction does (`hstl.inference`); training batches keep the
     corpus order, so their padding is that of a shuffled training batch.
     """
-    rows = encode_sentences(
-        tokenizer, [sentence.tokens for sentence in sentences], max_length=max_length, overlap=16,
-        label_ids=[structure_label_ids(sentence) for sentence in sentences] if with_labels else None,
-    )
-    features = [dict(zip(rows, values)) for values in zip(*rows.values())]
+    features = encode_features(tokenizer, sentences, max_length, with_labels)
     if length_sorted:
         features.sort(key=lambda feature: -len(feature["input_ids"]))
     collator = HSTLDataCollator(tokenizer)

@@ -9,8 +9,12 @@ For each seed:
 - hstl:          stage 1 on all corpora, then fine-tuned on the target (stage 2).
 
 Every training run goes through `hstl.training.run_training`. A cell (method, corpus, seed) is finished when its
-`result.json` exists; finished cells are never redone, interrupted runs resume from their latest checkpoint, and the
-table is computed from the result files alone.
+`result.json` exists; finished cells are never redone, interrupted runs resume from their latest checkpoint (so a kill
+loses at most `checkpointing_steps` steps of the run it hits), and the table is computed from the result files alone.
+
+Only `targets` (default: every corpus) get cells; the other corpora take part in stage 1 only. Each cell keeps its
+test F1, its steps, its wall time and its per-sentence test counts, from which the summary draws a paired bootstrap
+test of HSTL against single-task per target and seed (`hstl.bootstrap`).
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ import copy
 import json
 import math
 import statistics
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import yaml
 
+from .bootstrap import paired_bootstrap, sentence_counts
 from .checkpointing import find_latest_checkpoint
 from .run_config import (
     ModelSpec,
@@ -56,8 +63,20 @@ class ComparisonConfig:
     # Joint runs train several corpora at once: by default they get training.max_steps per corpus, so that each
     # corpus sees about as many batches as in its single-task run.
     stage1_max_steps: int | None = None
+    # Settings of the joint runs (stage 1, and finetune_only's pretraining) when they differ from `training`, e.g. a
+    # joint budget with temperature sampling and rarer evaluations; its max_steps is then used as it is.
+    stage1_training: TrainingSpec | None = None
+    # Corpora that get cells (default: all); the others are trained in stage 1 only.
+    targets: list[str] | None = None
+    # finetune_only costs one stage 1 per target and seed: run it on these targets and seeds only (default: all).
+    finetune_only_targets: list[str] | None = None
+    finetune_only_seeds: list[int] | None = None
+    bootstrap_samples: int = 10_000
     data_root: str | None = None
     source: str = "<comparison>"
+
+    def target_corpora(self) -> list[TaskSpec]:
+        return [c for c in self.corpora if self.targets is None or c.name in self.targets]
 
 
 def load_comparison_config(path: str | Path) -> ComparisonConfig:
@@ -66,7 +85,8 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
         raise RunConfigError(f"{path}: no such comparison config")
     values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     known = {"model", "corpora", "seeds", "methods", "training", "finetune_training", "finetune_only_training",
-             "stage1_max_steps", "data_root"}
+             "stage1_max_steps", "stage1_training", "targets", "finetune_only_targets", "finetune_only_seeds",
+             "bootstrap_samples", "data_root"}
     unknown = set(values) - known
     if unknown:
         raise RunConfigError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -76,6 +96,16 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
     if len(corpora) < 2:
         raise RunConfigError(f"{path}: corpora: expected at least 2 corpora to compare, got {len(corpora)}")
     data_root = values.get("data_root")
+    names = [corpus.name for corpus in corpora]
+    targets = _checked_names(values.get("targets"), names, f"{path}: targets")
+    finetune_only_targets = _checked_names(values.get("finetune_only_targets"), targets or names,
+                                           f"{path}: finetune_only_targets")
+    if values.get("stage1_training") and values.get("stage1_max_steps"):
+        raise RunConfigError(f"{path}: stage1_max_steps: expected it only without stage1_training (whose max_steps "
+                             f"counts), got both")
+    finetune_only_seeds = values.get("finetune_only_seeds")
+    if finetune_only_seeds is not None:
+        finetune_only_seeds = _checked_seeds(finetune_only_seeds, f"{path}: finetune_only_seeds")
     return ComparisonConfig(
         model=build_model_spec(values.get("model") or {}, f"{path}: model"),
         corpora=corpora,
@@ -87,6 +117,12 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
                                            f"{path}: finetune_only_training")
                                 if values.get("finetune_only_training") else None),
         stage1_max_steps=values.get("stage1_max_steps"),
+        stage1_training=(build_spec(TrainingSpec, values["stage1_training"], f"{path}: stage1_training")
+                         if values.get("stage1_training") else None),
+        targets=targets,
+        finetune_only_targets=finetune_only_targets,
+        finetune_only_seeds=finetune_only_seeds,
+        bootstrap_samples=_coerce_positive(values.get("bootstrap_samples", 10_000), f"{path}: bootstrap_samples"),
         data_root=str((path.parent / data_root).resolve()) if data_root else str(path.parent.resolve()),
         source=str(path),
     )
@@ -114,6 +150,21 @@ def _checked_methods(methods: Any, where: str) -> list[str]:
     return list(methods)
 
 
+def _checked_names(names: Any, known: list[str], where: str) -> list[str] | None:
+    """`targets`-like lists: None (all), or a non-empty list of known corpus names."""
+    if names is None:
+        return None
+    if not isinstance(names, list) or not names or not set(names) <= set(known):
+        raise RunConfigError(f"{where}: expected a non-empty list of corpora from {known}, got {names!r}")
+    return list(names)
+
+
+def _coerce_positive(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RunConfigError(f"{where}: expected a positive integer, got {value!r}")
+    return value
+
+
 def _checked_seeds(seeds: Any, where: str) -> list[int]:
     """The seeds of a config or of `--seeds`: a non-empty list of integers."""
     if not isinstance(seeds, list) or not seeds or not all(isinstance(seed, int) for seed in seeds):
@@ -129,6 +180,11 @@ def _checked_seeds(seeds: Any, where: str) -> list[int]:
 TrainFunction = Callable[[RunConfig, str], dict]
 
 
+TIMING_FILE = "wall_time.json"
+"""Beside a run's all_results.json: `{"wall_seconds": s, "resumed": bool}`, the seconds of the invocation that
+finished the run; when it resumed a killed one, the killed invocation's time is not in it."""
+
+
 def _default_train(run_config: RunConfig, output_dir: str) -> dict:
     """Runs (or resumes) one training run and returns its all_results.json; a finished run is read, not redone."""
     from .training import LoopArguments, run_training
@@ -137,14 +193,26 @@ def _default_train(run_config: RunConfig, output_dir: str) -> dict:
     if results_file.exists():
         return json.loads(results_file.read_text())
     resume = "latest" if find_latest_checkpoint(Path(output_dir)) is not None else None
-    return run_training(run_config, LoopArguments(output_dir=output_dir, resume_from_checkpoint=resume)).results
+    started = time.monotonic()
+    results = run_training(run_config, LoopArguments(output_dir=output_dir, resume_from_checkpoint=resume)).results
+    timing = {"wall_seconds": time.monotonic() - started, "resumed": resume is not None}
+    (Path(output_dir) / TIMING_FILE).write_text(json.dumps(timing))
+    return results
+
+
+def read_wall_time(run_dir: str | Path) -> dict | None:
+    path = Path(run_dir) / TIMING_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _run_config(config: ComparisonConfig, tasks: list[TaskSpec], training: TrainingSpec, seed: int,
                 model: ModelSpec) -> RunConfig:
+    joint = len(tasks) > 1 and model.init_from is None  # a stage-1 run
+    if joint and config.stage1_training is not None:
+        training = config.stage1_training
     training = copy.deepcopy(training)
     training.seed = seed
-    if len(tasks) > 1 and model.init_from is None:  # a joint (stage-1) run
+    if joint and config.stage1_training is None:
         training.max_steps = config.stage1_max_steps or training.max_steps * len(tasks)
     return RunConfig(model=copy.deepcopy(model), tasks=copy.deepcopy(tasks), training=training,
                      data_root=config.data_root, source=config.source)
@@ -154,17 +222,63 @@ def _finetune_model(init_from: str) -> ModelSpec:
     return ModelSpec(init_from=str(Path(init_from).resolve()), keep_only_trained_tasks=True)
 
 
+def stage1_run_dir(output_dir: str | Path, seed: int) -> Path:
+    """Where a comparison in `output_dir` trains (and leaves) the stage-1 model of `seed`."""
+    return Path(output_dir) / "runs" / "stage1" / f"seed{seed}"
+
+
 def _cell_path(output_dir: Path, method: str, corpus: str, seed: int) -> Path:
     return output_dir / "cells" / method / corpus / f"seed{seed}.json"
 
 
-def _write_cell(path: Path, method: str, corpus: str, seed: int, results: dict, task_name: str, run_dir: str) -> None:
+@dataclass
+class _Cell:
+    """One finished (method, corpus, seed): where its model is and which runs it took (their wall times add up)."""
+
+    method: str
+    corpus: TaskSpec
+    seed: int
+    run_dir: str
+    results: dict
+    run_dirs: list[str]
+
+
+def _write_cell(output_dir: Path, config: ComparisonConfig, cell: _Cell) -> None:
+    path = _cell_path(output_dir, cell.method, cell.corpus.name, cell.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cell = {"method": method, "corpus": corpus, "seed": seed, "run_dir": run_dir,
-            "test": results["test"][task_name], "validation": results["validation"].get(task_name)}
+    name = cell.corpus.name
+    timings = [read_wall_time(run_dir) for run_dir in cell.run_dirs]
+    record = {
+        "method": cell.method, "corpus": name, "family": cell.corpus.family, "seed": cell.seed,
+        "run_dir": cell.run_dir, "test": cell.results["test"][name],
+        "validation": cell.results.get("validation", {}).get(name),
+        "completed_steps": cell.results.get("completed_steps"),
+        # Own runs first: stage 1 (shared with other cells of the seed) then stage 2, or the single run.
+        "wall_seconds": [timing["wall_seconds"] if timing else None for timing in timings],
+        "test_counts": _test_counts(config, cell.corpus, cell.run_dir),
+    }
     staging = path.with_suffix(".json.incomplete")
-    staging.write_text(json.dumps(cell, indent=2))
+    staging.write_text(json.dumps(record))
     staging.replace(path)
+
+
+def _test_counts(config: ComparisonConfig, corpus: TaskSpec, run_dir: str) -> list[list[int]] | None:
+    """Per test sentence `(num_correct, num_pred, num_gold)` of the model in `run_dir` with `corpus`'s head, for the
+    bootstrap; None when the run left no model folder (a test's stand-in training function)."""
+    if not (Path(run_dir) / "config.json").is_file():
+        return None
+    from .inference import WindowSettings, load_model_and_tokenizer, tag_sentences
+    from .corpora import load_task_data
+
+    sentences = load_task_data(RunConfig(model=ModelSpec(), tasks=[corpus], data_root=config.data_root,
+                                         source=config.source))[0].splits["test"]
+    model, tokenizer = load_model_and_tokenizer(run_dir)
+    training = config.training
+    settings = WindowSettings(max_length=training.max_length, overlap=training.window_overlap,
+                              batch_size=training.eval_batch_size)
+    predicted = tag_sentences(model, tokenizer, [s.tokens for s in sentences], [corpus.name],
+                              settings=settings)[corpus.name]
+    return sentence_counts([s.labels for s in sentences], predicted).tolist()
 
 
 def run_comparison(config: ComparisonConfig, output_dir: str | Path, train: TrainFunction = _default_train,
@@ -173,47 +287,54 @@ def run_comparison(config: ComparisonConfig, output_dir: str | Path, train: Trai
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "comparison_config.yaml").write_text(yaml.safe_dump(comparison_config_to_dict(config), sort_keys=False))
-    runs = output_dir / "runs"
-    names = [corpus.name for corpus in config.corpora]
     for seed in config.seeds:
-        def pending(method: str) -> list[TaskSpec]:
-            return [c for c in config.corpora
-                    if method in config.methods and not _cell_path(output_dir, method, c.name, seed).exists()]
-
-        for corpus in pending("single_task"):
-            run_dir = str(runs / "single_task" / corpus.name / f"seed{seed}")
-            log(f"[seed {seed}] single_task {corpus.name}")
-            results = train(_run_config(config, [corpus], config.training, seed, config.model), run_dir)
-            _write_cell(_cell_path(output_dir, "single_task", corpus.name, seed), "single_task", corpus.name, seed,
-                        results, corpus.name, run_dir)
-        if pending("multi_task") or pending("hstl"):
-            stage1_dir = str(runs / "stage1" / f"seed{seed}")
-            log(f"[seed {seed}] stage 1 on {names}")
-            stage1 = train(_run_config(config, config.corpora, config.training, seed, config.model), stage1_dir)
-            for corpus in pending("multi_task"):
-                _write_cell(_cell_path(output_dir, "multi_task", corpus.name, seed), "multi_task", corpus.name, seed,
-                            stage1, corpus.name, stage1_dir)
-            for corpus in pending("hstl"):
-                run_dir = str(runs / "hstl" / corpus.name / f"seed{seed}")
-                log(f"[seed {seed}] hstl stage 2 on {corpus.name}")
-                results = train(_run_config(config, [corpus], config.finetune_training, seed,
-                                            _finetune_model(stage1_dir)), run_dir)
-                _write_cell(_cell_path(output_dir, "hstl", corpus.name, seed), "hstl", corpus.name, seed, results,
-                            corpus.name, run_dir)
-        for corpus in pending("finetune_only"):
-            others = [c for c in config.corpora if c.name != corpus.name]
-            pretrain_dir = str(runs / "pretrain_without" / corpus.name / f"seed{seed}")
-            log(f"[seed {seed}] finetune_only: pretraining without {corpus.name}")
-            train(_run_config(config, others, config.training, seed, config.model), pretrain_dir)
-            run_dir = str(runs / "finetune_only" / corpus.name / f"seed{seed}")
-            log(f"[seed {seed}] finetune_only: fine-tuning on {corpus.name}")
-            results = train(_run_config(config, [corpus], config.finetune_only_training or config.training, seed,
-                                        _finetune_model(pretrain_dir)), run_dir)
-            _write_cell(_cell_path(output_dir, "finetune_only", corpus.name, seed), "finetune_only", corpus.name,
-                        seed, results, corpus.name, run_dir)
+        _run_seed(config, output_dir, seed, train, log)
     summary = summarize(output_dir, config)
     write_reports(summary, output_dir)
     return summary
+
+
+def _run_seed(config: ComparisonConfig, output_dir: Path, seed: int, train: TrainFunction,
+              log: Callable[[str], None]) -> None:
+    """Every unfinished cell of one seed: single-task runs, stage 1 and its cells, then finetune_only."""
+    runs = output_dir / "runs"
+    names = [corpus.name for corpus in config.corpora]
+
+    def pending(method: str) -> list[TaskSpec]:
+        return [c for c in config.target_corpora()
+                if method in config.methods and not _cell_path(output_dir, method, c.name, seed).exists()]
+
+    for corpus in pending("single_task"):
+        run_dir = str(runs / "single_task" / corpus.name / f"seed{seed}")
+        log(f"[seed {seed}] single_task {corpus.name}")
+        results = train(_run_config(config, [corpus], config.training, seed, config.model), run_dir)
+        _write_cell(output_dir, config, _Cell("single_task", corpus, seed, run_dir, results, [run_dir]))
+    if pending("multi_task") or pending("hstl"):
+        stage1_dir = str(stage1_run_dir(output_dir, seed))
+        log(f"[seed {seed}] stage 1 on {names}")
+        stage1 = train(_run_config(config, config.corpora, config.training, seed, config.model), stage1_dir)
+        for corpus in pending("multi_task"):
+            _write_cell(output_dir, config, _Cell("multi_task", corpus, seed, stage1_dir, stage1, [stage1_dir]))
+        for corpus in pending("hstl"):
+            run_dir = str(runs / "hstl" / corpus.name / f"seed{seed}")
+            log(f"[seed {seed}] hstl stage 2 on {corpus.name}")
+            results = train(_run_config(config, [corpus], config.finetune_training, seed,
+                                        _finetune_model(stage1_dir)), run_dir)
+            _write_cell(output_dir, config, _Cell("hstl", corpus, seed, run_dir, results, [stage1_dir, run_dir]))
+    if config.finetune_only_seeds is not None and seed not in config.finetune_only_seeds:
+        return
+    for corpus in pending("finetune_only"):
+        if config.finetune_only_targets is not None and corpus.name not in config.finetune_only_targets:
+            continue
+        others = [c for c in config.corpora if c.name != corpus.name]
+        pretrain_dir = str(runs / "pretrain_without" / corpus.name / f"seed{seed}")
+        log(f"[seed {seed}] finetune_only: pretraining without {corpus.name}")
+        train(_run_config(config, others, config.training, seed, config.model), pretrain_dir)
+        run_dir = str(runs / "finetune_only" / corpus.name / f"seed{seed}")
+        log(f"[seed {seed}] finetune_only: fine-tuning on {corpus.name}")
+        results = train(_run_config(config, [corpus], config.finetune_only_training or config.training, seed,
+                                    _finetune_model(pretrain_dir)), run_dir)
+        _write_cell(output_dir, config, _Cell("finetune_only", corpus, seed, run_dir, results, [pretrain_dir, run_dir]))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -226,57 +347,109 @@ def read_cells(output_dir: Path) -> list[dict]:
 
 
 def summarize(output_dir: Path, config: ComparisonConfig | None = None) -> dict[str, Any]:
-    """Mean and standard deviation of test F1 over seeds per (corpus, method), and each method's gain over
-    single-task, computed from the cell files only."""
+    """Per target corpus: its family, each method's test F1 x 100 per seed, steps, wall seconds, and the paired
+    bootstrap of HSTL against single-task per seed; plus the mean ± std table and each method's gain over
+    single-task. Computed from the cell files only."""
     cells = read_cells(output_dir)
-    corpora = [c.name for c in config.corpora] if config else sorted({cell["corpus"] for cell in cells})
+    if config is not None:
+        families = {c.name: c.family for c in config.target_corpora()}
+    else:
+        families = {cell["corpus"]: cell.get("family") for cell in sorted(cells, key=lambda cell: cell["corpus"])}
     methods = [m for m in METHODS if any(cell["method"] == m for cell in cells)]
-    table: dict[str, dict[str, Any]] = {}
-    for corpus in corpora:
-        table[corpus] = {}
-        for method in methods:
-            scores = [cell["test"]["f1"] for cell in cells if cell["corpus"] == corpus and cell["method"] == method]
-            if scores:
-                table[corpus][method] = {
-                    "mean": statistics.fmean(scores),
-                    "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
-                    "n": len(scores),
-                    "f1": scores,
-                }
-        baseline = table[corpus].get("single_task")
-        for method, entry in table[corpus].items():
-            if baseline is not None and method != "single_task":
-                entry["gain_over_single_task"] = entry["mean"] - baseline["mean"]
-    return {"methods": methods, "corpora": corpora, "table": table, "num_cells": len(cells)}
+    samples = config.bootstrap_samples if config is not None else 10_000
+    corpora = {name: _corpus_summary(name, family, methods, cells, samples) for name, family in families.items()}
+    return {"corpora": corpora, "methods": methods, "table": {name: _table_rows(entry) for name, entry in
+                                                               corpora.items()}, "num_cells": len(cells)}
+
+
+def _corpus_summary(name: str, family: str | None, methods: list[str], cells: list[dict],
+                    bootstrap_samples: int) -> dict[str, Any]:
+    """One corpus of the summary: per method, lists in seed order; the bootstrap of HSTL against single-task."""
+    by_method = {m: sorted((c for c in cells if c["corpus"] == name and c["method"] == m), key=lambda c: c["seed"])
+                 for m in methods}
+    by_method = {m: method_cells for m, method_cells in by_method.items() if method_cells}
+    entry = {
+        "family": family,
+        "methods": {m: [100 * c["test"]["f1"] for c in method_cells] for m, method_cells in by_method.items()},
+        "seeds": {m: [c["seed"] for c in method_cells] for m, method_cells in by_method.items()},
+        "steps": {m: [c.get("completed_steps") for c in method_cells] for m, method_cells in by_method.items()},
+        "wall_seconds": {m: [c.get("wall_seconds") for c in method_cells] for m, method_cells in by_method.items()},
+        "bootstrap_hstl_vs_single_task": {},
+    }
+    single = {c["seed"]: c for c in by_method.get("single_task", [])}
+    for cell in by_method.get("hstl", []):
+        baseline = single.get(cell["seed"])
+        if baseline is not None and cell.get("test_counts") and baseline.get("test_counts"):
+            result = paired_bootstrap(np.asarray(cell["test_counts"]), np.asarray(baseline["test_counts"]),
+                                      num_samples=bootstrap_samples, seed=cell["seed"])
+            entry["bootstrap_hstl_vs_single_task"][str(cell["seed"])] = result.to_dict()
+    return entry
+
+
+def _table_rows(entry: dict[str, Any]) -> dict[str, Any]:
+    """Mean and standard deviation over seeds (F1 in [0, 1]) per method, with the gain over single-task."""
+    rows = {}
+    for method, scores in entry["methods"].items():
+        f1 = [score / 100 for score in scores]
+        rows[method] = {"mean": statistics.fmean(f1), "std": statistics.stdev(f1) if len(f1) > 1 else 0.0,
+                        "n": len(f1), "f1": f1}
+    baseline = rows.get("single_task")
+    for method, row in rows.items():
+        if baseline is not None and method != "single_task":
+            row["gain_over_single_task"] = row["mean"] - baseline["mean"]
+    return rows
 
 
 def format_markdown(summary: dict[str, Any]) -> str:
-    """Test F1 x 100, mean ± std over seeds, gain over single-task in brackets."""
+    """Test F1 x 100, mean ± std over seeds, gain over single-task in brackets; then the bootstrap tests and the
+    steps and hours of each method."""
     methods = summary["methods"]
-    lines = ["| corpus | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-    for corpus in summary["corpora"]:
+    lines = ["| corpus | family | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for corpus, entry in summary["corpora"].items():
         row = []
         for method in methods:
-            entry = summary["table"][corpus].get(method)
-            if entry is None:
+            cell = summary["table"][corpus].get(method)
+            if cell is None:
                 row.append("-")
                 continue
-            text = f"{100 * entry['mean']:.2f} ± {100 * entry['std']:.2f}"
-            if "gain_over_single_task" in entry:
-                text += f" ({100 * entry['gain_over_single_task']:+.2f})"
+            text = f"{100 * cell['mean']:.2f} ± {100 * cell['std']:.2f}"
+            if "gain_over_single_task" in cell:
+                text += f" ({100 * cell['gain_over_single_task']:+.2f})"
             row.append(text)
-        lines.append(f"| {corpus} | " + " | ".join(row) + " |")
+        lines.append(f"| {corpus} | {entry['family']} | " + " | ".join(row) + " |")
+    tests = [(corpus, seed, result) for corpus, entry in summary["corpora"].items()
+             for seed, result in entry["bootstrap_hstl_vs_single_task"].items()]
+    if tests:
+        lines += ["", "Paired bootstrap over test sentences, HSTL - single-task (F1 x 100):", "",
+                  "| corpus | seed | HSTL | single-task | difference | p (two-sided) |", "|---|---|---|---|---|---|"]
+        lines += [f"| {corpus} | {seed} | {100 * r['f1_a']:.2f} | {100 * r['f1_b']:.2f} | {100 * r['delta']:+.2f} | "
+                  f"{r['p_two_sided']:.4f} |" for corpus, seed, r in tests]
+    lines += ["", "Steps and wall-clock hours per cell (mean over seeds; stage 1 counted in every cell that uses it):",
+              "", "| corpus | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for corpus, entry in summary["corpora"].items():
+        lines.append(f"| {corpus} | " + " | ".join(_steps_and_hours(entry, method) for method in methods) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_reports(summary: dict[str, Any], output_dir: Path) -> None:
+def _steps_and_hours(entry: dict[str, Any], method: str) -> str:
+    steps = [step for step in entry["steps"].get(method, []) if step is not None]
+    seconds = [sum(run or 0.0 for run in runs) for runs in entry["wall_seconds"].get(method, []) if runs]
+    if not steps and not seconds:
+        return "-"
+    step_text = f"{statistics.fmean(steps):.0f} steps" if steps else "? steps"
+    return step_text + (f", {statistics.fmean(seconds) / 3600:.2f} h" if seconds else "")
+
+
+def write_reports(summary: dict[str, Any], output_dir: Path, name: str = "results") -> None:
+    """OUTPUT_DIR/NAME.json (the summary), NAME.md (its tables) and NAME.png (test F1 per corpus and method)."""
     output_dir = Path(output_dir)
-    (output_dir / "results.json").write_text(json.dumps(summary, indent=2))
-    (output_dir / "results.md").write_text(format_markdown(summary))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    (output_dir / f"{name}.md").write_text(format_markdown(summary))
     try:
-        _plot(summary, output_dir / "results.png")
+        _plot(summary, output_dir / f"{name}.png")
     except ImportError:
-        print("matplotlib is not installed: results.png skipped (pip install 'hstl[plot]')")
+        print(f"matplotlib is not installed: {name}.png skipped (pip install 'hstl[plot]')")
 
 
 def _plot(summary: dict[str, Any], path: Path) -> None:
@@ -285,7 +458,7 @@ def _plot(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    corpora, methods = summary["corpora"], summary["methods"]
+    corpora, methods = list(summary["corpora"]), summary["methods"]
     width = 0.8 / max(len(methods), 1)
     figure, axes = plt.subplots(figsize=(1.8 * len(corpora) + 2, 4))
     for index, method in enumerate(methods):
@@ -307,4 +480,7 @@ def comparison_config_to_dict(config: ComparisonConfig) -> dict[str, Any]:
             "finetune_training": asdict(config.finetune_training),
             "finetune_only_training": asdict(config.finetune_only_training) if config.finetune_only_training else None,
             "stage1_max_steps": config.stage1_max_steps,
-            "data_root": config.data_root}
+            "stage1_training": asdict(config.stage1_training) if config.stage1_training else None,
+            "targets": config.targets,
+            "finetune_only_targets": config.finetune_only_targets, "finetune_only_seeds": config.finetune_only_seeds,
+            "bootstrap_samples": config.bootstrap_samples, "data_root": config.data_root}

@@ -91,11 +91,15 @@ class TrainingSpec:
     sampling_strategy: str = "temperature"
     sampling_alpha: float = 0.5
     batch_mode: str = "homogeneous"
+    # Batch training windows of similar length together (transformers' `group_by_length`): less padding, same rows.
+    group_by_length: bool = True
     max_length: int = 128
     window_overlap: int = 16
     eval_steps: int = 200
     checkpointing_steps: int = 200
     keep_checkpoints: int = 2
+    # Stop after this many evaluations in a row without a new best validation mean F1 (None: run all max_steps).
+    early_stopping_patience: int | None = None
     logging_steps: int = 25
     nonfinite_policy: str = "stop"
     freeze: list[str] = field(default_factory=list)
@@ -287,6 +291,12 @@ def _validate(config: RunConfig, where: str) -> None:
     for key in ("train_batch_size", "eval_batch_size", "max_steps", "gradient_accumulation_steps", "max_length"):
         if getattr(training, key) <= 0:
             raise RunConfigError(f"{where}: training.{key}: expected a positive number, got {getattr(training, key)}")
+    if training.early_stopping_patience is not None and (training.early_stopping_patience < 1
+                                                         or training.eval_steps <= 0):
+        raise RunConfigError(
+            f"{where}: training.early_stopping_patience: expected a positive number of evaluations with eval_steps > 0, "
+            f"got {training.early_stopping_patience} with eval_steps {training.eval_steps}"
+        )
     if not 0 <= training.window_overlap < training.max_length // 2:
         raise RunConfigError(
             f"{where}: training.window_overlap: expected 0 <= overlap < max_length/2 = {training.max_length // 2}, "

@@ -6,11 +6,15 @@ batches of *global* indices into that concatenation, for use as `DataLoader(data
 
 How often each task is picked is set by `task_probabilities`: proportional to corpus size, uniform, or the
 temperature-scaled compromise between the two that multilingual and multi-task training commonly use.
+
+Given the rows' lengths, the sampler also groups rows of similar length into the same batch, as transformers'
+`LengthGroupedSampler` (`group_by_length`) does: a batch is padded to its longest row, and padding is wasted compute.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 import numbers
 import operator
@@ -28,10 +32,14 @@ BATCH_MODES = ("homogeneous", "mixed")
 # reproduce a (seed, task, cycle) of the other.
 _TASK_CHOICE_STREAM = 0
 _ROW_ORDER_STREAM = 1
+_BATCH_ORDER_STREAM = 2
 
 # Settings that fix the stream besides (seed, epoch). `load_state_dict` refuses a state saved with other values:
 # resuming with `skip_first_batches` on a different stream would silently skip or repeat data.
-_STREAM_SETTINGS = ("task_sizes", "batch_size", "strategy", "alpha", "batch_mode", "num_batches")
+_STREAM_SETTINGS = ("task_sizes", "batch_size", "strategy", "alpha", "batch_mode", "num_batches", "megabatch_batches",
+                    "lengths_digest")
+# Settings that states saved before length grouping existed lack; they were ungrouped streams.
+_SETTINGS_ADDED_LATER = {"megabatch_batches": 50, "lengths_digest": None}
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -63,6 +71,19 @@ def _check_task_sizes(task_sizes: Sequence[int]) -> list[int]:
     if not sizes:
         raise ValueError("`task_sizes` must list at least one task, got an empty sequence")
     return [_check_int(f"task_sizes[{task}]", size, minimum=1) for task, size in enumerate(sizes)]
+
+
+def _check_lengths(lengths: Sequence[int], total_rows: int) -> np.ndarray:
+    """Return `lengths` as an int64 array of `total_rows` non-negative values, else raise ValueError."""
+    if isinstance(lengths, (str, bytes, dict)) or not hasattr(lengths, "__len__"):
+        raise ValueError(f"`lengths` must be a sequence of {total_rows} integers, got {type(lengths).__name__}")
+    if len(lengths) != total_rows:
+        raise ValueError(f"`lengths` must hold one length per row, {total_rows}, got {len(lengths)}")
+    as_array = np.asarray(lengths)
+    if as_array.dtype.kind not in "iu" or (as_array < 0).any():
+        raise ValueError(f"`lengths` must be non-negative integers, got dtype {as_array.dtype} "
+                         f"(minimum {as_array.min() if as_array.size else None})")
+    return as_array.astype(np.int64)
 
 
 def _check_alpha(alpha: Any) -> float:
@@ -115,6 +136,12 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
     one epoch to the next, so a large task shows all its rows before it repeats any, even when an epoch is too short
     to cover it.
 
+    With `lengths` (one per row of the concatenation, e.g. sub-tokens per window), batches are length-grouped: the
+    rows an epoch draws for one task (homogeneous mode) or for all tasks (mixed mode) are cut, in draw order, into
+    megabatches of `megabatch_batches * batch_size` rows; each megabatch is sorted by length, longest first, and cut
+    into batches; then the order of these batches is shuffled. Grouping only reorders: an epoch serves the same rows,
+    and in homogeneous mode the same task at each step, as without it.
+
     The batches of an epoch are a pure function of `(seed, epoch)` and of the settings: nothing depends on the
     process, on earlier iteration or on global RNG state. This is what lets Accelerate shard the batches across
     processes (process `k` takes batches `k, k + n, ...`) and lets `accelerate.skip_first_batches` resume mid-epoch.
@@ -147,6 +174,9 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         batch_mode: `"homogeneous"` (one task per batch) or `"mixed"` (one task per example).
         seed: non-negative seed of all the sampler's randomness.
         num_batches: batches per epoch; defaults to `ceil(sum(task_sizes) / batch_size)`, one pass's worth of rows.
+        lengths: length of every row of the concatenation, `sum(task_sizes)` non-negative integers; `None` (the
+            default) leaves batches ungrouped.
+        megabatch_batches: batches per megabatch when `lengths` is given (transformers' `mega_batch_mult`, 50).
 
     Raises:
         ValueError: on any argument of the wrong type or out of range, naming the argument.
@@ -161,6 +191,8 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         batch_mode: str = "homogeneous",
         seed: int = 0,
         num_batches: int | None = None,
+        lengths: Sequence[int] | None = None,
+        megabatch_batches: int = 50,
     ) -> None:
         super().__init__()
         self.task_sizes = tuple(_check_task_sizes(task_sizes))
@@ -173,6 +205,10 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         if num_batches is None:
             num_batches = math.ceil(total_rows / self.batch_size)
         self.num_batches = _check_int("num_batches", num_batches, minimum=1)
+        self.megabatch_batches = _check_int("megabatch_batches", megabatch_batches, minimum=1)
+        self.lengths = None if lengths is None else _check_lengths(lengths, total_rows)
+        # Kept in the state, so that a resume on other data (same sizes, other rows) is refused.
+        self.lengths_digest = None if self.lengths is None else hashlib.sha256(self.lengths.tobytes()).hexdigest()[:16]
         self.epoch = 0
 
         self.probabilities = tuple(task_probabilities(self.task_sizes, self.strategy, self.alpha))
@@ -198,6 +234,8 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         """Yield the current epoch's `num_batches` batches, each a list of `batch_size` global row indices."""
         global_rows = self._epoch_global_rows(self.epoch)  # shape: (num_batches, batch_size)
+        if self.lengths is not None:
+            global_rows = self._length_grouped(global_rows, self.epoch)
         for batch_rows in global_rows:
             yield batch_rows.tolist()
 
@@ -225,8 +263,10 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
 
         Raises:
             ValueError: if keys are missing, or if the state was saved with other settings (task sizes, batch size,
-                strategy, alpha, batch mode, number of batches), since that would be a different stream.
+                strategy, alpha, batch mode, number of batches, length grouping and the lengths themselves), since
+                that would be a different stream.
         """
+        state_dict = {**_SETTINGS_ADDED_LATER, **state_dict}
         missing = [key for key in ("seed", "epoch", *_STREAM_SETTINGS) if key not in state_dict]
         if missing:
             raise ValueError(
@@ -298,3 +338,36 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
             local_rows = self._task_rows(task, int(stream_starts[task]), int(task_slots.sum()))
             global_rows[task_slots] = self.task_offsets[task] + local_rows
         return global_rows
+
+    def _length_grouped(self, global_rows: np.ndarray, epoch: int) -> np.ndarray:
+        """`global_rows` (shape `(num_batches, batch_size)`) with each group's rows regrouped by length.
+
+        A group is the batches of one task in homogeneous mode, every batch in mixed mode; its batches keep their
+        positions, so the task of each step does not change.
+        """
+        if self.batch_mode == "homogeneous":
+            first_rows = global_rows[:, 0]  # a batch holds one task: its first row tells which
+            group_of_batch = np.searchsorted(np.asarray(self.task_offsets), first_rows, side="right") - 1
+        else:
+            group_of_batch = np.zeros(self.num_batches, dtype=np.int64)
+        grouped = np.empty_like(global_rows)
+        for group in np.unique(group_of_batch):
+            positions = np.flatnonzero(group_of_batch == group)  # the group's batches, in step order
+            rows = global_rows[positions].ravel()  # in draw order
+            batches = self._sorted_megabatches(rows)  # shape: (len(positions), batch_size)
+            rng = np.random.default_rng([self.seed, _BATCH_ORDER_STREAM, epoch, int(group)])
+            grouped[positions] = batches[rng.permutation(len(positions))]
+        return grouped
+
+    def _sorted_megabatches(self, rows: np.ndarray) -> np.ndarray:
+        """`rows` cut into megabatches, each sorted by length (longest first, ties in draw order), as batches.
+
+        Returns:
+            Int64 array of shape `(len(rows) // batch_size, batch_size)`.
+        """
+        megabatch_rows = self.megabatch_batches * self.batch_size
+        sorted_rows = []
+        for start in range(0, len(rows), megabatch_rows):
+            megabatch = rows[start : start + megabatch_rows]
+            sorted_rows.append(megabatch[np.argsort(-self.lengths[megabatch], kind="stable")])
+        return np.concatenate(sorted_rows).reshape(-1, self.batch_size)

@@ -36,6 +36,7 @@ from configuration_hstl import HSTLConfig
 from modeling_hstl import HSTLModel
 from .corpora import TaskData, load_task_data
 from .errors import CheckpointError, NonFiniteError, RunConfigError
+from .early_stopping import EarlyStopping
 from .inference import build_task_dataset, predict_task_labels
 from .run_config import RunConfig, TrainingSpec, resolve_model_source
 from .sampling import MultiTaskBatchSampler
@@ -193,15 +194,21 @@ class _TrainState:
     best_score: float | None = None
     epoch: int = 0  # sampler epoch
     batches_in_epoch: int = 0
+    early_stopping: dict[str, Any] = field(default_factory=dict)  # EarlyStopping.state_dict()
 
     def to_json(self, run: "TrainingRun") -> dict[str, Any]:
         return {"completed_steps": self.completed_steps, "best_score": self.best_score, "epoch": self.epoch,
                 "batches_in_epoch": self.batches_in_epoch, "sampler": run.sampler.state_dict(),
-                "settings": resume_settings(run.run_config)}
+                "settings": resume_settings(run.run_config), "early_stopping": self.early_stopping}
 
     @classmethod
     def from_checkpoint(cls, values: dict[str, Any]) -> "_TrainState":
-        return cls(values["completed_steps"], values["best_score"], values["epoch"], values["batches_in_epoch"])
+        return cls(values["completed_steps"], values["best_score"], values["epoch"], values["batches_in_epoch"],
+                   values.get("early_stopping", {}))
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.early_stopping.get("stopped_at_step") is not None
 
 
 @dataclass
@@ -304,7 +311,8 @@ def run_training(run_config: RunConfig, args: LoopArguments) -> TrainingOutcome:
     if checkpoint is not None:
         _resume(run, checkpoint)
     _train(run)
-    if run.state.completed_steps < run.training.max_steps:  # stopped early on purpose (tests simulate a kill so)
+    # Stopped before max_steps but not by early stopping: on purpose (tests simulate a kill this way).
+    if run.state.completed_steps < run.training.max_steps and not run.state.stopped_early:
         outcome = TrainingOutcome(str(run.output_dir), run.state.completed_steps, run.state.best_score, {})
     else:
         outcome = _finish(run)
@@ -405,6 +413,7 @@ def _build_train_loader(train_sets: list, collator, training: TrainingSpec) -> t
         [len(dataset) for dataset in train_sets], batch_size=training.train_batch_size,
         strategy=training.sampling_strategy, alpha=training.sampling_alpha, batch_mode=training.batch_mode,
         seed=training.seed, num_batches=accumulation * math.ceil(rows / (training.train_batch_size * accumulation)),
+        lengths=_row_lengths(train_sets) if training.group_by_length else None,
     )
     loader = DataLoader(concatenate_datasets(train_sets), batch_sampler=sampler, collate_fn=collator,
                         generator=torch.Generator().manual_seed(training.seed))
@@ -457,7 +466,7 @@ def _train(run: TrainingRun) -> None:
     running = _RunningLoss(len(run.task_names), run.accelerator.device)
     run.model.train()
     for batch in _batches_from(run):
-        if state.completed_steps >= stop_at:
+        if state.completed_steps >= stop_at or state.stopped_early:
             break
         if not _train_on_batch(run, batch, running):
             continue
@@ -519,8 +528,15 @@ def _after_step(run: TrainingRun, running: "_RunningLoss", progress) -> None:
         run.accelerator.log(log, step=step)
         _append_train_log(run.accelerator, run.output_dir, {"step": step, **log})
     if training.eval_steps and (step % training.eval_steps == 0 or step == training.max_steps):
+        previous_best = run.state.best_score
         _evaluate_and_keep_best(run)
         run.model.train()
+        stopper = EarlyStopping(training.early_stopping_patience)
+        stopper.load_state_dict(run.state.early_stopping)
+        if stopper.update(step, improved=run.state.best_score != previous_best):
+            logger.info(f"step {step}: early stopping, no better validation mean F1 in {stopper.patience} "
+                        f"evaluations", main_process_only=True)
+        run.state.early_stopping = stopper.state_dict()
     if training.checkpointing_steps and step % training.checkpointing_steps == 0:
         save_checkpoint(run.accelerator, run.output_dir, step, run.state.to_json(run))
         if run.accelerator.is_main_process:
@@ -662,6 +678,11 @@ def _truncate_train_log(accelerator: Accelerator, output_dir: Path, completed_st
         kept = [line for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and json.loads(line)["step"] <= completed_steps]
         path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _row_lengths(train_sets) -> list[int]:
+    """Sub-tokens of every training row, in the order of the concatenated dataset (for length-grouped batches)."""
+    return [len(input_ids) for dataset in train_sets for input_ids in dataset["input_ids"]]
 
 
 def _group_lrs(optimizer) -> tuple[float, float]:

@@ -39,12 +39,21 @@ def ratios(lines: list[str]) -> list[tuple[str, float]]:
     return [(match[1], float(match[2])) for line in lines if (match := RATIO_LINE.fullmatch(line))]
 
 
-def test_train_throughput_ends_with_mtl_vs_st_ratio():
+def test_train_throughput_prints_heads_ratios_then_grouping_ratio():
     lines = run_benchmark("train_throughput.py")
     assert RATIO_LINE.fullmatch(lines[-1]), lines[-1]
     measured = ratios(lines)
-    assert [name for name, _ in measured] == ["train_mtl_mixed_vs_st", "train_mtl_vs_st"]
+    assert [name for name, _ in measured] == ["train_mtl_mixed_vs_st", "train_mtl_vs_st", "train_grouped_vs_random"]
     assert all(value > 0 for _, value in measured)
+
+
+def test_train_throughput_grouping_pads_less_on_the_same_words():
+    lines = run_benchmark("train_throughput.py", "--only", "grouping")
+    assert [name for name, _ in ratios(lines)] == ["train_grouped_vs_random"]
+    # Both variants train on the same rows; grouping sorts each megabatch, which can only shrink the padded size.
+    slots = re.search(r"sub-token slots incl\. padding: random (\d+), grouped (\d+)", "\n".join(lines))
+    assert slots is not None and int(slots[2]) <= int(slots[1])
+    assert float(lines[-1].split()[-1]) > 0
 
 
 def test_predict_throughput_prints_three_ratios_all_heads_vs_one_last():

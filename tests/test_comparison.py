@@ -55,11 +55,28 @@ def test_runs_every_method_and_skips_finished_cells(tmp_path, tiny_tokenizer_dir
     assert {tuple(run[1]) for run in hstl_runs} == {("chem",), ("disease",)}
     assert all(run[2].endswith("stage1/seed1") for run in hstl_runs)
     assert set(summary["methods"]) == {"single_task", "multi_task", "finetune_only", "hstl"}
-    for corpus in ("chem", "disease"):
+    for corpus, family in (("chem", "chemical"), ("disease", "disease")):
         assert set(summary["table"][corpus]) == set(summary["methods"])
         assert "gain_over_single_task" in summary["table"][corpus]["hstl"]
+        entry = summary["corpora"][corpus]
+        assert entry["family"] == family and set(entry["methods"]) == set(summary["methods"])
+        # Test F1 x 100 per seed, as in the all_results.json of each cell's run.
+        cell = json.loads((tmp_path / f"out/cells/hstl/{corpus}/seed1.json").read_text())
+        run_results = json.loads((Path(cell["run_dir"]) / "all_results.json").read_text())
+        assert entry["methods"]["hstl"] == [pytest.approx(100 * run_results["test"][corpus]["f1"])]
+        # Per-sentence test counts, predicted again from the saved model, add up to the run's own test scores.
+        totals = [sum(column) for column in zip(*cell["test_counts"])]
+        assert totals == [run_results["test"][corpus][key] for key in ("num_correct", "num_pred", "num_gold")]
+        assert len(cell["test_counts"]) == 20  # max_test_sentences
+        # HSTL's cell took stage 1 and its stage 2, each timed.
+        assert len(cell["wall_seconds"]) == 2 and all(seconds > 0 for seconds in cell["wall_seconds"])
+        bootstrap = entry["bootstrap_hstl_vs_single_task"]["1"]
+        assert bootstrap["num_sentences"] == 20
+        assert bootstrap["delta"] == pytest.approx((entry["methods"]["hstl"][0] - entry["methods"]["single_task"][0])
+                                                   / 100)
     for name in ("results.json", "results.md", "results.png"):
         assert (tmp_path / "out" / name).exists()
+    assert "Paired bootstrap" in (tmp_path / "out" / "results.md").read_text()
 
     def failing_train(run_config, output_dir):
         raise AssertionError(f"finished cell redone: {output_dir}")
@@ -76,12 +93,14 @@ def test_table_is_computed_from_result_files(tmp_path):
     ]:
         path = cells / method / corpus / f"seed{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"method": method, "corpus": corpus, "seed": seed, "test": {"f1": f1}}))
+        path.write_text(json.dumps({"method": method, "corpus": corpus, "family": "F", "seed": seed,
+                                    "test": {"f1": f1}}))
     summary = summarize(tmp_path)
+    assert summary["corpora"]["A"]["methods"] == {"single_task": [50.0, 70.0], "hstl": [80.0, 60.0]}
     assert summary["table"]["A"]["single_task"]["mean"] == pytest.approx(0.60)
     assert summary["table"]["A"]["single_task"]["std"] == pytest.approx(0.1414213, rel=1e-5)
     assert summary["table"]["A"]["hstl"]["gain_over_single_task"] == pytest.approx(0.10)
-    assert "| A | 60.00 ± 14.14 | 70.00 ± 14.14 (+10.00) |" in format_markdown(summary)
+    assert "| A | F | 60.00 ± 14.14 | 70.00 ± 14.14 (+10.00) |" in format_markdown(summary)
     # change one file: the table follows
     path = cells / "hstl" / "A" / "seed2.json"
     path.write_text(json.dumps({"method": "hstl", "corpus": "A", "seed": 2, "test": {"f1": 0.8}}))
@@ -119,3 +138,47 @@ def test_command_line_overrides_choose_methods_seeds_and_steps(tmp_path, tiny_to
     for bad in ({"methods": ["magic"]}, {"methods": []}, {"seeds": []}, {"max_steps": 0}):
         with pytest.raises(RunConfigError, match="--"):
             override_comparison_config(config, **bad)
+
+
+def test_command_line_overrides_leave_the_loaded_config_unchanged(tmp_path, tiny_tokenizer_dir):
+    from hstl.comparison import comparison_config_to_dict, override_comparison_config
+
+    config = load_comparison_config(_write_config(tmp_path, tiny_tokenizer_dir, seeds=(1, 2)))
+    loaded = comparison_config_to_dict(config)
+    overridden = override_comparison_config(config, methods=["hstl"], seeds=[5], max_steps=11)
+    assert comparison_config_to_dict(config) == loaded
+    assert (overridden.methods, overridden.seeds, overridden.training.max_steps) == (["hstl"], [5], 11)
+
+
+def test_only_targets_get_cells_and_finetune_only_runs_where_told(tmp_path, tiny_tokenizer_dir):
+    path = _write_config(tmp_path, tiny_tokenizer_dir, seeds=(1, 2))
+    values = yaml.safe_load(path.read_text())
+    values["corpora"].append(dict(values["corpora"][0], name="extra"))
+    values.update(targets=["chem", "disease"], finetune_only_targets=["disease"], finetune_only_seeds=[2],
+                  stage1_training=dict(values["training"], max_steps=7))
+    path.write_text(yaml.safe_dump(values))
+    config = load_comparison_config(path)
+    runs = []
+    steps = {}
+
+    def recording_train(run_config, output_dir):
+        runs.append((str(Path(output_dir).relative_to(tmp_path / "out")), [task.name for task in run_config.tasks]))
+        steps[runs[-1][0]] = run_config.training.max_steps
+        return {"test": {task.name: {"f1": 0.5} for task in run_config.tasks}, "devel": {}, "completed_steps": 2}
+
+    summary = run_comparison(config, tmp_path / "out", train=recording_train, log=lambda message: None)
+    assert list(summary["corpora"]) == ["chem", "disease"]
+    assert ("runs/stage1/seed1", ["chem", "disease", "extra"]) in runs
+    assert not [run for run in runs if "extra" in run[0]]
+    assert sorted(run[0] for run in runs if "finetune_only" in run[0] or "pretrain_without" in run[0]) == [
+        "runs/finetune_only/disease/seed2", "runs/pretrain_without/disease/seed2"]
+    assert summary["corpora"]["disease"]["methods"]["finetune_only"] == [50.0]
+    assert summary["corpora"]["chem"]["steps"]["hstl"] == [2, 2]
+    # Joint runs take stage1_training's budget as it is; the others keep theirs.
+    assert (steps["runs/stage1/seed1"], steps["runs/pretrain_without/disease/seed2"]) == (7, 7)
+    assert (steps["runs/single_task/chem/seed1"], steps["runs/hstl/chem/seed1"]) == (2, 1)
+    for key, value in (("targets", ["chem", "nope"]), ("finetune_only_targets", ["extra"]),
+                       ("finetune_only_seeds", [])):
+        path.write_text(yaml.safe_dump(dict(values, **{key: value})))
+        with pytest.raises(RunConfigError, match=f"compare.yaml: {key}"):
+            load_comparison_config(path)

@@ -327,3 +327,130 @@ def test_sharding_across_processes(batch_mode: str) -> None:
         expected = full_stream[process_index::num_processes]
         assert loaded_batches(shard) == expected
         assert loaded_batches(skip_first_batches(shard, resume_step)) == expected[resume_step:]
+
+
+# ---------------------------------------------------------------------------------------------------- length grouping
+
+
+def row_lengths(sampler_sizes: list[int], seed: int = 0) -> np.ndarray:
+    """Distinct lengths 1..N in a seeded random order: every row's place in a sorted order is unique."""
+    total_rows = sum(sampler_sizes)
+    return np.random.default_rng(seed).permutation(total_rows) + 1
+
+
+def grouped_sampler(seed: int = 3, **overrides) -> MultiTaskBatchSampler:
+    settings_ = dict(task_sizes=[30, 12, 5], num_batches=20, megabatch_batches=3)
+    settings_.update(overrides)
+    return make_sampler(seed=seed, lengths=row_lengths(settings_["task_sizes"]), **settings_)
+
+
+@pytest.mark.parametrize("batch_mode", BATCH_MODES)
+def test_length_grouping_reorders_the_same_rows_and_sorts_within_batches(batch_mode: str) -> None:
+    grouped = grouped_sampler(batch_mode=batch_mode)
+    plain = make_sampler(batch_mode=batch_mode, task_sizes=[30, 12, 5], num_batches=20)
+    lengths = row_lengths([30, 12, 5])
+    for epoch in range(3):
+        grouped_batches, plain_batches = batches_at(grouped, epoch), batches_at(plain, epoch)
+        assert grouped_batches != plain_batches
+        assert sorted(sum(grouped_batches, [])) == sorted(sum(plain_batches, []))
+        for batch in grouped_batches:
+            assert list(lengths[batch]) == sorted(lengths[batch], reverse=True)
+        if batch_mode == "homogeneous":  # each step trains the task it would train without grouping
+            assert task_ids(grouped, grouped_batches)[:, 0].tolist() == task_ids(plain, plain_batches)[:, 0].tolist()
+
+
+def test_one_megabatch_over_the_epoch_gives_the_sorted_partition() -> None:
+    """Mixed mode, a megabatch larger than the epoch: the batches are the epoch's rows sorted by length, cut in four."""
+    sizes = [30, 12, 5]
+    lengths = row_lengths(sizes)
+
+    def length_ranks(batches: list[list[int]]) -> list[int]:
+        """Where each batch stands among the epoch's batches sorted longest first: the batch order's permutation."""
+        by_first_length = sorted(range(len(batches)), key=lambda index: -lengths[batches[index][0]])
+        return [by_first_length.index(index) for index in range(len(batches))]
+
+    permutations = {}
+    for seed, epoch in ((3, 1), (3, 2), (4, 1)):
+        grouped = grouped_sampler(seed=seed, batch_mode="mixed", megabatch_batches=100)
+        plain = make_sampler(seed=seed, batch_mode="mixed", task_sizes=sizes, num_batches=20)
+        epoch_rows = sum(batches_at(plain, epoch), [])
+        by_length = sorted(epoch_rows, key=lambda row: -lengths[row])
+        expected = sorted(by_length[start:start + 4] for start in range(0, len(by_length), 4))
+        served = batches_at(grouped, epoch)
+        assert sorted(served) == expected
+        permutations[seed, epoch] = length_ranks(served)
+    # The batch order is shuffled, differently in every epoch and for every seed.
+    assert permutations[3, 1] != list(range(20))
+    assert permutations[3, 1] != permutations[3, 2] and permutations[3, 1] != permutations[4, 1]
+
+
+def test_grouping_cuts_padding() -> None:
+    sizes = [400, 60, 9]
+    lengths = np.random.default_rng(5).integers(1, 300, size=sum(sizes))
+    padded = {}
+    for name, sampler_lengths in (("grouped", lengths), ("plain", None)):
+        sampler = MultiTaskBatchSampler(sizes, batch_size=16, seed=1, lengths=sampler_lengths)
+        padded[name] = sum(16 * lengths[batch].max() for batch in sampler)
+    assert padded["grouped"] < 0.6 * padded["plain"]
+
+
+@pytest.mark.parametrize("batch_mode", BATCH_MODES)
+def test_length_grouping_is_seeded(batch_mode: str) -> None:
+    first = batches_at(grouped_sampler(seed=4, batch_mode=batch_mode), 2)
+    assert first == batches_at(grouped_sampler(seed=4, batch_mode=batch_mode), 2)
+    torch.manual_seed(9)
+    np.random.seed(9)
+    assert first == batches_at(grouped_sampler(seed=4, batch_mode=batch_mode), 2)
+    assert first != batches_at(grouped_sampler(seed=5, batch_mode=batch_mode), 2)
+    assert first != batches_at(grouped_sampler(seed=4, batch_mode=batch_mode), 3)
+
+
+@pytest.mark.parametrize("batch_mode", BATCH_MODES)
+def test_length_grouped_resume_mid_epoch_serves_the_remaining_batches(batch_mode: str) -> None:
+    reference = batches_at(grouped_sampler(seed=21, batch_mode=batch_mode), 2) + batches_at(
+        grouped_sampler(seed=21, batch_mode=batch_mode), 3)
+    interrupted = grouped_sampler(seed=21, batch_mode=batch_mode)
+    interrupted.set_epoch(2)
+    buffer = io.BytesIO()
+    torch.save(interrupted.state_dict(), buffer)
+    buffer.seek(0)
+
+    resumed = grouped_sampler(seed=0, batch_mode=batch_mode)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    dataloader = Accelerator(cpu=True).prepare(index_dataloader(resumed))
+    served = []
+    for epoch in (resumed.epoch, resumed.epoch + 1):
+        dataloader.set_epoch(epoch)
+        resumed.set_epoch(epoch)
+        served += loaded_batches(skip_first_batches(dataloader, 7) if epoch == 2 else dataloader)
+    assert served == reference[7:]
+
+
+def test_load_state_dict_refuses_other_lengths_or_grouping_and_reads_older_states() -> None:
+    state = grouped_sampler().state_dict()
+    other_lengths = row_lengths([30, 12, 5], seed=1)
+    with pytest.raises(ValueError, match="lengths_digest"):
+        make_sampler(task_sizes=[30, 12, 5], num_batches=20, megabatch_batches=3, lengths=other_lengths
+                     ).load_state_dict(state)
+    with pytest.raises(ValueError, match="megabatch_batches saved 3, here 50"):
+        grouped_sampler(megabatch_batches=50).load_state_dict(state)
+    with pytest.raises(ValueError, match="lengths_digest saved '[0-9a-f]{16}', here None"):
+        make_sampler(task_sizes=[30, 12, 5], num_batches=20, megabatch_batches=3).load_state_dict(state)
+    # A state saved before grouping existed lacks the two new keys: it was an ungrouped stream.
+    old_state = make_sampler(seed=6).state_dict()
+    del old_state["megabatch_batches"], old_state["lengths_digest"]
+    make_sampler().load_state_dict(old_state)
+    with pytest.raises(ValueError, match="lengths_digest"):
+        grouped_sampler(task_sizes=[30, 12, 5], num_batches=None, megabatch_batches=50).load_state_dict(old_state)
+
+
+@pytest.mark.parametrize(
+    ("lengths", "message"),
+    [([3] * 46, "one length per row, 47, got 46"), ([3] * 46 + [-1], "non-negative"),
+     ([2.5] * 47, "non-negative integers"), ("abc", "sequence of 47")],
+)
+def test_sampler_rejects_bad_lengths(lengths, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_sampler(lengths=lengths)
+    with pytest.raises(ValueError, match="megabatch_batches"):
+        make_sampler(lengths=[1] * 47, megabatch_batches=0)

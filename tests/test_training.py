@@ -223,10 +223,11 @@ def test_two_processes_follow_the_one_process_loss_curve(tmp_path, tokenizer_dir
 
 
 def test_demo_config_command_produces_remote_code_folder(tmp_path):
-    """The README's main job, shortened: train.py on configs/demo.yaml; the folder then loads as remote code alone."""
+    """The README's main job, shortened (on the from-scratch demo, which needs no pretrained weights): train.py; the
+    folder then loads as remote code alone."""
     completed = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs/demo.yaml"), "--output_dir",
-         str(tmp_path / "demo"), "--max_steps", "4", "--eval_steps", "0", "--checkpointing_steps", "0"],
+        [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs/demo-xlnet-scratch.yaml"),
+         "--output_dir", str(tmp_path / "demo"), "--max_steps", "4", "--eval_steps", "0", "--checkpointing_steps", "0"],
         capture_output=True, text=True, cwd=tmp_path, env=_script_env(tmp_path), timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -252,7 +253,7 @@ def test_demo_config_command_produces_remote_code_folder(tmp_path):
     assert "HSTLModel ['BC5CDR-chem', 'BC5CDR-disease', 'NCBI-disease', 'BC2GM', 'linnaeus'] left" in check.stdout
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "paper.yaml", "bioner-all.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-xlnet-scratch.yaml", "paper.yaml", "bioner-all.yaml"])
 def test_shipped_run_configs_load(name):
     run_config = load_run_config(REPO / "configs" / name)
     assert run_config.tasks and all(task.family for task in run_config.tasks)

@@ -3,14 +3,17 @@ HSTL) on the corpora of a config.
 
     python -m eval.compare --config configs/compare-mini.yaml --output_dir runs/compare-mini
 
-Writes OUTPUT_DIR/results.{json,md,png} (test F1 mean ± std over seeds per corpus and method, and each method's gain
-over single-task). Interrupt it at any time: finished cells are kept, the next invocation does only what is left.
+Writes OUTPUT_DIR/results.{json,md,png} (per target: test F1 x 100 per seed and method, mean ± std, gain over
+single-task, paired bootstrap of HSTL against single-task, steps and wall time); `--results_prefix docs/results-full`
+writes the same three files there too. Interrupt it at any time: finished cells are kept, interrupted runs resume from
+their latest checkpoint, the next invocation does only what is left.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..cli import run_cli
 from ..comparison import METHODS
@@ -23,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report_only", action="store_true", help="Only rebuild the table from finished cells.")
     parser.add_argument("--methods", nargs="+", default=None, choices=METHODS, help="Override the config's methods.")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="Override the config's seeds.")
+    parser.add_argument("--results_prefix", default=None,
+                        help="Also write the summary to PREFIX.json, PREFIX.md and PREFIX.png, e.g. docs/results-full.")
     parser.add_argument("--max_steps", type=int, default=None,
                         help="Override training.max_steps (single-task runs; joint runs get it per corpus), e.g. for "
                              "a single-task baseline with as many updates as HSTL's two stages.")
@@ -43,6 +48,9 @@ def run(argv: list[str] | None = None) -> int:
         write_reports(summary, args.output_dir)
     else:
         summary = run_comparison(config, args.output_dir)
+    if args.results_prefix:
+        prefix = Path(args.results_prefix)
+        write_reports(summary, prefix.parent, prefix.name)
     from ..comparison import format_markdown
 
     print(format_markdown(summary))

@@ -1,0 +1,111 @@
+"""CPU-hour estimate of configs/compare-full.yaml from short measured timings on this machine.
+
+    python benchmarks/estimate_compare_full.py            # about 5 minutes on 2 idle cores
+
+Measures, with the package's own training loop (`hstl.training.run_training`, length-grouped batches):
+- seconds per training step of a single-task run on NCBI-disease (two runs stopped after `--short` and `--long`
+  steps; the difference cancels loading, tokenizing and model set-up), and that set-up time;
+- validation sentences tagged per second (`hstl.inference.tag_sentences`, eval batch size of the config).
+Then multiplies by the step counts the comparison's runs take: each run stops early somewhere between its first
+possible stop and its budget (`max_steps`), so the estimate is printed for both ends.
+Output: `# ...` lines with the measurements and `ESTIMATE cpu_hours <low> <high>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hstl.comparison import _run_config, load_comparison_config  # noqa: E402
+from hstl.corpora import load_task_data  # noqa: E402
+from hstl.training import LoopArguments, run_training  # noqa: E402
+
+
+def timed_run(run_config, steps: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        run_training(run_config, LoopArguments(output_dir=folder, stop_after_steps=steps, cpu=True))
+        return time.perf_counter() - started
+
+
+def eval_sentences_per_second(run_config, model_source: str, count: int) -> float:
+    from hstl.inference import WindowSettings, tag_sentences
+    from modeling_hstl import HSTLModel
+
+    from hstl.run_config import resolve_model_source
+    from hstl.tokenization import load_tokenizer
+
+    task = load_task_data(run_config)[0]
+    sentences = [sentence.tokens for sentence in task.splits["validation"][:count]]
+    model = HSTLModel.from_encoder(resolve_model_source(model_source), [{"name": task.name, "labels": task.labels,
+                                                                         "family": task.family}])
+    tokenizer = load_tokenizer(resolve_model_source(model_source))
+    started = time.perf_counter()
+    training = run_config.training
+    tag_sentences(model.eval(), tokenizer, sentences, settings=WindowSettings(
+        max_length=training.max_length, overlap=training.window_overlap, batch_size=training.eval_batch_size))
+    return len(sentences) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(REPO / "configs/compare-full.yaml"), help="Comparison config.")
+    parser.add_argument("--short", type=int, default=2, help="Steps of the first timed run.")
+    parser.add_argument("--long", type=int, default=12, help="Steps of the second timed run.")
+    parser.add_argument("--eval_sentences", type=int, default=400, help="Validation sentences tagged for the rate.")
+    args = parser.parse_args()
+    config = load_comparison_config(args.config)
+    corpus = next(c for c in config.corpora if c.name == "NCBI-disease")
+    run_config = _run_config(config, [corpus], config.training, 1, config.model)
+    run_config.training.eval_steps = 0
+    run_config.training.checkpointing_steps = 0
+    short, long = timed_run(run_config, args.short), timed_run(run_config, args.long)
+    step_seconds = (long - short) / (args.long - args.short)
+    setup_seconds = short - args.short * step_seconds
+    eval_rate = eval_sentences_per_second(run_config, config.model.encoder, args.eval_sentences)
+    print(f"# {step_seconds:.2f} s per training step (batch {run_config.training.train_batch_size}), set-up "
+          f"{setup_seconds:.0f} s per run, {eval_rate:.1f} validation sentences/s")
+    print_estimate(config, step_seconds, setup_seconds, eval_rate)
+
+
+def print_estimate(config, step_seconds: float, setup_seconds: float, eval_rate: float) -> None:
+    """Seconds of every run of the comparison, at the earliest early stop and at the budget."""
+    from hstl.corpora import load_task_data as load
+
+    validation = {c.name: len(load(_run_config(config, [c], config.training, 1, config.model))[0].splits.get(
+        "validation", [])) for c in config.corpora}
+    runs = []  # (max_steps, eval_steps, patience, validation sentences per evaluation)
+    seeds, targets = len(config.seeds), config.target_corpora()
+    stage1 = config.stage1_training
+    all_validation = sum(validation.values())
+    runs += [(stage1.max_steps, stage1.eval_steps, stage1.early_stopping_patience, all_validation)] * seeds
+    for corpus in targets:
+        for spec in (config.training, config.finetune_training):
+            runs += [(spec.max_steps, spec.eval_steps, spec.early_stopping_patience, validation[corpus.name])] * seeds
+    for name in config.finetune_only_targets or []:
+        others = all_validation - validation[name]
+        runs += [(stage1.max_steps, stage1.eval_steps, stage1.early_stopping_patience, others)]
+        spec = config.finetune_only_training or config.training
+        runs += [(spec.max_steps, spec.eval_steps, spec.early_stopping_patience, validation[name])]
+
+    def seconds(steps_of) -> float:
+        total = 0.0
+        for max_steps, eval_steps, patience, sentences in runs:
+            steps = steps_of(max_steps, eval_steps, patience)
+            total += setup_seconds + steps * step_seconds + (steps // eval_steps + 1) * sentences / eval_rate
+        return total
+
+    earliest = seconds(lambda max_steps, eval_steps, patience: min(max_steps, (patience + 1) * eval_steps))
+    budget = seconds(lambda max_steps, eval_steps, patience: max_steps)
+    print(f"# {len(runs)} training runs; test-set predictions not counted")
+    print(f"ESTIMATE cpu_hours {earliest / 3600:.1f} {budget / 3600:.1f}")
+
+
+if __name__ == "__main__":
+    main()

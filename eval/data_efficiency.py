@@ -1,0 +1,47 @@
+"""Data efficiency on a corpus left out of stage 1: fine-tuning from the comparison's stage-1 models against training
+from the plain encoder, on 10/25/50/100 % of the corpus's training sentences, several seeds.
+
+    python -m eval.data_efficiency --config configs/data-efficiency.yaml --comparison_dir runs/compare-full \
+        --output_dir runs/data-efficiency --results_prefix docs/data-efficiency
+
+Needs the comparison's stage-1 models (COMPARISON_DIR/runs/stage1/seed<k>) of the same seeds. Writes
+OUTPUT_DIR/data_efficiency.{json,md,png}; interrupt it at any time, the next invocation does only what is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hstl.cli import run_cli
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="Data-efficiency config (YAML), e.g. configs/data-efficiency.yaml.")
+    parser.add_argument("--comparison_dir", required=True,
+                        help="Output folder of the comparison whose stage-1 models the from_stage1 runs start from.")
+    parser.add_argument("--output_dir", required=True, help="Where runs, cell results and the table go.")
+    parser.add_argument("--results_prefix", default=None,
+                        help="Also write the summary to PREFIX.json, PREFIX.md and PREFIX.png, e.g. docs/data-efficiency.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from hstl.data_efficiency import (
+        format_data_efficiency_markdown, load_data_efficiency_config, run_data_efficiency,
+        write_data_efficiency_reports,
+    )
+
+    summary = run_data_efficiency(load_data_efficiency_config(args.config), args.output_dir, args.comparison_dir)
+    if args.results_prefix:
+        prefix = Path(args.results_prefix)
+        write_data_efficiency_reports(summary, prefix.parent, prefix.name)
+    print(format_data_efficiency_markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

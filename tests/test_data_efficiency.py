@@ -1,0 +1,86 @@
+"""The data-efficiency runner: nested fractions, the stage-1 model of each seed, the summary (stand-in training)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hstl.data import read_split_dir, sample_data_dir
+from hstl.data_efficiency import load_data_efficiency_config, run_data_efficiency
+from hstl.run_config import RunConfigError
+
+
+def _setup(tmp_path: Path, stage1_tasks=("chem",)) -> Path:
+    for seed in (1, 2):
+        stage1 = tmp_path / "compare" / "runs" / "stage1" / f"seed{seed}"
+        stage1.mkdir(parents=True)
+        (stage1 / "config.json").write_text(json.dumps({"tasks": [{"name": name} for name in stage1_tasks]}))
+    config = {"model": {"encoder": "some-encoder"}, "seeds": [1, 2], "fractions": [0.1, 0.5, 1.0],
+              "corpus": {"name": "linnaeus", "family": "species", "data_dir": "sample:linnaeus"},
+              "training": {"max_steps": 5}, "finetune_training": {"max_steps": 3}}
+    path = tmp_path / "efficiency.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_runs_nested_fractions_from_each_seeds_stage1_and_answers_the_question(tmp_path):
+    config = load_data_efficiency_config(_setup(tmp_path))
+    num_train = len(read_split_dir(sample_data_dir() / "linnaeus")["train"])
+    runs = []
+    f1_of = {"from_stage1": {0.1: 0.6, 0.5: 0.7, 1.0: 0.8}, "plain_encoder": {0.1: 0.3, 0.5: 0.5, 1.0: 0.65}}
+
+    def stand_in_train(run_config, output_dir):
+        from hstl.corpora import load_task_data
+
+        method = "from_stage1" if run_config.model.init_from else "plain_encoder"
+        train = load_task_data(run_config)[0].splits["train"]
+        runs.append((method, len(train), run_config.model.init_from, run_config.training.max_steps,
+                     run_config.training.seed, [sentence.tokens for sentence in train]))
+        fraction = [f for f in (0.1, 0.5, 1.0) if Path(output_dir).parent.name == f"{f:g}"][0]
+        return {"test": {"linnaeus": {"f1": f1_of[method][fraction] + 0.01 * run_config.training.seed}},
+                "completed_steps": 4}
+
+    summary = run_data_efficiency(config, tmp_path / "out", tmp_path / "compare", train=stand_in_train,
+                                  log=lambda message: None)
+    sizes = sorted({run[1] for run in runs})
+    assert sizes == [math.ceil(0.1 * num_train), math.ceil(0.5 * num_train), num_train]
+    # Nested: the 10 % sentences are among the 50 % ones, for every seed and method.
+    by_size = {run[1]: run[5] for run in runs}
+    assert all(tokens in by_size[sizes[1]] for tokens in by_size[sizes[0]])
+    stage1_runs = [run for run in runs if run[0] == "from_stage1"]
+    assert all(run[2].endswith(f"stage1/seed{run[4]}") and run[3] == 3 for run in stage1_runs)
+    assert all(run[3] == 5 for run in runs if run[0] == "plain_encoder") and len(runs) == 12
+    assert summary["curve"]["from_stage1"]["0.1"]["f1"] == pytest.approx([61.0, 62.0])
+    question = summary["question"]
+    # 61.5 at 10 % against 66.5 at 100 %: 92 %.
+    assert question["reaches_90_percent"] and question["ratio"] == pytest.approx(61.5 / 66.5)
+    for name in ("data_efficiency.json", "data_efficiency.md", "data_efficiency.png"):
+        assert (tmp_path / "out" / name).exists()
+
+    def failing_train(run_config, output_dir):
+        raise AssertionError(f"finished cell redone: {output_dir}")
+
+    assert run_data_efficiency(config, tmp_path / "out", tmp_path / "compare", train=failing_train,
+                               log=lambda message: None)["curve"] == summary["curve"]
+
+
+def test_refuses_a_stage1_that_saw_the_corpus_or_is_missing(tmp_path):
+    config = load_data_efficiency_config(_setup(tmp_path, stage1_tasks=("chem", "linnaeus")))
+    with pytest.raises(RunConfigError, match="stage 1 trained linnaeus"):
+        run_data_efficiency(config, tmp_path / "out", tmp_path / "compare", train=None, log=lambda message: None)
+    with pytest.raises(RunConfigError, match="no finished stage-1 model for seed 1"):
+        run_data_efficiency(config, tmp_path / "out", tmp_path / "elsewhere", train=None, log=lambda message: None)
+
+
+@pytest.mark.parametrize(("key", "value"), [("fractions", [0.0]), ("fractions", [1.5]), ("seeds", []), ("magic", 1)])
+def test_bad_configs_name_the_file_and_key(tmp_path, key, value):
+    path = _setup(tmp_path)
+    values = yaml.safe_load(path.read_text())
+    values[key] = value
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(RunConfigError, match=f"efficiency.yaml: .*{key}"):
+        load_data_efficiency_config(path)

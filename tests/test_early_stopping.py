@@ -1,0 +1,80 @@
+"""Early stopping: the rule (hstl/early_stopping.py) on constructed score sequences, and the loop's hook on a tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import tiny_run_config
+from hstl.early_stopping import EarlyStopping
+from hstl.run_config import RunConfigError, load_run_config, run_config_from_dict
+from hstl.training import LoopArguments, run_training
+
+
+def first_stop(patience: int | None, improvements: list[bool], eval_steps: int) -> int | None:
+    """The step at which `EarlyStopping` first says stop, evaluating every `eval_steps` steps, or None."""
+    stopper = EarlyStopping(patience)
+    for evaluation, improved in enumerate(improvements, start=1):
+        if stopper.update(evaluation * eval_steps, improved):
+            return evaluation * eval_steps
+    return None
+
+
+@pytest.mark.parametrize(
+    ("patience", "improvements", "stop_step"),
+    [
+        # Improved at 50, 100; then 150, 200 without: patience 2 stops at 200.
+        (2, [True, True, False, False, True], 200),
+        # An improvement resets the count: misses at 100, then 200, 250, 300.
+        (3, [True, False, True, False, False, False, True], 300),
+        (1, [True, True, False], 150),
+        (1, [False], 50),
+        (4, [True, False, False, False], None),
+        (None, [False] * 20, None),
+    ],
+)
+def test_stops_at_the_step_the_rule_names(patience, improvements, stop_step):
+    assert first_stop(patience, improvements, eval_steps=50) == stop_step
+
+
+def test_state_round_trip_continues_the_count():
+    stopper = EarlyStopping(3)
+    for step, improved in ((10, True), (20, False), (30, False)):
+        assert not stopper.update(step, improved)
+    resumed = EarlyStopping(3)
+    resumed.load_state_dict(json.loads(json.dumps(stopper.state_dict())))
+    assert resumed.update(40, False) and resumed.stopped_at_step == 40
+    fresh = EarlyStopping(3)
+    fresh.load_state_dict({})  # a checkpoint from before early stopping existed
+    assert not fresh.update(40, False)
+
+
+@pytest.mark.parametrize("patience", [0, -1, 2.0, True, "3"])
+def test_rejects_bad_patience(patience):
+    with pytest.raises(ValueError, match="patience"):
+        EarlyStopping(patience)
+
+
+def test_run_config_refuses_patience_without_evaluations(tmp_path):
+    with pytest.raises(RunConfigError, match="early_stopping_patience.*eval_steps 0"):
+        run_config_from_dict(tiny_run_config(early_stopping_patience=2, eval_steps=0), source="t.yaml")
+    with pytest.raises(RunConfigError, match="early_stopping_patience"):
+        run_config_from_dict(tiny_run_config(early_stopping_patience=0, eval_steps=2), source="t.yaml")
+
+
+def test_frozen_run_stops_after_patience_evaluations_and_finishes(tmp_path, tiny_tokenizer_dir):
+    """Learning rates 0: the first evaluation (step 2) sets the best score, the next two (4, 6) cannot beat it,
+    so patience 2 stops the run at step 6 of 20, and the run still leaves its model and results."""
+    values = tiny_run_config(max_steps=20, eval_steps=2, checkpointing_steps=0, early_stopping_patience=2,
+                             encoder_learning_rate=0.0, head_learning_rate=0.0)
+    values["model"]["tokenizer"] = str(tiny_tokenizer_dir)
+    for task in values["tasks"]:  # small evaluation sets: this test is about when the loop stops
+        task.update(max_validation_sentences=10, max_test_sentences=10)
+    run_config = run_config_from_dict(values, source="t.yaml", base_dir=tmp_path)
+    outcome = run_training(run_config, LoopArguments(output_dir=str(tmp_path / "out"), cpu=True))
+    results = json.loads((tmp_path / "out" / "all_results.json").read_text())
+    assert outcome.completed_steps == results["completed_steps"] == 6
+    assert (tmp_path / "out" / "model.safetensors").exists()
+    saved = load_run_config(tmp_path / "out" / "run_config.yaml").training
+    assert (saved.early_stopping_patience, saved.group_by_length) == (2, True)
