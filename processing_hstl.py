@@ -8,8 +8,9 @@ scoring labels never pays for torch.
 
 Sections:
 
-1. **Labels**: the IOB2 conventions (`OUTSIDE_LABEL`, `PAD_LABEL_ID`, `split_label`, `check_iob2_labels`) and
-   conlleval's chunk rules (`extract_chunks`).
+1. **Labels**: the IOB2 conventions (`OUTSIDE_LABEL`, `PAD_LABEL_ID`, `split_label`, `check_iob2_labels`),
+   conlleval's chunk rules (`extract_chunks`), the merged label space of several heads (`merged_labels`) and the merge
+   policies for their mentions (`merge_mentions`: the one implementation `predict.py` and the pipeline share).
 2. **Text**: plain biomedical text to sentences and words with character offsets (`split_sentences`, `tokenize`).
 3. **Windows**: words to sub-tokens, sentences to overlapping encoder windows, windows to padded batches
    (`HSTLDataCollator`) and window predictions back to sentences (`stitch_predictions`).
@@ -62,7 +63,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +172,99 @@ def check_iob2_labels(labels: Sequence[str], where: str) -> None:
 def entity_types(labels: Sequence[str]) -> list[str]:
     """The entity types of IOB2 labels, sorted: `["O", "B-Gene", "I-Gene", "B-Chem"]` gives `["Chem", "Gene"]`."""
     return sorted({split_label(label)[1] for label in labels} - {""})
+
+
+def merged_labels(label_lists: Sequence[Sequence[str]]) -> list[str]:
+    """One IOB2 label space for several heads: `O`, then `B-<type>`, `I-<type>` for every entity type in order of first
+    appearance. `[["O", "B-Chemical", "I-Chemical"], ["O", "B-Disease", "I-Disease", "B-Chemical", "I-Chemical"]]`
+    gives `["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]`: heads that share a type share its labels."""
+    types = dict.fromkeys(split_label(label)[1] for labels in label_lists for label in labels)
+    types.pop("", None)
+    return [OUTSIDE_LABEL, *(f"{tag}-{entity_type}" for entity_type in types for tag in CHUNK_TAGS)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Merging the mentions of several heads
+# ----------------------------------------------------------------------------------------------------------------------
+
+MERGE_POLICIES = ("longest", "none")
+"""How the mentions of several heads on one sentence combine (`merge_mentions`):
+
+"longest": collect the mentions of every head (type = the entity type in the head's labels, e.g. "Chemical"; task =
+    the head), then keep mentions greedily from the longest (in words) down, dropping any that overlaps one already
+    kept; between mentions of equal length the head listed first wins. The result has no overlaps and can become one
+    IOB2 label sequence (`mentions_to_labels`).
+"none": nothing is resolved: every head's mentions, overlaps included."""
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A mention found by one head: words `[start, end)` of a sentence."""
+
+    start: int
+    end: int
+    type: str
+    task: str
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+def collect_mentions(labels_by_task: Mapping[str, Sequence[str]]) -> list[Mention]:
+    """Every head's mentions (conlleval chunk rules), head by head in the mapping's order."""
+    return [
+        Mention(start, end, entity_type, task)
+        for task, labels in labels_by_task.items()
+        for entity_type, start, end in extract_chunks(labels)
+    ]
+
+
+def resolve_overlaps(mentions: Sequence[Mention], task_order: Sequence[str]) -> list[Mention]:
+    """The "longest" policy: longer mentions first, the earlier head on equal length; overlapping ones dropped.
+
+    Returns:
+        Non-overlapping mentions in sentence order.
+    """
+    rank = {task: position for position, task in enumerate(task_order)}
+    kept: list[Mention] = []
+    taken_words: set[int] = set()
+    for mention in sorted(mentions, key=lambda mention: (-mention.length, rank[mention.task], mention.start)):
+        words = range(mention.start, mention.end)
+        if taken_words.isdisjoint(words):
+            kept.append(mention)
+            taken_words.update(words)
+    return sorted(kept, key=lambda mention: mention.start)
+
+
+def merge_mentions(labels_by_task: Mapping[str, Sequence[str]], merge: str = "longest") -> list[Mention]:
+    """One sentence's mentions from several heads (`{task: IOB2 labels}`, heads in priority order) under a merge
+    policy (see `MERGE_POLICIES`).
+
+    Returns:
+        Mentions sorted by start, then end, then head order; without overlaps for "longest".
+
+    Raises:
+        ValueError: an unknown policy.
+    """
+    if merge not in MERGE_POLICIES:
+        raise ValueError(f"merge: expected one of {list(MERGE_POLICIES)}, got {merge!r}")
+    task_order = list(labels_by_task)
+    mentions = collect_mentions(labels_by_task)
+    if merge == "longest":
+        return resolve_overlaps(mentions, task_order)
+    rank = {task: position for position, task in enumerate(task_order)}
+    return sorted(mentions, key=lambda mention: (mention.start, mention.end, rank[mention.task]))
+
+
+def mentions_to_labels(mentions: Iterable[Mention], num_words: int) -> list[str]:
+    """IOB2 labels of a sentence holding non-overlapping `mentions`."""
+    labels = [OUTSIDE_LABEL] * num_words
+    for mention in mentions:
+        labels[mention.start] = f"B-{mention.type}"
+        for position in range(mention.start + 1, mention.end):
+            labels[position] = f"I-{mention.type}"
+    return labels
 
 
 # ----------------------------------------------------------------------------------------------------------------------
