@@ -15,9 +15,9 @@ from transformers import AutoConfig, PretrainedConfig, XLNetConfig
 # A model folder loads these files as the package `transformers_modules.<folder>` (relative imports); the installed
 # package imports them as top-level modules. transformers' import check skips `try` blocks.
 try:
-    from .processing_hstl import check_iob2_labels
+    from .processing_hstl import check_iob2_labels, merged_labels
 except ImportError:
-    from processing_hstl import check_iob2_labels
+    from processing_hstl import check_iob2_labels, merged_labels
 
 
 LOSS_REDUCTIONS = ("mean", "sum", "token_mean")
@@ -82,6 +82,10 @@ class HSTLConfig(PretrainedConfig):
         window_overlap (`int`, *optional*, defaults to 16):
             Sub-tokens of context shared by consecutive windows of a long sentence; `0 <= window_overlap <
             window_max_length // 2`.
+
+    `id2label` / `label2id` are not arguments: they are derived from `tasks` (and follow `add_task`), as the merged
+    label space of all heads over entity types: `O`, then `B-<type>`, `I-<type>` per type in order of first appearance
+    (`processing_hstl.merged_labels`). These are the labels of [`HSTLForTokenClassification`]'s `logits`.
     """
 
     model_type = "hstl"
@@ -144,7 +148,24 @@ class HSTLConfig(PretrainedConfig):
         self.crf_init_range = crf_init_range
         self.window_max_length = window_max_length
         self.window_overlap = window_overlap
+        given_id2label = kwargs.pop("id2label", None)
+        kwargs.pop("label2id", None)
+        kwargs.pop("num_labels", None)
         super().__init__(**kwargs)
+        self._set_label_maps()
+        if given_id2label is not None and {int(key): value for key, value in given_id2label.items()} != self.id2label:
+            raise ValueError(f"id2label: expected the merged labels of the tasks {self.id2label} (it is derived from "
+                             f"`tasks`), got {given_id2label}")
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        super().__setattr__(key, value)
+        if key == "tasks" and "id2label" in self.__dict__:  # add_task, keep_tasks: the label maps follow the tasks
+            self._set_label_maps()
+
+    def _set_label_maps(self) -> None:
+        labels = merged_labels([task["labels"] for task in self.tasks])
+        self.id2label = dict(enumerate(labels))
+        self.label2id = {label: index for index, label in enumerate(labels)}
 
     # Everything below is derived from `tasks`, so it is never stored twice in config.json.
 

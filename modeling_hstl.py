@@ -22,10 +22,10 @@ from transformers.utils import ModelOutput
 # transformers' import check skips `try` blocks.
 try:
     from .configuration_hstl import HSTLConfig
-    from .processing_hstl import PAD_LABEL_ID
+    from .processing_hstl import PAD_LABEL_ID, merge_mentions, mentions_to_labels
 except ImportError:
     from configuration_hstl import HSTLConfig
-    from processing_hstl import PAD_LABEL_ID
+    from processing_hstl import PAD_LABEL_ID, merge_mentions, mentions_to_labels
 
 
 try:
@@ -206,7 +206,9 @@ class HSTLPreTrainedModel(PreTrainedModel):
     """Weight initialisation and loading for HSTL models."""
 
     config_class = HSTLConfig
-    base_model_prefix = "encoder"
+    # HSTLForTokenClassification holds an HSTLModel as `hstl`: transformers adds or strips this prefix per weight, so
+    # one folder loads with AutoModel and AutoModelForTokenClassification alike.
+    base_model_prefix = "hstl"
     supports_gradient_checkpointing = True
     _no_split_modules = ["HSTLTaskHead"]
 
@@ -464,12 +466,177 @@ class HSTLModel(HSTLPreTrainedModel):
         return HSTLMultiTaskTaggingOutput(emissions=emissions, predictions=predictions, word_mask=word_mask)
 
 
+@dataclass
+class HSTLTokenClassificationOutput(ModelOutput):
+    """
+    Output of [`HSTLForTokenClassification.forward`]: transformers' token-classification view (per sub-token, over
+    `config.id2label`) and HSTL's word-level outputs.
+
+    Args:
+        logits (`torch.FloatTensor` of shape `(batch_size, seq_len, config.num_labels)`):
+            Scores over `config.id2label` (the merged label space of the heads). At each word's first sub-token: for
+            each label, the highest log-probability that a head having that label gives it (log-softmax of the head's
+            emission scores; `-inf` when no head applied has it); 0 at other sub-tokens. These are scores before the
+            CRF: their argmax ignores the label transitions, `predictions` holds the CRF decoding.
+        predictions (`torch.LongTensor` of shape `(batch_size, seq_len)`):
+            Label ids in `config.id2label` at each word's first sub-token, `-100` elsewhere: each head decoded by its
+            own CRF, the heads' mentions merged by the "longest" policy (`processing_hstl.merge_mentions`).
+        word_start_positions (`torch.LongTensor` of shape `(batch_size, num_words)`):
+            Sub-token index of each word's first sub-token; words left-aligned, `-1` at padding words.
+        word_predictions (`torch.LongTensor` of shape `(batch_size, num_words)`):
+            `predictions` per word, `-100` at padding words.
+        task_predictions (`dict[str, torch.LongTensor]`):
+            Task name -> `(batch_size, num_words)` label ids of that head's own labels (`config.task_id2label`),
+            `-100` at padding words.
+    """
+
+    logits: torch.FloatTensor | None = None
+    predictions: torch.LongTensor | None = None
+    word_start_positions: torch.LongTensor | None = None
+    word_predictions: torch.LongTensor | None = None
+    task_predictions: dict[str, torch.LongTensor] | None = None
+
+
+def word_start_positions_from(
+    attention_mask: torch.Tensor, word_ids: torch.Tensor | None = None
+) -> torch.LongTensor:
+    """
+    Word starts of a plain tokenizer's output, as `HSTLModel` takes them.
+
+    Args:
+        attention_mask: `(batch_size, seq_len)`, 1 at real sub-tokens (padding on either side).
+        word_ids: `(batch_size, seq_len)`, optional: the tokenizer's `word_ids()` per row with `-1` (any negative
+            value) for special tokens and padding. A word starts where its id differs from the previous sub-token's.
+            Without it, every attended sub-token (special tokens included) is a word of its own.
+
+    Returns:
+        `(batch_size, max(1, num_words))`: each word's first sub-token index, words left-aligned, `-1` at padding.
+    """
+    if word_ids is None:
+        start_mask = attention_mask.bool()
+    else:
+        if word_ids.shape != attention_mask.shape:
+            raise ValueError(f"word_ids: expected shape {tuple(attention_mask.shape)} like input_ids, "
+                             f"got {tuple(word_ids.shape)}")
+        previous = torch.nn.functional.pad(word_ids[:, :-1], (1, 0), value=-1)
+        start_mask = (word_ids >= 0) & (word_ids != previous) & attention_mask.bool()
+    seq_len = start_mask.shape[1]
+    num_words = start_mask.sum(dim=1)  # shape: (batch_size,)
+    max_words = max(int(num_words.max()) if num_words.numel() else 0, 1)
+    positions = torch.arange(seq_len, device=start_mask.device).expand_as(start_mask)
+    # Word starts first, in order (keys are distinct, so the sort order is exact), then the rest.
+    order = torch.where(start_mask, positions, positions + seq_len).argsort(dim=1)[:, :max_words]
+    order = torch.nn.functional.pad(order, (0, max_words - order.shape[1]), value=-1)
+    is_word = torch.arange(max_words, device=start_mask.device) < num_words.unsqueeze(1)
+    return torch.where(is_word, order, torch.full_like(order, -1))
+
+
+class HSTLForTokenClassification(HSTLPreTrainedModel):
+    """
+    The token-classification view of an HSTL model, as `AutoModelForTokenClassification` and the
+    `"token-classification"` pipeline expect it: the same weights as [`HSTLModel`] (held as `self.hstl`), so one model
+    folder loads with both classes.
+
+    A multi-head model has no single label set, so this view uses the merged label space of `config.id2label`: `O`,
+    then `B-<type>`, `I-<type>` for every entity type of any head (heads that share a type share its labels). Every
+    head tags the words from one encoder pass and is decoded by its own CRF; the heads' mentions are merged by the
+    "longest" policy of `predict.py` (longest mention first, the head listed first in `config.tasks` on equal
+    length; overlapping mentions dropped) and written back as IOB2 labels of the merged space. Pass `tasks` to use
+    only some heads, in priority order.
+
+    It accepts a plain tokenizer's output, `model(**tokenizer(text, return_tensors="pt"))`: without `word_ids` every
+    attended sub-token (special tokens included) counts as a word; pass `word_ids` (the tokenizer's `word_ids()`, -1
+    at special tokens) to have each word read at its first sub-token as in training, or `word_start_positions` as
+    `HSTLModel` takes them. Inference only: training goes through `HSTLModel` (`train.py`, `finetune.py`).
+    """
+
+    def __init__(self, config: HSTLConfig):
+        super().__init__(config)
+        self.hstl = HSTLModel(config)
+        self.post_init()
+
+    def tag(self, *args, **kwargs) -> HSTLMultiTaskTaggingOutput:
+        """[`HSTLModel.tag`]: every chosen head on one encoder pass (the `hstl-ner` pipeline's entry point)."""
+        return self.hstl.tag(*args, **kwargs)
+
+    @torch.no_grad()
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        word_ids: torch.LongTensor | None = None,
+        word_start_positions: torch.LongTensor | None = None,
+        tasks: list[str] | None = None,
+        **unused_inputs,
+    ) -> HSTLTokenClassificationOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): sub-token ids, padded on either side.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): 1 at real sub-tokens.
+            token_type_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): segment ids.
+            word_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): word index of each sub-token,
+                `-1` at special tokens and padding; see [`word_start_positions_from`].
+            word_start_positions (`torch.LongTensor` of shape `(batch_size, num_words)`, *optional*): as
+                [`HSTLModel.forward`] takes them; overrides `word_ids`.
+            tasks (`list[str]`, *optional*): the heads to apply, in priority order (default: all, config order).
+            unused_inputs: other tokenizer outputs (e.g. `special_tokens_mask`, `offset_mapping`) are ignored.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if word_start_positions is None:
+            word_start_positions = word_start_positions_from(attention_mask, word_ids)
+        task_names = self.config.task_names if tasks is None else list(tasks)
+        tagged = self.hstl.tag(input_ids, word_start_positions, attention_mask, token_type_ids, tasks=task_names)
+        word_logits = self._merged_log_probabilities(tagged.emissions, tagged.word_mask)
+        word_predictions = self._merged_predictions(tagged.predictions, tagged.word_mask)
+        batch_size, seq_len = input_ids.shape
+        # Word values go to their first sub-token; padding words (-1) are sent to an extra column that is cut off.
+        scatter_index = torch.where(tagged.word_mask, word_start_positions, seq_len)
+        logits = word_logits.new_zeros(batch_size, seq_len + 1, self.config.num_labels)
+        logits.scatter_(1, scatter_index.unsqueeze(-1).expand_as(word_logits), word_logits)
+        predictions = torch.full((batch_size, seq_len + 1), PAD_LABEL_ID, dtype=torch.long, device=input_ids.device)
+        predictions.scatter_(1, scatter_index, word_predictions)
+        return HSTLTokenClassificationOutput(
+            logits=logits[:, :seq_len],
+            predictions=predictions[:, :seq_len],
+            word_start_positions=word_start_positions,
+            word_predictions=word_predictions,
+            task_predictions=tagged.predictions,
+        )
+
+    def _merged_log_probabilities(self, emissions: dict[str, torch.Tensor], word_mask: torch.Tensor) -> torch.Tensor:
+        """`(batch_size, num_words, num_labels)`: per merged label, the best log-probability any head gives it."""
+        first = next(iter(emissions.values()))
+        merged = first.new_full((*first.shape[:2], self.config.num_labels), float("-inf"))
+        for name, head_emissions in emissions.items():
+            merged_ids = [self.config.label2id[label] for label in self.config.task(name)["labels"]]
+            merged[..., merged_ids] = torch.maximum(merged[..., merged_ids], head_emissions.float().log_softmax(-1))
+        return merged.masked_fill(~word_mask.unsqueeze(-1), 0.0)
+
+    def _merged_predictions(self, predictions: dict[str, torch.Tensor], word_mask: torch.Tensor) -> torch.LongTensor:
+        """`(batch_size, num_words)` merged-space label ids: the heads' mentions under the "longest" policy."""
+        merged = torch.full_like(word_mask, PAD_LABEL_ID, dtype=torch.long)
+        head_labels = {name: self.config.task(name)["labels"] for name in predictions}
+        for row, num_words in enumerate(word_mask.sum(dim=1).tolist()):
+            labels_by_task = {name: [head_labels[name][label_id] for label_id in head_predictions[row, :num_words].tolist()]
+                              for name, head_predictions in predictions.items()}
+            labels = mentions_to_labels(merge_mentions(labels_by_task, "longest"), num_words)
+            merged[row, :num_words] = torch.tensor([self.config.label2id[label] for label in labels], dtype=torch.long)
+        return merged
+
+
 # `save_pretrained` then writes `auto_map` into config.json and copies the remote-code files beside the weights, so that
-# `AutoModel.from_pretrained(folder, trust_remote_code=True)` works without the hstl package.
+# `AutoModel.from_pretrained(folder, trust_remote_code=True)` works without the hstl package. (`hstl.remote_code`
+# completes a model folder with both entries, the pipeline and its file.)
 HSTLModel.register_for_auto_class("AutoModel")
+HSTLForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
 
 __all__ = [
     "HSTLModel",
+    "HSTLForTokenClassification",
+    "HSTLTokenClassificationOutput",
+    "word_start_positions_from",
     "HSTLPreTrainedModel",
     "HSTLTokenClassifierOutput",
     "HSTLMultiTaskTaggingOutput",

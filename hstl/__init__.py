@@ -12,9 +12,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "HSTLConfig": "configuration_hstl",
+    "HSTLForTokenClassification": "modeling_hstl",
     "HSTLModel": "modeling_hstl",
     "HSTLMultiTaskTaggingOutput": "modeling_hstl",
     "HSTLPreTrainedModel": "modeling_hstl",
+    "HSTLTokenClassificationOutput": "modeling_hstl",
     "HSTLTokenClassifierOutput": "modeling_hstl",
     "viterbi_decode": "modeling_hstl",
     "viterbi_decode_heads": "modeling_hstl",
