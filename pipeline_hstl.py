@@ -1,22 +1,27 @@
 # Copyright 2026 The HSTL developers. Licensed under the Apache License, Version 2.0.
-"""The `hstl-ner` pipeline: raw text in, entity spans from one or several HSTL heads out.
+"""The HSTL pipeline: raw text in, entity spans from one or several HSTL heads out.
 
     from transformers import pipeline
-    ner = pipeline(model="user/hstl-model", trust_remote_code=True)    # or a local model folder
+    ner = pipeline("token-classification", model="user/hstl-model", trust_remote_code=True)  # or a local folder
     ner("Cisplatin-induced nephrotoxicity in rats.", tasks=["BC5CDR-chem"])
     # [{"entity_group": "Chemical", "score": 0.97, "word": "Cisplatin", "start": 0, "end": 9, "task": "BC5CDR-chem"}]
 
-Text is split into sentences and words, sentences are cut into overlapping encoder windows (nothing is truncated),
-every chosen head tags every word from ONE encoder pass per batch of windows, and each head's B-/I- labels become
-spans by conlleval's chunk rules: all of it by `processing_hstl.py`, the code `predict.py` uses too.
+A model folder registers this class for two tasks in config.json's `custom_pipelines`: `"token-classification"`
+(loading the model with `AutoModelForTokenClassification`) and `"hstl-ner"` (with `AutoModel`); both behave the same.
+As the folder names two tasks, `pipeline(...)` needs the task named.
+
+Text is split into sentences and words, sentences are cut into overlapping encoder windows of
+`config.window_max_length` sub-tokens sharing `config.window_overlap` (the training run's settings; nothing is
+truncated), every chosen head tags every word from ONE encoder pass per batch of windows, each head's B-/I- labels
+become mentions by conlleval's chunk rules, and the heads' mentions are merged by the policy `merge` of `predict.py`:
+all of it by `processing_hstl.py`, the code `predict.py` uses too.
 
 An entity's `score` is the mean, over its words, of the softmax probability that the head's emission scores give to
 the label the CRF chose: a confidence hint like the token-classification pipeline's, not a CRF marginal.
 
 This file is Hub remote code, shipped in the model folder with its siblings `modeling_hstl.py`,
-`configuration_hstl.py` and `processing_hstl.py`: it imports only torch, transformers and them.
-`publish.py` puts them there and writes `custom_pipelines` into config.json. In-process, importing this module
-registers the task: `pipeline("hstl-ner", model=model, tokenizer=tokenizer)`.
+`configuration_hstl.py` and `processing_hstl.py`: it imports only torch, transformers and them. In-process, importing
+this module registers the `hstl-ner` task: `pipeline("hstl-ner", model=model, tokenizer=tokenizer)`.
 """
 
 from __future__ import annotations
@@ -29,18 +34,23 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 try:
     from .processing_hstl import (
-        HSTLDataCollator, encode_sentences, extract_chunks, split_sentences, stitch_predictions, tokenize,
+        MERGE_POLICIES, HSTLDataCollator, encode_sentences, merge_mentions, split_sentences, stitch_predictions,
+        tokenize,
     )
 except ImportError:
     from processing_hstl import (
-        HSTLDataCollator, encode_sentences, extract_chunks, split_sentences, stitch_predictions, tokenize,
+        MERGE_POLICIES, HSTLDataCollator, encode_sentences, merge_mentions, split_sentences, stitch_predictions,
+        tokenize,
     )
 
 
 PIPELINE_TASK = "hstl-ner"
-DEFAULT_MAX_LENGTH = 128
-DEFAULT_OVERLAP = 16
 DEFAULT_WINDOW_BATCH_SIZE = 32
+AGGREGATION_STRATEGIES = ("simple", "first", "none")
+"""Accepted `aggregation_strategy` values. HSTL labels whole words (each read at its first sub-token) with a CRF, so
+"simple" and "first" are the same: one dict per mention. "none" gives one dict per word of each mention, with
+`entity` (its IOB2 label, e.g. "B-Chemical") instead of `entity_group`. "average" and "max" pool sub-token scores,
+which HSTL does not have: they are refused."""
 
 Word = tuple[str, int, int]
 """`(text, start, end)`: a word and its character offsets in the input text."""
@@ -51,16 +61,20 @@ class HSTLNERPipeline(Pipeline):
     Named entity recognition with an HSTL model: one list of entity dicts per input text.
 
     Call arguments (also accepted by `pipeline(...)` as defaults):
-        tasks (`list[str]`, *optional*): the heads to apply; default all. Unknown names raise `ValueError` listing
-            the model's heads.
-        max_length (`int`, *optional*): sub-tokens per encoder window, special tokens included. Defaults to the
-            `window_max_length` that publishing writes into config.json (the training run's `max_length`), else 128.
-        overlap (`int`, *optional*): sub-tokens of context shared by the windows of a long sentence. Defaults to the
-            config's `window_overlap` (the training run's), else 16.
+        tasks (`list[str]`, *optional*): the heads to apply, in priority order for `merge="longest"`; default all,
+            in the model's order. Unknown names raise `ValueError` listing the model's heads.
+        merge (`str`, *optional*, defaults to `"longest"`): how the heads' mentions combine, as `predict.py --merge`:
+            `"longest"` keeps the longest of overlapping mentions (ties: the head listed first), `"none"` keeps every
+            head's mentions, overlaps included.
+        aggregation_strategy (`str`, *optional*, defaults to `"simple"`): see `AGGREGATION_STRATEGIES`.
+        ignore_labels (`list[str]`, *optional*, defaults to `["O"]`): entities whose `entity_group` (or, with
+            `aggregation_strategy="none"`, whose `entity`) is listed are left out.
         window_batch_size (`int`, *optional*, defaults to 32): windows per forward pass. The pipeline's own
             `batch_size` must stay 1: one text's windows are batched already.
 
-    Each entity is `{"entity_group", "score", "word", "start", "end", "task"}`, sorted by start, end, then head order.
+    Windows come from the model's config (`window_max_length`, `window_overlap`). Each entity is `{"entity_group",
+    "score", "word", "start", "end", "task"}` (offsets in characters, end exclusive), sorted by start, end, then head
+    order.
     """
 
     _load_tokenizer = True
@@ -76,41 +90,45 @@ class HSTLNERPipeline(Pipeline):
                              f"got {batch_size}")
         return super().__call__(inputs, **kwargs)
 
-    def _sanitize_parameters(self, tasks: list[str] | None = None, max_length: int | None = None,
-                             overlap: int | None = None, window_batch_size: int | None = None, **unknown: Any):
+    def _sanitize_parameters(self, tasks: list[str] | None = None, merge: str | None = None,
+                             aggregation_strategy: str | None = None, ignore_labels: list[str] | None = None,
+                             window_batch_size: int | None = None, **unknown: Any):
         if unknown:  # a misspelt `task=` would otherwise silently tag with every head
-            raise ValueError(f"expected the arguments tasks, max_length, overlap, window_batch_size, got "
-                             f"{sorted(unknown)}")
-        preprocess_params, forward_params = {}, {}
-        if max_length is not None:
-            preprocess_params["max_length"] = max_length
-        if overlap is not None:
-            preprocess_params["overlap"] = overlap
+            raise ValueError(f"expected the arguments tasks, merge, aggregation_strategy, ignore_labels, "
+                             f"window_batch_size, got {sorted(unknown)}")
+        forward_params, postprocess_params = {}, {}
         if tasks is not None:
-            if isinstance(tasks, str):
-                tasks = [tasks]
+            tasks = [tasks] if isinstance(tasks, str) else list(tasks)
             for name in tasks:
                 self.model.config.task_index(name)  # ValueError listing the known heads
-            forward_params["tasks"] = list(tasks)
+            forward_params["tasks"] = tasks
         if window_batch_size is not None:
             if window_batch_size < 1:
                 raise ValueError(f"window_batch_size: expected >= 1, got {window_batch_size}")
             forward_params["window_batch_size"] = window_batch_size
-        return preprocess_params, forward_params, {}
+        if merge is not None:
+            if merge not in MERGE_POLICIES:
+                raise ValueError(f"merge: expected one of {list(MERGE_POLICIES)}, got {merge!r}")
+            postprocess_params["merge"] = merge
+        if aggregation_strategy is not None:
+            aggregation_strategy = str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
+            if aggregation_strategy not in AGGREGATION_STRATEGIES:
+                raise ValueError(f"aggregation_strategy: expected one of {list(AGGREGATION_STRATEGIES)} (HSTL labels "
+                                 f"whole words with a CRF; there are no sub-token scores to pool), got "
+                                 f"{aggregation_strategy!r}")
+            postprocess_params["aggregation_strategy"] = aggregation_strategy
+        if ignore_labels is not None:
+            postprocess_params["ignore_labels"] = list(ignore_labels)
+        return {}, forward_params, postprocess_params
 
-    def preprocess(self, text: str, max_length: int | None = None, overlap: int | None = None) -> dict[str, Any]:
+    def preprocess(self, text: str) -> dict[str, Any]:
         """Sentences and words with offsets, and the unpadded encoder windows of every sentence."""
         if not isinstance(text, str):
             raise ValueError(f"inputs: expected a string (or a list of strings), got {type(text).__name__}")
-        # The windows the model was trained on, as predict.py uses them (it reads them from run_config.yaml).
-        if max_length is None:
-            max_length = getattr(self.model.config, "window_max_length", None) or DEFAULT_MAX_LENGTH
-        if overlap is None:
-            overlap = getattr(self.model.config, "window_overlap", None)
-            overlap = DEFAULT_OVERLAP if overlap is None else overlap
         sentences = words_of_sentences(text)
         rows = encode_sentences(self.tokenizer, [[word for word, _, _ in sentence] for sentence in sentences],
-                                max_length=max_length, overlap=overlap)
+                                max_length=self.model.config.window_max_length,
+                                overlap=self.model.config.window_overlap)
         windows = [{key: values[index] for key, values in rows.items()} for index in range(len(rows["input_ids"]))]
         return {"text": text, "sentences": sentences, "windows": windows}
 
@@ -138,27 +156,39 @@ class HSTLNERPipeline(Pipeline):
         return {**model_inputs, "task_names": task_names, "window_labels": window_labels,
                 "window_scores": window_scores}
 
-    def postprocess(self, model_outputs: dict[str, Any]) -> list[dict[str, Any]]:
-        """Entity dicts of every head, in text order."""
+    def postprocess(self, model_outputs: dict[str, Any], merge: str = "longest", aggregation_strategy: str = "simple",
+                    ignore_labels: list[str] | None = None) -> list[dict[str, Any]]:
+        """Entity dicts of every sentence, in text order."""
+        ignore_labels = ["O"] if ignore_labels is None else ignore_labels
         text, sentences, windows = model_outputs["text"], model_outputs["sentences"], model_outputs["windows"]
-        entities = []
-        for task_order, name in enumerate(model_outputs["task_names"]):
+        labels_by_task, scores_by_task = {}, {}
+        for name in model_outputs["task_names"]:
             id2label = self.model.config.task_id2label(name)
-            labels, scores = stitch_words(model_outputs["window_labels"][name], model_outputs["window_scores"][name],
-                                          windows, [len(sentence) for sentence in sentences])
-            for sentence, sentence_labels, sentence_scores in zip(sentences, labels, scores):
-                label_names = [id2label[label_id] for label_id in sentence_labels]
-                for entity_type, first, end in extract_chunks(label_names):
-                    start, stop = sentence[first][1], sentence[end - 1][2]
-                    entities.append((start, stop, task_order, {
-                        "entity_group": entity_type,
-                        "score": sum(sentence_scores[first:end]) / (end - first),
-                        "word": text[start:stop],
-                        "start": start,
-                        "end": stop,
-                        "task": name,
-                    }))
-        return [entity for *_, entity in sorted(entities, key=lambda item: item[:3])]
+            labels, scores_by_task[name] = stitch_words(
+                model_outputs["window_labels"][name], model_outputs["window_scores"][name], windows,
+                [len(sentence) for sentence in sentences])
+            labels_by_task[name] = [[id2label[label_id] for label_id in sentence] for sentence in labels]
+        entities = []
+        for index, sentence in enumerate(sentences):
+            sentence_labels = {name: labels[index] for name, labels in labels_by_task.items()}
+            for mention in merge_mentions(sentence_labels, merge):
+                word_scores = scores_by_task[mention.task][index][mention.start:mention.end]
+                entities.extend(mention_entities(text, sentence, mention, word_scores, aggregation_strategy))
+        return [entity for entity in entities
+                if entity.get("entity_group") not in ignore_labels and entity.get("entity") not in ignore_labels]
+
+
+def mention_entities(text: str, sentence: list[Word], mention, word_scores: list[float],
+                     aggregation_strategy: str) -> list[dict[str, Any]]:
+    """The entity dict of one mention (`aggregation_strategy` "simple"/"first"), or one dict per word ("none")."""
+    if aggregation_strategy == "none":
+        return [{"entity": f"{'B' if position == mention.start else 'I'}-{mention.type}", "score": score,
+                 "word": word, "start": start, "end": end, "task": mention.task}
+                for position, score, (word, start, end)
+                in zip(range(mention.start, mention.end), word_scores, sentence[mention.start:mention.end])]
+    start, end = sentence[mention.start][1], sentence[mention.end - 1][2]
+    return [{"entity_group": mention.type, "score": sum(word_scores) / len(word_scores), "word": text[start:end],
+             "start": start, "end": end, "task": mention.task}]
 
 
 def words_of_sentences(text: str) -> list[list[Word]]:
@@ -196,9 +226,11 @@ def stitch_words(window_labels: list[list[int]], window_scores: list[list[float]
 
 
 def custom_pipelines_entry() -> dict[str, dict[str, Any]]:
-    """The `custom_pipelines` value of config.json that lets `pipeline(model=..., trust_remote_code=True)` find this."""
-    return {PIPELINE_TASK: {"impl": f"{__name__.split('.')[-1]}.{HSTLNERPipeline.__name__}", "pt": ["AutoModel"],
-                            "type": "text"}}
+    """The `custom_pipelines` value of config.json: `pipeline("token-classification", model=..., trust_remote_code=True)`
+    and `pipeline("hstl-ner", ...)` both find this class."""
+    impl = f"{__name__.split('.')[-1]}.{HSTLNERPipeline.__name__}"
+    return {"token-classification": {"impl": impl, "pt": ["AutoModelForTokenClassification"], "type": "text"},
+            PIPELINE_TASK: {"impl": impl, "pt": ["AutoModel"], "type": "text"}}
 
 
 # In-process use (`pipeline("hstl-ner", model=model, tokenizer=tokenizer)`) needs the task registered; the remote copy

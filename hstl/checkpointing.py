@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils.constants import RNG_STATE_NAME
 
 from .errors import CheckpointError
+from .remote_code import complete_model_folder
 
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -117,6 +118,7 @@ def save_model_folder(accelerator: Accelerator, model, tokenizer, folder: Path) 
         unwrapped.save_pretrained(staging, state_dict=state_dict, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
+        complete_model_folder(staging)  # remote-code group, auto_map and custom_pipelines: a complete Hub repo
         folder.mkdir(parents=True, exist_ok=True)
         # Weights last: a reader never sees new weights beside an old config.
         names = sorted(os.listdir(staging), key=lambda name: name.endswith(".safetensors"))

@@ -1,15 +1,12 @@
 """Publishing model folders on the Hugging Face Hub with `huggingface_hub`.
 
-`assemble_model_repo` builds the exact folder a Hub repository should hold: config.json with `auto_map` and the
-`hstl-ner` custom pipeline, the remote code (model, config, pipeline and the sibling modules the pipeline imports),
-the safetensors weights, the tokenizer files, the run config and the model card. `push_model_folder` uploads a folder.
-`remote_code_problems` is the static check that the shipped code imports only what remote code may import and does
-not touch the network, evaluate strings or write files.
+`assemble_model_repo` builds the exact folder a Hub repository should hold: the safetensors weights, the tokenizer
+files, config.json and the remote-code group as `hstl.remote_code.complete_model_folder` completes every model folder,
+the run config and the model card. `push_model_folder` uploads a folder.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import shutil
 from pathlib import Path
@@ -18,6 +15,7 @@ from typing import Any
 import yaml
 
 from .errors import PublishError
+from .remote_code import complete_model_folder, remote_code_problems
 
 
 WEIGHT_FILE_PATTERNS = ("*.safetensors", "model.safetensors.index.json")
@@ -25,93 +23,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json", "merges.txt")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 """Weight formats that unpickle on load: never published."""
-AUTO_MAP = {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel"}
-
-ALLOWED_IMPORTS = frozenset({"torch", "transformers", "torchcrf", "__future__", "abc", "bisect", "collections",
-                             "dataclasses", "enum", "functools", "itertools", "math", "re", "typing"})
-"""Top-level modules remote code may import: the model stack and pure-computation parts of the standard library."""
-FORBIDDEN_CALLS = frozenset({"exec", "eval", "compile", "__import__", "breakpoint", "input"})
-FORBIDDEN_METHODS = frozenset({"write_text", "write_bytes", "mkdir", "unlink", "rmdir", "rmtree", "save_pretrained",
-                               "push_to_hub", "to_json_file", "urlopen", "hf_hub_download", "snapshot_download",
-                               "upload_file", "upload_folder"})
-"""Method names that write files or reach the network; `torch.save` is checked on its own."""
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Checking remote code
-
-
-def _import_problems(node: ast.AST, sibling_modules: set[str]) -> list[str]:
-    if isinstance(node, ast.Import):
-        names = [alias.name for alias in node.names]
-    elif isinstance(node, ast.ImportFrom) and node.level == 0:
-        names = [node.module or ""]
-    elif isinstance(node, ast.ImportFrom):
-        module = (node.module or "").split(".")[0]
-        return [] if module in sibling_modules else [f"relative import of {module!r}, which is not shipped beside it"]
-    else:
-        return []
-    # A sibling may also be imported by its top-level name: the fallback used when the files are installed as modules.
-    allowed = ALLOWED_IMPORTS | sibling_modules
-    return [f"import of {name!r}" for name in names if name.split(".")[0] not in allowed]
-
-
-def _call_problem(node: ast.Call) -> str | None:
-    function = node.func
-    if isinstance(function, ast.Name) and function.id in FORBIDDEN_CALLS:
-        return f"call of {function.id}()"
-    if isinstance(function, ast.Name) and function.id == "open":
-        mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
-        if mode is not None and not (isinstance(mode, ast.Constant) and set(str(mode.value)) <= set("rbt")):
-            return "open() for writing (or with a mode that is not a constant)"
-    if isinstance(function, ast.Attribute):
-        if function.attr in FORBIDDEN_METHODS:
-            return f"call of .{function.attr}()"
-        if function.attr == "save" and isinstance(function.value, ast.Name) and function.value.id == "torch":
-            return "call of torch.save()"
-    return None
-
-
-def remote_code_problems(path: str | Path, sibling_modules: set[str] | None = None) -> list[str]:
-    """What makes a remote-code file unsafe to ship: imports beyond torch, transformers, torchcrf, its siblings and a
-    few pure standard-library modules; exec/eval/compile/__import__; file writes; network calls.
-
-    Args:
-        path: a Python file.
-        sibling_modules: module names shipped beside it (default: the `.py` files of its folder).
-
-    Returns:
-        `"FILE:LINE: problem"` strings; empty when the file is clean.
-    """
-    path = Path(path)
-    if sibling_modules is None:
-        sibling_modules = {other.stem for other in path.parent.glob("*.py")}
-    problems = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        found = _import_problems(node, sibling_modules)
-        if isinstance(node, ast.Call):
-            problem = _call_problem(node)
-            found += [problem] if problem else []
-        problems.extend(f"{path}:{node.lineno}: {problem}" for problem in found)
-    return problems
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Assembling the repository folder
-
-
-def remote_code_files() -> list[Path]:
-    """The package's model and pipeline files and every module they import relatively, recursively.
-
-    Found the way transformers finds what a remote-code file needs, so the folder holds exactly what loading needs.
-    """
-    from transformers.dynamic_module_utils import get_relative_import_files
-
-    import modeling_hstl, pipeline_hstl
-
-    entry_points = [Path(modeling_hstl.__file__), Path(pipeline_hstl.__file__)]
-    needed = {Path(name) for entry_point in entry_points for name in get_relative_import_files(entry_point)}
-    return sorted(set(entry_points) | needed)
 
 
 def _check_model_folder(model_dir: Path) -> list[Path]:
@@ -127,26 +42,6 @@ def _check_model_folder(model_dir: Path) -> list[Path]:
         raise PublishError(f"{model_dir}: expected the tokenizer files (tokenizer_config.json, tokenizer.json), got "
                            f"none; save the tokenizer into the folder with tokenizer.save_pretrained")
     return weights
-
-
-def _write_config(model_dir: Path, out_dir: Path) -> None:
-    """config.json plus `auto_map`, the `hstl-ner` custom pipeline and the training run's window settings."""
-    from pipeline_hstl import custom_pipelines_entry
-
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    if config.get("model_type") != "hstl":
-        raise PublishError(f"{model_dir / 'config.json'}: expected model_type 'hstl', got {config.get('model_type')!r}")
-    config["auto_map"] = {**config.get("auto_map", {}), **AUTO_MAP}
-    config["custom_pipelines"] = custom_pipelines_entry()
-    # The pipeline cannot read run_config.yaml (remote code imports no YAML parser), yet it should window text as
-    # predict.py does, with the training run's settings: they travel in config.json, which the model loads anyway.
-    run_config_path = model_dir / "run_config.yaml"
-    if run_config_path.is_file():
-        training = (yaml.safe_load(run_config_path.read_text(encoding="utf-8")) or {}).get("training") or {}
-        for config_key, training_key in (("window_max_length", "max_length"), ("window_overlap", "window_overlap")):
-            if training_key in training:
-                config[config_key] = training[training_key]
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _copy_run_config(model_dir: Path, out_dir: Path) -> None:
@@ -186,12 +81,14 @@ def assemble_model_repo(model_dir: str | Path, out_dir: str | Path, repo_id: str
     _prepare_out_dir(out_dir)
     for source in [*weights, *(model_dir / name for name in TOKENIZER_FILES if (model_dir / name).is_file())]:
         shutil.copyfile(source, out_dir / source.name)
-    for source in remote_code_files():
-        shutil.copyfile(source, out_dir / source.name)
+    shutil.copyfile(model_dir / "config.json", out_dir / "config.json")
+    try:
+        complete_model_folder(out_dir)  # the code of this package, so that model, config and pipeline match
+    except ValueError as error:
+        raise PublishError(str(error)) from None
     problems = [problem for path in out_dir.glob("*.py") for problem in remote_code_problems(path)]
     if problems:
         raise PublishError("remote code that must not be published: " + "; ".join(problems))
-    _write_config(model_dir, out_dir)
     _copy_run_config(model_dir, out_dir)
     if results:
         (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
