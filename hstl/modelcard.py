@@ -1,10 +1,12 @@
 """The model card (README.md) of a model folder, built with `huggingface_hub.ModelCard`.
 
-The card's YAML metadata carries the licence, tags, base model, pipeline tag and a `model-index` with one entry per
-corpus, split and metric (strict entity-level precision, recall and F1), so the Hub shows the scores; the body says
-what the model is (the hierarchy, its tasks and entity families), how it was trained (from the folder's
-`run_config.yaml`), its results, how to use it, what `trust_remote_code=True` runs and how to pin a revision, and what
-to cite.
+The card's YAML metadata carries the licence, tags, base model (the encoder's Hub id), the corpora as Hub dataset ids
+where they have one, a widget example, the pipeline tag and a `model-index` with one entry per corpus, split
+(`validation`, `test`) and metric (entity-level precision, recall and F1 as conlleval and seqeval's default mode count
+them), so the Hub shows the scores; the body says what the model is (the hierarchy, its tasks and entity families),
+how it was trained (from the folder's `run_config.yaml`; a demo or a model trained from scratch says so), its
+results, its intended use and limitations, how to use it, what `trust_remote_code=True` runs and how to pin a
+revision, and what to cite.
 
 Scores come from `eval/evaluate_model.py`'s `results.json` (`{corpus: {split: scores}}`) or, failing that, from the
 `all_results.json` that training leaves (`{"validation": {task: scores}, "test": {...}}`).
@@ -28,8 +30,11 @@ ScoresByCorpus = dict[str, dict[str, dict[str, Any]]]
 
 CARD_TAGS = ["bioner", "ner", "token-classification", "hstl", "biomedical"]
 CARD_METRICS = ("f1", "precision", "recall")
-METRIC_NAMES = {"f1": "F1 (strict, entity-level)", "precision": "Precision (strict, entity-level)",
-                "recall": "Recall (strict, entity-level)"}
+METRIC_NAMES = {"f1": "Entity F1 (conlleval / seqeval default mode)",
+                "precision": "Entity precision (conlleval / seqeval default mode)",
+                "recall": "Entity recall (conlleval / seqeval default mode)"}
+CARD_SPLIT_NAMES = {"devel": "validation"}
+"""Split names of the corpora (and of training's results) -> the Hub's names."""
 RUNTIME_REQUIREMENTS = ("torch", "transformers", "pytorch-crf")
 """Distributions the model folder's remote code needs; their version ranges are read from the hstl package metadata."""
 FALLBACK_REQUIREMENTS = ("torch>=2.4", "transformers>=5.0,<6", "pytorch-crf==0.7.2")
@@ -73,6 +78,22 @@ CORPUS_REFERENCES = {
     "linnaeus": "Gerner, Nenadic and Bergman (2010), LINNAEUS: a species name identification system for biomedical "
                 "literature, BMC Bioinformatics 11:85",
 }
+
+HUB_DATASET_IDS = {
+    "BC4CHEMD": "bigbio/chemdner",
+    "BC5CDR-chem": "bigbio/bc5cdr",
+    "BC5CDR-disease": "bigbio/bc5cdr",
+    "BioNLP09": "bigbio/bionlp_shared_task_2009",
+    "BioNLP11EPI": "bigbio/bionlp_st_2011_epi",
+    "BioNLP11ID": "bigbio/bionlp_st_2011_id",
+    "BioNLP13CG": "bigbio/bionlp_st_2013_cg",
+    "BioNLP13GE": "bigbio/bionlp_st_2013_ge",
+    "JNLPBA": "bigbio/jnlpba",
+    "NCBI-disease": "bigbio/ncbi_disease",
+    "linnaeus": "bigbio/linnaeus",
+}
+"""Corpus -> the BigBIO dataset on the Hub that holds the original corpus (checked to exist); corpora without one
+(BC2GM, BioNLP13PC, Ex-PTM) are named as they are. The model was trained on the IOB versions of Crichton et al."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -140,16 +161,42 @@ def read_run_config(folder: Path) -> dict[str, Any] | None:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
+def _is_hub_id(candidate: Any) -> bool:
+    # A local path is no Hub id: the metadata would point at nothing.
+    return isinstance(candidate, str) and bool(_HUB_ID.match(candidate)) and not Path(candidate).exists()
+
+
 def base_model_of(run_config: dict[str, Any] | None) -> str | None:
-    """The Hub id the weights started from (`model.encoder`, or `model.init_from` for stage 2), if it is one."""
-    if not run_config:
-        return None
-    model = run_config.get("model") or {}
-    for candidate in (model.get("init_from"), model.get("encoder")):
-        # A local path is no Hub id: the metadata would point at nothing.
-        if isinstance(candidate, str) and _HUB_ID.match(candidate) and not Path(candidate).exists():
-            return candidate
-    return None
+    """The Hub id of the pretrained encoder the weights started from (`model.encoder`); for stage 2 (`init_from`),
+    the stage-1 model's own encoder when `init_from` is a local folder with its run_config.yaml, else the Hub id of
+    the stage-1 model itself. None for an encoder trained from scratch."""
+    model = (run_config or {}).get("model") or {}
+    if _is_hub_id(model.get("encoder")):
+        return model["encoder"]
+    init_from = model.get("init_from")
+    if isinstance(init_from, str) and Path(init_from).is_dir():
+        return base_model_of(read_run_config(Path(init_from)))
+    return init_from if _is_hub_id(init_from) else None
+
+
+def trained_from_scratch(run_config: dict[str, Any] | None) -> bool:
+    """Whether the encoder was built from scratch (no pretrained weights), as the demo and the test runs do."""
+    model = (run_config or {}).get("model") or {}
+    if model.get("init_from"):
+        init_from = Path(str(model["init_from"]))
+        return init_from.is_dir() and trained_from_scratch(read_run_config(init_from))
+    return not model.get("encoder")
+
+
+def corpus_of(task: dict[str, Any]) -> str:
+    """The corpus a run-config task reads: its data folder's name (`sample:X` is X), its `hf_dataset`, else its name."""
+    if task.get("data_dir"):
+        return str(task["data_dir"]).removeprefix("sample:").rstrip("/").split("/")[-1]
+    return str(task.get("hf_dataset") or task.get("name"))
+
+
+def dataset_id(corpus: str) -> str:
+    return HUB_DATASET_IDS.get(corpus, corpus)
 
 
 def runtime_requirements() -> list[str]:
@@ -172,34 +219,46 @@ def runtime_requirements() -> list[str]:
 # Metadata
 
 
-def eval_results_from(results: ScoresByCorpus) -> list[EvalResult]:
-    """One `EvalResult` per corpus, split and metric; the dataset name and type are the corpus name."""
+def eval_results_from(results: ScoresByCorpus, corpus_by_task: dict[str, str] | None = None) -> list[EvalResult]:
+    """One `EvalResult` per corpus (or task), split and metric: the dataset name is the results' key, its type the
+    corpus's Hub dataset id (or name), and the split `validation` for the corpora's `devel`."""
+    corpus_by_task = corpus_by_task or {}
     eval_results = []
     for corpus, by_split in results.items():
         for split, scores in by_split.items():
             for metric in CARD_METRICS:
                 eval_results.append(EvalResult(
                     task_type="token-classification", task_name="Named entity recognition",
-                    dataset_type=corpus, dataset_name=corpus, dataset_split=split,
+                    dataset_type=dataset_id(corpus_by_task.get(corpus, corpus)), dataset_name=corpus,
+                    dataset_split=CARD_SPLIT_NAMES.get(split, split),
                     metric_type=metric, metric_name=METRIC_NAMES[metric], metric_value=scores[metric],
                 ))
     return eval_results
 
 
+def corpora_of(config: dict[str, Any], results: ScoresByCorpus, run_config: dict[str, Any] | None) -> dict[str, str]:
+    """Task (or results key) -> corpus, for every head and every scored corpus."""
+    by_task = {task.get("name"): corpus_of(task) for task in (run_config or {}).get("tasks", [])}
+    names = [task["name"] for task in config.get("tasks", [])] + list(results)
+    return {name: by_task.get(name, name) for name in dict.fromkeys(names)}
+
+
 def card_data(config: dict[str, Any], repo_id: str, results: ScoresByCorpus,
               run_config: dict[str, Any] | None) -> ModelCardData:
-    corpora = list(dict.fromkeys([task["name"] for task in config.get("tasks", [])] + list(results)))
+    corpus_by_task = corpora_of(config, results, run_config)
+    datasets = list(dict.fromkeys(dataset_id(corpus) for corpus in corpus_by_task.values()))
     return ModelCardData(
         license="apache-2.0",
         language=["en"],
         library_name="transformers",
         pipeline_tag="token-classification",
-        tags=list(CARD_TAGS),
-        datasets=corpora or None,
+        tags=list(CARD_TAGS) + (["demo"] if trained_from_scratch(run_config) else []),
+        datasets=datasets or None,
         base_model=base_model_of(run_config),
-        metrics=list(CARD_METRICS),
+        metrics=["seqeval"],
         model_name=repo_id.split("/")[-1],
-        eval_results=eval_results_from(results) or None,
+        eval_results=eval_results_from(results, corpus_by_task) or None,
+        widget=[{"text": EXAMPLE_TEXT}],
     )
 
 
@@ -277,13 +336,17 @@ def results_section(results: ScoresByCorpus) -> str:
     if not results:
         return "## Results\n\nNo evaluation results were given for this model.\n"
     rows = "\n".join(
-        f"| {corpus} | {split} | {scores['precision']:.4f} | {scores['recall']:.4f} | {scores['f1']:.4f} |"
+        f"| {corpus} | {CARD_SPLIT_NAMES.get(split, split)} | {scores['precision']:.4f} | {scores['recall']:.4f} | "
+        f"{scores['f1']:.4f} |"
         for corpus, by_split in results.items() for split, scores in by_split.items()
     )
     return f"""## Results
 
-Strict entity-level scores (a mention counts only with its exact type, start and end; conlleval chunk rules,
-micro-averaged over mentions), as `python -m eval.evaluate_model` computes them.
+Entity-level precision, recall and F1, micro-averaged over mentions, as `python -m eval.evaluate_model` computes them:
+a predicted mention counts only with its exact type, start and end, and mentions are read from IOB2 labels with
+conlleval's chunk rules. These are the numbers of conlleval and of seqeval's default mode (`evaluate`'s `seqeval`,
+or this repository's `eval/metrics/hstl_ner`), not of seqeval's `strict` mode, which reads ill-formed label
+sequences (an `I-` without a `B-`) differently.
 
 | corpus | split | precision | recall | F1 |
 |---|---|---:|---:|---:|
@@ -294,20 +357,26 @@ micro-averaged over mentions), as `python -m eval.evaluate_model` computes them.
 def usage_code(repo_id: str, example_task: str | None) -> str:
     """The Python usage example of the card; tests run it against a local folder."""
     tasks_argument = f", tasks=[{json.dumps(example_task)}]" if example_task else ""
-    return f"""from transformers import AutoModel, AutoTokenizer, pipeline
+    return f"""from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer, pipeline
 
 repo_id = "{repo_id}"
 revision = None  # better: the commit hash of the revision whose code you have read (see "Remote code")
 
-# Entity spans in raw text, from every head, or only from those named in `tasks`.
-ner = pipeline(model=repo_id, trust_remote_code=True, revision=revision)
+# Entity spans in raw text, from every head (overlaps resolved as predict.py's --merge longest), or from `tasks` only.
+ner = pipeline("token-classification", model=repo_id, trust_remote_code=True, revision=revision)
 for entity in ner("{EXAMPLE_TEXT}"{tasks_argument}):
     print(entity["task"], entity["entity_group"], entity["start"], entity["end"], entity["word"],
           round(entity["score"], 3))
 
-# The model itself: one shared encoder, one CRF head per corpus.
+# The token-classification view: logits over config.id2label (the heads' merged labels), CRF-decoded predictions.
+# AutoTokenizer reads config.json, which names this repository's code: it needs trust_remote_code too.
+tokenizer = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True, revision=revision)
+classifier = AutoModelForTokenClassification.from_pretrained(repo_id, trust_remote_code=True, revision=revision)
+output = classifier(**tokenizer("{EXAMPLE_TEXT}", return_tensors="pt"))
+print(output.logits.shape, [classifier.config.id2label[label] for label in output.predictions[0].tolist() if label >= 0])
+
+# The multi-task model itself: one shared encoder, one CRF head per corpus.
 model = AutoModel.from_pretrained(repo_id, trust_remote_code=True, revision=revision)
-tokenizer = AutoTokenizer.from_pretrained(repo_id, revision=revision)
 print(model.config.task_names, model.config.families)
 """
 
@@ -324,12 +393,43 @@ pip install {requirements}
 ```python
 {usage_code(repo_id, task_names[0] if task_names else None)}```
 
-The pipeline splits text into sentences and words with the same rules as `hstl`'s `predict.py`, cuts long sentences
-into overlapping windows (nothing is truncated) and returns, per entity, `entity_group` (its type), `task` (the head
-that found it), `start`/`end` (character offsets), `word` (the text) and `score`: the mean, over the entity's words,
-of the softmax probability of the predicted label under the head's emission scores (a confidence hint, not a
-calibrated CRF marginal). Heads are independent: spans from different heads may overlap. For CoNLL, plain-text or
-PubTator files, use `predict.py` of the `hstl` package.
+The pipeline (`"token-classification"`, or `"hstl-ner"`: the same code) splits text into sentences and words with
+the same rules as `hstl`'s `predict.py`, cuts long sentences into overlapping windows of the training run's size
+(nothing is truncated) and returns, per entity, `entity_group` (its type), `task` (the head that found it),
+`start`/`end` (character offsets), `word` (the text) and `score`: the mean, over the entity's words, of the softmax
+probability of the predicted label under the head's emission scores (a confidence hint, not a calibrated CRF
+marginal). Its arguments: `tasks` (heads, in priority order), `merge` (`"longest"`, the default, keeps the longest of
+overlapping mentions, ties to the head listed first; `"none"` keeps every head's mentions, overlaps included),
+`aggregation_strategy` (`"simple"` = `"first"`: one dict per mention; `"none"`: one dict per word of each mention,
+with its IOB2 label as `entity`) and `ignore_labels` (entity types to leave out).
+
+`config.id2label` is the merged label space of the heads (`O`, then `B-`/`I-` of every entity type); the
+token-classification model decodes each head with its CRF and merges their mentions the same way. For CoNLL,
+plain-text or PubTator files, use `predict.py` of the `hstl` package.
+"""
+
+
+def intended_use_section(run_config: dict[str, Any] | None) -> str:
+    demo = ("\n**This model is a demonstration.** Its encoder was trained from scratch on small data (no pretrained "
+            "weights), so its scores are far below what HSTL reaches with a pretrained encoder: use it to try the "
+            "package and its Hub integration, not to tag text you care about.\n" if trained_from_scratch(run_config)
+            else "")
+    return f"""## Intended use
+{demo}
+Named entity recognition in English biomedical text (PubMed abstracts and similar): finding the mentions of the
+entity types in the table above, with character offsets, for curation, search or downstream extraction. Each head
+follows its own corpus's annotation guidelines; choose the heads whose corpora match what you need.
+
+## Limitations
+
+- Trained on the IOB versions of the corpora listed below, mostly PubMed abstracts: expect lower accuracy on full
+  texts, clinical notes, patents or other styles, and on entity types or naming conventions the corpora lack.
+- Scores are entity-level on each corpus's own test set; on your text they may be lower. Heads of one family can
+  disagree on span boundaries, and mentions from different heads may overlap (see `merge`).
+- Mentions are found, not normalized: no database identifiers.
+- Text is split into sentences and words by rules that follow the training corpora's tokenization (every
+  non-alphanumeric character is a word of its own); unusual formatting may split sentences where it should not.
+- `score` is a confidence hint, not a calibrated probability.
 """
 
 
@@ -344,7 +444,7 @@ revision you read, so that later pushes to the repository cannot change the code
 
 ```python
 model = AutoModel.from_pretrained(repo_id, trust_remote_code=True, revision="<commit sha you reviewed>")
-ner = pipeline(model=repo_id, trust_remote_code=True, revision="<commit sha you reviewed>")
+ner = pipeline("token-classification", model=repo_id, trust_remote_code=True, revision="<commit sha you reviewed>")
 ```
 """
 
@@ -397,14 +497,17 @@ def build_model_card(folder: str | Path, repo_id: str = PLACEHOLDER_REPO_ID,
     run_config = read_run_config(folder)
     data = card_data(config, repo_id, results, run_config)
     code_files = sorted(path.name for path in folder.glob("*.py"))
-    corpora = list(dict.fromkeys([task["name"] for task in config.get("tasks", [])] + list(results)))
+    corpora = list(dict.fromkeys(corpora_of(config, results, run_config).values()))
     num_heads = len(config.get("tasks", []))
+    demo = (" A demonstration model, trained from scratch: not for real use (see Intended use)."
+            if trained_from_scratch(run_config) else "")
     sections = [
         f"# {repo_id.split('/')[-1]}\n\nA biomedical named entity recognition model with {num_heads} corpus-specific "
         f"heads on one shared encoder, trained with hierarchical shared transfer learning (Chai et al., BMC "
-        f"Bioinformatics 23:8, 2022) by the `hstl` package.\n",
+        f"Bioinformatics 23:8, 2022) by the `hstl` package.{demo}\n",
         model_section(config), training_section(run_config), results_section(results),
-        usage_section(repo_id, config), remote_code_section(code_files), licence_section(), citation_section(corpora),
+        intended_use_section(run_config), usage_section(repo_id, config), remote_code_section(code_files),
+        licence_section(), citation_section(corpora),
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(sections))
 

@@ -5,10 +5,7 @@ its usage code runs; no pickle, no unsafe code; upload and error paths without t
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,9 @@ from huggingface_hub import ModelCard
 
 import predict
 import publish
-from hstl.hub import PICKLE_SUFFIXES, remote_code_problems
+from fresh_process import run_without_hstl
+from hstl.hub import PICKLE_SUFFIXES
+from hstl.remote_code import AUTO_MAP, remote_code_problems
 from test_evaluate_model import talkative_copy
 
 
@@ -30,26 +29,12 @@ EXPECTED_FILES = {"README.md", "config.json", "model.safetensors", "tokenizer.js
                   "run_config.yaml", "results.json", "configuration_hstl.py", "modeling_hstl.py", "pipeline_hstl.py",
                   "processing_hstl.py"}
 
-# Run in a fresh interpreter, outside the repository: `hstl` is made unimportable before anything else happens.
+# Run by tests/fresh_process.py in a fresh interpreter where hstl and the top-level *_hstl modules are blocked: the
+# folder's own copies must do all the work.
 FRESH_PROCESS_SCRIPT = r'''
-import contextlib, importlib.abc, io, json, runpy, sys
+import contextlib, io, json, runpy, sys
 
-# The package and the top-level copies of the remote-code files: the folder's own copies must do all the work.
-BLOCKED = {"hstl", "configuration_hstl", "modeling_hstl", "pipeline_hstl", "processing_hstl"}
-
-class BlockHSTL(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
-        return None
-
-sys.meta_path.insert(0, BlockHSTL())
 folder, text_file, usage_file = sys.argv[1:4]
-try:
-    import hstl
-    hstl_blocked = False
-except ModuleNotFoundError:
-    hstl_blocked = True
 usage_stdout = io.StringIO()
 with contextlib.redirect_stdout(usage_stdout):
     runpy.run_path(usage_file, run_name="__main__")
@@ -57,14 +42,13 @@ with contextlib.redirect_stdout(usage_stdout):
 from transformers import AutoModel, pipeline
 
 model = AutoModel.from_pretrained(folder, trust_remote_code=True)
-ner = pipeline(model=folder, trust_remote_code=True)
+ner = pipeline("token-classification", model=folder, trust_remote_code=True)
 text = open(text_file, encoding="utf-8").read()
 print(json.dumps({
-    "hstl_blocked": hstl_blocked,
     "usage_stdout": usage_stdout.getvalue(),
     "model_class": f"{type(model).__module__}.{type(model).__name__}",
     "pipeline_class": f"{type(ner).__module__}.{type(ner).__name__}",
-    "entities": ner(text),
+    "entities": ner(text, merge="none"),
     "empty": ner(""),
 }))
 '''
@@ -101,17 +85,9 @@ def fresh_process_output(published_dir, tmp_path_factory) -> dict:
     """What the dry-run folder gives in a fresh process without `hstl`: the card's usage code, AutoModel, pipeline."""
     work = tmp_path_factory.mktemp("fresh")
     (work / "text.txt").write_text(_sample_text(), encoding="utf-8")
-    (work / "check.py").write_text(FRESH_PROCESS_SCRIPT)
     (work / "usage.py").write_text(card_usage_code(published_dir / "README.md").replace(REPO_ID, str(published_dir)))
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "ACCELERATE_"))}
-    env.update(HF_HOME=str(work / "hf_home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    completed = subprocess.run(
-        [sys.executable, "-I", str(work / "check.py"), str(published_dir), str(work / "text.txt"),
-         str(work / "usage.py")],
-        cwd=work, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return run_without_hstl(FRESH_PROCESS_SCRIPT, [str(published_dir), str(work / "text.txt"), str(work / "usage.py")],
+                            work)
 
 
 def card_usage_code(readme: Path) -> str:
@@ -130,8 +106,10 @@ def test_dry_run_folder_holds_exactly_the_repository_files(published_dir):
     assert files == EXPECTED_FILES
     assert not [path for path in published_dir.rglob("*") if path.suffix in PICKLE_SUFFIXES]
     config = json.loads((published_dir / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel"}
+    assert config["auto_map"] == AUTO_MAP
     assert config["custom_pipelines"] == {
+        "token-classification": {"impl": "pipeline_hstl.HSTLNERPipeline", "pt": ["AutoModelForTokenClassification"],
+                                 "type": "text"},
         "hstl-ner": {"impl": "pipeline_hstl.HSTLNERPipeline", "pt": ["AutoModel"], "type": "text"}}
     assert (config["window_max_length"], config["window_overlap"]) == (48, 8)  # the tiny run's training settings
     assert "data_root" not in (published_dir / "run_config.yaml").read_text()  # a path of the training machine
@@ -171,15 +149,18 @@ def test_card_metadata_parses_back_with_the_exact_scores(published_dir):
     assert data.license == "apache-2.0" and data.pipeline_tag == "token-classification"
     assert data.library_name == "transformers"
     assert set(data.tags) >= {"bioner", "ner", "token-classification", "hstl", "biomedical"}
-    assert data.base_model is None  # the tiny encoder was built from scratch: there is no Hub model to point at
-    found = {(result.dataset_name, result.dataset_split, result.metric_type): result.metric_value
+    found = {(result.dataset_name, result.dataset_type, result.dataset_split, result.metric_type): result.metric_value
              for result in data.eval_results}
-    expected = {(corpus, split, metric): scores[metric] for corpus, by_split in RESULTS.items()
-                for split, scores in by_split.items() for metric in ("precision", "recall", "f1")}
+    hub_ids = {"BC5CDR-chem": "bigbio/bc5cdr", "NCBI-disease": "bigbio/ncbi_disease"}
+    expected = {(corpus, hub_ids[corpus], {"devel": "validation"}.get(split, split), metric): scores[metric]
+                for corpus, by_split in RESULTS.items() for split, scores in by_split.items()
+                for metric in ("precision", "recall", "f1")}
     assert found == expected  # == on floats: exact
     assert all(result.task_type == "token-classification" for result in data.eval_results)
+    assert all("strict" not in result.metric_name and "seqeval default mode" in result.metric_name
+               for result in data.eval_results)
     for needed in ("trust_remote_code", "revision=", "10.1186/s12859-021-04551-4", "| `chem` | chemical | Chemical |",
-                   "| max_length | 48 |", "pipeline_hstl.py"):
+                   "| max_length | 48 |", "pipeline_hstl.py", "| BC5CDR-chem | validation |"):
         assert needed in card.text, needed
 
 
@@ -189,6 +170,53 @@ def test_card_mentions_the_pretrained_encoder_as_base_model(tiny_model_dir):
     assert base_model_of({"model": {"encoder": "xlnet-base-cased"}}) == "xlnet-base-cased"
     assert base_model_of({"model": {"encoder": str(tiny_model_dir)}}) is None  # a local folder is no Hub id
     assert base_model_of({"model": {"init_from": "user/hstl-stage1", "encoder": None}}) == "user/hstl-stage1"
+
+
+def test_card_of_a_stage_2_folder_names_the_stage_1_encoder(tmp_path):
+    from hstl.modelcard import base_model_of
+
+    stage_1 = tmp_path / "stage1"
+    stage_1.mkdir()
+    (stage_1 / "run_config.yaml").write_text("model:\n  encoder: dmis-lab/biobert-base-cased-v1.2\n")
+    assert base_model_of({"model": {"init_from": str(stage_1)}}) == "dmis-lab/biobert-base-cased-v1.2"
+
+
+@pytest.mark.parametrize("which", ["demo", "dry_run"])
+def test_card_of_a_demo_and_a_dry_run_folder_loads_with_every_field(which, tiny_model_dir, published_dir, tmp_path):
+    from hstl.modelcard import EXAMPLE_TEXT, build_model_card
+
+    if which == "demo":  # train.py's own folder (a scratch encoder, as configs/demo.yaml trains)
+        build_model_card(tiny_model_dir).save(tmp_path / "README.md")
+        readme = tmp_path / "README.md"
+    else:
+        readme = published_dir / "README.md"
+    card = ModelCard.load(readme)
+    data = card.data
+    assert data.widget == [{"text": EXAMPLE_TEXT}]
+    assert data.base_model is None  # the tiny encoder was built from scratch: there is no Hub model to point at
+    assert data.datasets == ["bigbio/bc5cdr", "bigbio/ncbi_disease"]  # the sample corpora's Hub datasets
+    assert data.metrics == ["seqeval"] and "demo" in data.tags
+    assert {result.dataset_split for result in data.eval_results} == {"validation", "test"}
+    assert "strict" not in str(data.to_dict()).lower()
+    for heading in ("## Intended use", "## Limitations", "**This model is a demonstration.**",
+                    "A demonstration model, trained from scratch"):
+        assert heading in card.text, heading
+    # Every model-index entry round-trips through the card's YAML.
+    assert ModelCard(str(card)).data.eval_results == data.eval_results
+
+
+def test_card_of_a_pretrained_encoder_does_not_call_itself_a_demo(tiny_model_dir, tmp_path):
+    import shutil
+
+    from hstl.modelcard import build_model_card
+
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    shutil.copyfile(tiny_model_dir / "config.json", folder / "config.json")
+    (folder / "run_config.yaml").write_text("model:\n  encoder: xlnet-base-cased\ntasks: []\n")
+    card = build_model_card(folder)
+    assert card.data.base_model == "xlnet-base-cased" and "demo" not in card.data.tags
+    assert "demonstration" not in card.text and "## Intended use" in card.text
 
 
 def test_card_usage_code_runs_against_the_folder(fresh_process_output):
@@ -201,7 +229,6 @@ def test_card_usage_code_runs_against_the_folder(fresh_process_output):
 
 
 def test_fresh_process_loads_the_remote_code_without_hstl(fresh_process_output):
-    assert fresh_process_output["hstl_blocked"]
     assert fresh_process_output["model_class"].startswith("transformers_modules.")
     assert fresh_process_output["model_class"].endswith("modeling_hstl.HSTLModel")
     assert fresh_process_output["pipeline_class"].endswith("pipeline_hstl.HSTLNERPipeline")
@@ -256,9 +283,36 @@ def test_pipeline_arguments_are_checked(published_dir):
     only_chem = ner(_sample_text(), tasks="chem", window_batch_size=5)
     assert only_chem and {entity["task"] for entity in only_chem} == {"chem"}
     # 5 windows per batch instead of 32 change padding, hence the last bits of the scores, not the entities.
-    all_heads = [entity for entity in ner(_sample_text()) if entity["task"] == "chem"]
+    all_heads = [entity for entity in ner(_sample_text(), merge="none") if entity["task"] == "chem"]
     assert [{**entity, "score": None} for entity in only_chem] == [{**entity, "score": None} for entity in all_heads]
     assert [entity["score"] for entity in only_chem] == pytest.approx([entity["score"] for entity in all_heads])
+    with pytest.raises(ValueError, match=r"merge: expected one of \['longest', 'none'\], got 'union'"):
+        ner("Aspirin.", merge="union")
+    with pytest.raises(ValueError, match=r"aggregation_strategy: expected one of \['simple', 'first', 'none'\]"):
+        ner("Aspirin.", aggregation_strategy="average")
+    # "first" is "simple" (words are read at their first sub-token); ignore_labels drops entity types.
+    assert ner(_sample_text(), aggregation_strategy="first") == ner(_sample_text())
+    without_chemicals = ner(_sample_text(), merge="none", ignore_labels=["Chemical"])
+    assert without_chemicals == [entity for entity in ner(_sample_text(), merge="none")
+                                 if entity["entity_group"] != "Chemical"]
+    assert without_chemicals and len(without_chemicals) < len(ner(_sample_text(), merge="none"))
+
+
+def test_pipeline_merge_longest_keeps_no_overlap_and_prefers_longer_mentions(published_dir):
+    from transformers import pipeline
+
+    import pipeline_hstl  # noqa: F401  (registers "hstl-ner")
+    from hstl.prediction import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(published_dir)
+    ner = pipeline("hstl-ner", model=model, tokenizer=tokenizer, device="cpu")
+    everything, merged = ner(_sample_text(), merge="none"), ner(_sample_text())
+    assert set(map(str, merged)) < set(map(str, everything))  # a strict subset: some overlaps were resolved
+    for first, second in zip(merged, merged[1:]):
+        assert first["end"] <= second["start"]
+    for dropped in (entity for entity in everything if str(entity) not in set(map(str, merged))):
+        # each dropped mention overlaps a kept one
+        assert any(kept["start"] < dropped["end"] and dropped["start"] < kept["end"] for kept in merged)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
