@@ -1,4 +1,4 @@
-"""Tests for hstl/scoring.py, eval/score.py and the `evaluate` metric module eval/metrics/hstl_ner.
+"""Tests for hstl/scoring.py and eval/score.py (the `evaluate` metric module: tests/test_evaluate_metric.py).
 
 seqeval (default mode, which follows conlleval.pl) is the reference: chunks and scores must equal it exactly, on
 hand-made cases, on random label sequences, and on real corpora with randomly damaged predictions.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import subprocess
 import sys
 import warnings
@@ -27,7 +26,6 @@ from processing_hstl import extract_chunks, split_label
 from hstl.commands.score import main as score_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-METRIC_DIR = REPO_ROOT / "eval" / "metrics" / "hstl_ner"
 SCORE_KEYS = {"precision", "recall", "f1", "num_gold", "num_pred", "num_correct"}
 
 
@@ -334,27 +332,3 @@ def test_cli_writes_errors_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "false_positives": [{"sentence": 0, "type": "protein", "start": 0, "end": 1, "text": "IL-2"}],
         "false_negatives": [{"sentence": 0, "type": "protein", "start": 0, "end": 2, "text": "IL-2 gene"}],
     }
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The `evaluate` metric module
-
-
-def _refuse_connection(*args: object, **kwargs: object) -> None:
-    raise OSError("network access attempted while loading the metric")
-
-
-def test_evaluate_metric_loads_offline_and_matches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import evaluate
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
-    monkeypatch.setattr(socket.socket, "connect", _refuse_connection)  # any Hub call would fail loudly
-    metric = evaluate.load(str(METRIC_DIR), cache_dir=str(tmp_path))
-    rng = random.Random("hstl-metric")
-    gold = [[rng.choice(["O", "O", "B-X", "I-X", "B-Y", "I-Y"]) for _ in range(rng.randint(1, 12))] for _ in range(40)]
-    pred = [perturb(labels, ["X", "Y"], rng, 0.3) for labels in gold]
-    assert metric.compute(predictions=pred, references=gold) == score_sentences(gold, pred)
-    for gold_labels, pred_labels in zip(gold, pred):  # the streaming path through add_batch gives the same
-        metric.add_batch(predictions=[pred_labels], references=[gold_labels])
-    assert metric.compute() == score_sentences(gold, pred)

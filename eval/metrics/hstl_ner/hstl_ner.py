@@ -1,26 +1,18 @@
-# Copyright 2024 The HSTL developers.
-#
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#
-#     http://www.apache.org/licenses/LICENSE-2.0
-#
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
-"""hstl_ner: strict entity-level NER scores computed by `hstl.scoring`, as an `evaluate` metric.
+# Copyright 2026 The HSTL developers. Licensed under the Apache License, Version 2.0.
+"""hstl_ner: entity-level NER scores as HSTL reports them, as an `evaluate` metric, computed by `seqeval`.
 
-Load it offline from its folder: `evaluate.load("<repo>/eval/metrics/hstl_ner")`. It needs the `hstl` package
-installed (`pip install -e .` at the repository root); the numbers are the ones `python -m eval.score` prints.
+Load it offline from its folder, with or without the `hstl` package installed:
+`evaluate.load("<repo>/eval/metrics/hstl_ner")`. It needs `evaluate` and `seqeval` (`pip install evaluate seqeval`).
+It is a thin wrapper over seqeval's default mode, which reads mentions with conlleval's chunk rules: the numbers equal
+`hstl.scoring` (`python -m eval.score`, `eval/evaluate_model.py`) and conlleval's, and the keys are those of
+`evaluate`'s `seqeval` metric.
 """
+
+import warnings
 
 import datasets
 import evaluate
-
-from hstl.scoring import score_sentences
+from seqeval.metrics import accuracy_score, classification_report
 
 _CITATION = """\
 @article{chai2022hstl,
@@ -32,31 +24,31 @@ _CITATION = """\
     doi = {10.1186/s12859-021-04551-4},
     year = {2022},
 }
-@inproceedings{tjong-kim-sang-buchholz-2000-introduction,
-    title = {Introduction to the {C}o{NLL}-2000 Shared Task: Chunking},
-    author = {Tjong Kim Sang, Erik F. and Buchholz, Sabine},
-    booktitle = {Fourth Conference on Computational Natural Language Learning and
-                 the Second Learning Language in Logic Workshop},
-    year = {2000},
+@misc{seqeval,
+    title = {{seqeval}: A Python framework for sequence labeling evaluation},
+    url = {https://github.com/chakki-works/seqeval},
+    author = {Hiroki Nakayama},
+    year = {2018},
 }
 """
 
 _DESCRIPTION = """\
-Strict entity-level precision, recall and F1 for IOB2 named entity recognition, micro-averaged over mentions.
-A predicted mention is correct only when its type, first token and last token match a gold mention. Mentions are read
-with the chunk rules of conlleval.pl (an I-X after O or after another type starts a new mention), and the scores equal
-seqeval's default mode exactly; undefined ratios are 0.0. Only the IOB2 labels O, B-<type> and I-<type> are accepted.
+Entity-level precision, recall and F1 for IOB2 named entity recognition, micro-averaged over mentions, as HSTL reports
+them: a predicted mention is correct only when its type, first token and last token match a gold mention. Mentions
+are read with conlleval's chunk rules (an I-X after O or after another type starts a new mention): the numbers are
+seqeval's default mode (not its strict mode) and conlleval's. Undefined ratios are 0.0.
 """
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions: list of sentences, each a list of predicted IOB2 labels.
+    predictions: list of sentences, each a list of predicted IOB2 labels ("O", "B-<type>", "I-<type>").
     references: list of sentences, each a list of gold IOB2 labels, one per predicted label.
 
 Returns:
-    precision, recall, f1: micro-averaged over all mentions (float).
-    num_gold, num_pred, num_correct: mention counts (int).
-    per_type: {entity type: the six keys above} for every type seen in references or predictions.
+    overall_precision, overall_recall, overall_f1: micro-averaged over all mentions (float).
+    overall_accuracy: the fraction of tokens whose label is right (float).
+    <type>: {"precision", "recall", "f1", "number"} for every entity type seen in references or predictions;
+        "number" is the count of gold mentions of that type.
 
 Examples:
     >>> hstl_ner = evaluate.load("eval/metrics/hstl_ner")
@@ -64,14 +56,14 @@ Examples:
     ...     predictions=[["B-DNA", "I-DNA", "O"], ["B-protein", "O"]],
     ...     references=[["B-DNA", "I-DNA", "O"], ["B-protein", "I-protein"]],
     ... )
-    >>> results["f1"], results["per_type"]["protein"]["num_correct"]
-    (0.5, 0)
+    >>> results["overall_f1"], results["protein"]["number"], results["protein"]["f1"]
+    (0.5, 1, 0.0)
 """
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class HstlNer(evaluate.Metric):
-    """Strict entity-level NER scores; see the module docstring."""
+    """Entity-level NER scores (seqeval default mode = conlleval = hstl.scoring); see the module docstring."""
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
@@ -84,8 +76,30 @@ class HstlNer(evaluate.Metric):
                     "references": datasets.Sequence(datasets.Value("string", id="label"), id="sequence"),
                 }
             ),
+            codebase_urls=["https://github.com/chakki-works/seqeval"],
             reference_urls=["https://www.clips.uantwerpen.be/conll2000/chunking/output.html"],
         )
 
     def _compute(self, predictions: list[list[str]], references: list[list[str]]) -> dict:
-        return score_sentences(gold=references, pred=predictions)
+        for index, (predicted, gold) in enumerate(zip(predictions, references)):
+            if len(predicted) != len(gold):
+                raise ValueError(f"sentence {index}: expected {len(gold)} predicted labels (one per reference "
+                                 f"label), got {len(predicted)}")
+        # mode=None is seqeval's default (conlleval) mode; zero_division=0 makes undefined ratios 0.0 without warnings.
+        with warnings.catch_warnings():  # numpy warns on the weighted average of a report without any mention
+            warnings.simplefilter("ignore", RuntimeWarning)
+            report = classification_report(references, predictions, mode=None, output_dict=True, zero_division=0)
+        report.pop("macro avg")
+        report.pop("weighted avg")
+        overall = report.pop("micro avg")
+        scores = {
+            entity_type: {"precision": float(values["precision"]), "recall": float(values["recall"]),
+                          "f1": float(values["f1-score"]), "number": int(values["support"])}
+            for entity_type, values in report.items()
+        }
+        scores["overall_precision"] = float(overall["precision"])
+        scores["overall_recall"] = float(overall["recall"])
+        scores["overall_f1"] = float(overall["f1-score"])
+        num_tokens = sum(len(gold) for gold in references)
+        scores["overall_accuracy"] = float(accuracy_score(references, predictions)) if num_tokens else 0.0
+        return scores
