@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 from transformers import BertConfig, XLNetConfig, XLNetModel
 
-from hstl import HSTLConfig, HSTLModel, viterbi_decode
-from modeling_hstl import PAD_LABEL_ID
+from fresh_process import run_without_hstl
+from hstl import HSTLConfig, HSTLForTokenClassification, HSTLModel, viterbi_decode
+from modeling_hstl import PAD_LABEL_ID, word_start_positions_from
 
 
 TASKS = [
@@ -338,6 +335,68 @@ def test_model_decoding_matches_brute_force_with_token_padding_on_either_side(te
             assert output.predictions[row, :num_words].tolist() == best
 
 
+def test_each_word_is_read_at_its_first_subtoken(tester, model):
+    for padding_side in ("left", "right"):
+        inputs = tester.prepare_inputs(seed=5, padding_side=padding_side)
+        starts = inputs["word_start_positions"]
+        word_states, word_mask = model.encode_words(inputs["input_ids"], starts, inputs["attention_mask"])
+        token_states = model.encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                     use_mems=False).last_hidden_state
+        multi_subtoken_words = 0
+        for row in range(starts.shape[0]):
+            row_starts = starts[row][starts[row] >= 0].tolist()
+            assert word_mask[row].sum() == len(row_starts)
+            for word, start in enumerate(row_starts):
+                torch.testing.assert_close(word_states[row, word], token_states[row, start], rtol=0, atol=0)
+            ends = row_starts[1:] + [int(inputs["attention_mask"][row].nonzero().max()) - 1]  # 2 trailing specials
+            multi_subtoken_words += sum(end - start > 1 for start, end in zip(row_starts, ends))
+        assert multi_subtoken_words > 0, "the inputs must hold words of several sub-tokens"
+
+
+def _brute_force_nll(crf, emissions: list[list[float]], labels: list[int]) -> float:
+    """-(score of the gold path - log of the sum over all label sequences of exp(score)), by enumeration."""
+    start, end = crf.start_transitions.tolist(), crf.end_transitions.tolist()
+    transitions = crf.transitions.tolist()
+
+    def path_score(sequence):
+        score = start[sequence[0]] + emissions[0][sequence[0]]
+        for position in range(1, len(sequence)):
+            score += transitions[sequence[position - 1]][sequence[position]] + emissions[position][sequence[position]]
+        return score + end[sequence[-1]]
+
+    all_scores = torch.tensor([path_score(sequence)
+                               for sequence in itertools.product(range(len(emissions[0])), repeat=len(emissions))],
+                              dtype=torch.float64)
+    return -(path_score(labels) - torch.logsumexp(all_scores, dim=0).item())
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "token_mean"])
+@pytest.mark.parametrize("padding_side", ["left", "right"])  # XLNet pads on the left, BERT on the right
+def test_loss_equals_brute_force_crf_likelihood(reduction, padding_side):
+    tester = HSTLModelTester(loss_reduction=reduction)
+    torch.manual_seed(0)
+    model = HSTLModel(tester.get_config()).eval()
+    inputs = tester.prepare_inputs(seed=2, padding_side=padding_side)
+    output = model(**inputs)
+    expected = []
+    for row, task_id in enumerate(inputs["task_ids"].tolist()):
+        num_words = int((inputs["word_start_positions"][row] >= 0).sum())
+        if num_words == 0:  # the third example is empty: no loss
+            expected.append(0.0)
+            continue
+        num_labels = len(TASKS[task_id]["labels"])
+        emissions = output.emissions[row, :num_words, :num_labels].tolist()
+        labels = inputs["labels"][row, :num_words].tolist()
+        expected.append(_brute_force_nll(model.heads[TASKS[task_id]["name"]].crf, emissions, labels))
+    assert 0.0 in expected and len(expected) == 4
+    torch.testing.assert_close(output.per_example_loss.double(), torch.tensor(expected, dtype=torch.float64),
+                               rtol=1e-5, atol=1e-5)
+    total_words = int((inputs["word_start_positions"] >= 0).sum())
+    reduced = {"mean": sum(expected) / len(expected), "sum": sum(expected), "token_mean": sum(expected) / total_words}
+    torch.testing.assert_close(output.loss.double(), torch.tensor(reduced[reduction], dtype=torch.float64),
+                               rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Saving, loading, remote code, pretrained encoders
 # ---------------------------------------------------------------------------------------------------------------------
@@ -359,38 +418,21 @@ def test_save_and_load_round_trip(tmp_path, tester, model):
     assert loaded.config.tasks == model.config.tasks
 
 
-REMOTE_CODE_SCRIPT = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
-    import torch
+REMOTE_CODE_SCRIPT = """
+import json, sys
+import torch
+from transformers import AutoConfig, AutoModel
 
-    class BlockRepo(importlib.abc.MetaPathFinder):
-        # The package may be installed (editable) in this environment: make sure only the folder's code is used.
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("hstl", "train", "finetune", "predict", "eval", "configuration_hstl",
-                                      "modeling_hstl", "pipeline_hstl", "processing_hstl"):
-                raise ImportError("the HSTL repo must not be importable here: " + name)
-
-    sys.meta_path.insert(0, BlockRepo())
-    try:
-        import hstl  # noqa: F401
-        raise SystemExit("hstl was importable")
-    except ImportError:
-        pass
-
-    from transformers import AutoConfig, AutoModel
-    folder, inputs_file, output_file = sys.argv[1:4]
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
-    assert type(model).__name__ == "HSTLModel", type(model)
-    assert "hstl" not in sys.modules
-    inputs = {key: torch.tensor(value) for key, value in json.load(open(inputs_file)).items()}
-    output = model(**inputs)
-    json.dump({"emissions": output.emissions.tolist(), "predictions": output.predictions.tolist(),
-               "loss": output.loss.item(), "module": type(model).__module__, "tasks": config.task_names},
-              open(output_file, "w"))
-    """
-)
+folder, inputs_file = sys.argv[1:3]
+config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+assert type(model).__name__ == "HSTLModel", type(model)
+assert "hstl" not in sys.modules
+inputs = {key: torch.tensor(value) for key, value in json.load(open(inputs_file)).items()}
+output = model(**inputs)
+print(json.dumps({"emissions": output.emissions.tolist(), "predictions": output.predictions.tolist(),
+                  "loss": output.loss.item(), "module": type(model).__module__, "tasks": config.task_names}))
+"""
 
 
 def test_remote_code_loads_in_fresh_process_without_repo(tmp_path, tester, model):
@@ -398,17 +440,7 @@ def test_remote_code_loads_in_fresh_process_without_repo(tmp_path, tester, model
     model.save_pretrained(folder)
     inputs = tester.prepare_inputs()
     (tmp_path / "inputs.json").write_text(json.dumps({key: value.tolist() for key, value in inputs.items()}))
-    workdir = tmp_path / "elsewhere"
-    workdir.mkdir()
-    (workdir / "check.py").write_text(REMOTE_CODE_SCRIPT)
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    completed = subprocess.run(
-        [sys.executable, "check.py", str(folder), str(tmp_path / "inputs.json"), str(tmp_path / "out.json")],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    remote = json.loads((tmp_path / "out.json").read_text())
+    remote = run_without_hstl(REMOTE_CODE_SCRIPT, [str(folder), str(tmp_path / "inputs.json")], tmp_path / "elsewhere")
     assert remote["module"].startswith("transformers_modules")
     assert remote["tasks"] == [task["name"] for task in TASKS]
     local = model(**inputs)
@@ -476,3 +508,83 @@ def test_config_round_trip_keeps_tasks_and_encoder(tmp_path, tester):
     assert loaded.families == ["chemical", "disease", "gene/protein"]
     assert loaded.encoder_config.model_type == "xlnet" and loaded.encoder_config.d_model == tester.hidden_size
     assert loaded.task_label2id("dis-b")["I-Other"] == 4
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The token-classification view and the merged label space
+# ---------------------------------------------------------------------------------------------------------------------
+
+MERGED = ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease", "B-Other", "I-Other", "B-GENE", "I-GENE"]
+"""TASKS' labels merged: O, then B-/I- per entity type in order of first appearance."""
+
+
+def test_config_id2label_is_the_merged_label_space_and_follows_the_tasks(tmp_path, tester):
+    config = tester.get_config()
+    assert config.id2label == dict(enumerate(MERGED))
+    assert config.label2id == {label: index for index, label in enumerate(MERGED)} and config.num_labels == 9
+    config.add_task("species-a", ["O", "B-Species", "I-Species"], "species")
+    assert list(config.id2label.values()) == MERGED + ["B-Species", "I-Species"]
+    config.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["id2label"]["10"] == "I-Species"
+    assert HSTLConfig.from_pretrained(tmp_path).id2label == config.id2label
+    config.tasks = config.tasks[:1]  # as keep_tasks does
+    assert config.id2label == {0: "O", 1: "B-Chemical", 2: "I-Chemical"}
+    with pytest.raises(ValueError, match="id2label: expected the merged labels of the tasks"):
+        HSTLConfig(tasks=TASKS[:1], id2label={0: "LABEL_0", 1: "LABEL_1"})
+
+
+def test_word_start_positions_from_attention_mask_and_word_ids():
+    attention_mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 0, 0], [0, 0, 0, 0, 0]])
+    assert word_start_positions_from(attention_mask).tolist() == [[2, 3, 4], [0, 1, 2], [-1, -1, -1]]
+    # [CLS] w0 w0 w1 [SEP] pad / pad <w0> <w1> <w1> <w1> <sep>: each word starts at its first sub-token.
+    word_ids = torch.tensor([[-1, 0, 0, 1, -1, -1], [-1, 0, 1, 1, 1, -1]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1]])
+    assert word_start_positions_from(mask, word_ids).tolist() == [[1, 3], [1, 2]]
+    with pytest.raises(ValueError, match=r"word_ids: expected shape \(2, 6\)"):
+        word_start_positions_from(mask, word_ids[:, :5])
+
+
+def test_token_classification_view_loads_the_same_weights_both_ways(tmp_path, model):
+    model.save_pretrained(tmp_path / "base")
+    classifier = HSTLForTokenClassification.from_pretrained(tmp_path / "base")
+    assert classifier.state_dict().keys() == {f"hstl.{key}" for key in model.state_dict()}
+    for key, value in model.state_dict().items():
+        assert torch.equal(classifier.state_dict()[f"hstl.{key}"], value), key
+    classifier.save_pretrained(tmp_path / "classifier")
+    reloaded = HSTLModel.from_pretrained(tmp_path / "classifier")
+    for key, value in model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[key], value), key
+
+
+def test_token_classification_logits_and_predictions_merge_the_heads(tester, model):
+    from processing_hstl import merge_mentions, mentions_to_labels
+
+    torch.manual_seed(3)
+    with torch.no_grad():  # loud heads, so that the heads find (overlapping) mentions
+        for head in model.heads.values():
+            head.emission.weight.normal_(std=3.0)
+    classifier = HSTLForTokenClassification(model.config).eval()
+    classifier.hstl.load_state_dict(model.state_dict())
+    inputs = tester.prepare_inputs(seed=4, padding_side="right")
+    output = classifier(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                        word_start_positions=inputs["word_start_positions"])
+    batch_size, seq_len = inputs["input_ids"].shape
+    assert output.logits.shape == (batch_size, seq_len, len(MERGED))
+    tagged = model.tag(inputs["input_ids"], inputs["word_start_positions"], inputs["attention_mask"])
+    found_mentions = 0
+    for row in range(batch_size):
+        starts = inputs["word_start_positions"][row][inputs["word_start_positions"][row] >= 0].tolist()
+        labels_by_task = {task["name"]: [task["labels"][label] for label in tagged.predictions[task["name"]][row,
+                          :len(starts)].tolist()] for task in TASKS}
+        mentions = merge_mentions(labels_by_task, "longest")
+        found_mentions += len(mentions)
+        expected = [MERGED.index(label) for label in mentions_to_labels(mentions, len(starts))]
+        assert output.predictions[row, starts].tolist() == expected
+        others = [position for position in range(seq_len) if position not in starts]
+        assert (output.predictions[row, others] == PAD_LABEL_ID).all() and (output.logits[row, others] == 0).all()
+        for word, start in enumerate(starts):
+            for merged_label, label in enumerate(MERGED):  # the best log-probability a head having the label gives it
+                best = max(tagged.emissions[task["name"]][row, word].log_softmax(-1)[task["labels"].index(label)]
+                           for task in TASKS if label in task["labels"])
+                torch.testing.assert_close(output.logits[row, start, merged_label], best)
+    assert found_mentions > 3

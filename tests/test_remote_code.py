@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from hstl.hub import remote_code_files, remote_code_problems
+from hstl.remote_code import GROUP_MODULES, remote_code_files, remote_code_problems
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +16,7 @@ GROUP = {"configuration_hstl.py", "modeling_hstl.py", "pipeline_hstl.py", "proce
 def test_the_group_is_the_root_files_named_hstl_and_nothing_else():
     assert {path.name for path in REPO_ROOT.glob("*_hstl.py")} == GROUP
     assert not list((REPO_ROOT / "hstl").glob("*_hstl.py")), "a second copy of a remote-code file in the package"
-    assert {path.name for path in remote_code_files()} == GROUP
+    assert {path.name for path in remote_code_files()} == GROUP == {f"{name}.py" for name in GROUP_MODULES}
     assert {path.parent for path in remote_code_files()} == {REPO_ROOT}
 
 
