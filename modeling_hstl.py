@@ -619,8 +619,10 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
         merged = torch.full_like(word_mask, PAD_LABEL_ID, dtype=torch.long)
         head_labels = {name: self.config.task(name)["labels"] for name in predictions}
         for row, num_words in enumerate(word_mask.sum(dim=1).tolist()):
-            labels_by_task = {name: [head_labels[name][label_id] for label_id in head_predictions[row, :num_words].tolist()]
-                              for name, head_predictions in predictions.items()}
+            labels_by_task = {
+                name: [head_labels[name][label_id] for label_id in head_predictions[row, :num_words].tolist()]
+                for name, head_predictions in predictions.items()
+            }
             labels = mentions_to_labels(merge_mentions(labels_by_task, "longest"), num_words)
             merged[row, :num_words] = torch.tensor([self.config.label2id[label] for label in labels], dtype=torch.long)
         return merged

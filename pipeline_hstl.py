@@ -226,8 +226,8 @@ def stitch_words(window_labels: list[list[int]], window_scores: list[list[float]
 
 
 def custom_pipelines_entry() -> dict[str, dict[str, Any]]:
-    """The `custom_pipelines` value of config.json: `pipeline("token-classification", model=..., trust_remote_code=True)`
-    and `pipeline("hstl-ner", ...)` both find this class."""
+    """The `custom_pipelines` value of config.json: `pipeline("token-classification", model=...,
+    trust_remote_code=True)` and `pipeline("hstl-ner", ...)` both find this class."""
     impl = f"{__name__.split('.')[-1]}.{HSTLNERPipeline.__name__}"
     return {"token-classification": {"impl": impl, "pt": ["AutoModelForTokenClassification"], "type": "text"},
             PIPELINE_TASK: {"impl": impl, "pt": ["AutoModel"], "type": "text"}}

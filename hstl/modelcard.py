@@ -373,7 +373,8 @@ for entity in ner("{EXAMPLE_TEXT}"{tasks_argument}):
 tokenizer = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True, revision=revision)
 classifier = AutoModelForTokenClassification.from_pretrained(repo_id, trust_remote_code=True, revision=revision)
 output = classifier(**tokenizer("{EXAMPLE_TEXT}", return_tensors="pt"))
-print(output.logits.shape, [classifier.config.id2label[label] for label in output.predictions[0].tolist() if label >= 0])
+labels = [classifier.config.id2label[label] for label in output.predictions[0].tolist() if label >= 0]
+print(output.logits.shape, labels)
 
 # The multi-task model itself: one shared encoder, one CRF head per corpus.
 model = AutoModel.from_pretrained(repo_id, trust_remote_code=True, revision=revision)

@@ -39,7 +39,8 @@ else:
 def run_without_hstl(script: str, args: list[str], workdir: Path, timeout: int = 300) -> Any:
     """Runs the Python source `script` with `args` in a fresh isolated interpreter (`-I`: no PYTHONPATH, no user
     site, not the repository's folder), in `workdir`, offline and with its own empty Hugging Face cache, after
-    blocking `BLOCKED_MODULES`. No call may ask whether to trust remote code (stdin is closed). The script prints one JSON value as its last line of output; returns it."""
+    blocking `BLOCKED_MODULES`. No call may ask whether to trust remote code (stdin is closed). The script prints
+    one JSON value as its last line of output; returns it."""
     workdir.mkdir(parents=True, exist_ok=True)
     script_path = workdir / "fresh_process_script.py"
     script_path.write_text(_PREAMBLE + script, encoding="utf-8")

@@ -115,7 +115,8 @@ def test_metric_imports_only_evaluate_datasets_seqeval_and_the_standard_library(
     import ast
 
     tree = ast.parse((METRIC_DIR / "hstl_ner.py").read_text(encoding="utf-8"))
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported = {alias.name.split(".")[0]
+                for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported == {"warnings", "datasets", "evaluate", "seqeval"}
     assert (METRIC_DIR / "requirements.txt").read_text().split() == ["evaluate>=0.4.3", "seqeval>=1.2.2"]
