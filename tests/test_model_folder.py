@@ -82,7 +82,7 @@ def fresh(tiny_model_dir, talkative_train_dir, tmp_path_factory) -> dict:
 
 
 def _load_in_process(folder: Path):
-    from hstl.prediction import load_model_and_tokenizer
+    from hstl.inference.loading import load_model_and_tokenizer
 
     return load_model_and_tokenizer(folder)
 
@@ -136,7 +136,8 @@ def test_logits_of_a_plain_tokenizer_output_are_the_heads_log_probabilities(fres
 
 
 def test_word_ids_read_each_word_at_its_first_subtoken_and_predict_like_predict_py(fresh, talkative_train_dir):
-    from hstl.prediction import merge_mentions, mentions_to_labels, tag_sentences
+    from hstl.inference.merging import merge_mentions, mentions_to_labels
+    from hstl.inference.tagging import tag_sentences
 
     report = fresh["talkative"]
     word_ids = report["split_word_ids"][0]

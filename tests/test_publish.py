@@ -302,7 +302,7 @@ def test_pipeline_merge_longest_keeps_no_overlap_and_prefers_longer_mentions(pub
     from transformers import pipeline
 
     import pipeline_hstl  # noqa: F401  (registers "hstl-ner")
-    from hstl.prediction import load_model_and_tokenizer
+    from hstl.inference.loading import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(published_dir)
     ner = pipeline("hstl-ner", model=model, tokenizer=tokenizer, device="cpu")
