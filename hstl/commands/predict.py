@@ -67,6 +67,10 @@ def run(argv: list[str] | None = None) -> int:
         cpu=args.cpu, stop_after_chunks=args.stop_after_chunks,
     )
     summary = predict_file(args.model, args.input, args.output, options)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under `accelerate launch`, one process reports
+        return 0
     if summary.complete:
         print(f"Tagged {summary.total_units} {summary.input_format} unit(s) with {summary.tasks}: "
               f"{summary.output_path}")
