@@ -700,3 +700,62 @@ def test_two_processes_tag_their_own_chunks_and_resume_to_the_one_process_bytes(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert two.read_bytes() == straight.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(two.name)) == [two.name]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Speed options
+
+
+def test_int8_quantizes_every_linear_layer_and_tags_like_the_float_model(model_dir, loaded, tmp_path):
+    from hstl.inference.loading import quantize_linear_layers
+
+    model, tokenizer = loaded
+    num_linear = sum(isinstance(module, torch.nn.Linear) for module in model.modules())
+    quantized = quantize_linear_layers(model)
+    assert num_linear and not any(type(module) is torch.nn.Linear for module in quantized.modules())
+    assert sum(type(module).__name__ == "Linear" and "quantized" in type(module).__module__
+               for module in quantized.modules()) == num_linear
+    path = text_input(tmp_path)
+    run(model_dir, path, tmp_path / "fp32.jsonl", max_length=48, overlap=8)
+    run(model_dir, path, tmp_path / "int8.jsonl", max_length=48, overlap=8, quantize="int8")
+    fp32, int8 = ([json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+                  for name in ("fp32.jsonl", "int8.jsonl"))
+    assert [record["text"] for record in int8] == [record["text"] for record in fp32]
+    same = sum(a["entities"] == b["entities"] for a, b in zip(fp32, int8))
+    assert same >= len(fp32) * 0.5, "int8 changes the odd decision, not most of them"
+
+
+def test_fp16_and_int8_are_refused_where_they_cannot_run(model_dir, tmp_path, capsys):
+    base = ["--model", str(model_dir), "--input", str(text_input(tmp_path)), "--output", str(tmp_path / "o.jsonl"),
+            "--cpu"]
+    code, err = cli([*base, "--dtype", "fp16"], capsys)
+    assert code == 2 and err == ["error: --dtype fp16: expected a GPU, got the CPU (use --dtype bf16 or --quantize "
+                                 "int8)"]
+    code, err = cli([*base, "--dtype", "bf16", "--quantize", "int8"], capsys)
+    assert code == 2 and err == ["error: --quantize int8: expected --dtype fp32 with it, got --dtype bf16"]
+    code, _ = cli([*base, "--dtype", "bf16", "--max_length", "48", "--overlap", "8"], capsys)
+    assert code == 0 and len((tmp_path / "o.jsonl").read_text().splitlines()) == 23
+
+
+def test_a_folder_is_tagged_file_by_file_into_a_folder_and_resume_skips_finished_files(model_dir, tmp_path, capsys):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    text_input(folder).rename(folder / "a.txt")
+    bioc_json_input(folder).rename(folder / "b.data")  # BioC by content, whatever its name
+    (folder / "c.pubtator").write_text("7|t|Aspirin causes ulcers.\n7|a|IL-2 rose.\n", encoding="utf-8")
+    base = ["--max_length", "48", "--overlap", "8"]
+    code, _ = cli(["--model", str(model_dir), "--input", str(folder), "--output", str(out), *base], capsys)
+    assert code == 0
+    assert sorted(path.name for path in out.iterdir()) == ["a.txt.jsonl", "b.data.pred.json", "c.pubtator.pred.pubtator"]
+    for name, output_name in (("a.txt", "a.txt.jsonl"), ("b.data", "b.data.pred.json"),
+                              ("c.pubtator", "c.pubtator.pred.pubtator")):
+        single = tmp_path / f"single-{output_name}"
+        code, _ = cli(["--model", str(model_dir), "--input", str(folder / name), "--output", str(single), *base],
+                      capsys)
+        assert code == 0 and (out / output_name).read_bytes() == single.read_bytes()
+    (out / "a.txt.jsonl").write_text("finished before\n")
+    code, _ = cli(["--model", str(model_dir), "--input", str(folder), "--output", str(out), "--resume", *base], capsys)
+    assert code == 0 and (out / "a.txt.jsonl").read_text() == "finished before\n"
+    (folder / "d.bin").write_text("x")
+    code, err = cli(["--model", str(model_dir), "--input", str(folder), "--output", str(out)], capsys)
+    assert code == 2 and len(err) == 1 and str(folder / "d.bin") in err[0]

@@ -30,7 +30,8 @@ from ..errors import PredictionInputError
 from ..formats import FORMATS, InputFormat, detect_format
 from ..formats.common import PathLike
 from .loading import (
-    WindowSettings, check_window_settings, load_model_config, load_tokenizer_of, resolve_tasks, window_settings,
+    WindowSettings, autocast_to, check_speed_options, check_window_settings, load_model_config, load_tokenizer_of,
+    quantize_linear_layers, resolve_tasks, window_settings,
 )
 from .merging import check_merge_policy
 
@@ -44,7 +45,7 @@ PROGRESS_SUFFIX = ".progress.json"
 
 def tag_units(
     model, tokenizer, units: Sequence[Any], input_format: InputFormat, tasks: Sequence[str], settings: WindowSettings,
-    merge: str, accelerator=None, across_processes: bool = True,
+    merge: str, accelerator=None, across_processes: bool = True, on_sentences_tagged=None,
 ) -> str:
     """Tags a chunk of units (all their sentences in one call) and renders them in the output format;
     `across_processes=False`: this process tags the chunk alone (see `tag_sentences`)."""
@@ -53,7 +54,7 @@ def tag_units(
     sentences_of_units = [input_format.unit_sentences(unit) for unit in units]
     all_sentences = [words for sentences in sentences_of_units for words in sentences]
     labels_by_task = tag_sentences(model, tokenizer, all_sentences, tasks, settings=settings, accelerator=accelerator,
-                                   across_processes=across_processes)
+                                   across_processes=across_processes, on_sentences_tagged=on_sentences_tagged)
     per_sentence = labels_per_sentence(labels_by_task)
     rendered, first = [], 0
     for unit, sentences in zip(units, sentences_of_units):
@@ -162,6 +163,10 @@ class PredictionOptions:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     resume: bool = False
     cpu: bool = False
+    dtype: str = "fp32"
+    """Precision of the forward pass: fp32, bf16 (GPU or CPU), fp16 (GPU)."""
+    quantize: str | None = None
+    """"int8": dynamic int8 quantization of the Linear layers (CPU)."""
     show_progress: bool = True
     stop_after_chunks: int | None = None
     """Return (as if killed) after this many chunks, leaving the partial output and its progress: for tests."""
@@ -222,20 +227,27 @@ def predict_file(
     # check that can fail comes before the model loads (and prints its progress bar).
     from accelerate import Accelerator
 
+    import torch
+
     from modeling_hstl import HSTLModel
 
+    check_speed_options(options.dtype, options.quantize,
+                        "cuda" if torch.cuda.is_available() and not options.cpu else "cpu")
     tokenizer = load_tokenizer_of(model_dir)
     check_window_settings(tokenizer, settings)
     accelerator = Accelerator(cpu=options.cpu)
     _check_process_group(accelerator)
-    signature = _run_signature(input_path, model_dir, input_format.name, tasks, options.merge, settings)
+    signature = {**_run_signature(input_path, model_dir, input_format.name, tasks, options.merge, settings),
+                 "dtype": options.dtype, "quantize": options.quantize}
     summary = PredictionSummary(output_path, input_format.name, tasks, total_units, 0, complete=False)
 
     def load_tagger() -> _ChunkTagger:  # after the outputs are checked, so that a refused --resume fails at once
         model = HSTLModel.from_pretrained(model_dir, config=config).eval()
+        if options.quantize == "int8":
+            model = quantize_linear_layers(model)
         model = accelerator.prepare_model(model, evaluation_mode=True)
         return _ChunkTagger(model, tokenizer, input_format, tasks, settings, options.merge, accelerator,
-                            across_processes=accelerator.num_processes == 1)
+                            across_processes=accelerator.num_processes == 1, dtype=options.dtype)
 
     if accelerator.num_processes > 1:
         return _predict_sharded(load_tagger, accelerator, input_format, input_path, signature, summary, options)
@@ -264,10 +276,25 @@ class _ChunkTagger:
     merge: str
     accelerator: Any
     across_processes: bool = True
+    dtype: str = "fp32"
 
-    def __call__(self, units: Sequence[Any]) -> str:
-        return tag_units(self.model, self.tokenizer, units, self.input_format, self.tasks, self.settings, self.merge,
-                         self.accelerator, self.across_processes)
+    def __call__(self, units: Sequence[Any], progress_bar=None) -> str:
+        """Tags and renders `units`; a `progress_bar` counting sentences moves batch by batch (units are sentences),
+        one counting documents chunk by chunk (by the caller)."""
+        per_batch = progress_bar.update if progress_bar is not None and self.input_format.unit_name == "sentences" \
+            else None
+        with autocast_to(self.dtype, self.accelerator.device.type):
+            return tag_units(self.model, self.tokenizer, units, self.input_format, self.tasks, self.settings,
+                             self.merge, self.accelerator, self.across_processes, on_sentences_tagged=per_batch)
+
+
+def _tag_chunk(tagger: _ChunkTagger, chunk: Sequence[Any], progress_bar) -> str:
+    """`tagger(chunk)` with the bar moved by every unit of the chunk: per batch where it can, the rest at the end
+    (documents, and sentences without words, which need no batch)."""
+    before = progress_bar.n
+    rendered = tagger(chunk, progress_bar)
+    progress_bar.update(len(chunk) - (progress_bar.n - before))
+    return rendered
 
 
 def _tag_in_chunks(tagger: _ChunkTagger, input_path: Path, output: ResumableOutput, total_units: int,
@@ -279,15 +306,14 @@ def _tag_in_chunks(tagger: _ChunkTagger, input_path: Path, output: ResumableOutp
     if output.units_done == 0 and output.bytes_written == 0:
         output.append(input_format.header(input_path), 0)
     units = itertools.islice(input_format.read_units(input_path), output.units_done, None)
-    show_bar = show_bar and options.show_progress and total_units > options.chunk_size
+    show_bar = show_bar and options.show_progress
     with tqdm(total=total_units, initial=output.units_done, unit=tagger.input_format.unit_name[:-1], desc="Tagging",
               disable=not show_bar) as progress_bar:
         for chunks_done, chunk in enumerate(_chunks(units, options.chunk_size)):
             if options.stop_after_chunks is not None and chunks_done >= options.stop_after_chunks:
                 return False
             separator = input_format.separator if output.units_done else ""
-            output.append(separator + tagger(chunk), len(chunk))
-            progress_bar.update(len(chunk))
+            output.append(separator + _tag_chunk(tagger, chunk, progress_bar), len(chunk))
     return True
 
 
@@ -347,7 +373,7 @@ def _tag_own_chunks(tagger: _ChunkTagger, input_path: Path, shard, rank: int, nu
     done_units = sum(_chunk_units(chunk, total_units, options.chunk_size) for chunk in own_chunks[:shard.chunks_done])
     units = tagger.input_format.read_units(input_path)
     tagged_now = 0
-    show_bar = show_bar and options.show_progress and total_units > options.chunk_size
+    show_bar = show_bar and options.show_progress
     with tqdm(total=own_units, initial=done_units, unit=tagger.input_format.unit_name[:-1],
               desc=f"Tagging (process {rank} of {num_processes})", disable=not show_bar) as progress_bar:
         for chunk_index, chunk in enumerate(_chunks(units, options.chunk_size)):
@@ -355,7 +381,46 @@ def _tag_own_chunks(tagger: _ChunkTagger, input_path: Path, shard, rank: int, nu
                 continue
             if options.stop_after_chunks is not None and tagged_now >= options.stop_after_chunks:
                 return False
-            shard.append(tagger(chunk))
+            shard.append(_tag_chunk(tagger, chunk, progress_bar))
             tagged_now += 1
-            progress_bar.update(len(chunk))
     return True
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A folder of files
+
+
+def folder_jobs(input_dir: Path, output_dir: Path, requested_format: str | None) -> list[tuple[Path, Path]]:
+    """(input file, output file) for every file of `input_dir` (not its subfolders; hidden files skipped), in name
+    order, each format detected separately; outputs are `output_dir/<input name><format's output_suffix>`."""
+    files = sorted(path for path in input_dir.iterdir() if path.is_file() and not path.name.startswith("."))
+    if not files:
+        raise PredictionInputError(f"--input: expected a folder holding files to tag, got {input_dir} without any")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PredictionInputError(f"--output: expected a folder for the outputs of folder {input_dir}, got a file "
+                                   f"{output_dir}")
+    if output_dir.resolve() == input_dir.resolve():
+        raise PredictionInputError(f"--output: expected a folder other than the input folder, got {output_dir}")
+    return [(path, output_dir / (path.name + FORMATS[detect_format(path, requested_format)].output_suffix))
+            for path in files]
+
+
+def predict_path(model_dir: PathLike, input_path: PathLike, output_path: PathLike,
+                 options: PredictionOptions | None = None) -> list[PredictionSummary]:
+    """`predict_file` for a file, or for every file of a folder into the folder `output_path` (`folder_jobs`).
+    With `resume`, a file whose output is complete (no partial output beside it) is not tagged again."""
+    options = options or PredictionOptions()
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.is_dir():
+        return [predict_file(model_dir, input_path, output_path, options)]
+    summaries = []
+    for file_input, file_output in folder_jobs(input_path, output_path, options.input_format):
+        leftovers = list(file_output.parent.glob(file_output.name + ".p*")) if file_output.parent.is_dir() else []
+        if options.resume and file_output.is_file() and not leftovers:
+            logger.info("--resume: %s is complete; skipped", file_output)
+            continue
+        summary = predict_file(model_dir, file_input, file_output, options)
+        summaries.append(summary)
+        if not summary.complete:
+            break
+    return summaries
