@@ -759,3 +759,12 @@ def test_a_folder_is_tagged_file_by_file_into_a_folder_and_resume_skips_finished
     (folder / "d.bin").write_text("x")
     code, err = cli(["--model", str(model_dir), "--input", str(folder), "--output", str(out)], capsys)
     assert code == 2 and len(err) == 1 and str(folder / "d.bin") in err[0]
+
+
+def test_progress_moves_batch_by_batch_and_counts_every_sentence_once(loaded):
+    model, tokenizer = loaded
+    sentences = [["word"] * length for length in (3, 40, 1, 7, 25, 2, 9)] + [[]]  # 40 and 25 words: several windows
+    calls: list[int] = []
+    tag_sentences(model, tokenizer, sentences, settings=WindowSettings(max_length=16, overlap=4, batch_size=2),
+                  on_sentences_tagged=calls.append)
+    assert sum(calls) == 7 and len(calls) > 3  # non-empty sentences, over several batches
