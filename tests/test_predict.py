@@ -222,6 +222,20 @@ def test_text_reader_streams_the_same_sentences_as_splitting_the_whole_file(tmp_
         assert all(text[start:end] == token for token, start, end in sentence.tokens)
 
 
+@pytest.mark.parametrize("split_every", [10, 65_536])
+def test_text_document_ids_are_the_file_name_and_the_paragraph_number(tmp_path, monkeypatch, split_every):
+    monkeypatch.setattr(text_format, "_TEXT_CHARACTERS_PER_SPLIT", split_every)
+    paragraphs = ["First one. Two sentences here.", "Second para\nwrapped over lines. Yes!",
+                  "Third. " + "long " * 40 + "end."]
+    raw = "\n \t\n" + "\n\n\n".join(paragraphs) + "\n\n"  # blank lines before, runs of blank lines between
+    path = tmp_path / "abstracts.txt"
+    path.write_text(raw, encoding="utf-8")
+    got = [(sentence.document, sentence.text) for sentence in iter_text_sentences(path)]
+    expected = [(f"abstracts.txt:{number}", raw[start:end]) for number, paragraph in enumerate(paragraphs, 1)
+                for start, end in split_sentences(raw) if raw[start:end] in paragraph]
+    assert got == expected and len({document for document, _ in got}) == 3
+
+
 def test_pubtator_reader_rejects_what_it_cannot_place(tmp_path):
     path = tmp_path / "in.pubtator"
     for content, line, message in [
@@ -319,6 +333,10 @@ def test_text_mode_offsets_point_at_the_entity_text(model_dir, tmp_path):
         text = open(path, encoding="utf-8-sig", newline="").read()
         records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
         assert_records_point_at_text(records, text)
+        second_paragraph = text.index("\r\n\r\n")
+        assert [record["document"] for record in records] == \
+               [f"in.txt:{1 + (record['start'] > second_paragraph)}" for record in records]
+        assert {record["document"] for record in records} == {"in.txt:1", "in.txt:2"}
         entities = [entity for record in records for entity in record["entities"]]
         assert entities, "the random model finds something"
         if merge == "longest":
@@ -375,7 +393,8 @@ def test_pubtator_offsets_are_the_word_tokenizers_offsets(model_dir, loaded, tmp
     annotations = (tmp_path / "out.pubtator").read_text(encoding="utf-8").split("\n")[2:]
     got = []
     for line in filter(None, annotations):
-        pmid, start, end, mention, entity_type, source = line.split("\t")
+        pmid, start, end, mention, entity_type, concept_id, source = line.split("\t")
+        assert concept_id == "-"
         got.append((int(start), int(end), mention, entity_type, source.removeprefix("HSTL:")))
     expected = expected_entities(loaded, [(title, 0), (abstract, len(title) + 1)],
                                  WindowSettings(max_length=24, overlap=4, batch_size=8))
@@ -452,7 +471,8 @@ def test_pubtator_round_trip_replaces_annotations_with_predictions(model_dir, tm
         document_text = title + " " + abstract  # PubTator offsets: the abstract starts one character after the title
         for annotation in block_lines[2:]:
             found += 1
-            annotation_pmid, start, end, mention, entity_type, source = annotation.split("\t")
+            annotation_pmid, start, end, mention, entity_type, concept_id, source = annotation.split("\t")
+            assert concept_id == "-"  # PubTator's concept id column: HSTL links no concept
             assert annotation_pmid == pmid and document_text[int(start) : int(end)] == mention
             assert source.startswith("HSTL:") and entity_type == TASK_TYPES[source.removeprefix("HSTL:")]
     assert found, "the random model finds something"
@@ -613,3 +633,138 @@ def test_resume_refuses_other_settings_and_cli_resume_works(model_dir, tmp_path,
     assert code == 0
     code, _ = cli([*base[:5], str(tmp_path / "straight.tsv"), *base[6:]], capsys)
     assert code == 0 and out.read_bytes() == (tmp_path / "straight.tsv").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Several processes: each tags its own chunks, the main process merges the parts
+
+
+def test_parts_merge_in_input_order_and_resume_cuts_what_the_index_does_not_hold(tmp_path):
+    from hstl.inference.sharding import ShardOutput, merge_parts, part_path
+
+    out, signature = tmp_path / "out.json", {"input": "x", "num_processes": 2}
+    shards = [ShardOutput(out, signature, resume=False, rank=rank, num_processes=2) for rank in (0, 1)]
+    for chunk in range(5):  # chunk g is process g % 2's
+        shards[chunk % 2].append(f"<{chunk}>")
+    for shard in shards:
+        shard.close()
+    with open(part_path(out, 1, 2), "ab") as handle:  # process 1 killed while writing its next chunk
+        handle.write(b"<half")
+    resumed = ShardOutput(out, signature, resume=True, rank=1, num_processes=2)
+    assert resumed.chunks_done == 2
+    resumed.close()
+    merge_parts(out, 2, 5, signature, "[", ",", "]")
+    assert out.read_text() == "[<0>,<1>,<2>,<3>,<4>]"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.json"]
+    ShardOutput(out, signature, resume=False, rank=0, num_processes=2).close()
+    with pytest.raises(PredictionInputError, match="got different \\['num_processes'\\]; run without --resume"):
+        ShardOutput(out, {**signature, "num_processes": 3}, resume=True, rank=0, num_processes=2)
+
+
+def _launch_two_processes(model_dir: Path, input_path: Path, output_path: Path, cwd: Path, *extra: str):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ACCELERATE_", "LOCAL_RANK"))}
+    env.update(HF_HOME=str(cwd / "hf_home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    # Without a GPU, `--multi_gpu --num_processes 2` starts 2 gloo CPU processes (`--cpu` would start only one).
+    return subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+         "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29523",
+         str(REPO / "predict.py"), "--model", str(model_dir), "--input", str(input_path), "--output",
+         str(output_path), "--chunk_size", "3", "--max_length", "48", "--overlap", "8", "--merge", "none", "--cpu", *extra],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=900,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make_input, suffix", [(text_input, ".jsonl"), (bioc_xml_input, ".xml"),
+                                                (bioc_json_input, ".json")])
+def test_two_processes_tag_their_own_chunks_and_resume_to_the_one_process_bytes(model_dir, tmp_path, make_input,
+                                                                                 suffix):
+    from hstl.inference.sharding import index_path, part_path
+
+    path = make_input(tmp_path)
+    straight, two = tmp_path / f"straight{suffix}", tmp_path / f"two{suffix}"
+    run(model_dir, path, straight, chunk_size=3, max_length=48, overlap=8, merge="none")
+    stopped = _launch_two_processes(model_dir, path, two, tmp_path, "--stop_after_chunks", "1")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert "continue with --resume" in stopped.stdout and not two.exists()
+    for rank in (0, 1):  # each process wrote one chunk of its own: chunk 0 and chunk 1
+        assert len(index_path(two, rank, 2).read_text().splitlines()) == 2
+    own_chunk = [json.loads(line)["text"] for line in part_path(two, 1, 2).read_text().splitlines()] \
+        if suffix == ".jsonl" else None
+    if own_chunk is not None:
+        straight_texts = [json.loads(line)["text"] for line in straight.read_text().splitlines()]
+        assert own_chunk == straight_texts[3:6]
+    with open(part_path(two, 0, 2), "ab") as handle:  # killed while writing its next chunk
+        handle.write(b"half a chunk\n")
+    resumed = _launch_two_processes(model_dir, path, two, tmp_path, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert two.read_bytes() == straight.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(two.name)) == [two.name]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Speed options
+
+
+def test_int8_quantizes_every_linear_layer_and_tags_like_the_float_model(model_dir, loaded, tmp_path):
+    from hstl.inference.loading import quantize_linear_layers
+
+    model, tokenizer = loaded
+    num_linear = sum(isinstance(module, torch.nn.Linear) for module in model.modules())
+    quantized = quantize_linear_layers(model)
+    assert num_linear and not any(type(module) is torch.nn.Linear for module in quantized.modules())
+    assert sum(type(module).__name__ == "Linear" and "quantized" in type(module).__module__
+               for module in quantized.modules()) == num_linear
+    path = text_input(tmp_path)
+    run(model_dir, path, tmp_path / "fp32.jsonl", max_length=48, overlap=8)
+    run(model_dir, path, tmp_path / "int8.jsonl", max_length=48, overlap=8, quantize="int8")
+    fp32, int8 = ([json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+                  for name in ("fp32.jsonl", "int8.jsonl"))
+    assert [record["text"] for record in int8] == [record["text"] for record in fp32]
+    same = sum(a["entities"] == b["entities"] for a, b in zip(fp32, int8))
+    assert same >= len(fp32) * 0.5, "int8 changes the odd decision, not most of them"
+
+
+def test_fp16_and_int8_are_refused_where_they_cannot_run(model_dir, tmp_path, capsys):
+    base = ["--model", str(model_dir), "--input", str(text_input(tmp_path)), "--output", str(tmp_path / "o.jsonl"),
+            "--cpu"]
+    code, err = cli([*base, "--dtype", "fp16"], capsys)
+    assert code == 2 and err == ["error: --dtype fp16: expected a GPU, got the CPU (use --dtype bf16 or --quantize "
+                                 "int8)"]
+    code, err = cli([*base, "--dtype", "bf16", "--quantize", "int8"], capsys)
+    assert code == 2 and err == ["error: --quantize int8: expected --dtype fp32 with it, got --dtype bf16"]
+    code, _ = cli([*base, "--dtype", "bf16", "--max_length", "48", "--overlap", "8"], capsys)
+    assert code == 0 and len((tmp_path / "o.jsonl").read_text().splitlines()) == 23
+
+
+def test_a_folder_is_tagged_file_by_file_into_a_folder_and_resume_skips_finished_files(model_dir, tmp_path, capsys):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    text_input(folder).rename(folder / "a.txt")
+    bioc_json_input(folder).rename(folder / "b.data")  # BioC by content, whatever its name
+    (folder / "c.pubtator").write_text("7|t|Aspirin causes ulcers.\n7|a|IL-2 rose.\n", encoding="utf-8")
+    base = ["--max_length", "48", "--overlap", "8"]
+    code, _ = cli(["--model", str(model_dir), "--input", str(folder), "--output", str(out), *base], capsys)
+    assert code == 0
+    assert sorted(path.name for path in out.iterdir()) == ["a.txt.jsonl", "b.data.pred.json", "c.pubtator.pred.pubtator"]
+    for name, output_name in (("a.txt", "a.txt.jsonl"), ("b.data", "b.data.pred.json"),
+                              ("c.pubtator", "c.pubtator.pred.pubtator")):
+        single = tmp_path / f"single-{output_name}"
+        code, _ = cli(["--model", str(model_dir), "--input", str(folder / name), "--output", str(single), *base],
+                      capsys)
+        assert code == 0 and (out / output_name).read_bytes() == single.read_bytes()
+    (out / "a.txt.jsonl").write_text("finished before\n")
+    code, _ = cli(["--model", str(model_dir), "--input", str(folder), "--output", str(out), "--resume", *base], capsys)
+    assert code == 0 and (out / "a.txt.jsonl").read_text() == "finished before\n"
+    (folder / "d.bin").write_text("x")
+    code, err = cli(["--model", str(model_dir), "--input", str(folder), "--output", str(out)], capsys)
+    assert code == 2 and len(err) == 1 and str(folder / "d.bin") in err[0]
+
+
+def test_progress_moves_batch_by_batch_and_counts_every_sentence_once(loaded):
+    model, tokenizer = loaded
+    sentences = [["word"] * length for length in (3, 40, 1, 7, 25, 2, 9)] + [[]]  # 40 and 25 words: several windows
+    calls: list[int] = []
+    tag_sentences(model, tokenizer, sentences, settings=WindowSettings(max_length=16, overlap=4, batch_size=2),
+                  on_sentences_tagged=calls.append)
+    assert sum(calls) == 7 and len(calls) > 3  # non-empty sentences, over several batches

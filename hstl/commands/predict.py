@@ -20,6 +20,7 @@ import sys
 
 from ..cli import run_cli
 from ..formats import INPUT_FORMATS
+from ..inference.loading import DTYPES, QUANTIZATIONS
 from ..inference.merging import MERGE_POLICIES
 
 
@@ -28,9 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True,
                         help="Model folder saved by train.py or finetune.py (with its tokenizer).")
     parser.add_argument("--input", required=True, help="File to tag: .tsv/.conll/.iob (CoNLL), .txt (text), "
-                        ".pubtator/.pubtator.txt (PubTator), or any name with --format.")
+                        ".pubtator/.pubtator.txt (PubTator), .xml/.json (BioC; detected by content too), or any "
+                        "name with --format; or a folder: each of its files is detected and tagged separately.")
     parser.add_argument("--output", required=True,
-                        help="Where the predictions go (written as OUTPUT.partial until done).")
+                        help="Where the predictions go (written as OUTPUT.partial until done); for a folder --input, "
+                             "a folder receiving NAME.jsonl (text), NAME.pred.tsv (CoNLL), NAME.pred.pubtator, "
+                             "NAME.pred.xml, NAME.pred.json for each input file NAME.")
     parser.add_argument("--tasks", nargs="+", default=None,
                         help="Heads to tag with, in priority order for --merge longest (default: all of the model's).")
     parser.add_argument("--format", choices=INPUT_FORMATS, default=None,
@@ -53,25 +57,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunk_size", type=int, default=1000,
                         help="Sentences (PubTator: documents) read, tagged and written at a time.")
     parser.add_argument("--cpu", action="store_true", help="Run on the CPU even when a GPU is present.")
+    parser.add_argument("--dtype", choices=DTYPES, default="fp32",
+                        help="Precision of the forward pass (autocast): bf16 (GPU, or CPU), fp16 (GPU only).")
+    parser.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
+                        help="int8: dynamic int8 quantization of the Linear layers, on the CPU (faster, see "
+                             "docs/benchmarks.md for its F1 cost).")
     parser.add_argument("--stop_after_chunks", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     return parser.parse_args(argv)
 
 
 def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from ..inference.streaming import PredictionOptions, predict_file
+    from ..inference.streaming import PredictionOptions, predict_path
 
     options = PredictionOptions(
         tasks=args.tasks, input_format=args.format, merge=args.merge, batch_size=args.batch_size,
         max_length=args.max_length, overlap=args.overlap, chunk_size=args.chunk_size, resume=args.resume,
-        cpu=args.cpu, stop_after_chunks=args.stop_after_chunks,
+        cpu=args.cpu, dtype=args.dtype, quantize=args.quantize, stop_after_chunks=args.stop_after_chunks,
     )
-    summary = predict_file(args.model, args.input, args.output, options)
-    if summary.complete:
-        print(f"Tagged {summary.total_units} {summary.input_format} unit(s) with {summary.tasks}: "
-              f"{summary.output_path}")
-    else:
-        print(f"Stopped after {summary.units_done} of {summary.total_units} unit(s); continue with --resume")
+    summaries = predict_path(args.model, args.input, args.output, options)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under `accelerate launch`, one process reports
+        return 0
+    for summary in summaries:
+        if summary.complete:
+            print(f"Tagged {summary.total_units} {summary.input_format} unit(s) with {summary.tasks}: "
+                  f"{summary.output_path}")
+        else:
+            print(f"Stopped after {summary.units_done} of {summary.total_units} unit(s) of {summary.output_path}; "
+                  f"continue with --resume")
     return 0
 
 

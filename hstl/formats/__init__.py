@@ -38,6 +38,8 @@ class InputFormat:
     """What stands between two rendered units (e.g. the comma between BioC JSON documents)."""
     footer: str = ""
     """What the output holds after its last unit."""
+    output_suffix: str = ""
+    """Appended to an input file's name to name its output when a folder is tagged (`a.txt` -> `a.txt.jsonl`)."""
 
 
 def _bioc_format(fmt: str) -> InputFormat:
@@ -46,7 +48,7 @@ def _bioc_format(fmt: str) -> InputFormat:
         lambda unit: [sentence.words for sentence in unit.sentences],
         lambda unit, labels, merge: render_bioc_document(unit, labels, merge, fmt),
         header=lambda path: bioc_header(read_collection_info(path, fmt), fmt), separator=BIOC_SEPARATOR[fmt],
-        footer=bioc_footer(fmt),
+        footer=bioc_footer(fmt), output_suffix=".pred.xml" if fmt == BIOC_XML else ".pred.json",
     )
 
 
@@ -58,15 +60,16 @@ def _iter_unlabelled_conll(path: PathLike):
 FORMATS: dict[str, InputFormat] = {
     "conll": InputFormat(
         "conll", "sentences", _iter_unlabelled_conll, lambda sentence: [sentence.tokens],
-        lambda sentence, labels, merge: render_conll_sentence(sentence, labels[0], merge),
+        lambda sentence, labels, merge: render_conll_sentence(sentence, labels[0], merge), output_suffix=".pred.tsv",
     ),
     "text": InputFormat(
         "text", "sentences", iter_text_sentences, lambda sentence: [sentence.words],
-        lambda sentence, labels, merge: render_text_sentence(sentence, labels[0], merge),
+        lambda sentence, labels, merge: render_text_sentence(sentence, labels[0], merge), output_suffix=".jsonl",
     ),
     "pubtator": InputFormat(
         "pubtator", "documents", iter_pubtator_documents,
         lambda document: [sentence.words for sentence in document.sentences], render_pubtator_document,
+        output_suffix=".pred.pubtator",
     ),
     BIOC_XML: _bioc_format(BIOC_XML),
     BIOC_JSON: _bioc_format(BIOC_JSON),

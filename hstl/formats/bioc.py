@@ -19,6 +19,7 @@ document's frame and the mention's `text`. Documents are rendered one by one (`r
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +43,21 @@ ANNOTATOR_PREFIX = "HSTL:"
 
 @dataclass
 class BioCUnit:
-    """One BioC document as read, and the sentences HSTL tags in it."""
+    """One BioC document as read, and (built on first use, so that a process skipping it pays nothing) the sentences
+    HSTL tags in it."""
 
     document: bioc.BioCDocument
-    sentences: list[TextSentence]
+
+    @functools.cached_property
+    def sentences(self) -> list[TextSentence]:
+        sentences = []
+        for passage in self.document.passages:
+            if passage.text:
+                sentences.extend(text_sentences(passage.text, passage.offset))
+            else:
+                for sentence in passage.sentences:
+                    sentences.extend(text_sentences(sentence.text or "", sentence.offset))
+        return sentences
 
 
 def sniff_bioc(path: PathLike) -> str | None:
@@ -57,17 +69,6 @@ def sniff_bioc(path: PathLike) -> str | None:
     if head.startswith(b"{") and b'"documents"' in head or head.startswith(b'{"source"'):
         return BIOC_JSON
     return None
-
-
-def _unit(document: bioc.BioCDocument) -> BioCUnit:
-    sentences = []
-    for passage in document.passages:
-        if passage.text:
-            sentences.extend(text_sentences(passage.text, passage.offset))
-        else:
-            for sentence in passage.sentences:
-                sentences.extend(text_sentences(sentence.text or "", sentence.offset))
-    return BioCUnit(document, sentences)
 
 
 def _read_json_collection(path: PathLike) -> bioc.BioCCollection:
@@ -115,7 +116,7 @@ def iter_bioc_documents(path: PathLike, fmt: str) -> Iterator[BioCUnit]:
     documents = _read_json_collection(path).documents if fmt == BIOC_JSON else _xml_documents(path)
     for document in documents:
         found = True
-        yield _unit(document)
+        yield BioCUnit(document)
     if not found:
         raise CorpusFormatError(path, 1, "expected at least one BioC document", "none")
 

@@ -4,8 +4,10 @@ Documents are passage lines `PMID|t|title`, `PMID|a|abstract` (any passage key i
 PubTator: each starts one character after the end of the previous), then annotation lines, with a separator line
 (`hstl.formats.common.is_separator`) between documents. The output repeats the passage lines verbatim and REPLACES
 the input's annotation (and relation) lines with predicted ones,
-`PMID<TAB>start<TAB>end<TAB>mention<TAB>type<TAB>HSTL:task`, so a file is never a mix of gold and predicted
-annotations; score against the gold file instead.
+`PMID<TAB>start<TAB>end<TAB>mention<TAB>type<TAB>concept id<TAB>HSTL:task`, so a file is never a mix of gold and
+predicted annotations; score against the gold file instead. The sixth column is PubTator's concept id: always `-`,
+since HSTL links no concept (tools that read six columns see a well-formed file); the seventh, an HSTL addition, names
+the head that found the mention.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from .common import CorpusFormatError, LineCounter, PathLike, is_separator
 from .text import TextSentence, sentence_entities, text_sentences
 
 PUBTATOR_SOURCE_PREFIX = "HSTL:"
-"""Last column of a predicted PubTator annotation: `HSTL:<task>` says which head found it."""
+"""Seventh column of a predicted PubTator annotation: `HSTL:<task>` says which head found it."""
+NO_CONCEPT_ID = "-"
+"""Sixth column (concept id) of a predicted PubTator annotation: HSTL links no concept."""
 _PASSAGE_LINE = re.compile(r"(?P<pmid>[^|\t]+)\|(?P<key>[^|\t]+)\|(?P<text>.*)", re.DOTALL)
 
 
@@ -128,5 +132,5 @@ def render_pubtator_document(
             # A TAB inside a mention would add a column; the offsets still say exactly where the mention is.
             mention_text = entity["text"].replace("\t", " ")
             lines.append(f"{document.pmid}\t{entity['start']}\t{entity['end']}\t{mention_text}\t{entity['type']}\t"
-                         f"{PUBTATOR_SOURCE_PREFIX}{entity['task']}")
+                         f"{NO_CONCEPT_ID}\t{PUBTATOR_SOURCE_PREFIX}{entity['task']}")
     return "\n".join(lines) + "\n\n"

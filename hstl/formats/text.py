@@ -4,14 +4,17 @@ writer of one JSON object per tagged sentence.
 Sentences and words come from `processing_hstl` (`split_sentences`, `tokenize`). Offsets are characters (end exclusive) into the whole input as
 `open(path, encoding="utf-8-sig", newline="").read()` returns it: a leading byte order mark is not counted and a
 CRLF line end counts as two characters. Paragraphs end at separator lines (`hstl.formats.common.is_separator`).
-Output records: `{"text", "start", "end", "entities": [{"start", "end", "text", "type", "task"}]}`; U+0085, U+2028
-and U+2029 are written as JSON escapes, so that each object is one line for any line splitter.
+Output records: `{"document", "text", "start", "end", "entities": [{"start", "end", "text", "type", "task"}]}`; U+0085,
+U+2028 and U+2029 are written as JSON escapes, so that each object is one line for any line splitter. The document id
+of plain text is `<input file name>:<paragraph number>`, paragraphs counted from 1 among those holding text (e.g.
+`abstracts.txt:3` for the third abstract of a file with one abstract per paragraph).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from processing_hstl import split_sentences, tokenize
@@ -29,16 +32,19 @@ class TextSentence:
     start: int
     end: int
     tokens: list[tuple[str, int, int]]
+    document: str = ""
+    """Id of the document (text: `<file name>:<paragraph number>`)."""
 
     @property
     def words(self) -> list[str]:
         return [token for token, _, _ in self.tokens]
 
 
-def text_sentences(text: str, offset: int) -> list[TextSentence]:
-    """The sentences of `text`, which starts at character `offset` of the input."""
+def text_sentences(text: str, offset: int, document: str = "") -> list[TextSentence]:
+    """The sentences of `text`, which starts at character `offset` of the input (of document `document`)."""
     return [
-        TextSentence(text[start:end], offset + start, offset + end, tokenize(text[start:end], offset + start))
+        TextSentence(text[start:end], offset + start, offset + end, tokenize(text[start:end], offset + start),
+                     document)
         for start, end in split_sentences(text)
     ]
 
@@ -55,29 +61,32 @@ def iter_text_sentences(path: PathLike) -> Iterator[TextSentence]:
     buffer: list[str] = []
     buffered_characters, buffer_start, position, found_sentence = 0, 0, 0, False
     next_split_at = _TEXT_CHARACTERS_PER_SPLIT
+    paragraph, paragraph_has_text = 1, False
     lines = LineCounter(path)
     for _, line in lines:
+        document = f"{Path(path).name}:{paragraph}"
         if is_separator(line):  # a paragraph break: everything buffered is complete
-            for sentence in text_sentences("".join(buffer), buffer_start):
-                found_sentence = True
+            for sentence in text_sentences("".join(buffer), buffer_start, document):
+                paragraph_has_text = found_sentence = True
                 yield sentence
+            paragraph += paragraph_has_text
             buffer, buffered_characters, buffer_start = [], 0, position + len(line)
-            next_split_at = _TEXT_CHARACTERS_PER_SPLIT
+            next_split_at, paragraph_has_text = _TEXT_CHARACTERS_PER_SPLIT, False
         else:
             buffer.append(line)
             buffered_characters += len(line)
         position += len(line)
         if buffered_characters >= next_split_at:
             # The last sentence may go on in the next line: keep it (and what follows it) buffered.
-            sentences = text_sentences("".join(buffer), buffer_start)
+            sentences = text_sentences("".join(buffer), buffer_start, document)
             for sentence in sentences[:-1]:
-                found_sentence = True
+                paragraph_has_text = found_sentence = True
                 yield sentence
             if len(sentences) > 1:
                 carried = "".join(buffer)[sentences[-1].start - buffer_start :]
                 buffer, buffered_characters, buffer_start = [carried], len(carried), sentences[-1].start
             next_split_at = buffered_characters + _TEXT_CHARACTERS_PER_SPLIT  # linear, even for one huge sentence
-    for sentence in text_sentences("".join(buffer), buffer_start):
+    for sentence in text_sentences("".join(buffer), buffer_start, f"{Path(path).name}:{paragraph}"):
         found_sentence = True
         yield sentence
     if not found_sentence:
@@ -106,7 +115,7 @@ _LINE_BREAKS_INSIDE_JSON = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028"
 
 def render_text_sentence(sentence: TextSentence, labels_by_task: Mapping[str, Sequence[str]], merge: str) -> str:
     """One JSON line: the sentence, its offsets and its entities."""
-    record = {"text": sentence.text, "start": sentence.start, "end": sentence.end,
+    record = {"document": sentence.document, "text": sentence.text, "start": sentence.start, "end": sentence.end,
               "entities": sentence_entities(sentence, labels_by_task, merge)}
     line = json.dumps(record, ensure_ascii=False)
     # JSON may hold U+0085, U+2028 and U+2029 raw, but `str.splitlines` (and many JSONL readers) end a line there:

@@ -139,3 +139,41 @@ def check_window_settings(tokenizer, settings: WindowSettings) -> None:
         make_windowing_map_fn(tokenizer, {}, 0, settings.max_length, settings.overlap)
     except ValueError as error:
         raise PredictionInputError(f"--max_length/--overlap: {error}") from None
+
+
+DTYPES = ("fp32", "bf16", "fp16")
+"""`--dtype`: precision of the forward pass (bf16/fp16: `torch.autocast` around tagging, see `autocast_to`)."""
+QUANTIZATIONS = ("int8",)
+"""`--quantize`: dynamic int8 quantization of the Linear layers (CPU only)."""
+
+
+def check_speed_options(dtype: str, quantize: str | None, device_type: str) -> None:
+    """One-line errors for a precision the device cannot run (checked before the model loads)."""
+    if dtype not in DTYPES:
+        raise PredictionInputError(f"--dtype: expected one of {list(DTYPES)}, got {dtype!r}")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise PredictionInputError(f"--quantize: expected one of {list(QUANTIZATIONS)}, got {quantize!r}")
+    if dtype == "fp16" and device_type == "cpu":
+        raise PredictionInputError("--dtype fp16: expected a GPU, got the CPU (use --dtype bf16 or --quantize int8)")
+    if quantize is not None and device_type != "cpu":
+        raise PredictionInputError(f"--quantize {quantize}: expected the CPU (dynamic quantization runs there), got "
+                                   f"{device_type} (use --dtype bf16/fp16, or --cpu)")
+    if quantize is not None and dtype != "fp32":
+        raise PredictionInputError(f"--quantize {quantize}: expected --dtype fp32 with it, got --dtype {dtype}")
+
+
+def quantize_linear_layers(model):
+    """The model with every `nn.Linear` (encoder, family layers, emission layers) dynamically quantized to int8:
+    weights stored in int8, activations quantized per batch on the fly; the CRF transitions stay float."""
+    import torch
+
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def autocast_to(dtype: str, device_type: str):
+    """The context that runs the forward pass in `dtype` (a `DTYPES` name): `torch.autocast`, enabled unless fp32.
+    Not `Accelerator(mixed_precision=...)`: its process-wide state cannot change between calls in one process."""
+    import torch
+
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    return torch.autocast(device_type=device_type, dtype=torch_dtype, enabled=dtype != "fp32")

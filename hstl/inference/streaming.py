@@ -7,6 +7,10 @@ by the file. Output goes to `OUT.partial`; after each chunk, `OUT.progress.json`
 of `OUT.partial` that hold them. `resume=True` truncates `OUT.partial` to those bytes, skips the units done and carries
 on; at the end `OUT.partial` becomes `OUT`. A resumed run's output equals an uninterrupted one's.
 
+Under `accelerate launch` with several processes, each process tags, stitches and writes its own chunks (chunk `g` is
+process `g % N`'s) to its own resumable part, and the main process merges the parts in input order: the output is
+byte-identical to a one-process run's (`hstl.inference.sharding`).
+
 Formats (picked from the input file name, or forced) are those of `hstl.formats`: CoNLL in gives CoNLL out (one label
 per input token; one column per head with merge "none"), text in gives JSON Lines, PubTator in gives PubTator with
 predicted annotation lines in place of the input's. Merge policies: `hstl.inference.merging`.
@@ -26,7 +30,8 @@ from ..errors import PredictionInputError
 from ..formats import FORMATS, InputFormat, detect_format
 from ..formats.common import PathLike
 from .loading import (
-    WindowSettings, check_window_settings, load_model_config, load_tokenizer_of, resolve_tasks, window_settings,
+    WindowSettings, autocast_to, check_speed_options, check_window_settings, load_model_config, load_tokenizer_of,
+    quantize_linear_layers, resolve_tasks, window_settings,
 )
 from .merging import check_merge_policy
 
@@ -40,14 +45,16 @@ PROGRESS_SUFFIX = ".progress.json"
 
 def tag_units(
     model, tokenizer, units: Sequence[Any], input_format: InputFormat, tasks: Sequence[str], settings: WindowSettings,
-    merge: str, accelerator=None,
+    merge: str, accelerator=None, across_processes: bool = True, on_sentences_tagged=None,
 ) -> str:
-    """Tags a chunk of units (all their sentences in one call) and renders them in the output format."""
+    """Tags a chunk of units (all their sentences in one call) and renders them in the output format;
+    `across_processes=False`: this process tags the chunk alone (see `tag_sentences`)."""
     from .tagging import labels_per_sentence, tag_sentences
 
     sentences_of_units = [input_format.unit_sentences(unit) for unit in units]
     all_sentences = [words for sentences in sentences_of_units for words in sentences]
-    labels_by_task = tag_sentences(model, tokenizer, all_sentences, tasks, settings=settings, accelerator=accelerator)
+    labels_by_task = tag_sentences(model, tokenizer, all_sentences, tasks, settings=settings, accelerator=accelerator,
+                                   across_processes=across_processes, on_sentences_tagged=on_sentences_tagged)
     per_sentence = labels_per_sentence(labels_by_task)
     rendered, first = [], 0
     for unit, sentences in zip(units, sentences_of_units):
@@ -67,25 +74,22 @@ class ResumableOutput:
 
     The progress file is replaced atomically after the chunk's bytes are flushed to disk, so it never claims more
     than the partial file holds; bytes written after it (a run killed mid-chunk) are cut off on resume.
-    Only the writing process (`enabled`) touches files; every process reads the progress to skip the same units.
+    One process only; several write parts instead (`hstl.inference.sharding`).
     """
 
-    def __init__(self, output_path: Path, signature: dict[str, Any], resume: bool, enabled: bool = True) -> None:
+    def __init__(self, output_path: Path, signature: dict[str, Any], resume: bool) -> None:
         self.output_path = output_path
         self.partial_path = output_path.with_name(output_path.name + PARTIAL_SUFFIX)
         self.progress_path = output_path.with_name(output_path.name + PROGRESS_SUFFIX)
         self.signature = signature
-        self.enabled = enabled
         self.units_done, output_bytes = self._resume_point() if resume else (0, 0)
         self.bytes_written = output_bytes
-        self._handle = None
-        if enabled:
-            if not resume:  # a stale record must not describe the new partial output
-                self.progress_path.unlink(missing_ok=True)
-            output_path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.partial_path, "r+b" if output_bytes else "wb")
-            self._handle.truncate(output_bytes)
-            self._handle.seek(output_bytes)
+        if not resume:  # a stale record must not describe the new partial output
+            self.progress_path.unlink(missing_ok=True)
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.partial_path, "r+b" if output_bytes else "wb")
+        self._handle.truncate(output_bytes)
+        self._handle.seek(output_bytes)
 
     def _resume_point(self) -> tuple[int, int]:
         """(units done, bytes to keep) of the interrupted run, or (0, 0) when there is none to resume."""
@@ -119,8 +123,6 @@ class ResumableOutput:
     def append(self, text: str, units: int) -> None:
         """Writes the output of the next `units` units and records them as done."""
         self.units_done += units
-        if not self.enabled:
-            return
         self._handle.write(text.encode("utf-8"))
         self._handle.flush()
         os.fsync(self._handle.fileno())
@@ -138,15 +140,14 @@ class ResumableOutput:
     def finish(self, footer: str = "") -> None:
         """Writes `footer`, moves the complete output into place and forgets the progress. A run killed in here
         resumes from the progress record, which does not count the footer, so the footer is never written twice."""
-        if self.enabled and footer:
+        if footer:
             with open(self.partial_path, "ab") as handle:
                 handle.write(footer.encode("utf-8"))
                 handle.flush()
                 os.fsync(handle.fileno())
         self.close()
-        if self.enabled:
-            os.replace(self.partial_path, self.output_path)
-            self.progress_path.unlink(missing_ok=True)
+        os.replace(self.partial_path, self.output_path)
+        self.progress_path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -162,6 +163,10 @@ class PredictionOptions:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     resume: bool = False
     cpu: bool = False
+    dtype: str = "fp32"
+    """Precision of the forward pass: fp32, bf16 (GPU or CPU), fp16 (GPU)."""
+    quantize: str | None = None
+    """"int8": dynamic int8 quantization of the Linear layers (CPU)."""
     show_progress: bool = True
     stop_after_chunks: int | None = None
     """Return (as if killed) after this many chunks, leaving the partial output and its progress: for tests."""
@@ -222,20 +227,34 @@ def predict_file(
     # check that can fail comes before the model loads (and prints its progress bar).
     from accelerate import Accelerator
 
+    import torch
+
     from modeling_hstl import HSTLModel
 
+    check_speed_options(options.dtype, options.quantize,
+                        "cuda" if torch.cuda.is_available() and not options.cpu else "cpu")
     tokenizer = load_tokenizer_of(model_dir)
     check_window_settings(tokenizer, settings)
     accelerator = Accelerator(cpu=options.cpu)
-    signature = _run_signature(input_path, model_dir, input_format.name, tasks, options.merge, settings)
-    output = ResumableOutput(output_path, signature, options.resume, enabled=accelerator.is_main_process)
-    accelerator.wait_for_everyone()  # every process has read the progress before the writer changes it
-    summary = PredictionSummary(output_path, input_format.name, tasks, total_units, output.units_done, complete=False)
-    try:
+    _check_process_group(accelerator)
+    signature = {**_run_signature(input_path, model_dir, input_format.name, tasks, options.merge, settings),
+                 "dtype": options.dtype, "quantize": options.quantize}
+    summary = PredictionSummary(output_path, input_format.name, tasks, total_units, 0, complete=False)
+
+    def load_tagger() -> _ChunkTagger:  # after the outputs are checked, so that a refused --resume fails at once
         model = HSTLModel.from_pretrained(model_dir, config=config).eval()
+        if options.quantize == "int8":
+            model = quantize_linear_layers(model)
         model = accelerator.prepare_model(model, evaluation_mode=True)
-        tagger = _ChunkTagger(model, tokenizer, input_format, tasks, settings, options.merge, accelerator)
-        summary.complete = _tag_in_chunks(tagger, input_path, output, total_units, options,
+        return _ChunkTagger(model, tokenizer, input_format, tasks, settings, options.merge, accelerator,
+                            across_processes=accelerator.num_processes == 1, dtype=options.dtype)
+
+    if accelerator.num_processes > 1:
+        return _predict_sharded(load_tagger, accelerator, input_format, input_path, signature, summary, options)
+    output = ResumableOutput(output_path, signature, options.resume)
+    summary.units_done = output.units_done
+    try:
+        summary.complete = _tag_in_chunks(load_tagger(), input_path, output, total_units, options,
                                           show_bar=accelerator.is_local_main_process)
     finally:
         output.close()
@@ -256,10 +275,26 @@ class _ChunkTagger:
     settings: WindowSettings
     merge: str
     accelerator: Any
+    across_processes: bool = True
+    dtype: str = "fp32"
 
-    def __call__(self, units: Sequence[Any]) -> str:
-        return tag_units(self.model, self.tokenizer, units, self.input_format, self.tasks, self.settings, self.merge,
-                         self.accelerator)
+    def __call__(self, units: Sequence[Any], progress_bar=None) -> str:
+        """Tags and renders `units`; a `progress_bar` counting sentences moves batch by batch (units are sentences),
+        one counting documents chunk by chunk (by the caller)."""
+        per_batch = progress_bar.update if progress_bar is not None and self.input_format.unit_name == "sentences" \
+            else None
+        with autocast_to(self.dtype, self.accelerator.device.type):
+            return tag_units(self.model, self.tokenizer, units, self.input_format, self.tasks, self.settings,
+                             self.merge, self.accelerator, self.across_processes, on_sentences_tagged=per_batch)
+
+
+def _tag_chunk(tagger: _ChunkTagger, chunk: Sequence[Any], progress_bar) -> str:
+    """`tagger(chunk)` with the bar moved by every unit of the chunk: per batch where it can, the rest at the end
+    (documents, and sentences without words, which need no batch)."""
+    before = progress_bar.n
+    rendered = tagger(chunk, progress_bar)
+    progress_bar.update(len(chunk) - (progress_bar.n - before))
+    return rendered
 
 
 def _tag_in_chunks(tagger: _ChunkTagger, input_path: Path, output: ResumableOutput, total_units: int,
@@ -271,13 +306,121 @@ def _tag_in_chunks(tagger: _ChunkTagger, input_path: Path, output: ResumableOutp
     if output.units_done == 0 and output.bytes_written == 0:
         output.append(input_format.header(input_path), 0)
     units = itertools.islice(input_format.read_units(input_path), output.units_done, None)
-    show_bar = show_bar and options.show_progress and total_units > options.chunk_size
+    show_bar = show_bar and options.show_progress
     with tqdm(total=total_units, initial=output.units_done, unit=tagger.input_format.unit_name[:-1], desc="Tagging",
               disable=not show_bar) as progress_bar:
         for chunks_done, chunk in enumerate(_chunks(units, options.chunk_size)):
             if options.stop_after_chunks is not None and chunks_done >= options.stop_after_chunks:
                 return False
             separator = input_format.separator if output.units_done else ""
-            output.append(separator + tagger(chunk), len(chunk))
-            progress_bar.update(len(chunk))
+            output.append(separator + _tag_chunk(tagger, chunk, progress_bar), len(chunk))
     return True
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Several processes: each tags its own chunks (`hstl.inference.sharding`)
+
+
+def _check_process_group(accelerator) -> None:
+    """Processes started by a launcher but not joined in one group would each tag everything into the same files."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > accelerator.num_processes:
+        raise PredictionInputError(
+            f"accelerate launch: expected the {launched} processes it started to form one group, got "
+            f"{accelerator.num_processes} ({accelerator.distributed_type}); without a GPU, pass --cpu to predict.py"
+        )
+
+
+def _chunk_units(chunk: int, total_units: int, chunk_size: int) -> int:
+    return min(chunk_size, total_units - chunk * chunk_size)
+
+
+def _predict_sharded(load_tagger, accelerator, input_format: InputFormat, input_path: Path, signature: dict[str, Any],
+                     summary: PredictionSummary, options: PredictionOptions) -> PredictionSummary:
+    """`predict_file` under `accelerate launch` with several processes: tag own chunks, then the main process merges."""
+    from accelerate.utils import gather_object
+
+    from .sharding import ShardOutput, merge_parts
+
+    rank, num_processes = accelerator.process_index, accelerator.num_processes
+    signature = {**signature, "num_processes": num_processes, "chunk_size": options.chunk_size}
+    num_chunks = -(-summary.total_units // options.chunk_size)
+    shard = ShardOutput(summary.output_path, signature, options.resume, rank, num_processes)
+    try:
+        complete = _tag_own_chunks(load_tagger(), input_path, shard, rank, num_processes, summary.total_units,
+                                   options, show_bar=accelerator.is_local_main_process)
+    finally:
+        shard.close()
+    chunks_done = gather_object([(rank, shard.chunks_done, complete)])  # also waits for every process
+    summary.units_done = sum(_chunk_units(rank + position * num_processes, summary.total_units, options.chunk_size)
+                             for rank, done, _ in chunks_done for position in range(done))
+    summary.complete = all(done for _, _, done in chunks_done)
+    if summary.complete and accelerator.is_main_process:
+        merge_parts(summary.output_path, num_processes, num_chunks, signature, input_format.header(input_path),
+                    input_format.separator, input_format.footer)
+    accelerator.wait_for_everyone()  # no process returns before the output is in place
+    return summary
+
+
+def _tag_own_chunks(tagger: _ChunkTagger, input_path: Path, shard, rank: int, num_processes: int, total_units: int,
+                    options: PredictionOptions, show_bar: bool) -> bool:
+    """Tags and writes this process's chunks not done yet; False when stopped by `options.stop_after_chunks`.
+    Others' units are read but not split into sentences, tokenized or tagged."""
+    from tqdm.auto import tqdm
+
+    own_chunks = range(rank, -(-total_units // options.chunk_size), num_processes)
+    own_units = sum(_chunk_units(chunk, total_units, options.chunk_size) for chunk in own_chunks)
+    done_units = sum(_chunk_units(chunk, total_units, options.chunk_size) for chunk in own_chunks[:shard.chunks_done])
+    units = tagger.input_format.read_units(input_path)
+    tagged_now = 0
+    show_bar = show_bar and options.show_progress
+    with tqdm(total=own_units, initial=done_units, unit=tagger.input_format.unit_name[:-1],
+              desc=f"Tagging (process {rank} of {num_processes})", disable=not show_bar) as progress_bar:
+        for chunk_index, chunk in enumerate(_chunks(units, options.chunk_size)):
+            if chunk_index % num_processes != rank or chunk_index // num_processes < shard.chunks_done:
+                continue
+            if options.stop_after_chunks is not None and tagged_now >= options.stop_after_chunks:
+                return False
+            shard.append(_tag_chunk(tagger, chunk, progress_bar))
+            tagged_now += 1
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A folder of files
+
+
+def folder_jobs(input_dir: Path, output_dir: Path, requested_format: str | None) -> list[tuple[Path, Path]]:
+    """(input file, output file) for every file of `input_dir` (not its subfolders; hidden files skipped), in name
+    order, each format detected separately; outputs are `output_dir/<input name><format's output_suffix>`."""
+    files = sorted(path for path in input_dir.iterdir() if path.is_file() and not path.name.startswith("."))
+    if not files:
+        raise PredictionInputError(f"--input: expected a folder holding files to tag, got {input_dir} without any")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PredictionInputError(f"--output: expected a folder for the outputs of folder {input_dir}, got a file "
+                                   f"{output_dir}")
+    if output_dir.resolve() == input_dir.resolve():
+        raise PredictionInputError(f"--output: expected a folder other than the input folder, got {output_dir}")
+    return [(path, output_dir / (path.name + FORMATS[detect_format(path, requested_format)].output_suffix))
+            for path in files]
+
+
+def predict_path(model_dir: PathLike, input_path: PathLike, output_path: PathLike,
+                 options: PredictionOptions | None = None) -> list[PredictionSummary]:
+    """`predict_file` for a file, or for every file of a folder into the folder `output_path` (`folder_jobs`).
+    With `resume`, a file whose output is complete (no partial output beside it) is not tagged again."""
+    options = options or PredictionOptions()
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.is_dir():
+        return [predict_file(model_dir, input_path, output_path, options)]
+    summaries = []
+    for file_input, file_output in folder_jobs(input_path, output_path, options.input_format):
+        leftovers = list(file_output.parent.glob(file_output.name + ".p*")) if file_output.parent.is_dir() else []
+        if options.resume and file_output.is_file() and not leftovers:
+            logger.info("--resume: %s is complete; skipped", file_output)
+            continue
+        summary = predict_file(model_dir, file_input, file_output, options)
+        summaries.append(summary)
+        if not summary.complete:
+            break
+    return summaries

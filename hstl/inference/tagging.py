@@ -10,7 +10,7 @@ returns labels.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -59,13 +59,19 @@ def predict_windows(
     task_names: list[str],
     batch_size: int = 64,
     show_progress: bool = False,
+    across_processes: bool = True,
+    on_sentences_tagged: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, list[list[int]]], list[dict[str, int]]]:
     """
     Tags every window of `dataset` with the heads `task_names` (one encoder pass per batch).
 
+    `across_processes=False` tags all of `dataset` in this process alone (no sharding, no gathering): for callers that
+    give each process its own sentences (`hstl.inference.sharding`). `on_sentences_tagged(n)` is called after each
+    batch with the number of sentences whose first window it held (this process's), for a progress bar.
+
     Returns:
         task name -> per-window label ids (window-relative words), and per-window metadata rows; both in the same order,
-        gathered from all processes.
+        gathered from all processes (unless `across_processes` is False).
     """
     unwrapped = accelerator.unwrap_model(model)
     was_training = unwrapped.training
@@ -75,9 +81,10 @@ def predict_windows(
     dataloader = DataLoader(longest_first.select_columns(model_columns), batch_size=batch_size, collate_fn=collator)
     # The module-level `prepare_data_loader` shards like `accelerator.prepare` but does not register the loader with
     # the accelerator, whose checkpoints would otherwise grow by one entry per evaluation.
+    num_processes, process_index = (accelerator.num_processes, accelerator.process_index) if across_processes else (1, 0)
     dataloader = prepare_data_loader(
-        dataloader, device=accelerator.device, num_processes=accelerator.num_processes,
-        process_index=accelerator.process_index, split_batches=False, put_on_device=True,
+        dataloader, device=accelerator.device, num_processes=num_processes, process_index=process_index,
+        split_batches=False, put_on_device=True,
     )
     window_predictions: dict[str, list[list[int]]] = {name: [] for name in task_names}
     metadata_rows: list[dict[str, int]] = []
@@ -85,6 +92,13 @@ def predict_windows(
         output = unwrapped.tag(**batch, tasks=task_names)
         # shape: (batch, 4)
         metadata = torch.stack([batch[column] for column in METADATA_KEYS], dim=1)
+        if on_sentences_tagged is not None:
+            on_sentences_tagged(int((batch["word_offset"] == 0).sum()))
+        if not across_processes:
+            for name in task_names:
+                window_predictions[name].extend(output.predictions[name].tolist())
+            metadata_rows.extend(dict(zip(METADATA_KEYS, row)) for row in metadata.tolist())
+            continue
         per_task = [accelerator.pad_across_processes(output.predictions[name], dim=1, pad_index=-100)
                     for name in task_names]
         gathered_metadata, *gathered_predictions = accelerator.gather_for_metrics((metadata, *per_task))
@@ -104,10 +118,13 @@ def predict_labels(
     num_words: Sequence[int],
     batch_size: int = 64,
     show_progress: bool = False,
+    across_processes: bool = True,
+    on_sentences_tagged: Callable[[int], None] | None = None,
 ) -> dict[str, list[list[int]]]:
     """Task name -> label ids of every word of every sentence (sentence `i` has `num_words[i]` words)."""
     window_predictions, metadata = predict_windows(
-        model, dataset, collator, accelerator, task_names, batch_size=batch_size, show_progress=show_progress
+        model, dataset, collator, accelerator, task_names, batch_size=batch_size, show_progress=show_progress,
+        across_processes=across_processes, on_sentences_tagged=on_sentences_tagged,
     )
     return {name: stitch_predictions(window_predictions[name], metadata, num_words) for name in task_names}
 
@@ -144,6 +161,8 @@ def tag_sentences(
     settings: WindowSettings | None = None,
     accelerator: Accelerator | None = None,
     show_progress: bool = False,
+    across_processes: bool = True,
+    on_sentences_tagged: Callable[[int], None] | None = None,
 ) -> dict[str, list[list[str]]]:
     """Labels every word of every sentence with each chosen head, from one encoder pass per batch.
 
@@ -155,6 +174,9 @@ def tag_sentences(
         settings: windows and batches (`hstl.inference.loading.window_settings`); default: train.py's defaults.
         accelerator: an `accelerate.Accelerator`; default: one on the model's device.
         show_progress: show a progress bar over batches.
+        across_processes: split the batches among the processes and gather the labels (False: this process tags
+            all of `sentences_tokens` alone, as each process does with its own share in a sharded `predict.py`).
+        on_sentences_tagged: called after each batch with the number of (non-empty) sentences it started.
 
     Returns:
         Task name -> per sentence, one IOB2 label per word (`[]` for an empty sentence), in the order of `tasks`.
@@ -179,6 +201,7 @@ def tag_sentences(
     label_ids = predict_labels(
         model, dataset, HSTLDataCollator(tokenizer), accelerator, task_names,
         [len(sentences[index]) for index in non_empty], batch_size=settings.batch_size, show_progress=show_progress,
+        across_processes=across_processes, on_sentences_tagged=on_sentences_tagged,
     )
     for name in task_names:
         id2label = config.task_id2label(name)

@@ -1,0 +1,159 @@
+"""Whole-file tagging (`predict.py`'s path) against the encoder alone, transformers' pipeline, and itself in int8.
+
+    python benchmarks/predict_file_throughput.py --model runs/bench-minilm     # all ratios + int8 F1 cost
+    python benchmarks/predict_file_throughput.py --num_sentences 1000          # untrained 5-head model: speed only
+    python benchmarks/predict_file_throughput.py --quick                       # smoke test
+
+Input: BC5CDR-chem's test sentences written as plain text (one sentence per paragraph; skipped cleanly when the
+corpora are absent). Models are loaded before timing; each variant runs once per round, rounds interleaved:
+
+    encoder       MiniLM sub-word tokenization (is_split_into_words, the model's max_length) and forward, length-sorted
+                  batches of 64: the floor
+    predict       the whole file path of predict.py with all 5 heads: read, split sentences, tokenize words, window,
+                  tag (one encoder pass, 5 CRFs), stitch, merge, write JSON Lines (resumable output, fsync per chunk)
+    predict_int8  the same with `--quantize int8` (dynamic int8 Linear layers)
+    hf_pipeline   `pipeline("token-classification", aggregation_strategy="simple", batch_size=64)`, one head
+                  (a BertForTokenClassification on the same encoder), over the same sentences as strings
+
+    RATIO predict_vs_encoder      time(encoder) / time(predict)          (target >= 0.85)
+    RATIO predict_vs_hf_pipeline  time(hf_pipeline) / time(predict)      (target >= 3.0)
+    RATIO int8_vs_fp32            time(predict) / time(predict_int8)     (target >= 1.5; F1 cost printed with --model)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+import _common
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    _common.add_common_arguments(parser)
+    parser.add_argument("--model", default=None, help="A trained 5-head MiniLM HSTL model folder "
+                        "(configs/bench-minilm.yaml); default: an untrained one (speed only, no F1).")
+    parser.add_argument("--num_sentences", type=int, default=None, help="Test sentences used (default: all).")
+    return parser.parse_args()
+
+
+def bc5cdr_chem_test():
+    path = _common.corpora_dir() / "BC5CDR-chem" / "test.tsv"
+    if not path.is_file():
+        print(f"# skipped: {path} is absent (the real corpora are needed)")
+        sys.exit(0)
+    from hstl.data import read_conll
+
+    return [sentence for sentence in read_conll(path) if sentence.tokens != ["-DOCSTART-"]]
+
+
+def model_folder(args: argparse.Namespace, scratch: Path) -> Path:
+    """The trained model, or an untrained 5-head MiniLM one saved with its tokenizer."""
+    if args.model:
+        return Path(args.model)
+    from modeling_hstl import HSTLModel
+
+    tasks = [task for task in _common.paper_task_dicts() if task["name"] in
+             ("BC5CDR-chem", "BC5CDR-disease", "NCBI-disease", "BC2GM", "linnaeus")]
+    HSTLModel.from_encoder(str(_common.minilm_path()), tasks=tasks).save_pretrained(scratch / "model")
+    _common.load_tokenizer().save_pretrained(scratch / "model")
+    return scratch / "model"
+
+
+def file_path_tagger(folder: Path, quantize: str | None):
+    """A function tagging a text file into a JSONL file the way `predict_file` does, with the model loaded once."""
+    from accelerate import Accelerator
+
+    from hstl.formats import FORMATS
+    from hstl.inference import streaming
+    from hstl.inference.loading import load_model_config, load_tokenizer_of, quantize_linear_layers, window_settings
+    from modeling_hstl import HSTLModel
+
+    config = load_model_config(folder)
+    model = HSTLModel.from_pretrained(folder, config=config).eval()
+    model = quantize_linear_layers(model) if quantize else model
+    settings = window_settings(folder, None, None, 64, config=config)
+    tagger = streaming._ChunkTagger(model, load_tokenizer_of(folder), FORMATS["text"], config.task_names, settings,
+                                    "longest", Accelerator(cpu=True))
+    options = streaming.PredictionOptions(show_progress=False)
+
+    def tag_file(input_path: Path, output_path: Path) -> None:
+        total = sum(1 for _ in FORMATS["text"].read_units(input_path))
+        output = streaming.ResumableOutput(output_path, {}, resume=False)
+        assert streaming._tag_in_chunks(tagger, input_path, output, total, options, show_bar=False)
+        output.finish()
+
+    return tag_file, model, tagger
+
+
+def encoder_variant(sentences, max_length: int, batch_size: int = 64):
+    from transformers import AutoModel
+
+    tokenizer, encoder = _common.load_tokenizer(), AutoModel.from_pretrained(_common.minilm_path()).eval()
+    order = sorted(range(len(sentences)), key=lambda index: -len(sentences[index].tokens))
+
+    def run() -> None:
+        for first in range(0, len(order), batch_size):
+            words = [sentences[index].tokens for index in order[first : first + batch_size]]
+            batch = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length, padding=True,
+                              return_tensors="pt")
+            encoder(**batch)
+
+    return run
+
+
+def pipeline_variant(texts: list[str]):
+    from transformers import AutoModelForTokenClassification, pipeline
+
+    classifier = AutoModelForTokenClassification.from_pretrained(_common.minilm_path(), num_labels=3).eval()
+    tagger = pipeline("token-classification", model=classifier, tokenizer=_common.load_tokenizer(),
+                      aggregation_strategy="simple", batch_size=64, device="cpu")
+    return lambda: tagger(texts)
+
+
+def chem_f1(model, tagger, sentences) -> float:
+    from hstl.evaluation import score_head
+
+    return score_head(model, tagger.tokenizer, sentences, "BC5CDR-chem", tagger.settings).result()["f1"]
+
+
+def main() -> None:
+    args = parse_args()
+    _common.setup_run(args)
+    sentences = bc5cdr_chem_test()[: 64 if args.quick else args.num_sentences]
+    texts = [" ".join(sentence.tokens) for sentence in sentences]
+    scratch = Path(tempfile.mkdtemp(prefix="hstl-bench-"))
+    text_path = scratch / "bc5cdr-chem-test.txt"
+    text_path.write_text("\n\n".join(texts) + "\n", encoding="utf-8")
+    folder = model_folder(args, scratch)
+    tag_fp32, model_fp32, tagger_fp32 = file_path_tagger(folder, None)
+    tag_int8, model_int8, tagger_int8 = file_path_tagger(folder, "int8")
+    variants = {
+        "encoder": [encoder_variant(sentences, tagger_fp32.settings.max_length)],
+        "predict": [lambda: tag_fp32(text_path, scratch / "fp32.jsonl")],
+        "predict_int8": [lambda: tag_int8(text_path, scratch / "int8.jsonl")],
+        "hf_pipeline": [pipeline_variant(texts)],
+    }
+    rounds = args.rounds or (1 if args.quick else 2)
+    print(f"# {len(sentences)} BC5CDR-chem test sentences as text, model {folder}, {rounds} rounds")
+    with torch.inference_mode():
+        seconds = _common.time_interleaved(variants, rounds, warmup_rounds=0 if args.quick else 1)
+    for name, value in seconds.items():
+        print(f"# {name}: {value:.2f} s, {len(sentences) / value:.1f} sentences/s")
+    _common.print_ratio("predict_vs_encoder", seconds["encoder"] / seconds["predict"])
+    _common.print_ratio("predict_vs_hf_pipeline", seconds["hf_pipeline"] / seconds["predict"])
+    if args.model:
+        f1_fp32, f1_int8 = chem_f1(model_fp32, tagger_fp32, sentences), chem_f1(model_int8, tagger_int8, sentences)
+        print(f"# BC5CDR-chem test F1: fp32 {f1_fp32:.4f}, int8 {f1_int8:.4f} (cost {f1_fp32 - f1_int8:+.4f})")
+        print(f"RATIO int8_vs_fp32 {seconds['predict'] / seconds['predict_int8']:.3f} "
+              f"(F1 cost {f1_fp32 - f1_int8:.4f})", flush=True)
+    else:
+        _common.print_ratio("int8_vs_fp32", seconds["predict"] / seconds["predict_int8"])
+
+
+if __name__ == "__main__":
+    main()
