@@ -34,13 +34,13 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 try:
     from .processing_hstl import (
-        MERGE_POLICIES, HSTLDataCollator, encode_sentences, merge_mentions, split_sentences, stitch_predictions,
-        tokenize,
+        MERGE_POLICIES, HSTLDataCollator, encode_sentences, length_sorted_order, merge_mentions, split_sentences,
+        stitch_predictions, tokenize,
     )
 except ImportError:
     from processing_hstl import (
-        MERGE_POLICIES, HSTLDataCollator, encode_sentences, merge_mentions, split_sentences, stitch_predictions,
-        tokenize,
+        MERGE_POLICIES, HSTLDataCollator, encode_sentences, length_sorted_order, merge_mentions, split_sentences,
+        stitch_predictions, tokenize,
     )
 
 
@@ -141,7 +141,7 @@ class HSTLNERPipeline(Pipeline):
         window_scores = {name: [None] * len(windows) for name in task_names}
         collator = HSTLDataCollator(self.tokenizer)
         # Longest first, so that each batch carries little padding.
-        order = sorted(range(len(windows)), key=lambda index: -len(windows[index]["input_ids"]))
+        order = length_sorted_order([len(window["input_ids"]) for window in windows])
         for batch_start in range(0, len(order), window_batch_size):
             batch_indices = order[batch_start:batch_start + window_batch_size]
             batch = self._ensure_tensor_on_device(collator([windows[index] for index in batch_indices]), self.device)

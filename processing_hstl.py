@@ -286,7 +286,9 @@ _WORD_RUN = r"(?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\uf
 _TOKEN = re.compile(rf"{_WORD_RUN}|\S")
 # Sentence-final punctuation with the closing quotes and brackets that may follow it, then the whitespace after it.
 _SENTENCE_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]}]*(\s+)")
-_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t\r]*\n\s*")
+# A paragraph break is a line of nothing but ASCII spaces and TABs (`hstl.formats.common.is_separator`): a line
+# holding U+3000 or U+00A0 is text, as it is in every reader.
 _DOTTED_INITIALS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
 _OPENING_CHARACTERS = frozenset("([{\"'\u201c\u2018")
 
@@ -780,6 +782,12 @@ def make_windowing_map_fn(
         )
 
     return windowing_map_fn
+
+
+def length_sorted_order(lengths: Sequence[int]) -> list[int]:
+    """Indices of windows, longest first (stable among equals): batches of similar lengths carry little padding, and
+    an out-of-memory error shows up on the first batch, not the last."""
+    return sorted(range(len(lengths)), key=lambda index: -lengths[index])
 
 
 def _padded_length(lengths: Sequence[int], pad_to_multiple_of: int | None) -> int:

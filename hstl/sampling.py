@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
+from .run_config import BATCH_MODES, SAMPLING_STRATEGIES
 
-STRATEGIES = ("proportional", "temperature", "uniform")
-BATCH_MODES = ("homogeneous", "mixed")
+
 
 # Tags that keep the task-choice stream and the row-order streams apart, so that no (seed, epoch) of one can ever
 # reproduce a (seed, task, cycle) of the other.
@@ -114,7 +114,7 @@ def task_probabilities(task_sizes: Sequence[int], strategy: str, alpha: float = 
             or if `alpha` is outside (0, 1].
     """
     sizes = _check_task_sizes(task_sizes)
-    _check_choice("strategy", strategy, STRATEGIES)
+    _check_choice("strategy", strategy, SAMPLING_STRATEGIES)
     alpha = _check_alpha(alpha)
     if strategy == "uniform":
         weights = [1.0] * len(sizes)
@@ -197,7 +197,7 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         super().__init__()
         self.task_sizes = tuple(_check_task_sizes(task_sizes))
         self.batch_size = _check_int("batch_size", batch_size, minimum=1)
-        self.strategy = _check_choice("strategy", strategy, STRATEGIES)
+        self.strategy = _check_choice("strategy", strategy, SAMPLING_STRATEGIES)
         self.alpha = _check_alpha(alpha)
         self.batch_mode = _check_choice("batch_mode", batch_mode, BATCH_MODES)
         self.seed = _check_int("seed", seed, minimum=0)
@@ -238,14 +238,6 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
             global_rows = self._length_grouped(global_rows, self.epoch)
         for batch_rows in global_rows:
             yield batch_rows.tolist()
-
-    def task_of(self, global_index: int) -> int:
-        """Index of the task that owns row `global_index` of the concatenated dataset."""
-        total_rows = self.task_offsets[-1]
-        index = _check_int("global_index", global_index, minimum=0)
-        if index >= total_rows:
-            raise ValueError(f"`global_index` must be in [0, {total_rows}), got {index}")
-        return bisect.bisect_right(self.task_offsets, index) - 1
 
     def state_dict(self) -> dict[str, Any]:
         """What recreates the stream: `seed` and `epoch`, plus the settings, kept so a mismatch can be refused.

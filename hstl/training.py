@@ -37,10 +37,11 @@ from modeling_hstl import HSTLModel
 from .corpora import TaskData, load_task_data
 from .errors import CheckpointError, NonFiniteError, RunConfigError
 from .early_stopping import EarlyStopping
-from .inference import build_task_dataset, predict_task_labels
+from .evaluation import score_head
+from .inference import build_task_dataset
+from .inference.loading import WindowSettings
 from .run_config import RunConfig, TrainingSpec, resolve_model_source
 from .sampling import MultiTaskBatchSampler
-from .scoring import score_sentences
 
 
 logger = get_logger(__name__)
@@ -555,13 +556,10 @@ def _evaluate(run: TrainingRun, split: str) -> dict[str, Any]:
         if split not in task_eval_sets:
             continue
         dataset, sentences = task_eval_sets[split]
-        predicted = predict_task_labels(
-            run.model, dataset, run.collator, run.accelerator, task.name, [len(s.tokens) for s in sentences],
-            batch_size=run.training.eval_batch_size,
-        )
-        id2label = dict(enumerate(task.labels))
-        predicted_labels = [[id2label[label_id] for label_id in sentence] for sentence in predicted]
-        results[task.name] = score_sentences([s.labels for s in sentences], predicted_labels)
+        # The one predict -> labels -> score path, shared with hstl-evaluate; the windows were built once, up front.
+        settings = WindowSettings(run.training.max_length, run.training.window_overlap, run.training.eval_batch_size)
+        results[task.name] = score_head(run.model, run.collator.tokenizer, sentences, task.name, settings,
+                                        accelerator=run.accelerator, dataset=dataset).result()
     if results:
         results["mean_f1"] = sum(r["f1"] for r in results.values()) / len(results)
     return results

@@ -31,7 +31,8 @@ from hstl.formats.text import iter_text_sentences
 from hstl.inference.loading import WindowSettings, load_model_and_tokenizer, load_model_config, window_settings
 from hstl.inference.merging import Mention, merge_mentions, mentions_to_labels
 from hstl.inference.streaming import PredictionOptions, PredictionSummary, predict_file, tag_units
-from hstl.inference.tagging import labels_per_sentence, length_sorted_order, tag_sentences
+from hstl.inference.tagging import labels_per_sentence, tag_sentences
+from processing_hstl import length_sorted_order
 from processing_hstl import extract_chunks, split_label, split_sentences, tokenize
 
 import predict  # the script at the repository root (pytest's pythonpath holds it)

@@ -129,3 +129,13 @@ def test_splitting_from_any_sentence_start_gives_the_same_later_sentences(text):
     for index, (start, _) in enumerate(spans):
         later = [(span_start + start, span_end + start) for span_start, span_end in split_sentences(text[start:])]
         assert later == spans[index:]
+
+
+def test_only_lines_of_ascii_spaces_and_tabs_are_paragraph_breaks():
+    # A paragraph break ends a sentence even without a period; a line holding U+3000 or U+00A0 is text, as in every
+    # reader of hstl.formats (their separator rule), so it does not.
+    assert [text for text in map(lambda span: "in mice\n \t\nand rats"[span[0]:span[1]],
+                                 split_sentences("in mice\n \t\nand rats"))] == ["in mice", "and rats"]
+    for blank in ("\u3000", "\u00a0", "\u2009"):
+        text = f"in mice\n{blank}\nand rats"
+        assert split_sentences(text) == [(0, len(text))], repr(blank)

@@ -19,7 +19,9 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from processing_hstl import METADATA_KEYS, HSTLDataCollator, make_windowing_map_fn, stitch_predictions
+from processing_hstl import (
+    METADATA_KEYS, HSTLDataCollator, length_sorted_order, make_windowing_map_fn, stitch_predictions,
+)
 
 from ..formats.conll import Sentence
 from .loading import WindowSettings, resolve_tasks
@@ -42,12 +44,6 @@ def build_task_dataset(
     dataset = Dataset.from_dict(columns)
     windowing = make_windowing_map_fn(tokenizer, label2id or {}, task_id, max_length, overlap)
     return dataset.map(windowing, batched=True, remove_columns=dataset.column_names, desc="Tokenizing and windowing")
-
-
-def length_sorted_order(lengths: Sequence[int]) -> list[int]:
-    """Indices of windows, longest first (stable among equals): batches of similar lengths carry little padding, and
-    an out-of-memory error shows up on the first batch, not the last."""
-    return sorted(range(len(lengths)), key=lambda index: -lengths[index])
 
 
 @torch.no_grad()
