@@ -453,25 +453,15 @@ def write_reports(summary: dict[str, Any], output_dir: Path, name: str = "result
 
 
 def _plot(summary: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Test F1 per corpus, one bar per method, with the standard deviation over seeds (the package's bar chart)."""
+    from .plotting import grouped_bar_chart
 
     corpora, methods = list(summary["corpora"]), summary["methods"]
-    width = 0.8 / max(len(methods), 1)
-    figure, axes = plt.subplots(figsize=(1.8 * len(corpora) + 2, 4))
-    for index, method in enumerate(methods):
-        means = [100 * summary["table"][c].get(method, {}).get("mean", math.nan) for c in corpora]
-        stds = [100 * summary["table"][c].get(method, {}).get("std", 0.0) for c in corpora]
-        positions = [i + (index - (len(methods) - 1) / 2) * width for i in range(len(corpora))]
-        axes.bar(positions, means, width, yerr=stds, capsize=3, label=method)
-    axes.set_xticks(range(len(corpora)), corpora, rotation=15)
-    axes.set_ylabel("test F1 (mean ± std over seeds)")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    cells = {method: [summary["table"][corpus].get(method, {}) for corpus in corpora] for method in methods}
+    grouped_bar_chart(path, corpora, {method: [100 * cell.get("mean", math.nan) for cell in row]
+                                      for method, row in cells.items()},
+                      errors={method: [100 * cell.get("std", 0.0) for cell in row] for method, row in cells.items()},
+                      ylabel="test F1 (mean ± std over seeds)")
 
 
 def comparison_config_to_dict(config: ComparisonConfig) -> dict[str, Any]:

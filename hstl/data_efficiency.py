@@ -170,11 +170,10 @@ def write_data_efficiency_reports(summary: dict[str, Any], output_dir: Path, nam
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / f"{name}.json").write_text(json.dumps(summary, indent=2))
     (output_dir / f"{name}.md").write_text(format_data_efficiency_markdown(summary))
-    try:
-        import matplotlib
+    from .plotting import import_pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:
+        plt = import_pyplot()
     except ImportError:
         print(f"matplotlib is not installed: {name}.png skipped (pip install 'hstl[plot]')")
         return
