@@ -23,7 +23,6 @@ import copy
 import json
 import math
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -181,8 +180,9 @@ TrainFunction = Callable[[RunConfig, str], dict]
 
 
 TIMING_FILE = "wall_time.json"
-"""Beside a run's all_results.json: `{"wall_seconds": s, "resumed": bool}`, the seconds of the invocation that
-finished the run; when it resumed a killed one, the killed invocation's time is not in it."""
+"""Beside a run's all_results.json: `{"wall_seconds": s, "resumed": bool}`, the run's wall seconds summed over its
+invocations (a killed invocation counts up to its last checkpoint; the steps it did after that are redone and counted
+again), as training's all_results.json reports them."""
 
 
 def _default_train(run_config: RunConfig, output_dir: str) -> dict:
@@ -193,9 +193,8 @@ def _default_train(run_config: RunConfig, output_dir: str) -> dict:
     if results_file.exists():
         return json.loads(results_file.read_text())
     resume = "latest" if find_latest_checkpoint(Path(output_dir)) is not None else None
-    started = time.monotonic()
     results = run_training(run_config, LoopArguments(output_dir=output_dir, resume_from_checkpoint=resume)).results
-    timing = {"wall_seconds": time.monotonic() - started, "resumed": resume is not None}
+    timing = {"wall_seconds": results["wall_seconds"], "resumed": resume is not None}
     (Path(output_dir) / TIMING_FILE).write_text(json.dumps(timing))
     return results
 

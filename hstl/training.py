@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,16 +197,20 @@ class _TrainState:
     epoch: int = 0  # sampler epoch
     batches_in_epoch: int = 0
     early_stopping: dict[str, Any] = field(default_factory=dict)  # EarlyStopping.state_dict()
+    # Wall seconds of the invocations before this one, each counted up to its last checkpoint: a killed run's
+    # `wall_seconds` adds up its invocations instead of reporting only the one that finished it.
+    earlier_seconds: float = 0.0
 
     def to_json(self, run: "TrainingRun") -> dict[str, Any]:
         return {"completed_steps": self.completed_steps, "best_score": self.best_score, "epoch": self.epoch,
                 "batches_in_epoch": self.batches_in_epoch, "sampler": run.sampler.state_dict(),
-                "settings": resume_settings(run.run_config), "early_stopping": self.early_stopping}
+                "settings": resume_settings(run.run_config), "early_stopping": self.early_stopping,
+                "wall_seconds": run.wall_seconds()}
 
     @classmethod
     def from_checkpoint(cls, values: dict[str, Any]) -> "_TrainState":
         return cls(values["completed_steps"], values["best_score"], values["epoch"], values["batches_in_epoch"],
-                   values.get("early_stopping", {}))
+                   values.get("early_stopping", {}), values.get("wall_seconds", 0.0))
 
     @property
     def stopped_early(self) -> bool:
@@ -231,10 +236,15 @@ class TrainingRun:
     eval_sets: list[dict[str, tuple[Any, list]]]  # per task: split -> (tokenized windows, sentences)
     task_names: list[str]  # the model's heads, in the order of the task ids batches carry
     state: _TrainState = field(default_factory=_TrainState)
+    started: float = field(default_factory=time.monotonic)  # when this invocation began
 
     @property
     def training(self) -> TrainingSpec:
         return self.run_config.training
+
+    def wall_seconds(self) -> float:
+        """This invocation's seconds so far, plus those of the invocations it resumes."""
+        return self.state.earlier_seconds + time.monotonic() - self.started
 
 
 def make_accelerator(run_config: RunConfig, args: LoopArguments) -> Accelerator:
@@ -299,6 +309,7 @@ def run_training(run_config: RunConfig, args: LoopArguments) -> TrainingOutcome:
 
     Resuming (`args.resume_from_checkpoint`) into a folder whose run has finished leaves that folder as it is and
     returns its results: the best model and `all_results.json` of a finished run are never replaced."""
+    started = time.monotonic()
     accelerator = make_accelerator(run_config, args)
     check_process_count(accelerator)
     finished = _finished_run(args, accelerator)
@@ -309,6 +320,7 @@ def run_training(run_config: RunConfig, args: LoopArguments) -> TrainingOutcome:
         check_resume_settings(read_trainer_state(checkpoint).get("settings"), run_config, checkpoint)
     _start_output_dir(accelerator, run_config, Path(args.output_dir))
     run = _prepare_run(run_config, args, accelerator)
+    run.started = started
     if checkpoint is not None:
         _resume(run, checkpoint)
     _train(run)
@@ -601,6 +613,7 @@ def _finish(run: TrainingRun) -> TrainingOutcome:
     results = {"completed_steps": run.state.completed_steps, "num_processes": accelerator.num_processes,
                "best_validation_mean_f1": run.state.best_score,
                "validation": _evaluate(run, "validation"), "test": _evaluate(run, "test")}
+    results["wall_seconds"] = run.wall_seconds()
     if accelerator.is_main_process:
         (output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
         if best_dir.is_dir():

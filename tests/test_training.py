@@ -80,6 +80,20 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, tokenizer_d
     assert log == [1, 2, 3, 4, 5, 6]
 
 
+def test_wall_seconds_add_up_over_resumed_invocations(tmp_path, tokenizer_dir):
+    """A resumed run reports the seconds of the invocations before it (as its checkpoint recorded them) plus its own."""
+    values = _with_tokenizer(tiny_run_config(), tokenizer_dir)
+    _run(tmp_path, values, "out", stop_after_steps=4)
+    state_file = list_checkpoints(tmp_path / "out")[-1] / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    assert 0 < state["wall_seconds"] < 600
+    state["wall_seconds"] = 5000.0  # as if the killed invocation had run for 5,000 s before its checkpoint
+    state_file.write_text(json.dumps(state))
+    outcome = _run(tmp_path, values, "out", resume_from_checkpoint="latest")
+    assert 5000.0 < outcome.results["wall_seconds"] < 5600.0
+    assert json.loads((tmp_path / "out/all_results.json").read_text())["wall_seconds"] == outcome.results["wall_seconds"]
+
+
 def test_damaged_checkpoint_is_reported_with_its_path(tmp_path, tokenizer_dir):
     values = _with_tokenizer(tiny_run_config(), tokenizer_dir)
     _run(tmp_path, values, "out", stop_after_steps=3)
