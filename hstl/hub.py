@@ -1,4 +1,9 @@
-"""Publishing model folders on the Hugging Face Hub with `huggingface_hub`.
+"""Model folders and the Hugging Face Hub, with `huggingface_hub`: finding a model, and publishing one.
+
+`resolve_model` is the one place where a command's model argument (`--model`, with `--revision`; a run config's
+`model.init_from` with `init_from_revision`) becomes a folder: a local folder as it is, otherwise a Hub repository
+through the Hugging Face cache. `model_source` says what a run records about that folder (the Hub id and commit of a
+cached snapshot, else the folder's path).
 
 `assemble_model_repo` builds the exact folder a Hub repository should hold: the safetensors weights, the tokenizer
 files, config.json and the remote-code group as `hstl.remote_code.complete_model_folder` completes every model folder,
@@ -8,13 +13,14 @@ the run config and the model card. `push_model_folder` uploads a folder.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import PublishError
+from .errors import PublishError, RunConfigError
 from .remote_code import complete_model_folder, remote_code_problems
 
 
@@ -23,6 +29,87 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json", "merges.txt")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 """Weight formats that unpickle on load: never published."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Finding a model: a local folder, or a Hub repository at a revision
+
+_COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
+
+
+def resolve_model(value: str, revision: str | None = None, *, argument: str = "--model",
+                  revision_argument: str = "--revision") -> Path:
+    """The model folder `value` names. A local folder is used as it is. Anything else is a Hub id, fetched with
+    `huggingface_hub.snapshot_download` at `revision` (a branch, tag or commit; default: `main`): from the Hugging
+    Face cache (HF_HUB_CACHE, HF_HOME) when the Hub is offline (HF_HUB_OFFLINE=1) or unreachable and the cache holds
+    that revision, downloaded into the cache otherwise. A Hub model's folder is its cache snapshot, named by its commit
+    (`model_source` reads the repository and commit back from it); its code files are the repository's own.
+
+    Raises:
+        RunConfigError: one line naming `argument` or `revision_argument`, for a revision given with a local folder, a
+            value that is neither a folder nor a valid Hub id, an unknown repository or revision, or a Hub model that
+            is not cached while the Hub cannot be asked.
+    """
+    folder = Path(value).expanduser()
+    if folder.is_dir():
+        if revision is not None:
+            raise RunConfigError(f"{revision_argument}: expected it with a Hub id, got it with the local folder "
+                                 f"{argument} {value}")
+        return folder
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HFValidationError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+    )
+
+    neither = f"{argument}: expected a model folder or a Hub id (user/name), got {value!r}: no such folder, and"
+    try:
+        return Path(snapshot_download(value, revision=revision))
+    except HFValidationError as error:
+        raise RunConfigError(f"{neither} not a valid Hub id ({_first_line(error)})") from None
+    except RevisionNotFoundError:
+        raise RunConfigError(f"{revision_argument}: expected a branch, tag or commit of {value}, got {revision!r}, "
+                             f"which the Hub does not know") from None
+    except RepositoryNotFoundError:  # GatedRepoError too
+        raise RunConfigError(f"{neither} no Hub repository of that name that you may read (a private or gated one "
+                             f"needs `hf auth login`)") from None
+    except LocalEntryNotFoundError:
+        raise RunConfigError(_not_cached(value, revision, argument, revision_argument, neither)) from None
+    except (HfHubHTTPError, OSError) as error:
+        raise RunConfigError(f"{argument}: {value}: the Hub answered {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _not_cached(value: str, revision: str | None, argument: str, revision_argument: str, neither: str) -> str:
+    """The one-line error for a Hub model that the cache does not hold while the Hub cannot be asked: naming
+    `revision_argument` (and listing the cached revisions) when the cache holds other revisions of it."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    cache = Path(constants.HF_HUB_CACHE)
+    why = ("the Hub is offline (HF_HUB_OFFLINE is set)" if constants.is_offline_mode()
+           else "the Hub cannot be reached")
+    storage = cache / repo_folder_name(repo_id=value, repo_type="model")
+    if not storage.is_dir():
+        return f"{neither} not in the Hugging Face cache {cache}, and {why}"
+    cached = sorted(path.name for folder in ("refs", "snapshots") if (storage / folder).is_dir()
+                    for path in (storage / folder).iterdir())
+    return (f"{revision_argument}: expected a revision of {value} that the Hugging Face cache {cache} holds, since "
+            f"{why}, got {revision or 'main (the default)'}; cached: {cached}")
+
+
+def model_source(folder: str | Path) -> dict[str, str]:
+    """What a run records as the model it used: `{"model": "user/name", "revision": "<commit>"}` for a Hugging Face
+    cache snapshot (`.../models--user--name/snapshots/<commit>`, as `resolve_model` returns a Hub model), else
+    `{"model": "<absolute path of the folder>"}`."""
+    path = Path(folder).resolve()
+    storage = path.parent.parent.name
+    if path.parent.name == "snapshots" and storage.startswith("models--") and _COMMIT_HASH.match(path.name):
+        return {"model": storage[len("models--"):].replace("--", "/"), "revision": path.name}
+    return {"model": str(path)}
 
 
 # ---------------------------------------------------------------------------------------------------------------------

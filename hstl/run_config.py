@@ -52,6 +52,8 @@ class TaskSpec:
 @dataclass
 class ModelSpec:
     """The encoder and the HSTL hierarchy. `encoder` is a pretrained name/path; `encoder_config` builds one from scratch.
+    `init_from` starts from an HSTL model instead (stage 2): a folder, or a Hub id at `init_from_revision` (a branch, tag
+    or commit; finetune.py records the commit), resolved by `hstl.hub.resolve_model`.
 
     Any `HSTLConfig` argument (`hidden_dropout`, `family_hidden_size`, `initializer_range`, `crf_init_range`, ...) may
     stand in the YAML `model:` section beside these keys; it is kept in `hstl_config` and passed to `HSTLConfig`. The
@@ -64,6 +66,7 @@ class ModelSpec:
     tokenizer: str | None = None
     tokenizer_vocab_size: int = 8000
     init_from: str | None = None
+    init_from_revision: str | None = None
     keep_only_trained_tasks: bool = False
     hstl_config: dict[str, Any] = field(default_factory=dict)
 
@@ -278,6 +281,9 @@ def _validate(config: RunConfig, where: str) -> None:
     model = config.model
     if (model.encoder is None) == (model.encoder_config is None) and model.init_from is None:
         raise RunConfigError(f"{where}: model: expected exactly one of encoder (pretrained) or encoder_config (scratch)")
+    if model.init_from_revision is not None and model.init_from is None:
+        raise RunConfigError(f"{where}: model.init_from_revision: expected it with init_from (a Hub id), got no "
+                             f"init_from")
     training = config.training
     checks = [
         (training.sampling_strategy in SAMPLING_STRATEGIES, "sampling_strategy", SAMPLING_STRATEGIES),

@@ -41,7 +41,8 @@ from .early_stopping import EarlyStopping
 from .evaluation import score_head
 from .inference import build_task_dataset
 from .inference.loading import WindowSettings
-from .run_config import RunConfig, TrainingSpec, resolve_model_source
+from .modelcard import write_model_card
+from .run_config import ModelSpec, RunConfig, TrainingSpec, resolve_model_source
 from .sampling import MultiTaskBatchSampler
 
 
@@ -68,7 +69,7 @@ def build_tokenizer(run_config: RunConfig, tasks: list[TaskData], output_dir: Pa
     from .tokenization import load_tokenizer, train_xlnet_tokenizer
 
     spec = run_config.model
-    source = spec.tokenizer or spec.init_from or spec.encoder
+    source = spec.tokenizer or (init_from_folder(spec) if spec.init_from else None) or spec.encoder
     if source is not None and source != "train":
         return load_tokenizer(resolve_model_source(source))
     tokenizer_dir = output_dir / "tokenizer"
@@ -79,6 +80,14 @@ def build_tokenizer(run_config: RunConfig, tasks: list[TaskData], output_dir: Pa
             train_xlnet_tokenizer(train_sentences, tokenizer_dir, vocab_size=spec.tokenizer_vocab_size,
                                   seed=run_config.training.seed)
         return load_tokenizer(str(tokenizer_dir))
+
+
+def init_from_folder(spec: ModelSpec) -> str:
+    """The folder of `model.init_from`: a local folder, or the Hub model at `init_from_revision` from the cache."""
+    from .hub import resolve_model
+
+    return str(resolve_model(spec.init_from, spec.init_from_revision, argument="model.init_from",
+                             revision_argument="model.init_from_revision"))
 
 
 def _task_dicts(tasks: list[TaskData]) -> list[dict]:
@@ -103,7 +112,7 @@ def build_model(run_config: RunConfig, tasks: list[TaskData], tokenizer) -> HSTL
     except ValueError as error:
         raise RunConfigError(f"{run_config.source}: model: {error}") from None
     if spec.init_from is not None:
-        model = HSTLModel.from_pretrained(spec.init_from)
+        model = HSTLModel.from_pretrained(init_from_folder(spec))
         for key, value in window.items():  # the folder will say how it was trained last
             setattr(model.config, key, value)
         for task in tasks:
@@ -599,7 +608,8 @@ def _evaluate_and_keep_best(run: TrainingRun) -> None:
 
 
 def _finish(run: TrainingRun) -> TrainingOutcome:
-    """Puts the best (or final) weights in `output_dir`, scores them on validation and test, writes all_results.json."""
+    """Puts the best (or final) weights in `output_dir`, scores them on validation and test, writes all_results.json
+    and the model card (README.md)."""
     accelerator, output_dir = run.accelerator, run.output_dir
     best_dir = output_dir / "best_model"
     unwrapped = accelerator.unwrap_model(run.model)
@@ -616,6 +626,7 @@ def _finish(run: TrainingRun) -> TrainingOutcome:
     results["wall_seconds"] = run.wall_seconds()
     if accelerator.is_main_process:
         (output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
+        write_model_card(output_dir)  # README.md: what the model is, how it was trained, its scores
         if best_dir.is_dir():
             shutil.rmtree(best_dir)
     accelerator.wait_for_everyone()

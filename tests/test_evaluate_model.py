@@ -149,7 +149,7 @@ def test_missing_split_and_missing_model_are_one_line_errors(tiny_model_dir, tmp
     assert "--max_length/--overlap: max_length: expected more than the 2 special tokens" in capsys.readouterr().err
     argv[1] = str(tmp_path / "no-model")
     assert evaluate_model.run_cli(lambda: evaluate_model.run(argv)) == 2
-    assert "no-model: expected a model folder holding config.json, got no such folder" in capsys.readouterr().err
+    assert "no-model': no such folder, and not a valid Hub id" in capsys.readouterr().err
 
 
 def test_missing_matplotlib_is_a_clear_error_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch):

@@ -201,8 +201,8 @@ NO_TORCH_CHECK = textwrap.dedent(
     ("train", ["--config", "{tmp}/bad.yaml", "--output_dir", "{tmp}/out"], "error: {tmp}/bad.yaml: training: "
      "unknown key(s) ['max_stepz']"),
     ("finetune", ["--model", "{tmp}/missing", "--task", "x", "--family", "y", "--train_file", "{tmp}/t.tsv",
-                  "--output_dir", "{tmp}/out"], "error: --model: expected an HSTL model folder (a train.py output), "
-     "got no such folder: {tmp}/missing"),
+                  "--output_dir", "{tmp}/out"], "error: --model: expected a model folder or a Hub id (user/name), "
+     "got '{tmp}/missing': no such folder, and not a valid Hub id"),
 ])
 def test_bad_arguments_are_one_line_without_torch(tmp_path, module, argv, message):
     (tmp_path / "bad.yaml").write_text("model:\n  encoder: x\ntasks:\n  - {name: a, family: b, data_dir: c}\n"

@@ -4,12 +4,14 @@ scores, a markdown table, an F1 chart and error files.
     hstl-evaluate --model runs/demo --data_root hstl/sample_data --corpora BC5CDR-chem NCBI-disease \
         --splits validation test --output_dir runs/demo/evaluation
     hstl-evaluate --model runs/demo --config configs/demo.yaml --output_dir runs/demo/evaluation
+    hstl-evaluate --model user/hstl-bioner --revision v1.0 --config configs/demo.yaml --output_dir runs/hub-eval
 
 Each corpus is tagged by the head of the same name, or by the head `--task_map corpus=head` names (e.g. scoring the
 BC5CDR-disease head on NCBI-disease). Writes into OUTPUT_DIR:
 
     results.json                  {corpus: {split: scores}}, the scores of `hstl.scoring.EntityScorer.result`
-    results.md                    precision / recall / F1 per corpus and split, and the mean F1 per split
+    results.md                    the model, then precision / recall / F1 per corpus and split, and the mean F1 per split
+    model.json                    the model scored: {"model": Hub id, "revision": commit} or {"model": folder path}
     f1.png                        F1 per corpus, one bar per split (needs matplotlib: `pip install 'hstl[plot]'`)
     errors/<corpus>.<split>.jsonl one false positive or false negative per line, with its sentence's text
 
@@ -50,7 +52,12 @@ class CorpusToScore:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hstl-evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="Model folder (config.json, model.safetensors, tokenizer).")
+    parser.add_argument("--model", required=True,
+                        help="Model folder (config.json, model.safetensors, tokenizer), or a Hub id (user/name), "
+                             "fetched through the Hugging Face cache (offline: HF_HUB_OFFLINE=1).")
+    parser.add_argument("--revision", default=None,
+                        help="With a Hub id: the branch, tag or commit to score (default: main); the commit is "
+                             "recorded in model.json and results.md.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data_root", type=Path, help="Folder holding <corpus>/{train,devel,test}.tsv.")
     source.add_argument("--config", type=Path,
@@ -167,9 +174,12 @@ def write_results_json(results: ScoresByCorpus, path: Path) -> None:
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def results_markdown(results: ScoresByCorpus, head_of: dict[str, str]) -> str:
-    """A markdown table: one row per corpus and split, then the mean F1 over corpora of each split."""
-    lines = ["| corpus | head | split | precision | recall | F1 | gold mentions | predicted mentions |",
+def results_markdown(results: ScoresByCorpus, head_of: dict[str, str], source: dict[str, str]) -> str:
+    """The model (`hstl.hub.model_source`), then a markdown table: one row per corpus and split, then the mean F1
+    over corpora of each split."""
+    revision = f" at revision `{source['revision']}`" if "revision" in source else ""
+    lines = [f"Model: `{source['model']}`{revision}", "",
+             "| corpus | head | split | precision | recall | F1 | gold mentions | predicted mentions |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for corpus, by_split in results.items():
         for split, scores in by_split.items():
@@ -204,7 +214,7 @@ def plot_f1(results: ScoresByCorpus, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def plan(args: argparse.Namespace, config):
+def plan(args: argparse.Namespace, model_dir: Path, config):
     """The corpora to score with their data, and the window settings (the model's, as predict.py uses them).
 
     Raises:
@@ -216,7 +226,7 @@ def plan(args: argparse.Namespace, config):
     run_config = load_run_config(args.config) if args.config is not None else None
     head_of = choose_heads(args.corpora, available_corpora(args, run_config), parse_task_map(args.task_map),
                            config.task_names)
-    settings = window_settings(args.model, args.max_length, args.overlap, args.batch_size, config=config)
+    settings = window_settings(model_dir, args.max_length, args.overlap, args.batch_size, config=config)
     return read_corpora(args, run_config, head_of), settings
 
 
@@ -224,6 +234,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     """The command, user errors raised (`main` turns them into one line and exit status 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..hub import resolve_model
+
+    model_dir = resolve_model(args.model, args.revision)
     if not args.no_plot:
         from ..plotting import import_pyplot
 
@@ -237,13 +250,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     from ..inference.loading import check_window_settings, load_model_and_tokenizer, load_model_config
 
     try:
-        to_score, settings = plan(args, load_model_config(args.model))
+        to_score, settings = plan(args, model_dir, load_model_config(model_dir))
     except ValueError as error:
         if type(error) is not ValueError:  # CorpusFormatError, RunConfigError, ...: user errors of their own
             raise
         parser.error(str(error))
     accelerator = Accelerator(cpu=args.cpu)
-    model, tokenizer = load_model_and_tokenizer(args.model)
+    model, tokenizer = load_model_and_tokenizer(model_dir)
     check_window_settings(tokenizer, settings)
     model = accelerator.prepare(model)
 
@@ -255,15 +268,20 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             results.setdefault(corpus.corpus, {})[split] = scorer.result()
             errors[corpus.corpus, split] = error_records(scorer, sentences)
     if accelerator.is_main_process:
-        write_outputs(args, results, errors, {corpus.corpus: corpus.head for corpus in to_score})
+        write_outputs(args, model_dir, results, errors, {corpus.corpus: corpus.head for corpus in to_score})
     return 0
 
 
-def write_outputs(args: argparse.Namespace, results: ScoresByCorpus, errors, head_of: dict[str, str]) -> None:
+def write_outputs(args: argparse.Namespace, model_dir: Path, results: ScoresByCorpus, errors,
+                  head_of: dict[str, str]) -> None:
+    from ..hub import model_source
+
     output_dir = args.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
+    source = model_source(model_dir)
     write_results_json(results, output_dir / "results.json")
-    table = results_markdown(results, head_of)
+    (output_dir / "model.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
+    table = results_markdown(results, head_of, source)
     (output_dir / "results.md").write_text(table, encoding="utf-8")
     write_error_files(errors, output_dir / "errors")
     if not args.no_plot:

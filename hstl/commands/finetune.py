@@ -8,8 +8,12 @@ model on one target corpus, or on each of several in turn, writing one model fol
     # every task of a run config in turn (OUTPUT_DIR/<task>/ each), e.g. the stage-1 config itself
     accelerate launch finetune.py --model runs/stage1 --config configs/demo.yaml --output_dir runs/stage2
 
+    # a model on the Hub, at a branch, tag or commit
+    python finetune.py --model user/hstl-stage1 --revision v1.0 --config configs/demo.yaml --output_dir runs/stage2
+
 Each target's folder keeps the encoder, the target's family layer and its head; its run_config.yaml records the model
-it started from. The training loop is `hstl.training.run_training`, the same as train.py's.
+it started from (`model.init_from`: the folder, or the Hub id with `init_from_revision`, the commit), and its README.md
+is the model card. The training loop is `hstl.training.run_training`, the same as train.py's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 from pathlib import Path
 
 from ..cli import add_common_training_arguments, apply_overrides, finish_run, run_cli
+from ..hub import model_source, resolve_model
 from ..run_config import FREEZABLE, ModelSpec, RunConfig, RunConfigError, TaskSpec, TrainingSpec, load_run_config
 
 
@@ -33,7 +38,12 @@ FINETUNE_DEFAULTS = TrainingSpec(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="hstl-finetune", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="The HSTL model folder to start from (a stage-1 output).")
+    parser.add_argument("--model", required=True,
+                        help="The HSTL model to start from: a folder (a stage-1 output) or a Hub id (user/name), "
+                             "fetched through the Hugging Face cache (offline: HF_HUB_OFFLINE=1).")
+    parser.add_argument("--revision", default=None,
+                        help="With a Hub id: the branch, tag or commit to start from (default: main); run_config.yaml "
+                             "records the commit.")
     parser.add_argument("--config", default=None,
                         help="YAML run config: its tasks are the targets (unless --task) and its training section the "
                              "settings; its model section is ignored (the model is --model).")
@@ -57,12 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def check_paths(args: argparse.Namespace) -> None:
-    """The model folder and the corpus files exist; else one line naming the argument."""
-    model = Path(args.model)
-    if not (model / "config.json").is_file():
-        got = "a folder without config.json" if model.is_dir() else "no such folder"
-        raise RunConfigError(f"--model: expected an HSTL model folder (a train.py output), got {got}: {model}")
+def check_paths(args: argparse.Namespace, model_dir: Path) -> None:
+    """The model folder (`--model` resolved) holds a config and the corpus files exist; else one line naming the
+    argument."""
+    if not (model_dir / "config.json").is_file():
+        raise RunConfigError(f"--model: expected an HSTL model folder (a train.py output), got a folder without "
+                             f"config.json: {model_dir}")
     for key in ("train_file", "validation_file", "test_file"):
         value = getattr(args, key)
         if value is not None and not Path(value).is_file():
@@ -70,17 +80,17 @@ def check_paths(args: argparse.Namespace) -> None:
             raise RunConfigError(f"--{key}{task}: expected a corpus file, got no such file: {value}")
 
 
-def _known_family(model_dir: str, task: str) -> str | None:
+def _known_family(model_dir: Path, task: str) -> str | None:
     from .. import HSTLConfig
 
     config = HSTLConfig.from_pretrained(model_dir)
     return config.task(task)["family"] if task in config.task_names else None
 
 
-def target_specs(args: argparse.Namespace, base: RunConfig | None) -> list[TaskSpec]:
+def target_specs(args: argparse.Namespace, base: RunConfig | None, model_dir: Path) -> list[TaskSpec]:
     """The target tasks: from --task and the files, or from the config (optionally filtered by --tasks)."""
     if args.task is not None and args.train_file is not None:
-        known_family = _known_family(args.model, args.task)
+        known_family = _known_family(model_dir, args.task)
         family = args.family or known_family
         if family is None:
             raise RunConfigError(f"--family: task {args.task!r} is new to {args.model}; name its entity family")
@@ -100,14 +110,16 @@ def target_specs(args: argparse.Namespace, base: RunConfig | None) -> list[TaskS
     return specs
 
 
-def target_run_config(args: argparse.Namespace, base: RunConfig | None, spec: TaskSpec) -> RunConfig:
+def target_run_config(args: argparse.Namespace, base: RunConfig | None, spec: TaskSpec, model_dir: Path) -> RunConfig:
     training = copy.deepcopy(base.training if base is not None else FINETUNE_DEFAULTS)
     if args.freeze is not None:
         training.freeze = list(args.freeze)
     for key in ("encoder_learning_rate", "head_learning_rate"):
         if getattr(args, key) is not None:
             setattr(training, key, getattr(args, key))
-    model_spec = ModelSpec(init_from=str(Path(args.model).resolve()), keep_only_trained_tasks=True)
+    source = model_source(model_dir)  # the Hub id and commit, or the folder
+    model_spec = ModelSpec(init_from=source["model"], init_from_revision=source.get("revision"),
+                           keep_only_trained_tasks=True)
     run_config = RunConfig(model=model_spec, tasks=[spec], training=training,
                            data_root=base.data_root if base is not None else str(Path.cwd()),
                            source=args.config or "finetune.py arguments")
@@ -117,14 +129,15 @@ def target_run_config(args: argparse.Namespace, base: RunConfig | None, spec: Ta
 def run(argv: list[str] | None = None) -> int:
     """The command, user errors raised (`main` turns them into one line and exit status 2)."""
     args = parse_args(argv)
-    check_paths(args)
+    model_dir = resolve_model(args.model, args.revision)
+    check_paths(args, model_dir)
     base = load_run_config(args.config) if args.config else None
-    specs = target_specs(args, base)
+    specs = target_specs(args, base, model_dir)
     output_dir = args.output_dir
     for spec in specs:
         # One target: the folder is OUTPUT_DIR itself; several: one folder per target below it.
         args.output_dir = output_dir if len(specs) == 1 else str(Path(output_dir) / spec.name)
-        finish_run(target_run_config(args, base, spec), args)
+        finish_run(target_run_config(args, base, spec, model_dir), args)
     return 0
 
 

@@ -5,6 +5,7 @@
     python predict.py --model runs/demo --input abstracts.txt --output abstracts.jsonl --tasks BC5CDR-chem BC2GM
     python predict.py --model runs/demo --input docs.pubtator --output docs.pred.pubtator --merge none
     python predict.py --model runs/demo --input big.txt --output big.jsonl --resume   # after an interruption
+    python predict.py --model user/hstl-bioner --revision v1.0 --input abstracts.txt --output abstracts.jsonl
 
 CoNLL in gives CoNLL out (one label per input token; one column per head with --merge none); text in gives JSON Lines
 (one sentence per line, entities with character offsets into the input); PubTator in gives PubTator with predicted
@@ -27,7 +28,11 @@ from ..inference.merging import MERGE_POLICIES
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="hstl-predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True,
-                        help="Model folder saved by train.py or finetune.py (with its tokenizer).")
+                        help="Model folder saved by train.py or finetune.py (with its tokenizer), or a Hub id "
+                             "(user/name), fetched through the Hugging Face cache (offline: HF_HUB_OFFLINE=1).")
+    parser.add_argument("--revision", default=None,
+                        help="With a Hub id: the branch, tag or commit to use (default: main); the commit is "
+                             "recorded in the --resume signature.")
     parser.add_argument("--input", required=True, help="File to tag: .tsv/.conll/.iob (CoNLL), .txt (text), "
                         ".pubtator/.pubtator.txt (PubTator), .xml/.json (BioC; detected by content too), or any "
                         "name with --format; or a folder: each of its files is detected and tagged separately.")
@@ -68,14 +73,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from ..hub import resolve_model
     from ..inference.streaming import PredictionOptions, predict_path
+
+    model_dir = resolve_model(args.model, args.revision)
 
     options = PredictionOptions(
         tasks=args.tasks, input_format=args.format, merge=args.merge, batch_size=args.batch_size,
         max_length=args.max_length, overlap=args.overlap, chunk_size=args.chunk_size, resume=args.resume,
         cpu=args.cpu, dtype=args.dtype, quantize=args.quantize, stop_after_chunks=args.stop_after_chunks,
     )
-    summaries = predict_path(args.model, args.input, args.output, options)
+    summaries = predict_path(model_dir, args.input, args.output, options)
     from accelerate import PartialState
 
     if not PartialState().is_main_process:  # under `accelerate launch`, one process reports

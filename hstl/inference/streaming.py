@@ -29,6 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence, TypeVar
 from ..errors import PredictionInputError
 from ..formats import FORMATS, InputFormat, detect_format
 from ..formats.common import PathLike
+from ..hub import model_source
 from .loading import (
     WindowSettings, autocast_to, check_speed_options, check_window_settings, load_model_config, load_tokenizer_of,
     quantize_linear_layers, resolve_tasks, window_settings,
@@ -194,11 +195,12 @@ def _check_paths(input_path: Path, output_path: Path) -> None:
 
 def _run_signature(input_path: Path, model_dir: Path, format_name: str, tasks: list[str], merge: str,
                    settings: WindowSettings) -> dict[str, Any]:
-    """What must not change between an interrupted run and its resumption."""
+    """What must not change between an interrupted run and its resumption (the model: its Hub id and commit, or its
+    folder, as `hstl.hub.model_source` records it)."""
     stat = input_path.stat()
     return {
         "input": str(input_path.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-        "model": str(model_dir.resolve()), "format": format_name, "tasks": tasks, "merge": merge,
+        **model_source(model_dir), "format": format_name, "tasks": tasks, "merge": merge,
         "max_length": settings.max_length, "overlap": settings.overlap,
     }
 
