@@ -141,11 +141,11 @@ def load_results(path: str | Path) -> ScoresByCorpus:
 
 def results_from_training(all_results: dict[str, Any]) -> ScoresByCorpus:
     """Training's `all_results.json` (`{"validation": {task: scores, "mean_f1": x}, "test": ...}`) as
-    `{task: {split: scores}}`."""
+    `{task: {split: scores}}`, keeping the scores that hold every metric of the card."""
     results: ScoresByCorpus = {}
     for split in ("validation", "test"):
         for task, scores in (all_results.get(split) or {}).items():
-            if isinstance(scores, dict) and "f1" in scores:
+            if isinstance(scores, dict) and all(metric in scores for metric in CARD_METRICS):
                 results.setdefault(task, {})[split] = scores
     return results
 
