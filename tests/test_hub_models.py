@@ -112,6 +112,31 @@ def test_resolve_model_takes_folders_as_they_are_and_hub_ids_at_their_revision(o
     assert model_source(local_models["main"]) == {"model": str(local_models["main"].resolve())}
 
 
+FRESH_PROCESS_SCRIPT = r"""
+import json, os, sys
+os.environ["HF_HUB_CACHE"] = sys.argv[1]  # before huggingface_hub reads it
+from transformers import AutoModelForTokenClassification
+
+model = AutoModelForTokenClassification.from_pretrained("org/name", revision="talkative", trust_remote_code=True)
+print(json.dumps({"class": f"{type(model).__module__}.{type(model).__name__}",
+                  "emission": model.hstl.heads["chem"].emission.weight.flatten().tolist()}))
+"""
+
+
+@pytest.mark.slow
+def test_a_hub_snapshot_loads_with_its_own_remote_code_without_hstl(hub_cache, local_models, tmp_path):
+    """The snapshot a Hub id resolves to is a complete model repository: transformers loads it at the revision, in a
+    fresh process where hstl and the top-level *_hstl modules cannot be imported, offline."""
+    from fresh_process import run_without_hstl
+
+    cache, _ = hub_cache
+    loaded = run_without_hstl(FRESH_PROCESS_SCRIPT, [str(cache)], tmp_path)
+    assert loaded["class"].startswith("transformers_modules.")
+    assert loaded["class"].endswith("modeling_hstl.HSTLForTokenClassification")
+    expected = _weights(local_models["talkative"])["heads.chem.emission.weight"].flatten().tolist()
+    assert loaded["emission"] == expected
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # predict.py
 
