@@ -56,6 +56,8 @@ def resolve_model(value: str, revision: str | None = None, *, argument: str = "-
             raise RunConfigError(f"{revision_argument}: expected it with a Hub id, got it with the local folder "
                                  f"{argument} {value}")
         return folder
+    if folder.exists():
+        raise RunConfigError(f"{argument}: expected a model folder or a Hub id (user/name), got the file {value}")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         HFValidationError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
@@ -75,7 +77,8 @@ def resolve_model(value: str, revision: str | None = None, *, argument: str = "-
     except LocalEntryNotFoundError:
         raise RunConfigError(_not_cached(value, revision, argument, revision_argument, neither)) from None
     except (HfHubHTTPError, OSError) as error:
-        raise RunConfigError(f"{argument}: {value}: the Hub answered {_first_line(error)}") from None
+        raise RunConfigError(f"{argument}: expected a model folder or a Hub id (user/name), got {value!r}, which "
+                             f"could not be fetched from the Hub ({_first_line(error)})") from None
 
 
 def _first_line(error: BaseException) -> str:

@@ -5,8 +5,8 @@ where they have one, a widget example, the pipeline tag and a `model-index` with
 (`validation`, `test`) and metric (entity-level precision, recall and F1 as conlleval and seqeval's default mode count
 them), so the Hub shows the scores; the body says what the model is (the hierarchy, its tasks and entity families),
 how it was trained (from the folder's `run_config.yaml`; a demo, trained on the sample shipped with `hstl`, and a
-model trained from scratch say so), its results, its intended use and limitations, how to use it, what `trust_remote_code=True` runs and how to pin a
-revision, and what to cite.
+model trained from scratch say so), its results, its intended use and limitations, how to use it, what
+`trust_remote_code=True` runs and how to pin a revision, and what to cite.
 
 Scores come from `eval/evaluate_model.py`'s `results.json` (`{corpus: {split: scores}}`) or, failing that, from the
 `all_results.json` that training leaves (`{"validation": {task: scores}, "test": {...}}`).

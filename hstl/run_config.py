@@ -52,8 +52,8 @@ class TaskSpec:
 @dataclass
 class ModelSpec:
     """The encoder and the HSTL hierarchy. `encoder` is a pretrained name/path; `encoder_config` builds one from scratch.
-    `init_from` starts from an HSTL model instead (stage 2): a folder, or a Hub id at `init_from_revision` (a branch, tag
-    or commit; finetune.py records the commit), resolved by `hstl.hub.resolve_model`.
+    `init_from` starts from an HSTL model instead (stage 2): a folder, or a Hub id at `init_from_revision` (a branch,
+    tag or commit; finetune.py records the commit), resolved by `hstl.hub.resolve_model`.
 
     Any `HSTLConfig` argument (`hidden_dropout`, `family_hidden_size`, `initializer_range`, `crf_init_range`, ...) may
     stand in the YAML `model:` section beside these keys; it is kept in `hstl_config` and passed to `HSTLConfig`. The

@@ -296,6 +296,8 @@ def test_a_model_that_is_neither_a_folder_nor_a_resolvable_hub_id_is_one_line(co
          f"got '{tmp_path / 'missing'}': no such folder, and not a valid Hub id ("),
         (["--model", "org/bad name!"], "error: --model: expected a model folder or a Hub id (user/name), got "
          "'org/bad name!': no such folder, and not a valid Hub id ("),
+        (["--model", str(tmp_path / "text.txt")], f"error: --model: expected a model folder or a Hub id (user/name), "
+         f"got the file {tmp_path / 'text.txt'}"),
         (["--model", str(local_models["main"]), "--revision", "main"], f"error: --revision: expected it with a Hub "
          f"id, got it with the local folder --model {local_models['main']}"),
     ]

@@ -10,7 +10,7 @@ Each corpus is tagged by the head of the same name, or by the head `--task_map c
 BC5CDR-disease head on NCBI-disease). Writes into OUTPUT_DIR:
 
     results.json                  {corpus: {split: scores}}, the scores of `hstl.scoring.EntityScorer.result`
-    results.md                    the model, then precision / recall / F1 per corpus and split, and the mean F1 per split
+    results.md                    the model, then precision / recall / F1 per corpus and split, and mean F1 per split
     model.json                    the model scored: {"model": Hub id, "revision": commit} or {"model": folder path}
     f1.png                        F1 per corpus, one bar per split (needs matplotlib: `pip install 'hstl[plot]'`)
     errors/<corpus>.<split>.jsonl one false positive or false negative per line, with its sentence's text
