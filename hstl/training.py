@@ -285,23 +285,26 @@ def check_process_count(accelerator: Accelerator) -> None:
 
 def resume_settings(run_config: RunConfig) -> dict[str, Any]:
     """The settings a resumed run must share with its checkpoint for the resumed batches to be the ones it missed."""
-    training = run_config.training
+    training, model = run_config.training, run_config.model
     corpus_keys = ("name", "data_dir", "train_file", "hf_dataset", "hf_train_split", "max_train_sentences",
                    "max_validation_sentences", "max_test_sentences")
+    model_keys = ("encoder", "encoder_config", "tokenizer", "init_from", "init_from_revision")
     return {
         "seed": training.seed, "train_batch_size": training.train_batch_size,
         "gradient_accumulation_steps": training.gradient_accumulation_steps,
+        **{f"model.{key}": getattr(model, key) for key in model_keys},
         "tasks": [{key: getattr(task, key) for key in corpus_keys} for task in run_config.tasks],
     }
 
 
 def check_resume_settings(saved: dict[str, Any] | None, run_config: RunConfig, checkpoint: Path) -> None:
-    """Refuses a resume whose seed, batch size, accumulation, corpora or corpus caps differ from the checkpoint's."""
+    """Refuses a resume whose seed, batch size, accumulation, model source, corpora or corpus caps differ from the
+    checkpoint's. A setting that an older checkpoint does not record is not compared."""
     if saved is None:  # a checkpoint of an older version: the sampler's own check still applies
         return
     current = resume_settings(run_config)
-    changed = [f"training.{key} {saved[key]!r} -> {current[key]!r}" for key in current
-               if key != "tasks" and saved.get(key) != current[key]]
+    changed = [f"{key if key.startswith('model.') else 'training.' + key} {saved[key]!r} -> {current[key]!r}"
+               for key in current if key != "tasks" and key in saved and saved[key] != current[key]]
     if [task["name"] for task in saved["tasks"]] != [task["name"] for task in current["tasks"]]:
         changed.append(f"tasks {[t['name'] for t in saved['tasks']]} -> {[t['name'] for t in current['tasks']]}")
     else:

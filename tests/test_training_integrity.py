@@ -139,6 +139,7 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path, tiny_tokeni
          r"tasks\[1\]\.max_train_sentences 40 -> 30"),
         ("corpus", lambda v: v["tasks"][0].update(data_dir="sample:BC5CDR-disease"),
          r"tasks\[0\]\.data_dir 'sample:BC5CDR-chem' -> 'sample:BC5CDR-disease'"),
+        ("encoder", lambda v: v["model"]["encoder_config"].update(d_inner=48), r"model\.encoder_config \{.*\} -> \{"),
     ]
     for _, change, message in changes:
         changed = _values(tiny_tokenizer_dir)
