@@ -22,10 +22,10 @@ from transformers.utils import ModelOutput
 # transformers' import check skips `try` blocks.
 try:
     from .configuration_hstl import HSTLConfig
-    from .processing_hstl import PAD_LABEL_ID, merge_mentions, mentions_to_labels
+    from .processing_hstl import PAD_LABEL_ID, merge_mentions, mentions_to_labels, word_marginals
 except ImportError:
     from configuration_hstl import HSTLConfig
-    from processing_hstl import PAD_LABEL_ID, merge_mentions, mentions_to_labels
+    from processing_hstl import PAD_LABEL_ID, merge_mentions, mentions_to_labels, word_marginals
 
 
 try:
@@ -69,11 +69,15 @@ class HSTLMultiTaskTaggingOutput(ModelOutput):
         emissions (`dict[str, torch.FloatTensor]`): task name -> `(batch_size, num_words, num_labels_of_task)`.
         predictions (`dict[str, torch.LongTensor]`): task name -> `(batch_size, num_words)`, `-100` at padding words.
         word_mask (`torch.BoolTensor` of shape `(batch_size, num_words)`): True at real words.
+        marginals (`dict[str, torch.FloatTensor]`, *optional*, returned when `return_marginals=True`): task name ->
+            `(batch_size, num_words, num_labels_of_task)` CRF marginal probabilities (`crf_marginals`): at each real
+            word, the probability of each label under the head's CRF given the whole window; 0 at padding words.
     """
 
     emissions: dict[str, torch.FloatTensor] | None = None
     predictions: dict[str, torch.LongTensor] | None = None
     word_mask: torch.BoolTensor | None = None
+    marginals: dict[str, torch.FloatTensor] | None = None
 
 
 def viterbi_decode(crf: CRF, emissions: torch.Tensor, word_mask: torch.Tensor) -> torch.LongTensor:
@@ -108,24 +112,56 @@ def viterbi_decode_heads(
     Returns:
         per head, `(batch_size, num_words)` label ids, `-100` where `word_mask` is False.
     """
+    return _per_head_stacked(_viterbi, crfs, emissions, word_mask)
+
+
+def crf_marginals(crf: CRF, emissions: torch.Tensor, word_mask: torch.Tensor) -> torch.FloatTensor:
+    """
+    Marginal probability of every label at every word under `crf` (forward-backward in log space, fully batched):
+    `P(y_w = label | emissions)`, summed over all label sequences of the example's real words and honouring the CRF's
+    start, end and transition scores.
+
+    Args:
+        crf: a batch-first `torchcrf.CRF`.
+        emissions: `(batch_size, num_words, num_labels)`.
+        word_mask: `(batch_size, num_words)` bool, real words first (left-aligned); rows may be all False.
+
+    Returns:
+        `(batch_size, num_words, num_labels)` float32 probabilities in [0, 1], summing to 1 over the labels at each
+        real word; 0 where `word_mask` is False.
+    """
+    return _marginals(crf.start_transitions, crf.end_transitions, crf.transitions, emissions, word_mask)
+
+
+def crf_marginals_heads(
+    crfs: list[CRF], emissions: list[torch.Tensor], word_mask: torch.Tensor
+) -> list[torch.FloatTensor]:
+    """[`crf_marginals`] of several heads on the same words, heads with equal label counts stacked into one batch as
+    [`viterbi_decode_heads`] does. Returns, per head, `(batch_size, num_words, num_labels_of_head)`."""
+    return _per_head_stacked(_marginals, crfs, emissions, word_mask)
+
+
+def _per_head_stacked(crf_function, crfs: list[CRF], emissions: list[torch.Tensor], word_mask: torch.Tensor) -> list:
+    """`crf_function(start, end, transitions, emissions, word_mask)` (`_viterbi` or `_marginals`) of each head, heads
+    with the same number of labels run together as one stacked batch with per-row transition scores."""
     batch_size = word_mask.shape[0]
     heads_by_label_count: dict[int, list[int]] = {}
     for head_index, head_emissions in enumerate(emissions):
         heads_by_label_count.setdefault(head_emissions.shape[-1], []).append(head_index)
-    predictions: list[torch.LongTensor | None] = [None] * len(crfs)
+    results: list[torch.Tensor | None] = [None] * len(crfs)
     for head_indices in heads_by_label_count.values():
         group = [crfs[index] for index in head_indices]
         # Row h * batch_size + b is example b under head h; each row gets its own head's transition scores.
-        stacked = _viterbi(
+        stacked = crf_function(
             torch.stack([crf.start_transitions for crf in group]).repeat_interleave(batch_size, dim=0),
             torch.stack([crf.end_transitions for crf in group]).repeat_interleave(batch_size, dim=0),
             torch.stack([crf.transitions for crf in group]).repeat_interleave(batch_size, dim=0),
             torch.cat([emissions[index] for index in head_indices]),
             word_mask.repeat(len(group), 1),
         )
-        for index, head_predictions in zip(head_indices, stacked.split(batch_size)):
-            predictions[index] = head_predictions
-    return predictions
+        for index, head_result in zip(head_indices, stacked.split(batch_size)):
+            results[index] = head_result
+    return results
 
 
 def _viterbi(
@@ -163,6 +199,45 @@ def _viterbi(
             # Follow the back-pointer only inside the sentence: past its end the pointers are stale copies.
             current_label = torch.where(position <= last_position, previous_label, current_label)
     return predictions
+
+
+def _marginals(
+    start_transitions: torch.Tensor,
+    end_transitions: torch.Tensor,
+    transitions: torch.Tensor,
+    emissions: torch.Tensor,
+    word_mask: torch.Tensor,
+) -> torch.FloatTensor:
+    """
+    Batched forward-backward in log space (float32, whatever the emissions' dtype). Transition scores are shared or
+    per example, as in `_viterbi`.
+    """
+    batch_size, num_words, num_labels = emissions.shape
+    if num_words == 0:
+        return emissions.new_zeros(batch_size, 0, num_labels, dtype=torch.float32)
+    emissions = emissions.float()
+    start_transitions, end_transitions = start_transitions.float(), end_transitions.float()
+    # shape: (1 or batch_size, num_labels_from, num_labels_to)
+    transitions = transitions.float() if transitions.dim() == 3 else transitions.float().unsqueeze(0)
+    # alpha[w][b, j]: log-sum of the scores of all label prefixes ending in label j at word w. Past a row's last word
+    # the last real alpha is carried along, so the final one is the row's own.
+    alphas = [start_transitions + emissions[:, 0]]
+    for position in range(1, num_words):
+        # shape: (batch_size, num_labels_from, num_labels_to)
+        step = alphas[-1].unsqueeze(2) + transitions + emissions[:, position].unsqueeze(1)
+        alphas.append(torch.where(word_mask[:, position].unsqueeze(1), step.logsumexp(dim=1), alphas[-1]))
+    # beta[w][b, i]: log-sum of the scores of all label suffixes after label i at word w, end transition included.
+    # At and past a row's last word it is the end transition alone (word_mask is left-aligned).
+    end_scores = end_transitions.expand(batch_size, num_labels)
+    betas = [end_scores]
+    for position in range(num_words - 2, -1, -1):
+        step = transitions + (emissions[:, position + 1] + betas[-1]).unsqueeze(1)
+        betas.append(torch.where(word_mask[:, position + 1].unsqueeze(1), step.logsumexp(dim=2), end_scores))
+    # shape: (batch_size, num_words, num_labels)
+    alpha, beta = torch.stack(alphas, dim=1), torch.stack(betas[::-1], dim=1)
+    log_partition = (alphas[-1] + end_transitions).logsumexp(dim=1)  # shape: (batch_size,)
+    marginals = (alpha + beta - log_partition[:, None, None]).exp().clamp(0.0, 1.0)
+    return marginals.masked_fill(~word_mask.unsqueeze(-1), 0.0)
 
 
 class HSTLFamilyLayer(nn.Module):
@@ -443,11 +518,13 @@ class HSTLModel(HSTLPreTrainedModel):
         attention_mask: torch.LongTensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         tasks: list[str] | None = None,
+        return_marginals: bool = False,
         **unused_batch_keys,
     ) -> HSTLMultiTaskTaggingOutput:
         """
         Tags every example with several heads (default: all) from ONE encoder pass; each family layer also runs once.
-        Unknown task names raise `ValueError` listing the known ones.
+        Unknown task names raise `ValueError` listing the known ones. `return_marginals=True` adds each head's CRF
+        marginals (`crf_marginals`), the basis of mention confidences; without it they cost nothing.
         """
         task_names = self.config.task_names if tasks is None else list(tasks)
         for name in task_names:
@@ -463,7 +540,12 @@ class HSTLModel(HSTLPreTrainedModel):
         crfs = [self.heads[name].crf for name in task_names]
         decoded = viterbi_decode_heads(crfs, [emissions[name] for name in task_names], word_mask)
         predictions = dict(zip(task_names, decoded))
-        return HSTLMultiTaskTaggingOutput(emissions=emissions, predictions=predictions, word_mask=word_mask)
+        marginals = None
+        if return_marginals:
+            marginals = dict(zip(task_names, crf_marginals_heads(crfs, [emissions[name] for name in task_names],
+                                                                 word_mask)))
+        return HSTLMultiTaskTaggingOutput(emissions=emissions, predictions=predictions, word_mask=word_mask,
+                                          marginals=marginals)
 
 
 @dataclass
@@ -480,7 +562,8 @@ class HSTLTokenClassificationOutput(ModelOutput):
             CRF: their argmax ignores the label transitions, `predictions` holds the CRF decoding.
         predictions (`torch.LongTensor` of shape `(batch_size, seq_len)`):
             Label ids in `config.id2label` at each word's first sub-token, `-100` elsewhere: each head decoded by its
-            own CRF, the heads' mentions merged by the "longest" policy (`processing_hstl.merge_mentions`).
+            own CRF, the heads' mentions merged by the "confidence" policy (`processing_hstl.merge_mentions`), as
+            `predict.py` and the pipeline merge them by default.
         word_start_positions (`torch.LongTensor` of shape `(batch_size, num_words)`):
             Sub-token index of each word's first sub-token; words left-aligned, `-1` at padding words.
         word_predictions (`torch.LongTensor` of shape `(batch_size, num_words)`):
@@ -540,9 +623,10 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
     A multi-head model has no single label set, so this view uses the merged label space of `config.id2label`: `O`,
     then `B-<type>`, `I-<type>` for every entity type of any head (heads that share a type share its labels). Every
     head tags the words from one encoder pass and is decoded by its own CRF; the heads' mentions are merged by the
-    "longest" policy of `predict.py` (longest mention first, the head listed first in `config.tasks` on equal
-    length; overlapping mentions dropped) and written back as IOB2 labels of the merged space. Pass `tasks` to use
-    only some heads, in priority order.
+    "confidence" policy, `predict.py`'s default (most confident mention first, by `processing_hstl.mention_confidence`
+    on the CRF marginals; ties to the longer mention, then to the head listed first in `config.tasks`; overlapping
+    mentions dropped) and written back as IOB2 labels of the merged space. Pass `tasks` to use only some heads, in
+    priority order.
 
     It accepts a plain tokenizer's output, `model(**tokenizer(text, return_tensors="pt"))`: without `word_ids` every
     attended sub-token (special tokens included) counts as a word; pass `word_ids` (the tokenizer's `word_ids()`, -1
@@ -587,9 +671,10 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
         if word_start_positions is None:
             word_start_positions = word_start_positions_from(attention_mask, word_ids)
         task_names = self.config.task_names if tasks is None else list(tasks)
-        tagged = self.hstl.tag(input_ids, word_start_positions, attention_mask, token_type_ids, tasks=task_names)
+        tagged = self.hstl.tag(input_ids, word_start_positions, attention_mask, token_type_ids, tasks=task_names,
+                               return_marginals=True)
         word_logits = self._merged_log_probabilities(tagged.emissions, tagged.word_mask)
-        word_predictions = self._merged_predictions(tagged.predictions, tagged.word_mask)
+        word_predictions = self._merged_predictions(tagged.predictions, tagged.marginals, tagged.word_mask)
         batch_size, seq_len = input_ids.shape
         # Word values go to their first sub-token; padding words (-1) are sent to an extra column that is cut off.
         scatter_index = torch.where(tagged.word_mask, word_start_positions, seq_len)
@@ -614,8 +699,9 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
             merged[..., merged_ids] = torch.maximum(merged[..., merged_ids], head_emissions.float().log_softmax(-1))
         return merged.masked_fill(~word_mask.unsqueeze(-1), 0.0)
 
-    def _merged_predictions(self, predictions: dict[str, torch.Tensor], word_mask: torch.Tensor) -> torch.LongTensor:
-        """`(batch_size, num_words)` merged-space label ids: the heads' mentions under the "longest" policy."""
+    def _merged_predictions(self, predictions: dict[str, torch.Tensor], marginals: dict[str, torch.Tensor],
+                            word_mask: torch.Tensor) -> torch.LongTensor:
+        """`(batch_size, num_words)` merged-space label ids: the heads' mentions under the "confidence" policy."""
         merged = torch.full_like(word_mask, PAD_LABEL_ID, dtype=torch.long)
         head_labels = {name: self.config.task(name)["labels"] for name in predictions}
         for row, num_words in enumerate(word_mask.sum(dim=1).tolist()):
@@ -623,7 +709,9 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
                 name: [head_labels[name][label_id] for label_id in head_predictions[row, :num_words].tolist()]
                 for name, head_predictions in predictions.items()
             }
-            labels = mentions_to_labels(merge_mentions(labels_by_task, "longest"), num_words)
+            scores_by_task = {name: word_marginals(head_labels[name], marginals[name][row, :num_words].tolist())
+                              for name in predictions}
+            labels = mentions_to_labels(merge_mentions(labels_by_task, "confidence", scores_by_task), num_words)
             merged[row, :num_words] = torch.tensor([self.config.label2id[label] for label in labels], dtype=torch.long)
         return merged
 
@@ -644,4 +732,6 @@ __all__ = [
     "HSTLMultiTaskTaggingOutput",
     "viterbi_decode",
     "viterbi_decode_heads",
+    "crf_marginals",
+    "crf_marginals_heads",
 ]

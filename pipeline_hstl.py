@@ -16,8 +16,11 @@ truncated), every chosen head tags every word from ONE encoder pass per batch of
 become mentions by conlleval's chunk rules, and the heads' mentions are merged by the policy `merge` of `predict.py`:
 all of it by `processing_hstl.py`, the code `predict.py` uses too.
 
-An entity's `score` is the mean, over its words, of the softmax probability that the head's emission scores give to
-the label the CRF chose: a confidence hint like the token-classification pipeline's, not a CRF marginal.
+An entity's `score` is its confidence under the head's CRF (`processing_hstl.mention_confidence`): the smallest
+CRF marginal, over its words, of the label the mention gives each word, and of "not I-<type>" at the word after it;
+with `aggregation_strategy="none"`, a word's `score` is the CRF marginal of its label. Marginals are computed per
+window by forward-backward and stitched as labels are (each word's from the window that owns it), exactly as
+`predict.py` does, so both give the same scores.
 
 This file is Hub remote code, shipped in the model folder with its siblings `modeling_hstl.py`,
 `configuration_hstl.py` and `processing_hstl.py`: it imports only torch, transformers and them. In-process, importing
@@ -28,19 +31,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 try:
     from .processing_hstl import (
         MERGE_POLICIES, HSTLDataCollator, encode_sentences, length_sorted_order, merge_mentions, split_sentences,
-        stitch_predictions, tokenize,
+        stitch_words, tokenize, word_marginals,
     )
 except ImportError:
     from processing_hstl import (
         MERGE_POLICIES, HSTLDataCollator, encode_sentences, length_sorted_order, merge_mentions, split_sentences,
-        stitch_predictions, tokenize,
+        stitch_words, tokenize, word_marginals,
     )
 
 
@@ -61,11 +63,12 @@ class HSTLNERPipeline(Pipeline):
     Named entity recognition with an HSTL model: one list of entity dicts per input text.
 
     Call arguments (also accepted by `pipeline(...)` as defaults):
-        tasks (`list[str]`, *optional*): the heads to apply, in priority order for `merge="longest"`; default all,
+        tasks (`list[str]`, *optional*): the heads to apply, in priority order for ties of `merge`; default all,
             in the model's order. Unknown names raise `ValueError` listing the model's heads.
-        merge (`str`, *optional*, defaults to `"longest"`): how the heads' mentions combine, as `predict.py --merge`:
-            `"longest"` keeps the longest of overlapping mentions (ties: the head listed first), `"none"` keeps every
-            head's mentions, overlaps included.
+        merge (`str`, *optional*, defaults to `"confidence"`): how the heads' mentions combine, as `predict.py
+            --merge` (`processing_hstl.MERGE_POLICIES`): `"confidence"` keeps the most confident of overlapping
+            mentions (ties: the longer, then the head listed first), `"longest"` the longest (ties: the head listed
+            first), `"none"` keeps every head's mentions, overlaps included.
         aggregation_strategy (`str`, *optional*, defaults to `"simple"`): see `AGGREGATION_STRATEGIES`.
         ignore_labels (`list[str]`, *optional*, defaults to `["O"]`): entities whose `entity_group` (or, with
             `aggregation_strategy="none"`, whose `entity`) is listed are left out.
@@ -134,11 +137,11 @@ class HSTLNERPipeline(Pipeline):
 
     def _forward(self, model_inputs: dict[str, Any], tasks: list[str] | None = None,
                  window_batch_size: int = DEFAULT_WINDOW_BATCH_SIZE) -> dict[str, Any]:
-        """Per head and window: the label id and its probability for each window word."""
+        """Per head and window: the label id and the CRF marginals (one row per label) of each window word."""
         task_names = list(tasks) if tasks is not None else list(self.model.config.task_names)
         windows = model_inputs["windows"]
         window_labels = {name: [None] * len(windows) for name in task_names}
-        window_scores = {name: [None] * len(windows) for name in task_names}
+        window_marginals = {name: [None] * len(windows) for name in task_names}
         collator = HSTLDataCollator(self.tokenizer)
         # Longest first, so that each batch carries little padding.
         order = length_sorted_order([len(window["input_ids"]) for window in windows])
@@ -146,83 +149,58 @@ class HSTLNERPipeline(Pipeline):
             batch_indices = order[batch_start:batch_start + window_batch_size]
             batch = self._ensure_tensor_on_device(collator([windows[index] for index in batch_indices]), self.device)
             output = self.model.tag(batch["input_ids"], batch["word_start_positions"], batch["attention_mask"],
-                                    batch.get("token_type_ids"), tasks=task_names)
+                                    batch.get("token_type_ids"), tasks=task_names, return_marginals=True)
             for name in task_names:
-                labels, scores = chosen_label_probabilities(output.emissions[name], output.predictions[name])
+                labels, marginals = output.predictions[name].tolist(), output.marginals[name].tolist()
                 for row, index in enumerate(batch_indices):
                     num_words = len(windows[index]["word_start_positions"])
                     window_labels[name][index] = labels[row][:num_words]
-                    window_scores[name][index] = scores[row][:num_words]
+                    window_marginals[name][index] = marginals[row][:num_words]
         return {**model_inputs, "task_names": task_names, "window_labels": window_labels,
-                "window_scores": window_scores}
+                "window_marginals": window_marginals}
 
-    def postprocess(self, model_outputs: dict[str, Any], merge: str = "longest", aggregation_strategy: str = "simple",
-                    ignore_labels: list[str] | None = None) -> list[dict[str, Any]]:
+    def postprocess(self, model_outputs: dict[str, Any], merge: str = "confidence",
+                    aggregation_strategy: str = "simple", ignore_labels: list[str] | None = None) -> list[dict[str, Any]]:
         """Entity dicts of every sentence, in text order."""
         ignore_labels = ["O"] if ignore_labels is None else ignore_labels
         text, sentences, windows = model_outputs["text"], model_outputs["sentences"], model_outputs["windows"]
-        labels_by_task, scores_by_task = {}, {}
+        num_words = [len(sentence) for sentence in sentences]
+        labels_by_task, marginals_by_task = {}, {}
         for name in model_outputs["task_names"]:
-            id2label = self.model.config.task_id2label(name)
-            labels, scores_by_task[name] = stitch_words(
-                model_outputs["window_labels"][name], model_outputs["window_scores"][name], windows,
-                [len(sentence) for sentence in sentences])
-            labels_by_task[name] = [[id2label[label_id] for label_id in sentence] for sentence in labels]
+            head_labels = self.model.config.task(name)["labels"]
+            labels_by_task[name] = [[head_labels[label_id] for label_id in sentence] for sentence in
+                                    stitch_words(model_outputs["window_labels"][name], windows, num_words)]
+            marginals_by_task[name] = [word_marginals(head_labels, sentence) for sentence in
+                                       stitch_words(model_outputs["window_marginals"][name], windows, num_words)]
         entities = []
         for index, sentence in enumerate(sentences):
             sentence_labels = {name: labels[index] for name, labels in labels_by_task.items()}
-            for mention in merge_mentions(sentence_labels, merge):
-                word_scores = scores_by_task[mention.task][index][mention.start:mention.end]
-                entities.extend(mention_entities(text, sentence, mention, word_scores, aggregation_strategy))
+            sentence_marginals = {name: marginals[index] for name, marginals in marginals_by_task.items()}
+            for mention in merge_mentions(sentence_labels, merge, sentence_marginals):
+                entities.extend(mention_entities(text, sentence, mention, sentence_labels[mention.task],
+                                                 sentence_marginals[mention.task], aggregation_strategy))
         return [entity for entity in entities
                 if entity.get("entity_group") not in ignore_labels and entity.get("entity") not in ignore_labels]
 
 
-def mention_entities(text: str, sentence: list[Word], mention, word_scores: list[float],
+def mention_entities(text: str, sentence: list[Word], mention, labels: list[str], marginals: list[dict[str, float]],
                      aggregation_strategy: str) -> list[dict[str, Any]]:
-    """The entity dict of one mention (`aggregation_strategy` "simple"/"first"), or one dict per word ("none")."""
+    """The entity dict of one mention (`aggregation_strategy` "simple"/"first", scored by the mention's confidence),
+    or one dict per word ("none", scored by the CRF marginal of the word's label)."""
     if aggregation_strategy == "none":
-        return [{"entity": f"{'B' if position == mention.start else 'I'}-{mention.type}", "score": score,
-                 "word": word, "start": start, "end": end, "task": mention.task}
-                for position, score, (word, start, end)
-                in zip(range(mention.start, mention.end), word_scores, sentence[mention.start:mention.end])]
+        return [{"entity": f"{'B' if position == mention.start else 'I'}-{mention.type}",
+                 "score": marginals[position][labels[position]], "word": word, "start": start, "end": end,
+                 "task": mention.task}
+                for position, (word, start, end) in zip(range(mention.start, mention.end),
+                                                        sentence[mention.start:mention.end])]
     start, end = sentence[mention.start][1], sentence[mention.end - 1][2]
-    return [{"entity_group": mention.type, "score": sum(word_scores) / len(word_scores), "word": text[start:end],
+    return [{"entity_group": mention.type, "score": mention.score, "word": text[start:end],
              "start": start, "end": end, "task": mention.task}]
 
 
 def words_of_sentences(text: str) -> list[list[Word]]:
     """The words of every sentence of `text`, with character offsets into `text` (the rules of `text.py`)."""
     return [tokenize(text[start:end], start) for start, end in split_sentences(text)]
-
-
-def chosen_label_probabilities(emissions: torch.Tensor, predictions: torch.Tensor) -> tuple[list, list]:
-    """
-    Args:
-        emissions: `(batch, num_words, num_labels)` emission scores of one head.
-        predictions: `(batch, num_words)` Viterbi label ids, `-100` at padding words.
-
-    Returns:
-        Label ids and the softmax probability of each, per row, as lists (padding words included: callers cut them).
-    """
-    chosen = predictions.clamp(min=0)
-    # shape: (batch, num_words)
-    probabilities = emissions.float().softmax(dim=-1).gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
-    return predictions.tolist(), probabilities.tolist()
-
-
-def stitch_words(window_labels: list[list[int]], window_scores: list[list[float]], windows: list[dict[str, Any]],
-                 num_words: list[int]) -> tuple[list[list[int]], list[list[float]]]:
-    """Per sentence and word: the label and score from the window that owns the word (`stitch_predictions`)."""
-    # stitch_predictions carries ints; stitching each window word's flat index carries labels and scores alike.
-    flat_labels, flat_scores, flat_indices = [], [], []
-    for labels, scores in zip(window_labels, window_scores):
-        flat_indices.append(list(range(len(flat_labels), len(flat_labels) + len(labels))))
-        flat_labels.extend(labels)
-        flat_scores.extend(scores)
-    owners = stitch_predictions(flat_indices, windows, num_words)
-    return ([[flat_labels[index] for index in sentence] for sentence in owners],
-            [[flat_scores[index] for index in sentence] for sentence in owners])
 
 
 def custom_pipelines_entry() -> dict[str, dict[str, Any]]:

@@ -9,11 +9,23 @@ scoring labels never pays for torch.
 Sections:
 
 1. **Labels**: the IOB2 conventions (`OUTSIDE_LABEL`, `PAD_LABEL_ID`, `split_label`, `check_iob2_labels`),
-   conlleval's chunk rules (`extract_chunks`), the merged label space of several heads (`merged_labels`) and the merge
-   policies for their mentions (`merge_mentions`: the one implementation `predict.py` and the pipeline share).
+   conlleval's chunk rules (`extract_chunks`), the merged label space of several heads (`merged_labels`), the
+   confidence of a mention (`mention_confidence`) and the merge policies for the mentions of several heads
+   (`merge_mentions`: the one implementation `predict.py`, the pipeline and the token-classification model share).
 2. **Text**: plain biomedical text to sentences and words with character offsets (`split_sentences`, `tokenize`).
 3. **Windows**: words to sub-tokens, sentences to overlapping encoder windows, windows to padded batches
    (`HSTLDataCollator`) and window predictions back to sentences (`stitch_predictions`).
+
+## Merging and confidence
+Each head labels words with its CRF; a mention is a conlleval chunk of one head's labels. Its confidence
+(`mention_confidence`, the `score` of every output) is the smallest CRF marginal, over the mention's words, of the
+label the mention gives each word, and of "not I-<type>" at the word after the mention (when there is one): a number
+in [0, 1], never above any of those marginals, and an upper bound of the probability of the exact span. Marginals come
+from forward-backward over the words of a window (`modeling_hstl.crf_marginals`); a word's marginals are those of the
+window that owns it, stitched as its label is (`stitch_words`). The exact span probability would need the forward and
+backward scores of one window holding the whole span and the word after it, which windows do not guarantee; the
+per-word rule does not need that. Overlapping mentions of several heads are resolved from the highest confidence
+down (`MERGE_POLICIES`): e.g. "mice" tagged GENE at 0.55 by BC2GM and Species at 0.98 by linnaeus is Species.
 
 ## Text
 Plain biomedical text to sentences and words, with character offsets into the original text.
@@ -187,49 +199,94 @@ def merged_labels(label_lists: Sequence[Sequence[str]]) -> list[str]:
 # Merging the mentions of several heads
 # ----------------------------------------------------------------------------------------------------------------------
 
-MERGE_POLICIES = ("longest", "none")
-"""How the mentions of several heads on one sentence combine (`merge_mentions`):
+MERGE_POLICIES = ("confidence", "longest", "none")
+"""How the mentions of several heads on one sentence combine (`merge_mentions`); every policy first collects the
+mentions of every head (type = the entity type in the head's labels, e.g. "Chemical"; task = the head):
 
-"longest": collect the mentions of every head (type = the entity type in the head's labels, e.g. "Chemical"; task =
-    the head), then keep mentions greedily from the longest (in words) down, dropping any that overlaps one already
-    kept; between mentions of equal length the head listed first wins. The result has no overlaps and can become one
-    IOB2 label sequence (`mentions_to_labels`).
-"none": nothing is resolved: every head's mentions, overlaps included."""
+"confidence" (default): keep mentions greedily from the highest confidence (`mention_confidence`) down, dropping any
+    that overlaps one already kept; on equal confidence the longer mention (in words) first, then the head listed
+    first, then the earlier start. Needs each head's word marginals.
+"longest": the same greedy rule on length alone: longer mentions first, then the head listed first, then the earlier
+    start.
+"none": nothing is resolved: every head's mentions, overlaps included.
+
+"confidence" and "longest" leave no overlaps, so the result can become one IOB2 label sequence (`mentions_to_labels`).
+"""
+
+WordMarginals = Mapping[str, float]
+"""One word's CRF marginals under one head: label -> probability (`word_marginals`)."""
 
 
 @dataclass(frozen=True)
 class Mention:
-    """A mention found by one head: words `[start, end)` of a sentence."""
+    """A mention found by one head: words `[start, end)` of a sentence, with its confidence (`mention_confidence`)
+    when the head's marginals are known."""
 
     start: int
     end: int
     type: str
     task: str
+    score: float | None = None
 
     @property
     def length(self) -> int:
         return self.end - self.start
 
 
-def collect_mentions(labels_by_task: Mapping[str, Sequence[str]]) -> list[Mention]:
-    """Every head's mentions (conlleval chunk rules), head by head in the mapping's order."""
-    return [
-        Mention(start, end, entity_type, task)
-        for task, labels in labels_by_task.items()
-        for entity_type, start, end in extract_chunks(labels)
-    ]
+def word_marginals(labels: Sequence[str], probabilities: Iterable[Sequence[float]]) -> list[dict[str, float]]:
+    """Per word, `{label: marginal}` from rows of probabilities in the order of a head's `labels`."""
+    return [dict(zip(labels, row)) for row in probabilities]
 
 
-def resolve_overlaps(mentions: Sequence[Mention], task_order: Sequence[str]) -> list[Mention]:
-    """The "longest" policy: longer mentions first, the earlier head on equal length; overlapping ones dropped.
+def mention_confidence(labels: Sequence[str], marginals: Sequence[WordMarginals], start: int, end: int) -> float:
+    """The confidence of the mention `[start, end)` that a head's IOB2 `labels` hold: the smallest CRF marginal, over
+    the mention's words, of the label the mention gives each word (its label in `labels`), and of "not I-<type>" at
+    the word after the mention, when there is one (1 minus the marginal of I-<type> there).
+
+    So it lies in [0, 1], is never above any of those marginals, and bounds the probability of the whole span from
+    above (the span is exactly the event that all these hold at once). Each word's marginals come from the window
+    that owns it, so the rule applies unchanged across windows.
+    """
+    entity_type = split_label(labels[start])[1]
+    confidence = min(marginals[position][labels[position]] for position in range(start, end))
+    if end < len(labels):
+        confidence = min(confidence, 1.0 - marginals[end].get(f"I-{entity_type}", 0.0))
+    return min(1.0, max(0.0, confidence))
+
+
+def collect_mentions(
+    labels_by_task: Mapping[str, Sequence[str]], scores_by_task: Mapping[str, Sequence[WordMarginals]] | None = None
+) -> list[Mention]:
+    """Every head's mentions (conlleval chunk rules), head by head in the mapping's order, each scored by
+    `mention_confidence` when `scores_by_task` holds its head's word marginals."""
+    mentions = []
+    for task, labels in labels_by_task.items():
+        marginals = (scores_by_task or {}).get(task)
+        if marginals is not None and len(marginals) != len(labels):
+            raise ValueError(f"scores_by_task[{task!r}]: expected marginals of {len(labels)} words, got "
+                             f"{len(marginals)}")
+        for entity_type, start, end in extract_chunks(labels):
+            score = None if marginals is None else mention_confidence(labels, marginals, start, end)
+            mentions.append(Mention(start, end, entity_type, task, score))
+    return mentions
+
+
+def resolve_overlaps(mentions: Sequence[Mention], task_order: Sequence[str], merge: str = "longest") -> list[Mention]:
+    """The "confidence" or "longest" policy (`MERGE_POLICIES`): mentions kept greedily in the policy's order, any that
+    overlaps one already kept dropped.
 
     Returns:
         Non-overlapping mentions in sentence order.
     """
     rank = {task: position for position, task in enumerate(task_order)}
+
+    def order(mention: Mention) -> tuple:
+        by_length = (-mention.length, rank[mention.task], mention.start)
+        return (-mention.score, *by_length) if merge == "confidence" else by_length
+
     kept: list[Mention] = []
     taken_words: set[int] = set()
-    for mention in sorted(mentions, key=lambda mention: (-mention.length, rank[mention.task], mention.start)):
+    for mention in sorted(mentions, key=order):
         words = range(mention.start, mention.end)
         if taken_words.isdisjoint(words):
             kept.append(mention)
@@ -237,22 +294,36 @@ def resolve_overlaps(mentions: Sequence[Mention], task_order: Sequence[str]) -> 
     return sorted(kept, key=lambda mention: mention.start)
 
 
-def merge_mentions(labels_by_task: Mapping[str, Sequence[str]], merge: str = "longest") -> list[Mention]:
-    """One sentence's mentions from several heads (`{task: IOB2 labels}`, heads in priority order) under a merge
-    policy (see `MERGE_POLICIES`).
+def merge_mentions(
+    labels_by_task: Mapping[str, Sequence[str]],
+    merge: str = "confidence",
+    scores_by_task: Mapping[str, Sequence[WordMarginals]] | None = None,
+) -> list[Mention]:
+    """One sentence's mentions from several heads under a merge policy (see `MERGE_POLICIES`).
+
+    Args:
+        labels_by_task: `{task: IOB2 labels of the sentence's words}`, heads in priority order.
+        merge: a policy of `MERGE_POLICIES`.
+        scores_by_task: `{task: per word, {label: CRF marginal}}` (`word_marginals`); each mention of a head listed
+            gets its confidence as `score`. Required for every head by "confidence".
 
     Returns:
-        Mentions sorted by start, then end, then head order; without overlaps for "longest".
+        Mentions sorted by start, then end, then head order; without overlaps for "confidence" and "longest".
 
     Raises:
-        ValueError: an unknown policy.
+        ValueError: an unknown policy, or "confidence" without the marginals of every head.
     """
     if merge not in MERGE_POLICIES:
         raise ValueError(f"merge: expected one of {list(MERGE_POLICIES)}, got {merge!r}")
     task_order = list(labels_by_task)
-    mentions = collect_mentions(labels_by_task)
-    if merge == "longest":
-        return resolve_overlaps(mentions, task_order)
+    if merge == "confidence":
+        unscored = [task for task in task_order if (scores_by_task or {}).get(task) is None]
+        if unscored:
+            raise ValueError(f"merge 'confidence': expected the word marginals of every head in scores_by_task, got "
+                             f"none for {unscored}")
+    mentions = collect_mentions(labels_by_task, scores_by_task)
+    if merge != "none":
+        return resolve_overlaps(mentions, task_order, merge)
     rank = {task: position for position, task in enumerate(task_order)}
     return sorted(mentions, key=lambda mention: (mention.start, mention.end, rank[mention.task]))
 
@@ -934,3 +1005,19 @@ def stitch_predictions(
                 f"owned by none"
             )
     return stitched  # type: ignore[return-value]  # every None was replaced, checked above
+
+
+def stitch_words(
+    window_values: Sequence[Sequence[Any]], window_metadata: Sequence[Mapping[str, int]], num_words: Sequence[int]
+) -> list[list[Any]]:
+    """`stitch_predictions` for per-word values of any kind (labels, scores, marginal rows): `values[s][w]` from the
+    window that owns word `w` of sentence `s`. The windows' values are given as `window_values[r][w]`, window-relative
+    (entries past a window's words are ignored)."""
+    # stitch_predictions carries ints; stitching each window word's flat index carries any value.
+    flat_values: list[Any] = []
+    flat_indices = []
+    for values in window_values:
+        flat_indices.append(range(len(flat_values), len(flat_values) + len(values)))
+        flat_values.extend(values)
+    owners = stitch_predictions(flat_indices, window_metadata, num_words)
+    return [[flat_values[index] for index in sentence] for sentence in owners]

@@ -20,6 +20,8 @@ _LAZY = {
     "HSTLTokenClassifierOutput": "modeling_hstl",
     "viterbi_decode": "modeling_hstl",
     "viterbi_decode_heads": "modeling_hstl",
+    "crf_marginals": "modeling_hstl",
+    "crf_marginals_heads": "modeling_hstl",
 }
 
 __all__ = list(_LAZY)

@@ -53,7 +53,8 @@ for folder in folders:
         "split_word_ids": word_ids.tolist(),
         "split_word_predictions": split_output.word_predictions.tolist(),
         "split_word_start_positions": split_output.word_start_positions.tolist(),
-        "entities_longest": ner(text),
+        "entities_confidence": ner(text),
+        "entities_longest": ner(text, merge="longest"),
         "entities_none": ner(text, merge="none"),
         "entities_words": ner(text, merge="none", aggregation_strategy="none", tasks=["chem"]),
     }
@@ -137,7 +138,7 @@ def test_logits_of_a_plain_tokenizer_output_are_the_heads_log_probabilities(fres
 
 def test_word_ids_read_each_word_at_its_first_subtoken_and_predict_like_predict_py(fresh, talkative_train_dir):
     from hstl.inference.merging import merge_mentions, mentions_to_labels
-    from hstl.inference.tagging import tag_sentences
+    from hstl.inference.tagging import tag_sentences_with_marginals
 
     report = fresh["talkative"]
     word_ids = report["split_word_ids"][0]
@@ -145,30 +146,54 @@ def test_word_ids_read_each_word_at_its_first_subtoken_and_predict_like_predict_
     assert report["split_word_start_positions"][0] == first_subtokens
     assert len(first_subtokens) < len(word_ids)  # special tokens and continuation sub-tokens exist to be skipped
     model, tokenizer = _load_in_process(talkative_train_dir)
-    labels_by_task = {name: labels[0] for name, labels in tag_sentences(model, tokenizer, [WORDS]).items()}
-    expected = mentions_to_labels(merge_mentions(labels_by_task, "longest"), len(WORDS))
+    tagged = tag_sentences_with_marginals(model, tokenizer, [WORDS])
+    labels_by_task = {name: labels[0] for name, labels in tagged.labels.items()}
+    scores_by_task = {name: marginals[0] for name, marginals in tagged.marginals.items()}
+    expected = mentions_to_labels(merge_mentions(labels_by_task, "confidence", scores_by_task), len(WORDS))
     assert [MERGED_LABELS[label] for label in report["split_word_predictions"][0]] == expected
     assert any(label != "O" for label in expected)
 
 
-def _predict_py_entities(folder: Path, tmp_path: Path, merge: str) -> list[tuple]:
+def _predict_py_entities(folder: Path, tmp_path: Path, merge: str) -> tuple[list[tuple], list[float]]:
+    """predict.py's JSONL entities of the sample text: (task, type, start, end, text) and the scores."""
     (tmp_path / "input.txt").write_text(_sample_text(), encoding="utf-8")
     output = tmp_path / f"out-{merge}.jsonl"
     assert predict.main(["--model", str(folder), "--input", str(tmp_path / "input.txt"), "--output", str(output),
                          "--merge", merge, "--cpu"]) == 0
-    return [(entity["task"], entity["type"], entity["start"], entity["end"], entity["text"])
-            for line in output.read_text().splitlines() for entity in json.loads(line)["entities"]]
+    entities = [entity for line in output.read_text().splitlines() for entity in json.loads(line)["entities"]]
+    return ([(entity["task"], entity["type"], entity["start"], entity["end"], entity["text"]) for entity in entities],
+            [entity["score"] for entity in entities])
 
 
-@pytest.mark.parametrize("merge", ["longest", "none"])
-def test_pipeline_spans_equal_predict_py(fresh, talkative_train_dir, tiny_model_dir, tmp_path, merge):
+@pytest.mark.parametrize("merge", ["confidence", "longest", "none"])
+def test_pipeline_spans_and_scores_equal_predict_py(fresh, talkative_train_dir, tiny_model_dir, tmp_path, merge):
     for name, folder in (("talkative", talkative_train_dir), ("train", tiny_model_dir)):
         entities = fresh[name][f"entities_{merge}"]
         found = [(entity["task"], entity["entity_group"], entity["start"], entity["end"], entity["word"])
                  for entity in entities]
-        assert found == _predict_py_entities(folder, tmp_path, merge), name
-        assert all(0.0 < entity["score"] <= 1.0 for entity in entities)
+        spans, scores = _predict_py_entities(folder, tmp_path, merge)
+        assert found == spans, name
+        assert [entity["score"] for entity in entities] == pytest.approx(scores, abs=1e-4, rel=0), name
+        assert all(round(score, 4) == score for score in scores)  # files hold 4 decimals
+        assert all(0.0 <= entity["score"] <= 1.0 for entity in entities)
     assert len(fresh["talkative"][f"entities_{merge}"]) > 10
+
+
+def test_merge_by_confidence_resolves_overlaps_otherwise_than_by_length(fresh):
+    """The talkative heads overlap a lot: the two policies keep different mentions, each without overlaps, and no
+    mention that "confidence" dropped is surer than every kept mention it overlaps."""
+    by_confidence, by_length = fresh["talkative"]["entities_confidence"], fresh["talkative"]["entities_longest"]
+    assert by_confidence != by_length
+    every = fresh["talkative"]["entities_none"]
+    key = lambda entity: (entity["task"], entity["start"], entity["end"])  # noqa: E731
+    kept = {key(entity) for entity in by_confidence}
+    for entity in every:
+        overlapping = [other for other in by_confidence
+                       if other["start"] < entity["end"] and entity["start"] < other["end"]]
+        if key(entity) in kept:
+            assert overlapping == [entity]
+        else:
+            assert overlapping and max(other["score"] for other in overlapping) >= entity["score"]
 
 
 def test_pipeline_scores_equal_the_in_process_pipeline(fresh, talkative_train_dir):
@@ -193,3 +218,27 @@ def test_pipeline_word_level_aggregation_lists_each_word_of_each_mention(fresh):
     for entity in words:
         assert entity["word"] == text[entity["start"]:entity["end"]]
         assert any(span["start"] <= entity["start"] < entity["end"] <= span["end"] for span in spans)
+
+
+def test_pipeline_word_scores_are_the_crf_marginals_of_their_labels(fresh, talkative_train_dir):
+    """aggregation_strategy="none": each word's score is the marginal of its IOB2 label under its head, as
+    predict.py's tagging computes it (the same windows: the folder's window settings)."""
+    from hstl.inference.loading import window_settings
+    from hstl.inference.tagging import tag_sentences_with_marginals
+    from processing_hstl import split_sentences, tokenize
+
+    text = _sample_text()
+    sentences = [tokenize(text[start:end], start) for start, end in split_sentences(text)]
+    model, tokenizer = _load_in_process(talkative_train_dir)
+    tagged = tag_sentences_with_marginals(model, tokenizer, [[word for word, _, _ in words] for words in sentences],
+                                          ["chem"], settings=window_settings(talkative_train_dir))
+    marginal_at = {(start, end): (label, marginals)
+                   for words, sentence_labels, sentence_marginals
+                   in zip(sentences, tagged.labels["chem"], tagged.marginals["chem"])
+                   for (_, start, end), label, marginals in zip(words, sentence_labels, sentence_marginals)}
+    words = fresh["talkative"]["entities_words"]
+    for entity in words:
+        label, marginals = marginal_at[(entity["start"], entity["end"])]
+        assert label.split("-", 1)[1] == entity["entity"].split("-", 1)[1]
+        assert entity["score"] == pytest.approx(marginals[label], abs=1e-5)
+    assert len({round(entity["score"], 3) for entity in words}) > 3  # scores that vary, not a constant

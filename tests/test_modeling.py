@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import pytest
 import torch
@@ -314,6 +315,67 @@ def test_grouped_heads_decode_like_each_head_alone():
         assert torch.equal(head_predictions, viterbi_decode(crf, head_emissions, word_mask))
 
 
+def _brute_force_marginals(start, end, transitions, emissions: list[list[float]]) -> list[list[float]]:
+    """P(label at each word) by enumerating every label sequence, in plain Python floats (no torch arithmetic)."""
+    num_words, num_labels = len(emissions), len(emissions[0])
+    weights = {}
+    for sequence in itertools.product(range(num_labels), repeat=num_words):
+        score = start[sequence[0]] + emissions[0][sequence[0]] + end[sequence[-1]]
+        score += sum(transitions[sequence[position - 1]][sequence[position]] + emissions[position][sequence[position]]
+                     for position in range(1, num_words))
+        weights[sequence] = math.exp(score)
+    partition = sum(weights.values())
+    return [[sum(weight for sequence, weight in weights.items() if sequence[position] == label) / partition
+             for label in range(num_labels)] for position in range(num_words)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_marginals_equal_brute_force_enumeration_with_padding(seed):
+    from torchcrf import CRF
+
+    from hstl import crf_marginals
+
+    generator = torch.Generator().manual_seed(seed)
+    crf = CRF(3, batch_first=True)
+    for parameter in crf.parameters():
+        torch.nn.init.normal_(parameter, std=2.0, generator=generator)
+    lengths = [4, 2, 1, 0, 3]  # padding words after each row's last, and one row without words
+    emissions = torch.randn(len(lengths), 4, 3, generator=generator) * 2
+    word_mask = torch.arange(4).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    marginals = crf_marginals(crf, emissions, word_mask)
+    assert marginals.shape == (len(lengths), 4, 3) and marginals.dtype == torch.float32
+    start, end, transitions = crf.start_transitions.tolist(), crf.end_transitions.tolist(), crf.transitions.tolist()
+    for row, length in enumerate(lengths):
+        assert (marginals[row, length:] == 0).all()
+        if length:
+            expected = _brute_force_marginals(start, end, transitions, emissions[row, :length].tolist())
+            torch.testing.assert_close(marginals[row, :length], torch.tensor(expected), rtol=0, atol=1e-5)
+
+
+def test_grouped_heads_marginals_equal_each_head_alone_and_tag_returns_them_only_when_asked(tester, model):
+    from torchcrf import CRF
+
+    from hstl import crf_marginals, crf_marginals_heads
+
+    generator = torch.Generator().manual_seed(5)
+    label_counts = [3, 5, 3]
+    crfs = [CRF(count, batch_first=True) for count in label_counts]
+    for crf in crfs:
+        for parameter in crf.parameters():
+            torch.nn.init.normal_(parameter, generator=generator)
+    word_mask = torch.arange(6).unsqueeze(0) < torch.tensor([6, 2, 0]).unsqueeze(1)
+    emissions = [torch.randn(3, 6, count, generator=generator) for count in label_counts]
+    for crf, head_emissions, grouped in zip(crfs, emissions, crf_marginals_heads(crfs, emissions, word_mask)):
+        torch.testing.assert_close(grouped, crf_marginals(crf, head_emissions, word_mask))
+    inputs = tester.prepare_inputs(seed=2)
+    assert model.tag(**inputs).marginals is None
+    tagged = model.tag(**inputs, return_marginals=True)
+    assert list(tagged.marginals) == [task["name"] for task in TASKS]
+    for name, head_marginals in tagged.marginals.items():
+        torch.testing.assert_close(head_marginals,
+                                   crf_marginals(model.heads[name].crf, tagged.emissions[name], tagged.word_mask))
+
+
 def _brute_force_score(crf, emissions, sequence):
     score = crf.start_transitions[sequence[0]] + emissions[0, sequence[0]]
     for position in range(1, len(sequence)):
@@ -570,13 +632,16 @@ def test_token_classification_logits_and_predictions_merge_the_heads(tester, mod
                         word_start_positions=inputs["word_start_positions"])
     batch_size, seq_len = inputs["input_ids"].shape
     assert output.logits.shape == (batch_size, seq_len, len(MERGED))
-    tagged = model.tag(inputs["input_ids"], inputs["word_start_positions"], inputs["attention_mask"])
+    tagged = model.tag(inputs["input_ids"], inputs["word_start_positions"], inputs["attention_mask"],
+                       return_marginals=True)
     found_mentions = 0
     for row in range(batch_size):
         starts = inputs["word_start_positions"][row][inputs["word_start_positions"][row] >= 0].tolist()
         labels_by_task = {task["name"]: [task["labels"][label] for label in tagged.predictions[task["name"]][row,
                           :len(starts)].tolist()] for task in TASKS}
-        mentions = merge_mentions(labels_by_task, "longest")
+        scores_by_task = {task["name"]: [dict(zip(task["labels"], word)) for word in
+                                         tagged.marginals[task["name"]][row, :len(starts)].tolist()] for task in TASKS}
+        mentions = merge_mentions(labels_by_task, "confidence", scores_by_task)
         found_mentions += len(mentions)
         expected = [MERGED.index(label) for label in mentions_to_labels(mentions, len(starts))]
         assert output.predictions[row, starts].tolist() == expected

@@ -121,6 +121,86 @@ def test_merge_none_keeps_every_mention_and_adjacent_mentions_survive_longest():
         merge_mentions(labels, "union")
 
 
+def _marginals(*words: dict[str, float]) -> list[dict[str, float]]:
+    """Word marginals of a 3-label head, each word's mass given by the labels listed and the rest on O."""
+    return [{"O": 1.0 - sum(word.values()), **word} for word in words]
+
+
+def test_mention_confidence_is_the_smallest_marginal_of_its_labels_and_of_not_continuing():
+    labels = ["B-Gene", "I-Gene", "O", "B-Gene"]
+    marginals = _marginals({"B-Gene": 0.9}, {"I-Gene": 0.7}, {"I-Gene": 0.45, "B-Gene": 0.1}, {"B-Gene": 0.8})
+    mentions = merge_mentions({"gene": labels}, "none", {"gene": marginals})
+    # [0, 2): min(0.9, 0.7, 1 - 0.45) = 0.55, the word after weighs in; [3, 4) ends the sentence: 0.8.
+    assert [(mention.start, mention.end) for mention in mentions] == [(0, 2), (3, 4)]
+    assert [mention.score for mention in mentions] == pytest.approx([0.55, 0.8])
+    marginals[1]["I-Gene"] = 0.5  # now the mention's own word is the weakest
+    assert merge_mentions({"gene": labels}, "none", {"gene": marginals})[0].score == pytest.approx(0.5)
+    assert merge_mentions({"gene": labels}, "none")[0].score is None  # no marginals, no score
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_confidences_lie_in_0_1_and_order_as_the_crf_marginals(seed):
+    """Random 3-label CRFs: every mention's confidence is the minimum of brute-force marginals (label of each word,
+    "not I" after it), so confidences are in [0, 1], never above those marginals, and order as they do."""
+    from torchcrf import CRF
+
+    from modeling_hstl import crf_marginals, viterbi_decode
+    from processing_hstl import word_marginals
+    from test_modeling import _brute_force_marginals
+
+    head_labels = ["O", "B-Gene", "I-Gene"]
+    generator = torch.Generator().manual_seed(seed)
+    crf = CRF(3, batch_first=True)
+    for parameter in crf.parameters():
+        torch.nn.init.normal_(parameter, generator=generator)
+    lengths = [6, 5, 3]
+    emissions = torch.randn(len(lengths), 6, 3, generator=generator) * 2
+    word_mask = torch.arange(6).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    predictions, marginals = viterbi_decode(crf, emissions, word_mask), crf_marginals(crf, emissions, word_mask)
+    scored = []
+    for row, length in enumerate(lengths):
+        labels = [head_labels[label] for label in predictions[row, :length].tolist()]
+        brute = _brute_force_marginals(crf.start_transitions.tolist(), crf.end_transitions.tolist(),
+                                       crf.transitions.tolist(), emissions[row, :length].tolist())
+        for mention in merge_mentions({"gene": labels}, "none",
+                                      {"gene": word_marginals(head_labels, marginals[row, :length].tolist())}):
+            bounds = [brute[word][head_labels.index(labels[word])] for word in range(mention.start, mention.end)]
+            if mention.end < length:
+                bounds.append(1.0 - brute[mention.end][2])
+            assert 0.0 <= mention.score <= 1.0
+            assert all(mention.score <= bound + 1e-6 for bound in bounds)
+            scored.append((mention.score, min(bounds)))
+    assert scored, "the random CRFs decode some mentions"
+    assert [score for score, _ in scored] == pytest.approx([bound for _, bound in scored], abs=1e-5)
+    by_confidence = sorted(range(len(scored)), key=lambda index: scored[index][0])
+    assert [scored[index][1] for index in by_confidence] == sorted(bound for _, bound in scored)
+
+
+def test_merge_by_confidence_prefers_the_surer_head_then_the_longer_mention_then_head_order():
+    # "mice": BC2GM (listed first) says GENE at 0.55, linnaeus says Species at 0.98: Species.
+    labels = {"BC2GM": ["O", "B-GENE", "O"], "linnaeus": ["O", "B-Species", "O"]}
+    scores = {"BC2GM": _marginals({}, {"B-GENE": 0.55}, {}), "linnaeus": _marginals({}, {"B-Species": 0.98}, {})}
+    assert merge_mentions(labels, "confidence", scores) == [Mention(1, 2, "Species", "linnaeus", 0.98)]
+    assert merge_mentions(labels, "longest", scores) == [Mention(1, 2, "GENE", "BC2GM", 0.55)]
+    assert merge_mentions(labels, scores_by_task=scores)[0].task == "linnaeus"  # the default policy
+    # Equal confidence: the longer mention wins, though its head is listed last ...
+    labels = {"chem": ["B-Chemical", "O", "O"], "disease": ["B-Disease", "I-Disease", "O"]}
+    scores = {"chem": _marginals({"B-Chemical": 0.7}, {}, {}),
+              "disease": _marginals({"B-Disease": 0.7}, {"I-Disease": 0.9}, {"I-Disease": 0.1})}
+    assert merge_mentions(labels, "confidence", scores) == [Mention(0, 2, "Disease", "disease", 0.7)]
+    # ... and a surer shorter one beats it.
+    scores["chem"][0]["B-Chemical"] = 0.71
+    assert merge_mentions(labels, "confidence", scores)[0].task == "chem"
+    # Equal confidence and length: the head listed first.
+    labels = {"chem": ["O", "B-Chemical"], "disease": ["O", "B-Disease"]}
+    scores = {"chem": _marginals({}, {"B-Chemical": 0.6}), "disease": _marginals({}, {"B-Disease": 0.6})}
+    assert merge_mentions(labels, "confidence", scores)[0].task == "chem"
+    reversed_order = {task: labels[task] for task in ("disease", "chem")}
+    assert merge_mentions(reversed_order, "confidence", scores)[0].task == "disease"
+    with pytest.raises(ValueError, match="merge 'confidence': expected the word marginals of every head"):
+        merge_mentions(labels, "confidence", {"chem": scores["chem"]})
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Tagging
 
@@ -396,7 +476,9 @@ def test_pubtator_offsets_are_the_word_tokenizers_offsets(model_dir, loaded, tmp
     for line in filter(None, annotations):
         pmid, start, end, mention, entity_type, concept_id, source = line.split("\t")
         assert concept_id == "-"
-        got.append((int(start), int(end), mention, entity_type, source.removeprefix("HSTL:")))
+        task, score = source.removeprefix("HSTL:").split("|score=")
+        assert 0.0 <= float(score) <= 1.0 and len(score.split(".")[1]) == 4
+        got.append((int(start), int(end), mention, entity_type, task))
     expected = expected_entities(loaded, [(title, 0), (abstract, len(title) + 1)],
                                  WindowSettings(max_length=24, overlap=4, batch_size=8))
     assert got and sorted(got) == expected
@@ -475,7 +557,9 @@ def test_pubtator_round_trip_replaces_annotations_with_predictions(model_dir, tm
             annotation_pmid, start, end, mention, entity_type, concept_id, source = annotation.split("\t")
             assert concept_id == "-"  # PubTator's concept id column: HSTL links no concept
             assert annotation_pmid == pmid and document_text[int(start) : int(end)] == mention
-            assert source.startswith("HSTL:") and entity_type == TASK_TYPES[source.removeprefix("HSTL:")]
+            head, score = source.split("|score=")
+            assert head.startswith("HSTL:") and entity_type == TASK_TYPES[head.removeprefix("HSTL:")]
+            assert 0.0 <= float(score) <= 1.0
     assert found, "the random model finds something"
 
 
@@ -599,6 +683,7 @@ def test_bioc_prediction_keeps_every_document_and_places_every_mention(model_dir
                 local = location.offset - passage.offset
                 assert passage.text[local : local + location.length] == annotation.text
                 assert annotation.infons["annotator"] in ("HSTL:chem", "HSTL:disease")
+                assert 0.0 <= float(annotation.infons["score"]) <= 1.0
                 num_annotations += 1
     assert num_annotations > 0  # the random tiny model tags something in 22 passages
 
@@ -722,7 +807,8 @@ def test_int8_quantizes_every_linear_layer_and_tags_like_the_float_model(model_d
     fp32, int8 = ([json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
                   for name in ("fp32.jsonl", "int8.jsonl"))
     assert [record["text"] for record in int8] == [record["text"] for record in fp32]
-    same = sum(a["entities"] == b["entities"] for a, b in zip(fp32, int8))
+    spans = lambda record: [{**entity, "score": None} for entity in record["entities"]]  # noqa: E731 (scores move)
+    same = sum(spans(a) == spans(b) for a, b in zip(fp32, int8))
     assert same >= len(fp32) * 0.5, "int8 changes the odd decision, not most of them"
 
 

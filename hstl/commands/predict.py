@@ -8,8 +8,8 @@
     python predict.py --model user/hstl-bioner --revision v1.0 --input abstracts.txt --output abstracts.jsonl
 
 CoNLL in gives CoNLL out (one label per input token; one column per head with --merge none); text in gives JSON Lines
-(one sentence per line, entities with character offsets into the input); PubTator in gives PubTator with predicted
-annotation lines in place of the input's. Inputs are streamed in chunks, so file size is not limited by memory.
+(one sentence per line, entities with character offsets into the input and confidences); PubTator in gives PubTator
+with predicted annotation lines in place of the input's. Inputs are streamed in chunks, so file size is not limited by memory.
 Formats are described in `hstl/formats/`, the merge policies in `hstl/inference/merging.py` and resuming in
 `hstl/inference/streaming.py`.
 """
@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "a folder receiving NAME.jsonl (text), NAME.pred.tsv (CoNLL), NAME.pred.pubtator, "
                              "NAME.pred.xml, NAME.pred.json for each input file NAME.")
     parser.add_argument("--tasks", nargs="+", default=None,
-                        help="Heads to tag with, in priority order for --merge longest (default: all of the model's).")
+                        help="Heads to tag with, in priority order for ties of --merge (default: all of the model's).")
     parser.add_argument("--format", choices=INPUT_FORMATS, default=None,
                         help="Input format (default: from the --input file name).")
     parser.add_argument("--batch_size", type=int, default=None,
@@ -53,10 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overlap", type=int, default=None,
                         help="Sub-tokens of context shared by the windows of a long sentence (default: what the "
                              "model was trained with, else 16).")
-    parser.add_argument("--merge", choices=MERGE_POLICIES, default="longest",
-                        help="Several heads: 'longest' keeps the longest of overlapping mentions (ties: the head "
-                             "listed first) in one label column; 'none' gives one column per head (CoNLL) or every "
-                             "head's mentions (text, PubTator).")
+    parser.add_argument("--merge", choices=MERGE_POLICIES, default="confidence",
+                        help="Several heads: 'confidence' keeps the most confident of overlapping mentions (the "
+                             "smallest CRF marginal over its words; ties: the longer, then the head listed first); "
+                             "'longest' keeps the longest (ties: the head listed first); both give one label column. "
+                             "'none' gives one column per head (CoNLL) or every head's mentions (text, PubTator, "
+                             "BioC).")
     parser.add_argument("--resume", action="store_true",
                         help="Continue an interrupted run from OUTPUT.partial and OUTPUT.progress.json.")
     parser.add_argument("--chunk_size", type=int, default=1000,

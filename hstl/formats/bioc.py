@@ -11,7 +11,7 @@ Writing: the output repeats the collection (source, date, key, infons), every do
 (infons, offset, text) and every sentence element verbatim, and REPLACES the input's annotations and relations with
 predicted ones, as the PubTator writer does, so a file is never a mix of gold and predicted annotations. Each
 predicted annotation carries `infons` `type` (the entity type), `identifier` (`-`: HSTL links no concept), `score`
-(the mention's confidence, when known) and `annotator` (`HSTL:<head>`), one `location` (offset, length) in the
+(the mention's confidence, `processing_hstl.mention_confidence`, written with 4 decimals) and `annotator` (`HSTL:<head>`), one `location` (offset, length) in the
 document's frame and the mention's `text`. Documents are rendered one by one (`render_bioc_document`), between a
 `bioc_header` and a `bioc_footer`, separated by `BIOC_SEPARATOR[fmt]`, so that output can be streamed and resumed.
 """
@@ -29,7 +29,7 @@ import bioc
 from bioc import biocjson, biocxml
 from lxml import etree
 
-from .common import CorpusFormatError, PathLike
+from .common import SCORE_DECIMALS, CorpusFormatError, PathLike
 from .text import TextSentence, sentence_entities, text_sentences
 
 
@@ -151,7 +151,7 @@ def _annotation(index: int, entity: dict[str, Any]) -> bioc.BioCAnnotation:
     annotation.infons = {"type": entity["type"], "identifier": NO_IDENTIFIER,
                          "annotator": f"{ANNOTATOR_PREFIX}{entity['task']}"}
     if entity.get("score") is not None:
-        annotation.infons["score"] = f"{entity['score']:.4f}"
+        annotation.infons["score"] = f"{entity['score']:.{SCORE_DECIMALS}f}"
     annotation.add_location(bioc.BioCLocation(entity["start"], entity["end"] - entity["start"]))
     annotation.text = entity["text"]
     return annotation
@@ -189,11 +189,15 @@ def render_bioc_entities(unit: BioCUnit, entities: Sequence[dict[str, Any]], fmt
 
 
 def render_bioc_document(unit: BioCUnit, labels_of_sentences: Sequence[Mapping[str, Sequence[str]]], merge: str,
-                         fmt: str) -> str:
-    """One document of the output from the predicted labels of its sentences, under a merge policy."""
+                         fmt: str, scores_of_sentences: Sequence[Mapping[str, Sequence[Mapping[str, float]]]] | None
+                         = None) -> str:
+    """One document of the output from the predicted labels of its sentences (and the heads' word marginals, which
+    give each annotation its `score`), under a merge policy."""
     assert len(unit.sentences) == len(labels_of_sentences), "one label mapping per sentence"
-    entities = [entity for sentence, labels_by_task in zip(unit.sentences, labels_of_sentences)
-                for entity in sentence_entities(sentence, labels_by_task, merge)]
+    scores_of_sentences = scores_of_sentences or [None] * len(labels_of_sentences)
+    entities = [entity for sentence, labels_by_task, scores_by_task
+                in zip(unit.sentences, labels_of_sentences, scores_of_sentences)
+                for entity in sentence_entities(sentence, labels_by_task, merge, scores_by_task)]
     return render_bioc_entities(unit, entities, fmt)
 
 

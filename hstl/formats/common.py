@@ -71,3 +71,12 @@ class LineCounter:
         """The error for a file that held no unit: `got_without_units` is formatted with `lines` (line count)."""
         got = "an empty file" if self.lines_read == 0 else got_without_units.format(lines=self.lines_read)
         return CorpusFormatError(self.path, max(self.lines_read, 1), expected, got)
+
+
+SCORE_DECIMALS = 4
+"""Mention confidences are written rounded to this many decimals (JSONL `score`, BioC infon `score`, PubTator)."""
+
+
+def rounded_score(score: float | None) -> float | None:
+    """A mention's confidence as files hold it: rounded to `SCORE_DECIMALS` (None stays None)."""
+    return None if score is None else round(score, SCORE_DECIMALS)

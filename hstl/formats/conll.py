@@ -278,11 +278,13 @@ def _write_blocks(handle: TextIO, sentences: Iterable[Sentence]) -> None:
 # Predicted CoNLL
 
 
-def render_conll_sentence(sentence: Sentence, labels_by_task: Mapping[str, Sequence[str]], merge: str) -> str:
+def render_conll_sentence(sentence: Sentence, labels_by_task: Mapping[str, Sequence[str]], merge: str,
+                          scores_by_task: Mapping[str, Sequence[Mapping[str, float]]] | None = None) -> str:
     """A tagged sentence in CoNLL form: its document marker if any, `token<TAB>label(s)` lines, a blank line.
 
     With merge "none" and several heads, one label column per head (in the mapping's order); otherwise one column,
-    the heads' mentions merged (`hstl.inference.merging`).
+    the heads' mentions merged (`hstl.inference.merging`; "confidence" needs the heads' word marginals
+    `scores_by_task`). CoNLL output carries labels only, no confidences.
     """
     from ..inference.merging import merge_mentions, mentions_to_labels
 
@@ -294,7 +296,7 @@ def render_conll_sentence(sentence: Sentence, labels_by_task: Mapping[str, Seque
     if merge == "none":
         labels = list(columns[0])
     else:
-        labels = mentions_to_labels(merge_mentions(labels_by_task, merge), len(sentence.tokens))
+        labels = mentions_to_labels(merge_mentions(labels_by_task, merge, scores_by_task), len(sentence.tokens))
     block = io.StringIO()
     write_conll(block, [Sentence(sentence.tokens, labels, sentence.line, sentence.starts_document)])
     return block.getvalue()

@@ -4,10 +4,14 @@ Documents are passage lines `PMID|t|title`, `PMID|a|abstract` (any passage key i
 PubTator: each starts one character after the end of the previous), then annotation lines, with a separator line
 (`hstl.formats.common.is_separator`) between documents. The output repeats the passage lines verbatim and REPLACES
 the input's annotation (and relation) lines with predicted ones,
-`PMID<TAB>start<TAB>end<TAB>mention<TAB>type<TAB>concept id<TAB>HSTL:task`, so a file is never a mix of gold and
-predicted annotations; score against the gold file instead. The sixth column is PubTator's concept id: always `-`,
-since HSTL links no concept (tools that read six columns see a well-formed file); the seventh, an HSTL addition, names
-the head that found the mention.
+`PMID<TAB>start<TAB>end<TAB>mention<TAB>type<TAB>concept id<TAB>HSTL:task|score=0.9312`, so a file is never a mix of
+gold and predicted annotations; score against the gold file instead. The sixth column is PubTator's concept id:
+always `-`, since HSTL links no concept (tools that read six columns see a well-formed file); the seventh, an HSTL
+addition, names the head that found the mention and, after `|score=`, the mention's confidence
+(`processing_hstl.mention_confidence`, 4 decimals). The confidence shares the seventh column rather than adding an
+eighth because readers accept seven columns but not eight: the `bioc` package's PubTator reader
+(`bioc.pubtator.loads_ann`) parses 6 or 7 tab-separated fields and raises on 8; with 7 it keeps the seventh as is
+(its composite-mention branch needs a `|` in the sixth column too, and `-` has none).
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ import re
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
-from .common import CorpusFormatError, LineCounter, PathLike, is_separator
+from .common import SCORE_DECIMALS, CorpusFormatError, LineCounter, PathLike, is_separator
 from .text import TextSentence, sentence_entities, text_sentences
 
 PUBTATOR_SOURCE_PREFIX = "HSTL:"
-"""Seventh column of a predicted PubTator annotation: `HSTL:<task>` says which head found it."""
+"""Seventh column of a predicted PubTator annotation: `HSTL:<task>` says which head found it (then `|score=<confidence>`,
+`PUBTATOR_SCORE_PREFIX`)."""
+PUBTATOR_SCORE_PREFIX = "|score="
+"""Between the head and the mention's confidence in the seventh column: `HSTL:BC2GM|score=0.5500`."""
 NO_CONCEPT_ID = "-"
 """Sixth column (concept id) of a predicted PubTator annotation: HSTL links no concept."""
 _PASSAGE_LINE = re.compile(r"(?P<pmid>[^|\t]+)\|(?P<key>[^|\t]+)\|(?P<text>.*)", re.DOTALL)
@@ -121,16 +128,22 @@ def iter_pubtator_documents(path: PathLike) -> Iterator[PubTatorDocument]:
 
 
 def render_pubtator_document(
-    document: PubTatorDocument, labels_of_sentences: Sequence[Mapping[str, Sequence[str]]], merge: str
+    document: PubTatorDocument, labels_of_sentences: Sequence[Mapping[str, Sequence[str]]], merge: str,
+    scores_of_sentences: Sequence[Mapping[str, Sequence[Mapping[str, float]]]] | None = None,
 ) -> str:
-    """The passage lines verbatim, then one predicted annotation line per entity, then a blank line."""
+    """The passage lines verbatim, then one predicted annotation line per entity, then a blank line. With the heads'
+    word marginals per sentence (`scores_of_sentences`), each line carries its mention's confidence."""
     sentences = document.sentences
     assert len(sentences) == len(labels_of_sentences), "one label mapping per sentence"
+    scores_of_sentences = scores_of_sentences or [None] * len(sentences)
     lines = [f"{document.pmid}|{passage.key}|{passage.text}" for passage in document.passages]
-    for sentence, labels_by_task in zip(sentences, labels_of_sentences):
-        for entity in sentence_entities(sentence, labels_by_task, merge):
+    for sentence, labels_by_task, scores_by_task in zip(sentences, labels_of_sentences, scores_of_sentences):
+        for entity in sentence_entities(sentence, labels_by_task, merge, scores_by_task):
             # A TAB inside a mention would add a column; the offsets still say exactly where the mention is.
             mention_text = entity["text"].replace("\t", " ")
+            source = f"{PUBTATOR_SOURCE_PREFIX}{entity['task']}"
+            if entity["score"] is not None:
+                source += f"{PUBTATOR_SCORE_PREFIX}{entity['score']:.{SCORE_DECIMALS}f}"
             lines.append(f"{document.pmid}\t{entity['start']}\t{entity['end']}\t{mention_text}\t{entity['type']}\t"
-                         f"{NO_CONCEPT_ID}\t{PUBTATOR_SOURCE_PREFIX}{entity['task']}")
+                         f"{NO_CONCEPT_ID}\t{source}")
     return "\n".join(lines) + "\n\n"

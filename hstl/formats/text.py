@@ -4,7 +4,8 @@ writer of one JSON object per tagged sentence.
 Sentences and words come from `processing_hstl` (`split_sentences`, `tokenize`). Offsets are characters (end exclusive) into the whole input as
 `open(path, encoding="utf-8-sig", newline="").read()` returns it: a leading byte order mark is not counted and a
 CRLF line end counts as two characters. Paragraphs end at separator lines (`hstl.formats.common.is_separator`).
-Output records: `{"document", "text", "start", "end", "entities": [{"start", "end", "text", "type", "task"}]}`; U+0085,
+Output records: `{"document", "text", "start", "end", "entities": [{"start", "end", "text", "type", "task",
+"score"}]}`, `score` being the mention's confidence (`processing_hstl.mention_confidence`, rounded to 4 decimals); U+0085,
 U+2028 and U+2029 are written as JSON escapes, so that each object is one line for any line splitter. The document id
 of plain text is `<input file name>:<paragraph number>`, paragraphs counted from 1 among those holding text (e.g.
 `abstracts.txt:3` for the third abstract of a file with one abstract per paragraph).
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from processing_hstl import split_sentences, tokenize
-from .common import LineCounter, PathLike, is_separator
+from .common import LineCounter, PathLike, is_separator, rounded_score
 
 _TEXT_CHARACTERS_PER_SPLIT = 65_536
 """Text buffered before complete sentences are split off a paragraph that has not ended yet."""
@@ -100,23 +101,27 @@ def iter_text_sentences(path: PathLike) -> Iterator[TextSentence]:
 def _entity_record(sentence: TextSentence, mention) -> dict[str, Any]:
     start, end = sentence.tokens[mention.start][1], sentence.tokens[mention.end - 1][2]
     text = sentence.text[start - sentence.start : end - sentence.start]
-    return {"start": start, "end": end, "text": text, "type": mention.type, "task": mention.task}
+    return {"start": start, "end": end, "text": text, "type": mention.type, "task": mention.task,
+            "score": rounded_score(mention.score)}
 
 
-def sentence_entities(sentence: TextSentence, labels_by_task: Mapping[str, Sequence[str]], merge: str) -> list[dict]:
-    """The entities of a text sentence with character offsets (the sentence's frame), under a merge policy."""
+def sentence_entities(sentence: TextSentence, labels_by_task: Mapping[str, Sequence[str]], merge: str,
+                      scores_by_task: Mapping[str, Sequence[Mapping[str, float]]] | None = None) -> list[dict]:
+    """The entities of a text sentence with character offsets (the sentence's frame) and confidences (from the heads'
+    word marginals `scores_by_task`, when given), under a merge policy."""
     from ..inference.merging import merge_mentions
 
-    return [_entity_record(sentence, mention) for mention in merge_mentions(labels_by_task, merge)]
+    return [_entity_record(sentence, mention) for mention in merge_mentions(labels_by_task, merge, scores_by_task)]
 
 
 _LINE_BREAKS_INSIDE_JSON = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
-def render_text_sentence(sentence: TextSentence, labels_by_task: Mapping[str, Sequence[str]], merge: str) -> str:
+def render_text_sentence(sentence: TextSentence, labels_by_task: Mapping[str, Sequence[str]], merge: str,
+                         scores_by_task: Mapping[str, Sequence[Mapping[str, float]]] | None = None) -> str:
     """One JSON line: the sentence, its offsets and its entities."""
     record = {"document": sentence.document, "text": sentence.text, "start": sentence.start, "end": sentence.end,
-              "entities": sentence_entities(sentence, labels_by_task, merge)}
+              "entities": sentence_entities(sentence, labels_by_task, merge, scores_by_task)}
     line = json.dumps(record, ensure_ascii=False)
     # JSON may hold U+0085, U+2028 and U+2029 raw, but `str.splitlines` (and many JSONL readers) end a line there:
     # escaped, every record stays on one line for any reader, and decodes to the same text.

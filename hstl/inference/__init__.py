@@ -14,6 +14,7 @@ _LAZY = {
     "predict_task_labels": "tagging",
     "predict_windows": "tagging",
     "tag_sentences": "tagging",
+    "tag_sentences_with_marginals": "tagging",
     "load_model_and_tokenizer": "loading",
     "window_settings": "loading",
     "WindowSettings": "loading",

@@ -50,17 +50,19 @@ def tag_units(
 ) -> str:
     """Tags a chunk of units (all their sentences in one call) and renders them in the output format;
     `across_processes=False`: this process tags the chunk alone (see `tag_sentences`)."""
-    from .tagging import labels_per_sentence, tag_sentences
+    from .tagging import labels_per_sentence, tag_sentences_with_marginals
 
     sentences_of_units = [input_format.unit_sentences(unit) for unit in units]
     all_sentences = [words for sentences in sentences_of_units for words in sentences]
-    labels_by_task = tag_sentences(model, tokenizer, all_sentences, tasks, settings=settings, accelerator=accelerator,
-                                   across_processes=across_processes, on_sentences_tagged=on_sentences_tagged)
-    per_sentence = labels_per_sentence(labels_by_task)
+    tagged = tag_sentences_with_marginals(model, tokenizer, all_sentences, tasks, settings=settings,
+                                          accelerator=accelerator, across_processes=across_processes,
+                                          on_sentences_tagged=on_sentences_tagged)
+    labels, marginals = labels_per_sentence(tagged.labels), labels_per_sentence(tagged.marginals)
     rendered, first = [], 0
     for unit, sentences in zip(units, sentences_of_units):
-        rendered.append(input_format.render_unit(unit, per_sentence[first : first + len(sentences)], merge))
-        first += len(sentences)
+        last = first + len(sentences)
+        rendered.append(input_format.render_unit(unit, labels[first:last], merge, marginals[first:last]))
+        first = last
     return input_format.separator.join(rendered)
 
 
@@ -157,7 +159,7 @@ class PredictionOptions:
 
     tasks: list[str] | None = None
     input_format: str | None = None
-    merge: str = "longest"
+    merge: str = "confidence"
     batch_size: int | None = None
     max_length: int | None = None
     overlap: int | None = None

@@ -4,13 +4,16 @@
 Sentences become windows (`processing_hstl`), windows are sorted by length so batches carry little padding, the model
 tags each batch with one or several heads from one encoder pass, and `stitch_predictions` puts every word's label back
 in its sentence: every input word gets exactly one prediction. `tag_sentences` does all of it for lists of words and
-returns labels.
+returns labels; `tag_sentences_with_marginals` also returns each word's CRF marginals (label -> probability, from
+the window that owns the word, as its label is), from which mention confidences are computed
+(`processing_hstl.mention_confidence`). Evaluation asks for labels only and pays nothing for marginals.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -20,7 +23,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from processing_hstl import (
-    METADATA_KEYS, HSTLDataCollator, length_sorted_order, make_windowing_map_fn, stitch_predictions,
+    METADATA_KEYS, HSTLDataCollator, length_sorted_order, make_windowing_map_fn, stitch_predictions, stitch_words,
+    word_marginals,
 )
 
 from ..formats.conll import Sentence
@@ -46,6 +50,18 @@ def build_task_dataset(
     return dataset.map(windowing, batched=True, remove_columns=dataset.column_names, desc="Tokenizing and windowing")
 
 
+@dataclass
+class WindowPredictions:
+    """What `predict_windows` returns, one entry per window in the same order (gathered from all processes)."""
+
+    labels: dict[str, list[list[int]]]
+    """Task name -> per-window label ids (window-relative words; -100 past a window's words)."""
+    metadata: list[dict[str, int]]
+    """Per-window `sentence_index`, `word_offset`, `owned_start`, `owned_end`."""
+    marginals: dict[str, list[list[list[float]]]] | None = None
+    """Task name -> per window, per word, the CRF marginal of each of the head's labels; only when asked."""
+
+
 @torch.no_grad()
 def predict_windows(
     model,
@@ -57,17 +73,19 @@ def predict_windows(
     show_progress: bool = False,
     across_processes: bool = True,
     on_sentences_tagged: Callable[[int], None] | None = None,
-) -> tuple[dict[str, list[list[int]]], list[dict[str, int]]]:
+    return_marginals: bool = False,
+) -> WindowPredictions:
     """
-    Tags every window of `dataset` with the heads `task_names` (one encoder pass per batch).
+    Tags every window of `dataset` with the heads `task_names` (one encoder pass per batch); `return_marginals` adds
+    each head's CRF marginals.
 
     `across_processes=False` tags all of `dataset` in this process alone (no sharding, no gathering): for callers that
     give each process its own sentences (`hstl.inference.sharding`). `on_sentences_tagged(n)` is called after each
     batch with the number of sentences whose first window it held (this process's), for a progress bar.
 
     Returns:
-        task name -> per-window label ids (window-relative words), and per-window metadata rows; both in the same order,
-        gathered from all processes (unless `across_processes` is False).
+        Per-window labels, metadata (and marginals), in the same order, gathered from all processes (unless
+        `across_processes` is False).
     """
     unwrapped = accelerator.unwrap_model(model)
     was_training = unwrapped.training
@@ -82,27 +100,28 @@ def predict_windows(
         dataloader, device=accelerator.device, num_processes=num_processes, process_index=process_index,
         split_batches=False, put_on_device=True,
     )
-    window_predictions: dict[str, list[list[int]]] = {name: [] for name in task_names}
-    metadata_rows: list[dict[str, int]] = []
+    result = WindowPredictions({name: [] for name in task_names}, [],
+                               {name: [] for name in task_names} if return_marginals else None)
     for batch in tqdm(dataloader, desc="Predicting", disable=not (show_progress and accelerator.is_local_main_process)):
-        output = unwrapped.tag(**batch, tasks=task_names)
+        output = unwrapped.tag(**batch, tasks=task_names, return_marginals=return_marginals)
         # shape: (batch, 4)
         metadata = torch.stack([batch[column] for column in METADATA_KEYS], dim=1)
         if on_sentences_tagged is not None:
             on_sentences_tagged(int((batch["word_offset"] == 0).sum()))
-        if not across_processes:
-            for name in task_names:
-                window_predictions[name].extend(output.predictions[name].tolist())
-            metadata_rows.extend(dict(zip(METADATA_KEYS, row)) for row in metadata.tolist())
-            continue
-        per_task = [accelerator.pad_across_processes(output.predictions[name], dim=1, pad_index=-100)
-                    for name in task_names]
-        gathered_metadata, *gathered_predictions = accelerator.gather_for_metrics((metadata, *per_task))
-        for name, predictions in zip(task_names, gathered_predictions):
-            window_predictions[name].extend(predictions.tolist())
-        metadata_rows.extend(dict(zip(METADATA_KEYS, row)) for row in gathered_metadata.tolist())
+        predictions = [output.predictions[name] for name in task_names]
+        marginals = [output.marginals[name] for name in task_names] if return_marginals else []
+        if across_processes:
+            predictions = [accelerator.pad_across_processes(tensor, dim=1, pad_index=-100) for tensor in predictions]
+            marginals = [accelerator.pad_across_processes(tensor, dim=1, pad_index=0) for tensor in marginals]
+            metadata, *gathered = accelerator.gather_for_metrics((metadata, *predictions, *marginals))
+            predictions, marginals = gathered[:len(task_names)], gathered[len(task_names):]
+        for name, tensor in zip(task_names, predictions):
+            result.labels[name].extend(tensor.tolist())
+        for name, tensor in zip(task_names, marginals):
+            result.marginals[name].extend(tensor.tolist())
+        result.metadata.extend(dict(zip(METADATA_KEYS, row)) for row in metadata.tolist())
     unwrapped.train(was_training)
-    return window_predictions, metadata_rows
+    return result
 
 
 def predict_labels(
@@ -118,11 +137,11 @@ def predict_labels(
     on_sentences_tagged: Callable[[int], None] | None = None,
 ) -> dict[str, list[list[int]]]:
     """Task name -> label ids of every word of every sentence (sentence `i` has `num_words[i]` words)."""
-    window_predictions, metadata = predict_windows(
+    windows = predict_windows(
         model, dataset, collator, accelerator, task_names, batch_size=batch_size, show_progress=show_progress,
         across_processes=across_processes, on_sentences_tagged=on_sentences_tagged,
     )
-    return {name: stitch_predictions(window_predictions[name], metadata, num_words) for name in task_names}
+    return {name: stitch_predictions(windows.labels[name], windows.metadata, num_words) for name in task_names}
 
 
 def predict_task_labels(model, dataset, collator, accelerator, task_name, num_words, batch_size=64) -> list[list[int]]:
@@ -146,6 +165,17 @@ def _datasets_progress_bars_off() -> Iterator[None]:
     finally:
         if not were_disabled:
             datasets.enable_progress_bars()
+
+
+@dataclass
+class TaggedSentences:
+    """What `tag_sentences_with_marginals` returns; tasks in the order asked."""
+
+    labels: dict[str, list[list[str]]]
+    """Task name -> per sentence, one IOB2 label per word (`[]` for an empty sentence)."""
+    marginals: dict[str, list[list[dict[str, float]]]]
+    """Task name -> per sentence, per word, `{label: CRF marginal}` over the head's labels, from the window that
+    owns the word (`processing_hstl.word_marginals`)."""
 
 
 def tag_sentences(
@@ -177,6 +207,29 @@ def tag_sentences(
     Returns:
         Task name -> per sentence, one IOB2 label per word (`[]` for an empty sentence), in the order of `tasks`.
     """
+    return _tag(model, tokenizer, sentences_tokens, tasks, settings, accelerator, show_progress, across_processes,
+                on_sentences_tagged, return_marginals=False).labels
+
+
+def tag_sentences_with_marginals(
+    model,
+    tokenizer,
+    sentences_tokens: Sequence[Sequence[str]],
+    tasks: Sequence[str] | None = None,
+    *,
+    settings: WindowSettings | None = None,
+    accelerator: Accelerator | None = None,
+    show_progress: bool = False,
+    across_processes: bool = True,
+    on_sentences_tagged: Callable[[int], None] | None = None,
+) -> TaggedSentences:
+    """`tag_sentences` (same arguments), with each word's CRF marginals under each head besides its label."""
+    return _tag(model, tokenizer, sentences_tokens, tasks, settings, accelerator, show_progress, across_processes,
+                on_sentences_tagged, return_marginals=True)
+
+
+def _tag(model, tokenizer, sentences_tokens, tasks, settings, accelerator, show_progress, across_processes,
+         on_sentences_tagged, return_marginals: bool) -> TaggedSentences:
     if settings is None:
         from ..run_config import TrainingSpec
 
@@ -186,28 +239,36 @@ def tag_sentences(
     config = accelerator.unwrap_model(model).config
     task_names = resolve_tasks(config, tasks)
     sentences = [list(tokens) for tokens in sentences_tokens]
-    labels: dict[str, list[list[str]]] = {name: [[] for _ in sentences] for name in task_names}
+    tagged = TaggedSentences({name: [[] for _ in sentences] for name in task_names},
+                             {name: [[] for _ in sentences] for name in task_names})
     # An empty sentence has no window; it gets its (empty) label list without a trip through the model.
     non_empty = [index for index, tokens in enumerate(sentences) if tokens]
     if not non_empty:
-        return labels
+        return tagged
     with _datasets_progress_bars_off():
         dataset = build_task_dataset(tokenizer, [sentences[index] for index in non_empty], None, 0,
                                      settings.max_length, settings.overlap)
-    label_ids = predict_labels(
-        model, dataset, HSTLDataCollator(tokenizer), accelerator, task_names,
-        [len(sentences[index]) for index in non_empty], batch_size=settings.batch_size, show_progress=show_progress,
-        across_processes=across_processes, on_sentences_tagged=on_sentences_tagged,
+    windows = predict_windows(
+        model, dataset, HSTLDataCollator(tokenizer), accelerator, task_names, batch_size=settings.batch_size,
+        show_progress=show_progress, across_processes=across_processes, on_sentences_tagged=on_sentences_tagged,
+        return_marginals=return_marginals,
     )
+    num_words = [len(sentences[index]) for index in non_empty]
     for name in task_names:
-        id2label = config.task_id2label(name)
-        for index, sentence_label_ids in zip(non_empty, label_ids[name]):
-            labels[name][index] = [id2label[label_id] for label_id in sentence_label_ids]
-    return labels
+        head_labels = config.task(name)["labels"]
+        label_ids = stitch_predictions(windows.labels[name], windows.metadata, num_words)
+        for index, sentence_label_ids in zip(non_empty, label_ids):
+            tagged.labels[name][index] = [head_labels[label_id] for label_id in sentence_label_ids]
+        if return_marginals:
+            marginals = stitch_words(windows.marginals[name], windows.metadata, num_words)
+            for index, sentence_marginals in zip(non_empty, marginals):
+                tagged.marginals[name][index] = word_marginals(head_labels, sentence_marginals)
+    return tagged
 
 
-def labels_per_sentence(labels_by_task: Mapping[str, Sequence[Sequence[str]]]) -> list[dict[str, list[str]]]:
-    """`{task: [sentence labels, ...]}` -> `[{task: sentence labels}, ...]`, tasks kept in order."""
+def labels_per_sentence(labels_by_task: Mapping[str, Sequence[Sequence[Any]]]) -> list[dict[str, list[Any]]]:
+    """`{task: [sentence labels, ...]}` -> `[{task: sentence labels}, ...]`, tasks kept in order (for any per-word
+    values, e.g. marginals, too)."""
     counts = {len(per_sentence) for per_sentence in labels_by_task.values()}
     assert len(counts) <= 1, "every task labels the same sentences"
     num_sentences = counts.pop() if counts else 0
