@@ -160,7 +160,8 @@ class HSTLNERPipeline(Pipeline):
                 "window_marginals": window_marginals}
 
     def postprocess(self, model_outputs: dict[str, Any], merge: str = "confidence",
-                    aggregation_strategy: str = "simple", ignore_labels: list[str] | None = None) -> list[dict[str, Any]]:
+                    aggregation_strategy: str = "simple",
+                    ignore_labels: list[str] | None = None) -> list[dict[str, Any]]:
         """Entity dicts of every sentence, in text order."""
         ignore_labels = ["O"] if ignore_labels is None else ignore_labels
         text, sentences, windows = model_outputs["text"], model_outputs["sentences"], model_outputs["windows"]

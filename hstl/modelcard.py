@@ -398,7 +398,7 @@ def usage_code(repo_id: str, example_task: str | None) -> str:
 repo_id = "{repo_id}"
 revision = None  # better: the commit hash of the revision whose code you have read (see "Remote code")
 
-# Entity spans in raw text, from every head (overlaps resolved as predict.py's --merge longest), or from `tasks` only.
+# Entity spans in raw text, from every head (overlaps resolved as predict.py's --merge confidence), or from `tasks` only.
 ner = pipeline("token-classification", model=repo_id, trust_remote_code=True, revision=revision)
 for entity in ner("{EXAMPLE_TEXT}"{tasks_argument}):
     print(entity["task"], entity["entity_group"], entity["start"], entity["end"], entity["word"],
@@ -433,10 +433,11 @@ pip install {requirements}
 The pipeline (`"token-classification"`, or `"hstl-ner"`: the same code) splits text into sentences and words with
 the same rules as `hstl`'s `predict.py`, cuts long sentences into overlapping windows of the training run's size
 (nothing is truncated) and returns, per entity, `entity_group` (its type), `task` (the head that found it),
-`start`/`end` (character offsets), `word` (the text) and `score`: the mean, over the entity's words, of the softmax
-probability of the predicted label under the head's emission scores (a confidence hint, not a calibrated CRF
-marginal). Its arguments: `tasks` (heads, in priority order), `merge` (`"longest"`, the default, keeps the longest of
-overlapping mentions, ties to the head listed first; `"none"` keeps every head's mentions, overlaps included),
+`start`/`end` (character offsets), `word` (the text) and `score`: the mention's confidence, the smallest CRF
+marginal probability, over its words, of the label the mention gives each word and of "not I-<type>" at the word
+after it. Its arguments: `tasks` (heads, in priority order), `merge` (`"confidence"`, the default, keeps the most
+confident of overlapping mentions, ties to the longer, then to the head listed first; `"longest"` keeps the longest,
+ties to the head listed first; `"none"` keeps every head's mentions, overlaps included),
 `aggregation_strategy` (`"simple"` = `"first"`: one dict per mention; `"none"`: one dict per word of each mention,
 with its IOB2 label as `entity`) and `ignore_labels` (entity types to leave out).
 

@@ -563,6 +563,30 @@ def test_pubtator_round_trip_replaces_annotations_with_predictions(model_dir, tm
     assert found, "the random model finds something"
 
 
+def test_pubtator_confidence_shares_the_seventh_column_which_the_bioc_reader_accepts(tmp_path):
+    """The score goes into the seventh column (`HSTL:<head>|score=0.5500`), not an eighth: the `bioc` package's
+    PubTator reader parses seven columns and refuses eight."""
+    from bioc import pubtator
+
+    from hstl.formats.pubtator import render_pubtator_document
+
+    path = tmp_path / "in.pubtator"
+    path.write_text("9|t|Mice lack IL-2.\n9|a|None.\n", encoding="utf-8")
+    (document,) = iter_pubtator_documents(path)
+    assert [sentence.words for sentence in document.sentences] == [["Mice", "lack", "IL", "-", "2", "."], ["None", "."]]
+    labels = [{"gene": ["O", "O", "B-GENE", "I-GENE", "I-GENE", "O"]}, {"gene": ["O", "O"]}]
+    scores = [{"gene": _marginals({}, {}, {"B-GENE": 0.9}, {"I-GENE": 0.8}, {"I-GENE": 0.55}, {"I-GENE": 0.123456})},
+              {"gene": _marginals({}, {})}]
+    rendered = render_pubtator_document(document, labels, "confidence", scores)
+    annotation = rendered.split("\n")[2]
+    assert annotation == "9\t10\t14\tIL-2\tGENE\t-\tHSTL:gene|score=0.5500"
+    (parsed,) = pubtator.loads(rendered)
+    (read_back,) = parsed.annotations
+    assert (read_back.start, read_back.end, read_back.text, read_back.type) == (10, 14, "IL-2", "GENE")
+    with pytest.raises(ValueError, match="Cannot parse"):
+        pubtator.loads_ann(annotation.replace("|score=", "\t"))  # an eighth column
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Errors
 

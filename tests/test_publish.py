@@ -286,7 +286,7 @@ def test_pipeline_arguments_are_checked(published_dir):
     all_heads = [entity for entity in ner(_sample_text(), merge="none") if entity["task"] == "chem"]
     assert [{**entity, "score": None} for entity in only_chem] == [{**entity, "score": None} for entity in all_heads]
     assert [entity["score"] for entity in only_chem] == pytest.approx([entity["score"] for entity in all_heads])
-    with pytest.raises(ValueError, match=r"merge: expected one of \['longest', 'none'\], got 'union'"):
+    with pytest.raises(ValueError, match=r"merge: expected one of \['confidence', 'longest', 'none'\], got 'union'"):
         ner("Aspirin.", merge="union")
     with pytest.raises(ValueError, match=r"aggregation_strategy: expected one of \['simple', 'first', 'none'\]"):
         ner("Aspirin.", aggregation_strategy="average")
@@ -306,7 +306,7 @@ def test_pipeline_merge_longest_keeps_no_overlap_and_prefers_longer_mentions(pub
 
     model, tokenizer = load_model_and_tokenizer(published_dir)
     ner = pipeline("hstl-ner", model=model, tokenizer=tokenizer, device="cpu")
-    everything, merged = ner(_sample_text(), merge="none"), ner(_sample_text())
+    everything, merged = ner(_sample_text(), merge="none"), ner(_sample_text(), merge="longest")
     assert set(map(str, merged)) < set(map(str, everything))  # a strict subset: some overlaps were resolved
     for first, second in zip(merged, merged[1:]):
         assert first["end"] <= second["start"]

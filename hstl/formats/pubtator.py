@@ -25,8 +25,8 @@ from .common import SCORE_DECIMALS, CorpusFormatError, LineCounter, PathLike, is
 from .text import TextSentence, sentence_entities, text_sentences
 
 PUBTATOR_SOURCE_PREFIX = "HSTL:"
-"""Seventh column of a predicted PubTator annotation: `HSTL:<task>` says which head found it (then `|score=<confidence>`,
-`PUBTATOR_SCORE_PREFIX`)."""
+"""Seventh column of a predicted PubTator annotation: `HSTL:<task>` says which head found it (then
+`|score=<confidence>`, `PUBTATOR_SCORE_PREFIX`)."""
 PUBTATOR_SCORE_PREFIX = "|score="
 """Between the head and the mention's confidence in the seventh column: `HSTL:BC2GM|score=0.5500`."""
 NO_CONCEPT_ID = "-"

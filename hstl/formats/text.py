@@ -5,10 +5,10 @@ Sentences and words come from `processing_hstl` (`split_sentences`, `tokenize`).
 `open(path, encoding="utf-8-sig", newline="").read()` returns it: a leading byte order mark is not counted and a
 CRLF line end counts as two characters. Paragraphs end at separator lines (`hstl.formats.common.is_separator`).
 Output records: `{"document", "text", "start", "end", "entities": [{"start", "end", "text", "type", "task",
-"score"}]}`, `score` being the mention's confidence (`processing_hstl.mention_confidence`, rounded to 4 decimals); U+0085,
-U+2028 and U+2029 are written as JSON escapes, so that each object is one line for any line splitter. The document id
-of plain text is `<input file name>:<paragraph number>`, paragraphs counted from 1 among those holding text (e.g.
-`abstracts.txt:3` for the third abstract of a file with one abstract per paragraph).
+"score"}]}`, `score` being the mention's confidence (`processing_hstl.mention_confidence`, rounded to 4 decimals);
+U+0085, U+2028 and U+2029 are written as JSON escapes, so that each object is one line for any line splitter. The
+document id of plain text is `<input file name>:<paragraph number>`, paragraphs counted from 1 among those holding
+text (e.g. `abstracts.txt:3` for the third abstract of a file with one abstract per paragraph).
 """
 
 from __future__ import annotations
