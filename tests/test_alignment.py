@@ -21,6 +21,7 @@ from processing_hstl import (
     plan_windows,
     special_tokens_template,
     stitch_predictions,
+    stitch_words,
     subtokens_per_word,
 )
 from hstl.data import read_conll
@@ -267,6 +268,22 @@ def test_long_sentence_round_trips_through_windows_and_stitching(tokenizer) -> N
         for index, (before, after) in enumerate(itertools.pairwise(metadata[:-1]))
     ]
     assert all(shares_context), "consecutive windows of the long sentence must overlap"
+
+
+def test_stitch_words_takes_each_words_value_from_the_window_that_owns_it() -> None:
+    """Any per-word values (marginal rows, scores) are stitched as labels are: sentence 0's 7 words are seen by two
+    windows, [0, 5) owning words 0-2 and [2, 7) owning words 3-6; rows carry a padding value past their words."""
+    windows = [{"sentence_index": 0, "word_offset": 0, "owned_start": 0, "owned_end": 3},
+               {"sentence_index": 1, "word_offset": 0, "owned_start": 0, "owned_end": 2},
+               {"sentence_index": 0, "word_offset": 2, "owned_start": 1, "owned_end": 5}]
+    sizes = [5, 2, 5]
+    values = [[(row, word) for word in range(size)] + [None] for row, size in enumerate(sizes)]
+    assert stitch_words(values, windows, [7, 2]) == [
+        [(0, 0), (0, 1), (0, 2), (2, 1), (2, 2), (2, 3), (2, 4)],
+        [(1, 0), (1, 1)],
+    ]
+    marginal_rows = [[[0.25 * row, 1 - 0.25 * row]] * size for row, size in enumerate(sizes)]
+    assert stitch_words(marginal_rows, windows, [7, 2])[0] == [[0.0, 1.0]] * 3 + [[0.5, 0.5]] * 4
 
 
 def test_stitching_rejects_gaps_and_double_ownership() -> None:
