@@ -10,8 +10,8 @@
 CoNLL in gives CoNLL out (one label per input token; one column per head with --merge none); text in gives JSON Lines
 (one sentence per line, entities with character offsets into the input and confidences); PubTator in gives PubTator
 with predicted annotation lines in place of the input's (BioC likewise). Inputs are streamed in chunks, so file size is
-not limited by memory. Formats are described in `hstl/formats/`, the merge policies in `hstl/inference/merging.py` and resuming in
-`hstl/inference/streaming.py`.
+not limited by memory. Formats are described in `hstl/formats/`, the merge policies and the confidence in
+`hstl/inference/merging.py` and resuming in `hstl/inference/streaming.py`.
 """
 
 from __future__ import annotations
