@@ -15,9 +15,11 @@ from transformers import AutoConfig, PretrainedConfig, XLNetConfig
 # A model folder loads these files as the package `transformers_modules.<folder>` (relative imports); the installed
 # package imports them as top-level modules. transformers' import check skips `try` blocks.
 try:
-    from .processing_hstl import check_iob2_labels, merged_labels
+    from .processing_hstl import check_iob2_labels, default_entity_type, entity_label, merged_labels
+    from .processing_hstl import entity_types as label_types_of
 except ImportError:
-    from processing_hstl import check_iob2_labels, merged_labels
+    from processing_hstl import check_iob2_labels, default_entity_type, entity_label, merged_labels
+    from processing_hstl import entity_types as label_types_of
 
 
 LOSS_REDUCTIONS = ("mean", "sum", "token_mean")
@@ -38,6 +40,46 @@ def _normalize_task(task: Any, position: int) -> dict[str, Any]:
     labels = list(task["labels"])
     check_iob2_labels(labels, f"tasks[{name!r}]")
     return {"name": name, "labels": labels, "family": family}
+
+
+def _check_entity_type_overrides(tasks: list[dict[str, Any]], overrides: Any) -> None:
+    """Raises `ValueError` naming the entry unless `overrides` maps known tasks to {their label type: type name}."""
+    if not isinstance(overrides, dict):
+        raise ValueError(f"entity_types: expected a mapping task -> {{label type: entity type}}, got {overrides!r}")
+    label_types = {task["name"]: label_types_of(task["labels"]) for task in tasks}
+    unknown = sorted(set(overrides) - set(label_types))
+    if unknown:
+        raise ValueError(f"entity_types: expected task names among {list(label_types)}, got {unknown}")
+    for name, types in overrides.items():
+        if not isinstance(types, dict):
+            raise ValueError(f"entity_types[{name!r}]: expected a mapping label type -> entity type, got {types!r}")
+        unknown = sorted(set(types) - set(label_types[name]))
+        if unknown:
+            raise ValueError(f"entity_types[{name!r}]: expected label types of the task {label_types[name]}, "
+                             f"got {unknown}")
+        for label_type, entity_type in types.items():
+            if not isinstance(entity_type, str) or not entity_type or any(char.isspace() for char in entity_type):
+                raise ValueError(f"entity_types[{name!r}][{label_type!r}]: expected an entity type name (non-empty, "
+                                 f"no whitespace), got {entity_type!r}")
+
+
+def _is_merged_label_space(id2label: dict) -> bool:
+    """Whether `id2label` is `O`, then `B-<type>`, `I-<type>` per type (`merged_labels`), whatever the types."""
+    labels = [id2label[key] for key in sorted(id2label, key=int)]
+    try:
+        return labels == merged_labels([labels])
+    except ValueError:  # not IOB2 labels
+        return False
+
+
+def _resolve_entity_types(tasks: list[dict[str, Any]], overrides: Any) -> dict[str, dict[str, str]]:
+    """Task -> {label type: shared entity type} for every task and label type: `overrides` (checked) over the
+    defaults of `processing_hstl.DEFAULT_ENTITY_TYPES`."""
+    overrides = overrides or {}
+    _check_entity_type_overrides(tasks, overrides)
+    return {task["name"]: {label_type: overrides.get(task["name"], {}).get(label_type, default_entity_type(label_type))
+                           for label_type in label_types_of(task["labels"])}
+            for task in tasks}
 
 
 class HSTLConfig(PretrainedConfig):
@@ -82,10 +124,17 @@ class HSTLConfig(PretrainedConfig):
         window_overlap (`int`, *optional*, defaults to 16):
             Sub-tokens of context shared by consecutive windows of a long sentence; `0 <= window_overlap <
             window_max_length // 2`.
+        entity_types (`dict[str, dict[str, str]]`, *optional*):
+            Task -> {label type: shared entity type}, e.g. `{"BioNLP09": {"Protein": "Gene"}}`: the type that every
+            output gives a head's mentions. Entries given override the defaults (`processing_hstl.DEFAULT_ENTITY_TYPES`;
+            a label type missing there keeps its name); the config holds every task's full mapping, which follows
+            `add_task` and `keep_tasks`.
 
-    `id2label` / `label2id` are not arguments: they are derived from `tasks` (and follow `add_task`), as the merged
-    label space of all heads over entity types: `O`, then `B-<type>`, `I-<type>` per type in order of first appearance
-    (`processing_hstl.merged_labels`). These are the labels of [`HSTLForTokenClassification`]'s `logits`.
+    `id2label` / `label2id` are not arguments: they are derived from `tasks` and `entity_types` (and follow
+    `add_task`), as the merged label space of all heads over shared entity types: `O`, then `B-<type>`, `I-<type>` per
+    type in order of first appearance (`processing_hstl.merged_labels`); heads whose label types share an entity type
+    share its labels. These are the labels of [`HSTLForTokenClassification`]'s `logits`. A given `id2label` (config.json
+    holds one) must be such a label space, and is derived again: editing `entity_types` in config.json is enough.
     """
 
     model_type = "hstl"
@@ -104,6 +153,7 @@ class HSTLConfig(PretrainedConfig):
         crf_init_range: float = 0.1,
         window_max_length: int = 128,
         window_overlap: int = 16,
+        entity_types: dict[str, dict[str, str]] | None = None,
         **kwargs,
     ):
         if encoder_config is None:
@@ -148,22 +198,34 @@ class HSTLConfig(PretrainedConfig):
         self.crf_init_range = crf_init_range
         self.window_max_length = window_max_length
         self.window_overlap = window_overlap
+        self.entity_types = _resolve_entity_types(tasks, entity_types)
         given_id2label = kwargs.pop("id2label", None)
         kwargs.pop("label2id", None)
         kwargs.pop("num_labels", None)
         super().__init__(**kwargs)
         self._set_label_maps()
-        if given_id2label is not None and {int(key): value for key, value in given_id2label.items()} != self.id2label:
+        # config.json holds a merged label space that is stale after its `entity_types` were edited by hand, or that
+        # is over the heads' own label types (saved before `entity_types` existed): it is derived again, not refused.
+        if given_id2label is not None and not _is_merged_label_space(given_id2label):
             raise ValueError(f"id2label: expected the merged labels of the tasks {self.id2label} (it is derived from "
-                             f"`tasks`), got {given_id2label}")
+                             f"`tasks` and `entity_types`), got {given_id2label}")
 
     def __setattr__(self, key: str, value: Any) -> None:
+        initialized = "id2label" in self.__dict__
+        if key == "entity_types" and initialized:  # checked, and completed from the defaults
+            value = _resolve_entity_types(self.tasks, value)
         super().__setattr__(key, value)
-        if key == "tasks" and "id2label" in self.__dict__:  # add_task, keep_tasks: the label maps follow the tasks
+        if key == "tasks" and initialized:  # add_task, keep_tasks: the types and label maps follow the tasks
+            kept = {task["name"]: {label_type: entity_type
+                                   for label_type, entity_type in self.entity_types.get(task["name"], {}).items()
+                                   if label_type in label_types_of(task["labels"])}
+                    for task in self.tasks}
+            super().__setattr__("entity_types", _resolve_entity_types(self.tasks, kept))
+        if key in ("tasks", "entity_types") and initialized:
             self._set_label_maps()
 
     def _set_label_maps(self) -> None:
-        labels = merged_labels([task["labels"] for task in self.tasks])
+        labels = merged_labels([self.entity_labels(task["name"]) for task in self.tasks])
         self.id2label = dict(enumerate(labels))
         self.label2id = {label: index for index, label in enumerate(labels)}
 
@@ -205,6 +267,30 @@ class HSTLConfig(PretrainedConfig):
 
     def task_id2label(self, name: str) -> dict[int, str]:
         return dict(enumerate(self.task(name)["labels"]))
+
+    def entity_labels(self, name: str) -> list[str]:
+        """The labels of task `name` over shared entity types: `B-Protein` is `B-Gene` by default, and so on."""
+        return [entity_label(label, self.entity_types[name]) for label in self.task(name)["labels"]]
+
+    def update_entity_types(self, overrides: dict[str, dict[str, str]]) -> None:
+        """Sets the entity types of some label types of some tasks (`{task: {label type: entity type}}`), keeping the
+        others; raises `ValueError` naming the entry for an unknown task or label type, or a bad type name."""
+        _check_entity_type_overrides(self.tasks, overrides)
+        self.entity_types = {name: {**types, **overrides.get(name, {})} for name, types in self.entity_types.items()}
+
+    def tasks_producing(self, entity_types: list[str], tasks: list[str] | None = None) -> list[str]:
+        """The heads among `tasks` (default: all, in config order) that produce one of the shared `entity_types`.
+
+        Raises:
+            ValueError: listing the types these heads produce, for a type that none of them produces.
+        """
+        names = self.task_names if tasks is None else list(tasks)
+        produced = sorted({entity_type for name in names for entity_type in self.entity_types[name].values()})
+        unknown = [entity_type for entity_type in entity_types if entity_type not in produced]
+        if unknown or not entity_types:
+            raise ValueError(f"expected entity types that the heads {names} produce ({', '.join(produced)}), "
+                             f"got {unknown or list(entity_types)}")
+        return [name for name in names if set(self.entity_types[name].values()) & set(entity_types)]
 
     def add_task(self, name: str, labels: list[str], family: str) -> None:
         """Appends a task; its id is the next free index."""

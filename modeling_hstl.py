@@ -556,10 +556,11 @@ class HSTLTokenClassificationOutput(ModelOutput):
 
     Args:
         logits (`torch.FloatTensor` of shape `(batch_size, seq_len, config.num_labels)`):
-            Scores over `config.id2label` (the merged label space of the heads). At each word's first sub-token: for
-            each label, the highest log-probability that a head having that label gives it (log-softmax of the head's
-            emission scores; `-inf` when no head applied has it); 0 at other sub-tokens. These are scores before the
-            CRF: their argmax ignores the label transitions, `predictions` holds the CRF decoding.
+            Scores over `config.id2label` (the merged label space of the heads, over shared entity types). At each
+            word's first sub-token: for each label, the highest log-probability that a head gives a label of its own
+            that is this label once its type is mapped to the shared entity type (`config.entity_labels`; log-softmax
+            of the head's emission scores; `-inf` when no head applied has it); 0 at other sub-tokens. These are
+            scores before the CRF: their argmax ignores the label transitions, `predictions` holds the CRF decoding.
         predictions (`torch.LongTensor` of shape `(batch_size, seq_len)`):
             Label ids in `config.id2label` at each word's first sub-token, `-100` elsewhere: each head decoded by its
             own CRF, the heads' mentions merged by the "confidence" policy (`processing_hstl.merge_mentions`), as
@@ -621,7 +622,8 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
     folder loads with both classes.
 
     A multi-head model has no single label set, so this view uses the merged label space of `config.id2label`: `O`,
-    then `B-<type>`, `I-<type>` for every entity type of any head (heads that share a type share its labels). Every
+    then `B-<type>`, `I-<type>` for every shared entity type of any head (`config.entity_types`: `Protein` and `GENE`
+    heads both give `Gene`, and heads that share a type share its labels). Every
     head tags the words from one encoder pass and is decoded by its own CRF; the heads' mentions are merged by the
     "confidence" policy, `predict.py`'s default (most confident mention first, by `processing_hstl.mention_confidence`
     on the CRF marginals; ties to the longer mention, then to the head listed first in `config.tasks`; overlapping
@@ -695,8 +697,11 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
         first = next(iter(emissions.values()))
         merged = first.new_full((*first.shape[:2], self.config.num_labels), float("-inf"))
         for name, head_emissions in emissions.items():
-            merged_ids = [self.config.label2id[label] for label in self.config.task(name)["labels"]]
-            merged[..., merged_ids] = torch.maximum(merged[..., merged_ids], head_emissions.float().log_softmax(-1))
+            # Several label types of one head may share an entity type (JNLPBA's B-DNA and B-protein are both B-Gene):
+            # scatter_reduce takes the best of them.
+            merged_ids = torch.tensor([self.config.label2id[label] for label in self.config.entity_labels(name)],
+                                      device=merged.device).expand_as(head_emissions)
+            merged = merged.scatter_reduce(-1, merged_ids, head_emissions.float().log_softmax(-1), reduce="amax")
         return merged.masked_fill(~word_mask.unsqueeze(-1), 0.0)
 
     def _merged_predictions(self, predictions: dict[str, torch.Tensor], marginals: dict[str, torch.Tensor],
@@ -711,7 +716,9 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
             }
             scores_by_task = {name: word_marginals(head_labels[name], marginals[name][row, :num_words].tolist())
                               for name in predictions}
-            labels = mentions_to_labels(merge_mentions(labels_by_task, "confidence", scores_by_task), num_words)
+            mentions = merge_mentions(labels_by_task, "confidence", scores_by_task,
+                                      entity_type_of=self.config.entity_types)
+            labels = mentions_to_labels(mentions, num_words)
             merged[row, :num_words] = torch.tensor([self.config.label2id[label] for label in labels], dtype=torch.long)
         return merged
 

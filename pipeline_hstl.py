@@ -36,13 +36,13 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 try:
     from .processing_hstl import (
-        MERGE_POLICIES, HSTLDataCollator, encode_sentences, length_sorted_order, merge_mentions, split_sentences,
-        stitch_words, tokenize, word_marginals,
+        MERGE_POLICIES, HSTLDataCollator, encode_sentences, keep_entity_types, length_sorted_order, merge_mentions,
+        split_sentences, stitch_words, tokenize, word_marginals,
     )
 except ImportError:
     from processing_hstl import (
-        MERGE_POLICIES, HSTLDataCollator, encode_sentences, length_sorted_order, merge_mentions, split_sentences,
-        stitch_words, tokenize, word_marginals,
+        MERGE_POLICIES, HSTLDataCollator, encode_sentences, keep_entity_types, length_sorted_order, merge_mentions,
+        split_sentences, stitch_words, tokenize, word_marginals,
     )
 
 
@@ -65,6 +65,9 @@ class HSTLNERPipeline(Pipeline):
     Call arguments (also accepted by `pipeline(...)` as defaults):
         tasks (`list[str]`, *optional*): the heads to apply, in priority order for ties of `merge`; default all,
             in the model's order. Unknown names raise `ValueError` listing the model's heads.
+        entity_types (`list[str]`, *optional*): keep only mentions of these shared entity types (`config.entity_types`
+            maps each head's label types to them), as `predict.py --entity_types`: only the heads (among `tasks`)
+            that produce one of them run, and a type that none produces raises `ValueError` listing those produced.
         merge (`str`, *optional*, defaults to `"confidence"`): how the heads' mentions combine, as `predict.py
             --merge` (`processing_hstl.MERGE_POLICIES`): `"confidence"` keeps the most confident of overlapping
             mentions (ties: the longer, then the head listed first), `"longest"` the longest (ties: the head listed
@@ -77,7 +80,8 @@ class HSTLNERPipeline(Pipeline):
 
     Windows come from the model's config (`window_max_length`, `window_overlap`). Each entity is `{"entity_group",
     "score", "word", "start", "end", "task"}` (offsets in characters, end exclusive), sorted by start, end, then head
-    order.
+    order; `entity_group` (and the type in `entity`) is the shared entity type of `config.entity_types` ("Gene" for a
+    BioNLP09 "Protein"), the type of `config.id2label`.
     """
 
     _load_tokenizer = True
@@ -95,16 +99,24 @@ class HSTLNERPipeline(Pipeline):
 
     def _sanitize_parameters(self, tasks: list[str] | None = None, merge: str | None = None,
                              aggregation_strategy: str | None = None, ignore_labels: list[str] | None = None,
-                             window_batch_size: int | None = None, **unknown: Any):
+                             window_batch_size: int | None = None, entity_types: list[str] | None = None,
+                             **unknown: Any):
         if unknown:  # a misspelt `task=` would otherwise silently tag with every head
-            raise ValueError(f"expected the arguments tasks, merge, aggregation_strategy, ignore_labels, "
-                             f"window_batch_size, got {sorted(unknown)}")
+            raise ValueError(f"expected the arguments tasks, entity_types, merge, aggregation_strategy, "
+                             f"ignore_labels, window_batch_size, got {sorted(unknown)}")
         forward_params, postprocess_params = {}, {}
         if tasks is not None:
             tasks = [tasks] if isinstance(tasks, str) else list(tasks)
             for name in tasks:
                 self.model.config.task_index(name)  # ValueError listing the known heads
             forward_params["tasks"] = tasks
+        if entity_types is not None:
+            entity_types = [entity_types] if isinstance(entity_types, str) else list(entity_types)
+            try:
+                forward_params["tasks"] = self.model.config.tasks_producing(entity_types, tasks)
+            except ValueError as error:
+                raise ValueError(f"entity_types: {error}") from None
+            postprocess_params["entity_types"] = entity_types
         if window_batch_size is not None:
             if window_batch_size < 1:
                 raise ValueError(f"window_batch_size: expected >= 1, got {window_batch_size}")
@@ -160,9 +172,10 @@ class HSTLNERPipeline(Pipeline):
                 "window_marginals": window_marginals}
 
     def postprocess(self, model_outputs: dict[str, Any], merge: str = "confidence",
-                    aggregation_strategy: str = "simple",
-                    ignore_labels: list[str] | None = None) -> list[dict[str, Any]]:
+                    aggregation_strategy: str = "simple", ignore_labels: list[str] | None = None,
+                    entity_types: list[str] | None = None) -> list[dict[str, Any]]:
         """Entity dicts of every sentence, in text order."""
+        entity_type_of = self.model.config.entity_types
         ignore_labels = ["O"] if ignore_labels is None else ignore_labels
         text, sentences, windows = model_outputs["text"], model_outputs["sentences"], model_outputs["windows"]
         num_words = [len(sentence) for sentence in sentences]
@@ -171,13 +184,17 @@ class HSTLNERPipeline(Pipeline):
             head_labels = self.model.config.task(name)["labels"]
             labels_by_task[name] = [[head_labels[label_id] for label_id in sentence] for sentence in
                                     stitch_words(model_outputs["window_labels"][name], windows, num_words)]
+            if entity_types is not None:  # before merging, as predict.py --entity_types
+                labels_by_task[name] = [keep_entity_types(sentence, entity_type_of[name], entity_types)
+                                        for sentence in labels_by_task[name]]
             marginals_by_task[name] = [word_marginals(head_labels, sentence) for sentence in
                                        stitch_words(model_outputs["window_marginals"][name], windows, num_words)]
         entities = []
         for index, sentence in enumerate(sentences):
             sentence_labels = {name: labels[index] for name, labels in labels_by_task.items()}
             sentence_marginals = {name: marginals[index] for name, marginals in marginals_by_task.items()}
-            for mention in merge_mentions(sentence_labels, merge, sentence_marginals):
+            for mention in merge_mentions(sentence_labels, merge, sentence_marginals,
+                                          entity_type_of=entity_type_of):
                 entities.extend(mention_entities(text, sentence, mention, sentence_labels[mention.task],
                                                  sentence_marginals[mention.task], aggregation_strategy))
         return [entity for entity in entities

@@ -9,9 +9,10 @@ scoring labels never pays for torch.
 Sections:
 
 1. **Labels**: the IOB2 conventions (`OUTSIDE_LABEL`, `PAD_LABEL_ID`, `split_label`, `check_iob2_labels`),
-   conlleval's chunk rules (`extract_chunks`), the merged label space of several heads (`merged_labels`), the
-   confidence of a mention (`mention_confidence`) and the merge policies for the mentions of several heads
-   (`merge_mentions`: the one implementation `predict.py`, the pipeline and the token-classification model share).
+   conlleval's chunk rules (`extract_chunks`), the merged label space of several heads (`merged_labels`), the shared
+   entity types of the heads' label types (`DEFAULT_ENTITY_TYPES`), the confidence of a mention
+   (`mention_confidence`) and the merge policies for the mentions of several heads (`merge_mentions`: the one
+   implementation `predict.py`, the pipeline and the token-classification model share).
 2. **Text**: plain biomedical text to sentences and words with character offsets (`split_sentences`, `tokenize`).
 3. **Windows**: words to sub-tokens, sentences to overlapping encoder windows, windows to padded batches
    (`HSTLDataCollator`) and window predictions back to sentences (`stitch_predictions`).
@@ -196,12 +197,87 @@ def merged_labels(label_lists: Sequence[Sequence[str]]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Shared entity types
+# ----------------------------------------------------------------------------------------------------------------------
+
+DEFAULT_ENTITY_TYPES: dict[str, str] = {
+    # BC5CDR-chem, BioNLP11ID; BioNLP13CG/PC's small molecules and 13CG's amino acids are chemicals too.
+    "Chemical": "Chemical", "Simple_chemical": "Chemical", "Amino_acid": "Chemical",
+    # BC5CDR-disease, NCBI-disease; BioNLP13CG's cancers and pathological formations (tumours, lesions).
+    "Disease": "Disease", "Cancer": "Disease", "Pathological_formation": "Disease",
+    # Genes and their products, as gene taggers and normalisers (GNormPlus, PubTator) take them: BC2GM's GENE, the
+    # BioNLP and Ex-PTM proteins, JNLPBA's protein, DNA and RNA (GENIA's gene, promoter and transcript names),
+    # BioNLP13CG/PC's Gene_or_gene_product, BioNLP13PC's protein complexes and BioNLP11ID's regulons and operons.
+    "GENE": "Gene", "Protein": "Gene", "protein": "Gene", "DNA": "Gene", "RNA": "Gene",
+    "Gene_or_gene_product": "Gene", "Complex": "Gene", "Regulon-operon": "Gene",
+    # linnaeus; BioNLP11ID and BioNLP13CG's organisms.
+    "Species": "Species", "Organism": "Species",
+    # JNLPBA; BioNLP13CG's Cell names cell types ("T cells") far more often than cell lines.
+    "cell_line": "CellLine", "cell_type": "CellType", "Cell": "CellType",
+    "Cellular_component": "CellularComponent",
+    # BioNLP13CG's anatomy (AnatEM's classes).
+    "Anatomical_system": "Anatomy", "Developing_anatomical_structure": "Anatomy",
+    "Immaterial_anatomical_entity": "Anatomy", "Multi-tissue_structure": "Anatomy", "Organ": "Anatomy",
+    "Organism_subdivision": "Anatomy", "Organism_substance": "Anatomy", "Tissue": "Anatomy",
+}
+"""Label type (as a corpus spells it) -> shared entity type, for every label type of the 13 corpora of
+`../shared/data/bioner`. A head's label types keep their own name in `Mention.label_type`; outputs (`Mention.type`,
+`predict.py`'s files, the pipeline's `entity_group`, `config.id2label`) use the shared type, so the mentions of heads
+trained on differently named corpora can be compared, selected (`predict.py --entity_types`) and merged. A label type
+missing here is its own shared type. `HSTLConfig.entity_types` holds the mapping of each head (these defaults, or a
+run config's `model.entity_types` overrides)."""
+
+
+def default_entity_type(label_type: str) -> str:
+    """The shared entity type of a label type by default (`DEFAULT_ENTITY_TYPES`; an unknown type is kept)."""
+    return DEFAULT_ENTITY_TYPES.get(label_type, label_type)
+
+
+def entity_label(label: str, entity_type_of: Mapping[str, str]) -> str:
+    """An IOB2 label with its label type replaced by its shared type: `"B-Protein"` and `{"Protein": "Gene"}` give
+    `"B-Gene"` (a type missing from `entity_type_of` is kept)."""
+    tag, label_type = split_label(label)
+    return f"{tag}-{entity_type_of.get(label_type, label_type)}" if label_type else label
+
+
+def to_entity_labels(labels: Sequence[str], entity_type_of: Mapping[str, str]) -> list[str]:
+    """One sentence's IOB2 labels over shared types (`entity_label`), with the same mentions: an `I-` that starts a
+    mention because the label type changed (`I-DNA I-protein`, two mentions) becomes `B-` when both types share an
+    entity type (`I-Gene B-Gene`, not one `Gene` mention)."""
+    shared, previous_type = [], ""
+    for label in labels:
+        tag, label_type = split_label(label)
+        entity_type = entity_type_of.get(label_type, label_type)
+        if tag == "I" and previous_type not in ("", label_type) and \
+                entity_type_of.get(previous_type, previous_type) == entity_type:
+            tag = "B"
+        shared.append(f"{tag}-{entity_type}" if label_type else label)
+        previous_type = label_type
+    return shared
+
+
+def keep_entity_types(labels: Sequence[str], entity_type_of: Mapping[str, str], wanted: Iterable[str]) -> list[str]:
+    """A head's IOB2 labels with every label whose shared type (`entity_type_of`) is not `wanted` turned into `O`.
+
+    The mentions of the wanted types are unchanged (conlleval's chunks of one type do not depend on the labels of
+    other types around them), and merging then sees only them: a mention of an unwanted type never hides one of a
+    wanted type."""
+    wanted = set(wanted)
+    kept = []
+    for label in labels:
+        label_type = split_label(label)[1]
+        kept.append(label if label_type and entity_type_of.get(label_type, label_type) in wanted else OUTSIDE_LABEL)
+    return kept
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Merging the mentions of several heads
 # ----------------------------------------------------------------------------------------------------------------------
 
 MERGE_POLICIES = ("confidence", "longest", "none")
 """How the mentions of several heads on one sentence combine (`merge_mentions`); every policy first collects the
-mentions of every head (type = the entity type in the head's labels, e.g. "Chemical"; task = the head):
+mentions of every head (type = the shared entity type of the head's label type, e.g. "Gene" for "Protein", see
+`DEFAULT_ENTITY_TYPES`; label_type = the head's own; task = the head):
 
 "confidence" (default): keep mentions greedily from the highest confidence (`mention_confidence`) down, dropping any
     that overlaps one already kept; on equal confidence the longer mention (in words) first, then the head listed
@@ -219,14 +295,20 @@ WordMarginals = Mapping[str, float]
 
 @dataclass(frozen=True)
 class Mention:
-    """A mention found by one head: words `[start, end)` of a sentence, with its confidence (`mention_confidence`)
-    when the head's marginals are known."""
+    """A mention found by one head: words `[start, end)` of a sentence, its shared entity type (`type`, see
+    `DEFAULT_ENTITY_TYPES`), the head's own label type (`label_type`; the same as `type` when not given) and its
+    confidence (`mention_confidence`) when the head's marginals are known."""
 
     start: int
     end: int
     type: str
     task: str
     score: float | None = None
+    label_type: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.label_type is None:
+            object.__setattr__(self, "label_type", self.type)
 
     @property
     def length(self) -> int:
@@ -255,19 +337,24 @@ def mention_confidence(labels: Sequence[str], marginals: Sequence[WordMarginals]
 
 
 def collect_mentions(
-    labels_by_task: Mapping[str, Sequence[str]], scores_by_task: Mapping[str, Sequence[WordMarginals]] | None = None
+    labels_by_task: Mapping[str, Sequence[str]], scores_by_task: Mapping[str, Sequence[WordMarginals]] | None = None,
+    entity_type_of: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[Mention]:
     """Every head's mentions (conlleval chunk rules), head by head in the mapping's order, each scored by
-    `mention_confidence` when `scores_by_task` holds its head's word marginals."""
+    `mention_confidence` when `scores_by_task` holds its head's word marginals. `entity_type_of`
+    (`HSTLConfig.entity_types`: task -> {label type: shared type}) gives each mention its shared type; without it, or
+    for a label type it lacks, the type is the label type."""
+    entity_type_of = entity_type_of or {}
     mentions = []
     for task, labels in labels_by_task.items():
         marginals = (scores_by_task or {}).get(task)
         if marginals is not None and len(marginals) != len(labels):
             raise ValueError(f"scores_by_task[{task!r}]: expected marginals of {len(labels)} words, got "
                              f"{len(marginals)}")
-        for entity_type, start, end in extract_chunks(labels):
+        for label_type, start, end in extract_chunks(labels):
             score = None if marginals is None else mention_confidence(labels, marginals, start, end)
-            mentions.append(Mention(start, end, entity_type, task, score))
+            entity_type = entity_type_of.get(task, {}).get(label_type, label_type)
+            mentions.append(Mention(start, end, entity_type, task, score, label_type))
     return mentions
 
 
@@ -298,6 +385,7 @@ def merge_mentions(
     labels_by_task: Mapping[str, Sequence[str]],
     merge: str = "confidence",
     scores_by_task: Mapping[str, Sequence[WordMarginals]] | None = None,
+    entity_type_of: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[Mention]:
     """One sentence's mentions from several heads under a merge policy (see `MERGE_POLICIES`).
 
@@ -306,6 +394,7 @@ def merge_mentions(
         merge: a policy of `MERGE_POLICIES`.
         scores_by_task: `{task: per word, {label: CRF marginal}}` (`word_marginals`); each mention of a head listed
             gets its confidence as `score`. Required for every head by "confidence".
+        entity_type_of: `HSTLConfig.entity_types`, the shared type of each head's label types (`collect_mentions`).
 
     Returns:
         Mentions sorted by start, then end, then head order; without overlaps for "confidence" and "longest".
@@ -321,7 +410,7 @@ def merge_mentions(
         if unscored:
             raise ValueError(f"merge 'confidence': expected the word marginals of every head in scores_by_task, got "
                              f"none for {unscored}")
-    mentions = collect_mentions(labels_by_task, scores_by_task)
+    mentions = collect_mentions(labels_by_task, scores_by_task, entity_type_of=entity_type_of)
     if merge != "none":
         return resolve_overlaps(mentions, task_order, merge)
     rank = {task: position for position, task in enumerate(task_order)}

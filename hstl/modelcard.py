@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from processing_hstl import entity_types
+from processing_hstl import default_entity_type, entity_types
 
 from .run_config import SAMPLE_PREFIX
 
@@ -321,7 +321,28 @@ A hierarchical shared transfer learning (HSTL) tagger for biomedical named entit
 It has {len(tasks)} heads in {len(families)} entity families. Each head tags text with its own corpus's annotation
 guidelines, so heads of one family may disagree on span boundaries: pick the head whose corpus suits your text.
 
-| head (task) | entity family | entity types |
+| head (task) | entity family | label types |
+|---|---|---|
+{rows}
+"""
+
+
+def entity_types_section(config: dict[str, Any]) -> str:
+    """The table head -> label type -> shared entity type (config.json's `entity_types`; the defaults of
+    `processing_hstl.DEFAULT_ENTITY_TYPES` for a folder saved before it existed)."""
+    saved = config.get("entity_types") or {}
+    rows = "\n".join(
+        f"| `{task['name']}` | {label_type} | "
+        f"{saved.get(task['name'], {}).get(label_type, default_entity_type(label_type))} |"
+        for task in config.get("tasks", []) for label_type in entity_types(task["labels"]))
+    return f"""## Entity types
+
+Every output (the pipeline's `entity_group`, `config.id2label`, `predict.py`'s files) names a mention by its shared
+entity type, so that heads trained on corpora with different label names agree (`predict.py` JSON Lines also keep the
+head's own `label_type`). `config.json`'s `entity_types` holds this mapping; edit it there, or set `model.entity_types`
+in a run config of the `hstl` package.
+
+| head (task) | label type | entity type |
 |---|---|---|
 {rows}
 """
@@ -558,7 +579,7 @@ def build_model_card(folder: str | Path, repo_id: str = PLACEHOLDER_REPO_ID,
         f"# {repo_id.split('/')[-1]}\n\nA biomedical named entity recognition model with {num_heads} corpus-specific "
         f"heads on one shared encoder, trained with hierarchical shared transfer learning (Chai et al., BMC "
         f"Bioinformatics 23:8, 2022) by the `hstl` package.{demo}\n",
-        model_section(config), training_section(run_config), results_section(results),
+        model_section(config), entity_types_section(config), training_section(run_config), results_section(results),
         intended_use_section(run_config), usage_section(repo_id, config), remote_code_section(code_files),
         licence_section(), citation_section(corpora),
     ]

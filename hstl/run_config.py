@@ -59,6 +59,10 @@ class ModelSpec:
     stand in the YAML `model:` section beside these keys; it is kept in `hstl_config` and passed to `HSTLConfig`. The
     allowed names come from `HSTLConfig.__init__` itself (`hstl_config_arguments`), so a new config field is settable
     from a run config without being listed here.
+
+    `entity_types: {task: {label type: entity type}}` overrides the shared entity types of some label types of the
+    run's tasks (`processing_hstl.DEFAULT_ENTITY_TYPES` gives the rest), e.g. `{BioNLP13CG: {Cell: CellLine}}`; it is
+    applied to the model whether it is new or `init_from` (finetune.py takes it from its `--config` too).
     """
 
     encoder: str | None = None
@@ -279,6 +283,7 @@ def _validate(config: RunConfig, where: str) -> None:
                 f"(data_dir, train_file/validation_file/test_file, or hf_dataset)"
             )
     model = config.model
+    _validate_entity_types(model.hstl_config.get("entity_types"), names, where)
     if (model.encoder is None) == (model.encoder_config is None) and model.init_from is None:
         raise RunConfigError(f"{where}: model: expected exactly one of encoder (pretrained) or encoder_config (scratch)")
     if model.init_from_revision is not None and model.init_from is None:
@@ -308,6 +313,26 @@ def _validate(config: RunConfig, where: str) -> None:
             f"{where}: training.window_overlap: expected 0 <= overlap < max_length/2 = {training.max_length // 2}, "
             f"got {training.window_overlap}"
         )
+
+
+def _validate_entity_types(entity_types: Any, task_names: list[str], where: str) -> None:
+    """`model.entity_types` maps task names of `tasks` to {label type: entity type name}; the label types are checked
+    against the corpora when the model is built (`HSTLConfig.update_entity_types`)."""
+    if entity_types is None:
+        return
+    key = f"{where}: model.entity_types"
+    if not isinstance(entity_types, dict):
+        raise RunConfigError(f"{key}: expected a mapping task -> {{label type: entity type}}, got {entity_types!r}")
+    unknown = sorted(set(entity_types) - set(task_names))
+    if unknown:
+        raise RunConfigError(f"{key}: expected task names of the config's tasks {task_names}, got {unknown}")
+    for task, types in entity_types.items():
+        if not isinstance(types, dict) or not all(
+                isinstance(label_type, str) and isinstance(entity_type, str) and entity_type.strip()
+                and not any(char.isspace() for char in entity_type)
+                for label_type, entity_type in types.items()):
+            raise RunConfigError(f"{key}.{task}: expected a mapping label type -> entity type name (no whitespace), "
+                                 f"got {types!r}")
 
 
 def run_config_from_dict(values: dict, source: str = "<dict>", base_dir: Path | None = None) -> RunConfig:

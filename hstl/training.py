@@ -107,10 +107,23 @@ def build_model(run_config: RunConfig, tasks: list[TaskData], tokenizer) -> HSTL
     spec, training = run_config.model, run_config.training
     window = {"window_max_length": training.max_length, "window_overlap": training.window_overlap}
     hierarchy = spec.hstl_config | window  # the model section's other HSTLConfig arguments, and the training windows
+    entity_types = hierarchy.pop("entity_types", None)  # set on the model's tasks below, whichever way it is built
     try:
         HSTLConfig(**hierarchy)  # its own checks, before an encoder is loaded
     except ValueError as error:
         raise RunConfigError(f"{run_config.source}: model: {error}") from None
+    model = _new_or_extended_model(run_config, tasks, tokenizer, hierarchy, window)
+    if entity_types:
+        try:
+            model.config.update_entity_types(entity_types)
+        except ValueError as error:
+            raise RunConfigError(f"{run_config.source}: model.{error}") from None
+    return model
+
+
+def _new_or_extended_model(run_config: RunConfig, tasks: list[TaskData], tokenizer, hierarchy: dict[str, Any],
+                           window: dict[str, int]) -> HSTLModel:
+    spec = run_config.model
     if spec.init_from is not None:
         model = HSTLModel.from_pretrained(init_from_folder(spec))
         for key, value in window.items():  # the folder will say how it was trained last

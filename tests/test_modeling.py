@@ -576,8 +576,9 @@ def test_config_round_trip_keeps_tasks_and_encoder(tmp_path, tester):
 # The token-classification view and the merged label space
 # ---------------------------------------------------------------------------------------------------------------------
 
-MERGED = ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease", "B-Other", "I-Other", "B-GENE", "I-GENE"]
-"""TASKS' labels merged: O, then B-/I- per entity type in order of first appearance."""
+MERGED = ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease", "B-Other", "I-Other", "B-Gene", "I-Gene"]
+"""TASKS' labels merged over shared entity types (BC2GM's GENE is Gene, Other has no default and stays): O, then
+B-/I- per entity type in order of first appearance."""
 
 
 def test_config_id2label_is_the_merged_label_space_and_follows_the_tasks(tmp_path, tester):
@@ -641,7 +642,8 @@ def test_token_classification_logits_and_predictions_merge_the_heads(tester, mod
                           :len(starts)].tolist()] for task in TASKS}
         scores_by_task = {task["name"]: [dict(zip(task["labels"], word)) for word in
                                          tagged.marginals[task["name"]][row, :len(starts)].tolist()] for task in TASKS}
-        mentions = merge_mentions(labels_by_task, "confidence", scores_by_task)
+        mentions = merge_mentions(labels_by_task, "confidence", scores_by_task,
+                                  entity_type_of=model.config.entity_types)  # GENE is Gene
         found_mentions += len(mentions)
         expected = [MERGED.index(label) for label in mentions_to_labels(mentions, len(starts))]
         assert output.predictions[row, starts].tolist() == expected
@@ -649,7 +651,9 @@ def test_token_classification_logits_and_predictions_merge_the_heads(tester, mod
         assert (output.predictions[row, others] == PAD_LABEL_ID).all() and (output.logits[row, others] == 0).all()
         for word, start in enumerate(starts):
             for merged_label, label in enumerate(MERGED):  # the best log-probability a head having the label gives it
-                best = max(tagged.emissions[task["name"]][row, word].log_softmax(-1)[task["labels"].index(label)]
-                           for task in TASKS if label in task["labels"])
+                best = max(tagged.emissions[task["name"]][row, word].log_softmax(-1)[head_index]
+                           for task in TASKS
+                           for head_index, head_label in enumerate(model.config.entity_labels(task["name"]))
+                           if head_label == label)
                 torch.testing.assert_close(output.logits[row, start, merged_label], best)
     assert found_mentions > 3

@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "records the commit.")
     parser.add_argument("--config", default=None,
                         help="YAML run config: its tasks are the targets (unless --task) and its training section the "
-                             "settings; its model section is ignored (the model is --model).")
+                             "settings; of its model section only entity_types is used (the model is --model).")
     parser.add_argument("--task", default=None, help="Target task name (a head of the model, or a new one).")
     parser.add_argument("--family", default=None,
                         help="Entity family of the target; required for a new task, checked for a known one.")
@@ -120,6 +120,9 @@ def target_run_config(args: argparse.Namespace, base: RunConfig | None, spec: Ta
     source = model_source(model_dir)  # the Hub id and commit, or the folder
     model_spec = ModelSpec(init_from=source["model"], init_from_revision=source.get("revision"),
                            keep_only_trained_tasks=True)
+    entity_types = (base.model.hstl_config.get("entity_types") or {}) if base is not None else {}
+    if spec.name in entity_types:  # the config's own entity types of the target, over the model's
+        model_spec.hstl_config = {"entity_types": {spec.name: entity_types[spec.name]}}
     run_config = RunConfig(model=model_spec, tasks=[spec], training=training,
                            data_root=base.data_root if base is not None else str(Path.cwd()),
                            source=args.config or "finetune.py arguments")

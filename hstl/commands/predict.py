@@ -4,6 +4,7 @@
     python predict.py --model runs/demo --input test.tsv --output test.pred.tsv
     python predict.py --model runs/demo --input abstracts.txt --output abstracts.jsonl --tasks BC5CDR-chem BC2GM
     python predict.py --model runs/demo --input docs.pubtator --output docs.pred.pubtator --merge none
+    python predict.py --model runs/demo --input abstracts.txt --output abstracts.jsonl --entity_types Chemical Disease
     python predict.py --model runs/demo --input big.txt --output big.jsonl --resume   # after an interruption
     python predict.py --model user/hstl-bioner --revision v1.0 --input abstracts.txt --output abstracts.jsonl
 
@@ -42,6 +43,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "NAME.pred.xml, NAME.pred.json for each input file NAME.")
     parser.add_argument("--tasks", nargs="+", default=None,
                         help="Heads to tag with, in priority order for ties of --merge (default: all of the model's).")
+    parser.add_argument("--entity_types", nargs="+", default=None,
+                        help="Keep only mentions of these shared entity types (e.g. Chemical Disease; the model's "
+                             "config.json entity_types maps each head's label types to them); only heads that "
+                             "produce one of them run (among --tasks when given).")
     parser.add_argument("--format", choices=INPUT_FORMATS, default=None,
                         help="Input format (default: from the --input file name).")
     parser.add_argument("--batch_size", type=int, default=None,
@@ -81,9 +86,10 @@ def run(argv: list[str] | None = None) -> int:
     model_dir = resolve_model(args.model, args.revision)
 
     options = PredictionOptions(
-        tasks=args.tasks, input_format=args.format, merge=args.merge, batch_size=args.batch_size,
-        max_length=args.max_length, overlap=args.overlap, chunk_size=args.chunk_size, resume=args.resume,
-        cpu=args.cpu, dtype=args.dtype, quantize=args.quantize, stop_after_chunks=args.stop_after_chunks,
+        tasks=args.tasks, entity_types=args.entity_types, input_format=args.format, merge=args.merge,
+        batch_size=args.batch_size, max_length=args.max_length, overlap=args.overlap, chunk_size=args.chunk_size,
+        resume=args.resume, cpu=args.cpu, dtype=args.dtype, quantize=args.quantize,
+        stop_after_chunks=args.stop_after_chunks,
     )
     summaries = predict_path(model_dir, args.input, args.output, options)
     from accelerate import PartialState

@@ -31,9 +31,11 @@ class InputFormat:
     unit_name: str
     read_units: Callable[[PathLike], Iterator[Any]]
     unit_sentences: Callable[[Any], list[list[str]]]
-    render_unit: Callable[[Any, list[dict[str, list[str]]], str, list[dict[str, list[dict[str, float]]]]], str]
-    """`render_unit(unit, labels, merge, scores)`: per sentence of the unit, `{task: labels}` and `{task: word
-    marginals}` (`hstl.inference.tagging.TaggedSentences`), rendered under a merge policy."""
+    render_unit: Callable[[Any, list[dict[str, list[str]]], str, list[dict[str, list[dict[str, float]]]],
+                           dict[str, dict[str, str]] | None], str]
+    """`render_unit(unit, labels, merge, scores, entity_type_of)`: per sentence of the unit, `{task: labels}` and
+    `{task: word marginals}` (`hstl.inference.tagging.TaggedSentences`), rendered under a merge policy with the shared
+    entity types of `HSTLConfig.entity_types`."""
     header: Callable[[PathLike], str] = lambda path: ""
     """What the output holds before its first unit (e.g. a BioC collection's opening), from the input file."""
     separator: str = ""
@@ -48,7 +50,7 @@ def _bioc_format(fmt: str) -> InputFormat:
     return InputFormat(
         fmt, "documents", lambda path: iter_bioc_documents(path, fmt),
         lambda unit: [sentence.words for sentence in unit.sentences],
-        lambda unit, labels, merge, scores: render_bioc_document(unit, labels, merge, fmt, scores),
+        lambda unit, labels, merge, scores, types: render_bioc_document(unit, labels, merge, fmt, scores, types),
         header=lambda path: bioc_header(read_collection_info(path, fmt), fmt), separator=BIOC_SEPARATOR[fmt],
         footer=bioc_footer(fmt), output_suffix=".pred.xml" if fmt == BIOC_XML else ".pred.json",
     )
@@ -62,12 +64,14 @@ def _iter_unlabelled_conll(path: PathLike):
 FORMATS: dict[str, InputFormat] = {
     "conll": InputFormat(
         "conll", "sentences", _iter_unlabelled_conll, lambda sentence: [sentence.tokens],
-        lambda sentence, labels, merge, scores: render_conll_sentence(sentence, labels[0], merge, scores[0]),
+        lambda sentence, labels, merge, scores, types: render_conll_sentence(sentence, labels[0], merge, scores[0],
+                                                                             types),
         output_suffix=".pred.tsv",
     ),
     "text": InputFormat(
         "text", "sentences", iter_text_sentences, lambda sentence: [sentence.words],
-        lambda sentence, labels, merge, scores: render_text_sentence(sentence, labels[0], merge, scores[0]),
+        lambda sentence, labels, merge, scores, types: render_text_sentence(sentence, labels[0], merge, scores[0],
+                                                                            types),
         output_suffix=".jsonl",
     ),
     "pubtator": InputFormat(

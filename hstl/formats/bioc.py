@@ -190,14 +190,15 @@ def render_bioc_entities(unit: BioCUnit, entities: Sequence[dict[str, Any]], fmt
 
 def render_bioc_document(unit: BioCUnit, labels_of_sentences: Sequence[Mapping[str, Sequence[str]]], merge: str,
                          fmt: str, scores_of_sentences: Sequence[Mapping[str, Sequence[Mapping[str, float]]]] | None
-                         = None) -> str:
+                         = None, entity_type_of: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """One document of the output from the predicted labels of its sentences (and the heads' word marginals, which
-    give each annotation its `score`), under a merge policy."""
+    give each annotation its `score`), under a merge policy, typed by `entity_type_of` (`HSTLConfig.entity_types`)."""
     assert len(unit.sentences) == len(labels_of_sentences), "one label mapping per sentence"
     scores_of_sentences = scores_of_sentences or [None] * len(labels_of_sentences)
     entities = [entity for sentence, labels_by_task, scores_by_task
                 in zip(unit.sentences, labels_of_sentences, scores_of_sentences)
-                for entity in sentence_entities(sentence, labels_by_task, merge, scores_by_task)]
+                for entity in sentence_entities(sentence, labels_by_task, merge, scores_by_task,
+                                                entity_type_of=entity_type_of)]
     return render_bioc_entities(unit, entities, fmt)
 
 

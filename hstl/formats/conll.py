@@ -279,16 +279,21 @@ def _write_blocks(handle: TextIO, sentences: Iterable[Sentence]) -> None:
 
 
 def render_conll_sentence(sentence: Sentence, labels_by_task: Mapping[str, Sequence[str]], merge: str,
-                          scores_by_task: Mapping[str, Sequence[Mapping[str, float]]] | None = None) -> str:
+                          scores_by_task: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
+                          entity_type_of: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """A tagged sentence in CoNLL form: its document marker if any, `token<TAB>label(s)` lines, a blank line.
 
     With merge "none" and several heads, one label column per head (in the mapping's order); otherwise one column,
     the heads' mentions merged (`hstl.inference.merging`; "confidence" needs the heads' word marginals
-    `scores_by_task`). CoNLL output carries labels only, no confidences.
+    `scores_by_task`). CoNLL output carries labels only, no confidences. Labels name the shared entity types of
+    `entity_type_of` (`HSTLConfig.entity_types`).
     """
+    from processing_hstl import to_entity_labels
+
     from ..inference.merging import merge_mentions, mentions_to_labels
 
-    columns = list(labels_by_task.values())
+    entity_type_of = entity_type_of or {}
+    columns = [to_entity_labels(labels, entity_type_of.get(task, {})) for task, labels in labels_by_task.items()]
     if merge == "none" and len(columns) > 1:
         marker = DOCSTART + f"\t{OUTSIDE_LABEL}" * len(columns) + "\n\n" if sentence.starts_document else ""
         lines = ["\t".join((token, *labels)) for token, labels in zip(sentence.tokens, zip(*columns))]
@@ -296,7 +301,8 @@ def render_conll_sentence(sentence: Sentence, labels_by_task: Mapping[str, Seque
     if merge == "none":
         labels = list(columns[0])
     else:
-        labels = mentions_to_labels(merge_mentions(labels_by_task, merge, scores_by_task), len(sentence.tokens))
+        mentions = merge_mentions(labels_by_task, merge, scores_by_task, entity_type_of=entity_type_of)
+        labels = mentions_to_labels(mentions, len(sentence.tokens))
     block = io.StringIO()
     write_conll(block, [Sentence(sentence.tokens, labels, sentence.line, sentence.starts_document)])
     return block.getvalue()

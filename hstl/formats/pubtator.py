@@ -130,6 +130,7 @@ def iter_pubtator_documents(path: PathLike) -> Iterator[PubTatorDocument]:
 def render_pubtator_document(
     document: PubTatorDocument, labels_of_sentences: Sequence[Mapping[str, Sequence[str]]], merge: str,
     scores_of_sentences: Sequence[Mapping[str, Sequence[Mapping[str, float]]]] | None = None,
+    entity_type_of: Mapping[str, Mapping[str, str]] | None = None,
 ) -> str:
     """The passage lines verbatim, then one predicted annotation line per entity, then a blank line. With the heads'
     word marginals per sentence (`scores_of_sentences`), each line carries its mention's confidence."""
@@ -138,7 +139,8 @@ def render_pubtator_document(
     scores_of_sentences = scores_of_sentences or [None] * len(sentences)
     lines = [f"{document.pmid}|{passage.key}|{passage.text}" for passage in document.passages]
     for sentence, labels_by_task, scores_by_task in zip(sentences, labels_of_sentences, scores_of_sentences):
-        for entity in sentence_entities(sentence, labels_by_task, merge, scores_by_task):
+        for entity in sentence_entities(sentence, labels_by_task, merge, scores_by_task,
+                                        entity_type_of=entity_type_of):
             # A TAB inside a mention would add a column; the offsets still say exactly where the mention is.
             mention_text = entity["text"].replace("\t", " ")
             source = f"{PUBTATOR_SOURCE_PREFIX}{entity['task']}"

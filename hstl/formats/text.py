@@ -101,27 +101,32 @@ def iter_text_sentences(path: PathLike) -> Iterator[TextSentence]:
 def _entity_record(sentence: TextSentence, mention) -> dict[str, Any]:
     start, end = sentence.tokens[mention.start][1], sentence.tokens[mention.end - 1][2]
     text = sentence.text[start - sentence.start : end - sentence.start]
-    return {"start": start, "end": end, "text": text, "type": mention.type, "task": mention.task,
-            "score": rounded_score(mention.score)}
+    return {"start": start, "end": end, "text": text, "type": mention.type, "label_type": mention.label_type,
+            "task": mention.task, "score": rounded_score(mention.score)}
 
 
 def sentence_entities(sentence: TextSentence, labels_by_task: Mapping[str, Sequence[str]], merge: str,
-                      scores_by_task: Mapping[str, Sequence[Mapping[str, float]]] | None = None) -> list[dict]:
+                      scores_by_task: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
+                      entity_type_of: Mapping[str, Mapping[str, str]] | None = None) -> list[dict]:
     """The entities of a text sentence with character offsets (the sentence's frame) and confidences (from the heads'
-    word marginals `scores_by_task`, when given), under a merge policy."""
+    word marginals `scores_by_task`, when given), under a merge policy, typed by `entity_type_of`
+    (`HSTLConfig.entity_types`; `type` the shared type, `label_type` the head's own)."""
     from ..inference.merging import merge_mentions
 
-    return [_entity_record(sentence, mention) for mention in merge_mentions(labels_by_task, merge, scores_by_task)]
+    mentions = merge_mentions(labels_by_task, merge, scores_by_task, entity_type_of=entity_type_of)
+    return [_entity_record(sentence, mention) for mention in mentions]
 
 
 _LINE_BREAKS_INSIDE_JSON = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 def render_text_sentence(sentence: TextSentence, labels_by_task: Mapping[str, Sequence[str]], merge: str,
-                         scores_by_task: Mapping[str, Sequence[Mapping[str, float]]] | None = None) -> str:
+                         scores_by_task: Mapping[str, Sequence[Mapping[str, float]]] | None = None,
+                         entity_type_of: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """One JSON line: the sentence, its offsets and its entities."""
     record = {"document": sentence.document, "text": sentence.text, "start": sentence.start, "end": sentence.end,
-              "entities": sentence_entities(sentence, labels_by_task, merge, scores_by_task)}
+              "entities": sentence_entities(sentence, labels_by_task, merge, scores_by_task,
+                                            entity_type_of=entity_type_of)}
     line = json.dumps(record, ensure_ascii=False)
     # JSON may hold U+0085, U+2028 and U+2029 raw, but `str.splitlines` (and many JSONL readers) end a line there:
     # escaped, every record stays on one line for any reader, and decodes to the same text.

@@ -58,12 +58,24 @@ def load_model_and_tokenizer(model_dir: PathLike):
     return model, tokenizer
 
 
-def resolve_tasks(config, tasks: Sequence[str] | None) -> list[str]:
-    """The heads to tag with, in the order given (all of the model's, in its order, when `tasks` is None).
+def resolve_tasks(config, tasks: Sequence[str] | None, entity_types: Sequence[str] | None = None) -> list[str]:
+    """The heads to tag with, in the order given (all of the model's, in its order, when `tasks` is None); with
+    `entity_types` (shared types, `config.entity_types`), only those of them that produce one of the types.
 
     Raises:
-        PredictionInputError: naming `--tasks` and listing the known tasks, for an unknown or repeated name.
+        PredictionInputError: naming `--tasks` and listing the known tasks, for an unknown or repeated name; naming
+            `--entity_types` and listing the types the heads produce, for a type none of them produces.
     """
+    names = _named_tasks(config, tasks)
+    if entity_types is None:
+        return names
+    try:
+        return config.tasks_producing([entity_types] if isinstance(entity_types, str) else list(entity_types), names)
+    except ValueError as error:
+        raise PredictionInputError(f"--entity_types: {error}") from None
+
+
+def _named_tasks(config, tasks: Sequence[str] | None) -> list[str]:
     known = list(config.task_names)
     if tasks is None:
         return known

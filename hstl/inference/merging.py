@@ -9,11 +9,12 @@ label the mention gives each word, and of "not I-<type>" at the word after the m
 [0, 1], and never above any of those marginals.
 
 Merge policies:
-    "confidence" (default): collect the mentions of every head (type = the entity type in the head's labels, e.g.
-        "Chemical"; task = the head), then keep mentions greedily from the highest confidence down, dropping any that
-        overlaps one already kept; on equal confidence the longer mention (in words) wins, then the head listed
-        first, then the earlier start. "mice" tagged GENE at 0.55 by BC2GM and Species at 0.98 by linnaeus is
-        Species, whichever head is listed first.
+    "confidence" (default): collect the mentions of every head (type = the shared entity type of the head's label
+        type, e.g. "Gene" for "Protein", see `processing_hstl.DEFAULT_ENTITY_TYPES`; task = the head), then keep
+        mentions greedily from the highest confidence down, dropping any that overlaps one already kept; on equal
+        confidence the longer mention (in words) wins, then the head listed first, then the earlier start. "mice"
+        tagged GENE (Gene) at 0.55 by BC2GM and Species at 0.98 by linnaeus is Species, whichever head is listed
+        first.
     "longest": the same on length alone: longest first, then the head listed first, then the earlier start.
     "none": nothing is resolved: every head's mentions, overlaps included.
 "confidence" and "longest" leave no overlaps: the result becomes one IOB2 label sequence (rebuilt from the mentions,
@@ -28,12 +29,14 @@ from typing import Mapping, Sequence
 
 import processing_hstl
 from processing_hstl import (
-    MERGE_POLICIES, Mention, WordMarginals, collect_mentions, mention_confidence, mentions_to_labels, resolve_overlaps,
+    MERGE_POLICIES, Mention, WordMarginals, collect_mentions, keep_entity_types, mention_confidence,
+    mentions_to_labels, resolve_overlaps,
 )
 
 from ..errors import PredictionInputError
 
-__all__ = ["MERGE_POLICIES", "Mention", "check_merge_policy", "collect_mentions", "mention_confidence",
+__all__ = ["MERGE_POLICIES", "Mention", "check_merge_policy", "collect_mentions", "keep_entity_types_of_heads",
+           "mention_confidence",
            "merge_mentions", "mentions_to_labels", "resolve_overlaps"]
 
 
@@ -43,9 +46,20 @@ def check_merge_policy(merge: str) -> None:
 
 
 def merge_mentions(labels_by_task: Mapping[str, Sequence[str]], merge: str = "confidence",
-                   scores_by_task: Mapping[str, Sequence[WordMarginals]] | None = None) -> list[Mention]:
+                   scores_by_task: Mapping[str, Sequence[WordMarginals]] | None = None,
+                   entity_type_of: Mapping[str, Mapping[str, str]] | None = None) -> list[Mention]:
     """`processing_hstl.merge_mentions` (one sentence's mentions from several heads, in the mapping's order, scored
-    when the heads' word marginals are given), with the `--merge` error of `check_merge_policy` for an unknown
-    policy."""
+    when the heads' word marginals are given, typed by `entity_type_of`: `HSTLConfig.entity_types`), with the
+    `--merge` error of `check_merge_policy` for an unknown policy."""
     check_merge_policy(merge)
-    return processing_hstl.merge_mentions(labels_by_task, merge, scores_by_task)
+    return processing_hstl.merge_mentions(labels_by_task, merge, scores_by_task, entity_type_of=entity_type_of)
+
+
+def keep_entity_types_of_heads(labels_by_task: Mapping[str, Sequence[Sequence[str]]],
+                               entity_type_of: Mapping[str, Mapping[str, str]],
+                               entity_types: Sequence[str]) -> dict[str, list[list[str]]]:
+    """`{task: [sentence labels, ...]}` with every label whose shared type is not one of `entity_types` turned into
+    `O` (`processing_hstl.keep_entity_types`): `predict.py --entity_types` selects before merging, so a mention of a
+    type left out never hides one that was asked for."""
+    return {task: [keep_entity_types(labels, entity_type_of.get(task, {}), entity_types) for labels in sentences]
+            for task, sentences in labels_by_task.items()}

@@ -24,7 +24,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from ..errors import PredictionInputError
 from ..formats import FORMATS, InputFormat, detect_format
@@ -34,7 +34,7 @@ from .loading import (
     WindowSettings, autocast_to, check_speed_options, check_window_settings, load_model_config, load_tokenizer_of,
     quantize_linear_layers, resolve_tasks, window_settings,
 )
-from .merging import check_merge_policy
+from .merging import check_merge_policy, keep_entity_types_of_heads
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,11 @@ PROGRESS_SUFFIX = ".progress.json"
 def tag_units(
     model, tokenizer, units: Sequence[Any], input_format: InputFormat, tasks: Sequence[str], settings: WindowSettings,
     merge: str, accelerator=None, across_processes: bool = True, on_sentences_tagged=None,
+    entity_type_of: Mapping[str, Mapping[str, str]] | None = None, entity_types: Sequence[str] | None = None,
 ) -> str:
-    """Tags a chunk of units (all their sentences in one call) and renders them in the output format;
-    `across_processes=False`: this process tags the chunk alone (see `tag_sentences`)."""
+    """Tags a chunk of units (all their sentences in one call) and renders them in the output format, typed by
+    `entity_type_of` (the model's `config.entity_types`), keeping only mentions of the shared types `entity_types`
+    when given; `across_processes=False`: this process tags the chunk alone (see `tag_sentences`)."""
     from .tagging import labels_per_sentence, tag_sentences_with_marginals
 
     sentences_of_units = [input_format.unit_sentences(unit) for unit in units]
@@ -57,11 +59,15 @@ def tag_units(
     tagged = tag_sentences_with_marginals(model, tokenizer, all_sentences, tasks, settings=settings,
                                           accelerator=accelerator, across_processes=across_processes,
                                           on_sentences_tagged=on_sentences_tagged)
-    labels, marginals = labels_per_sentence(tagged.labels), labels_per_sentence(tagged.marginals)
+    labels_by_task = tagged.labels
+    if entity_types is not None:
+        labels_by_task = keep_entity_types_of_heads(labels_by_task, entity_type_of, entity_types)
+    labels, marginals = labels_per_sentence(labels_by_task), labels_per_sentence(tagged.marginals)
     rendered, first = [], 0
     for unit, sentences in zip(units, sentences_of_units):
         last = first + len(sentences)
-        rendered.append(input_format.render_unit(unit, labels[first:last], merge, marginals[first:last]))
+        rendered.append(input_format.render_unit(unit, labels[first:last], merge, marginals[first:last],
+                                                 entity_type_of))
         first = last
     return input_format.separator.join(rendered)
 
@@ -158,6 +164,8 @@ class PredictionOptions:
     """What `predict_file` does besides which model, input and output (the flags of `predict.py`)."""
 
     tasks: list[str] | None = None
+    entity_types: list[str] | None = None
+    """Shared entity types to keep (`predict.py --entity_types`); None keeps all."""
     input_format: str | None = None
     merge: str = "confidence"
     batch_size: int | None = None
@@ -224,7 +232,7 @@ def predict_file(
         raise PredictionInputError(f"--chunk_size: expected a positive number of units, got {options.chunk_size}")
     _check_paths(input_path, output_path)
     config = load_model_config(model_dir)
-    tasks = resolve_tasks(config, options.tasks)
+    tasks = resolve_tasks(config, options.tasks, options.entity_types)
     settings = window_settings(model_dir, options.max_length, options.overlap, options.batch_size, config=config)
     total_units = sum(1 for _ in input_format.read_units(input_path))  # checks all of the input, holding none of it
     # torch and friends are imported only now, so that bad arguments and inputs are reported in a moment; every
@@ -242,7 +250,7 @@ def predict_file(
     accelerator = Accelerator(cpu=options.cpu)
     _check_process_group(accelerator)
     signature = {**_run_signature(input_path, model_dir, input_format.name, tasks, options.merge, settings),
-                 "dtype": options.dtype, "quantize": options.quantize}
+                 "dtype": options.dtype, "quantize": options.quantize, "entity_types": options.entity_types}
     summary = PredictionSummary(output_path, input_format.name, tasks, total_units, 0, complete=False)
 
     def load_tagger() -> _ChunkTagger:  # after the outputs are checked, so that a refused --resume fails at once
@@ -251,7 +259,8 @@ def predict_file(
             model = quantize_linear_layers(model)
         model = accelerator.prepare_model(model, evaluation_mode=True)
         return _ChunkTagger(model, tokenizer, input_format, tasks, settings, options.merge, accelerator,
-                            across_processes=accelerator.num_processes == 1, dtype=options.dtype)
+                            across_processes=accelerator.num_processes == 1, dtype=options.dtype,
+                            entity_type_of=config.entity_types, entity_types=options.entity_types)
 
     if accelerator.num_processes > 1:
         return _predict_sharded(load_tagger, accelerator, input_format, input_path, signature, summary, options)
@@ -281,6 +290,8 @@ class _ChunkTagger:
     accelerator: Any
     across_processes: bool = True
     dtype: str = "fp32"
+    entity_type_of: Mapping[str, Mapping[str, str]] | None = None
+    entity_types: Sequence[str] | None = None
 
     def __call__(self, units: Sequence[Any], progress_bar=None) -> str:
         """Tags and renders `units`; a `progress_bar` counting sentences moves batch by batch (units are sentences),
@@ -289,7 +300,8 @@ class _ChunkTagger:
             else None
         with autocast_to(self.dtype, self.accelerator.device.type):
             return tag_units(self.model, self.tokenizer, units, self.input_format, self.tasks, self.settings,
-                             self.merge, self.accelerator, self.across_processes, on_sentences_tagged=per_batch)
+                             self.merge, self.accelerator, self.across_processes, on_sentences_tagged=per_batch,
+                             entity_type_of=self.entity_type_of, entity_types=self.entity_types)
 
 
 def _tag_chunk(tagger: _ChunkTagger, chunk: Sequence[Any], progress_bar) -> str:
