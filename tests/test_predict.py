@@ -36,6 +36,7 @@ from processing_hstl import length_sorted_order
 from processing_hstl import extract_chunks, split_label, split_sentences, tokenize
 
 import predict  # the script at the repository root (pytest's pythonpath holds it)
+from hstl.commands import predict as predict_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -879,3 +880,60 @@ def test_progress_moves_batch_by_batch_and_counts_every_sentence_once(loaded):
     tag_sentences(model, tokenizer, sentences, settings=WindowSettings(max_length=16, overlap=4, batch_size=2),
                   on_sentences_tagged=calls.append)
     assert sum(calls) == 7 and len(calls) > 3  # non-empty sentences, over several batches
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --show: a text input's mentions printed as a table (what `make demo` ends with)
+
+
+def test_show_prints_every_mention_of_the_shipped_abstract_with_its_offsets(model_dir, tmp_path, capsys):
+    abstract, out = sample_data_dir() / "abstract.txt", tmp_path / "abstract.jsonl"
+    code = run_cli(lambda: predict.main(["--model", str(model_dir), "--input", str(abstract), "--output", str(out),
+                                         "--show"]))
+    assert code == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    entities = [(record["document"], entity) for line in out.read_text(encoding="utf-8").splitlines()
+                for record in [json.loads(line)] for entity in record["entities"]]
+    assert entities, "the random model finds something"
+    header = next(index for index, line in enumerate(printed) if line.startswith("document "))
+    titles = printed[header].split()  # optional columns (label type, score) stand between head and text
+    assert titles[:5] == ["document", "start", "end", "type", "head"] and titles[-1] == "text"
+    text = abstract.read_text(encoding="utf-8")
+    for line, (document, entity) in zip(printed[header + 1 :], entities):
+        cells = [cell.strip() for cell in line.split("  ") if cell.strip()]  # columns: 2+ spaces apart
+        assert cells[:5] == [document, str(entity["start"]), str(entity["end"]), entity["type"], entity["task"]]
+        assert cells[-1] == text[entity["start"] : entity["end"]]
+    assert printed[header + 1 + len(entities)] == f"{len(entities)} mention(s) in 5 sentence(s) of {out}"
+
+
+def test_mention_table_aligns_columns_and_shows_scores_only_when_present(tmp_path):
+    records = [
+        {"document": "x.txt:1", "text": "Aspirin.", "start": 0, "end": 8,
+         "entities": [{"start": 0, "end": 7, "text": "Aspirin", "type": "Chemical", "task": "chem", "score": 0.98765}]},
+        {"document": "x.txt:2", "text": "IL-2\nrose", "start": 112, "end": 121,
+         "entities": [{"start": 112, "end": 121, "text": "IL-2\nrose", "type": "Gene", "task": "BC2GM"}]},
+        {"document": "x.txt:2", "text": "None.", "start": 122, "end": 127, "entities": []},
+    ]
+    path = tmp_path / "x.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    assert predict_command.mention_table(path).split("\n") == [
+        "document  start  end  type      head   score  text",
+        "x.txt:1       0    7  Chemical  chem   0.988  Aspirin",
+        "x.txt:2     112  121  Gene      BC2GM         IL-2\\nrose",
+        f"2 mention(s) in 3 sentence(s) of {path}",
+    ]
+    del records[0]["entities"][0]["score"]
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    assert predict_command.mention_table(path).split("\n")[:2] == [
+        "document  start  end  type      head   text", "x.txt:1       0    7  Chemical  chem   Aspirin"]
+
+
+def test_show_refuses_inputs_without_json_lines_output(model_dir, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    code, err = cli(["--model", str(model_dir), "--input", str(conll_input(tmp_path)), "--output", out, "--show"],
+                    capsys)
+    assert code == 2 and err == [f"error: --show: expected a text input (its JSON Lines mentions are printed), got "
+                                 f"conll input {tmp_path / 'in.tsv'}"]
+    code, err = cli(["--model", str(model_dir), "--input", str(tmp_path), "--output", out, "--show"], capsys)
+    assert code == 2 and err == [f"error: --show: expected a text file as --input, got the folder {tmp_path}"]
+    assert not Path(out).exists()

@@ -7,21 +7,26 @@
     python predict.py --model runs/demo --input abstracts.txt --output abstracts.jsonl --entity_types Chemical Disease
     python predict.py --model runs/demo --input big.txt --output big.jsonl --resume   # after an interruption
     python predict.py --model user/hstl-bioner --revision v1.0 --input abstracts.txt --output abstracts.jsonl
+    python predict.py --model runs/demo --input hstl/sample_data/abstract.txt --output abstract.jsonl --show
 
 CoNLL in gives CoNLL out (one label per input token; one column per head with --merge none); text in gives JSON Lines
 (one sentence per line, entities with character offsets into the input and confidences); PubTator in gives PubTator
-with predicted annotation lines in place of the input's (BioC likewise). Inputs are streamed in chunks, so file size is
-not limited by memory. Formats are described in `hstl/formats/`, the merge policies and the confidence in
-`hstl/inference/merging.py` and resuming in `hstl/inference/streaming.py`.
+with predicted annotation lines in place of the input's (BioC likewise); `--show` also prints a text input's mentions
+as a table. Inputs are streamed in chunks, so file size is not limited by memory. Formats are described in
+`hstl/formats/`, the merge policies and the confidence in `hstl/inference/merging.py` and resuming in
+`hstl/inference/streaming.py`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from ..cli import run_cli
-from ..formats import INPUT_FORMATS
+from ..errors import PredictionInputError
+from ..formats import INPUT_FORMATS, detect_format
 from ..inference.loading import DTYPES, QUANTIZATIONS
 from ..inference.merging import MERGE_POLICIES
 
@@ -74,12 +79,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                         help="int8: dynamic int8 quantization of the Linear layers, on the CPU (faster, see "
                              "docs/benchmarks.md for its F1 cost).")
+    parser.add_argument("--show", action="store_true",
+                        help="After tagging a text file, also print its mentions as a table on stdout: document, "
+                             "character offsets, entity type, head, score (when the output has one) and text.")
     parser.add_argument("--stop_after_chunks", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     return parser.parse_args(argv)
 
 
 def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.show:
+        check_show_input(Path(args.input), args.format)
     from ..hub import resolve_model
     from ..inference.streaming import PredictionOptions, predict_path
 
@@ -100,10 +110,58 @@ def run(argv: list[str] | None = None) -> int:
         if summary.complete:
             print(f"Tagged {summary.total_units} {summary.input_format} unit(s) with {summary.tasks}: "
                   f"{summary.output_path}")
+            if args.show:
+                print(mention_table(summary.output_path))
         else:
             print(f"Stopped after {summary.units_done} of {summary.total_units} unit(s) of {summary.output_path}; "
                   f"continue with --resume")
     return 0
+
+
+def check_show_input(input_path: Path, input_format: str | None) -> None:
+    """`--show` prints the mentions of a JSON Lines output, which only a text input gives: refuse any other input
+    before tagging (a missing file is left to the usual error)."""
+    if input_path.is_dir():
+        raise PredictionInputError(f"--show: expected a text file as --input, got the folder {input_path}")
+    if input_path.is_file():
+        found = detect_format(input_path, input_format)
+        if found != "text":
+            raise PredictionInputError(f"--show: expected a text input (its JSON Lines mentions are printed), got "
+                                       f"{found} input {input_path}")
+
+
+SHOWN_COLUMNS = (("document", "document"), ("start", "start"), ("end", "end"), ("type", "type"),
+                 ("label_type", "label type"), ("task", "head"), ("score", "score"), ("text", "text"))
+"""(JSONL field, column title) of `mention_table`, in order; `label_type` and `score` appear when the records have
+them."""
+_OPTIONAL_COLUMNS = ("label_type", "score")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value).replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")  # one line per mention
+
+
+def mention_table(jsonl_path: Path) -> str:
+    """The mentions of a text input's JSON Lines output (`hstl.formats.text`) as an aligned table, one row per
+    mention in file order: document, character offsets (end exclusive), entity type, head, text, and the head's own
+    label type and the score when the records carry them; then a count line."""
+    rows, sentences = [], 0
+    with open(jsonl_path, encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            sentences += 1
+            rows.extend({**entity, "document": record["document"]} for entity in record["entities"])
+    columns = [(key, title) for key, title in SHOWN_COLUMNS
+               if key not in _OPTIONAL_COLUMNS or any(key in row for row in rows)]
+    table = [[title for _, title in columns]] + [[_cell(row.get(key, "")) for key, _ in columns] for row in rows]
+    widths = [max(len(cells[index]) for cells in table) for index in range(len(columns))]
+    numeric = [key in ("start", "end", "score") for key, _ in columns]
+    lines_out = ["  ".join(cell.rjust(width) if right else cell.ljust(width)
+                           for cell, width, right in zip(cells, widths, numeric)).rstrip() for cells in table]
+    lines_out.append(f"{len(rows)} mention(s) in {sentences} sentence(s) of {jsonl_path}")
+    return "\n".join(lines_out)
 
 
 def main(argv: list[str] | None = None) -> int:
