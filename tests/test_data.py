@@ -466,6 +466,20 @@ def test_every_real_corpus_file_is_canonical(bioner_dir):
 
 
 @pytest.mark.corpora
+def test_demo_abstract_is_the_bc5cdr_test_document_it_is_attributed_to(bioner_dir):
+    """hstl/sample_data/README.md: abstract.txt, split and tokenized by processing_hstl, gives back sentences 46-50 of
+    BC5CDR-chem/test.tsv, token for token (so its attribution and licence are those of that corpus)."""
+    from hstl.formats.text import iter_text_sentences
+
+    corpus_file = bioner_dir / "BC5CDR-chem" / "test.tsv"
+    if not corpus_file.is_file():
+        pytest.skip(f"{corpus_file} not present")
+    shipped = [sentence.words for sentence in iter_text_sentences(sample_data_dir() / "abstract.txt")]
+    assert shipped == [sentence.tokens for sentence in read_conll(corpus_file)[45:50]]
+    assert "abstract.txt" in (sample_data_dir() / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.corpora
 def test_sample_script_reproduces_shipped_sample(bioner_dir, tmp_path, monkeypatch):
     corpus = "NCBI-disease"
     if not (bioner_dir / corpus).is_dir():

@@ -194,3 +194,23 @@ def test_each_corpus_is_scored_with_its_own_head(tiny_model_dir, tmp_path):
     assert results["BC5CDR-chem"]["validation"]["num_pred"] == 0
     ncbi_words = sum(len(sentence.tokens) for sentence in read_split_dir(sample_data_dir() / "NCBI-disease")["validation"])
     assert results["NCBI-disease"]["validation"]["num_pred"] == ncbi_words > 0
+
+
+def test_quantize_int8_scores_what_predict_int8_tags(talkative_model_dir, evaluation_dir, tmp_path):
+    """`--quantize int8` scores the int8 model: the same numbers as predict.py --quantize int8's CoNLL output scored
+    against the gold file (hstl-score's path), and not those of the fp32 evaluation (the model's large random
+    emission weights make int8 rounding change some labels)."""
+    from hstl.evaluation import score_files
+    from hstl.inference.streaming import PredictionOptions, predict_file
+
+    out = tmp_path / "int8"
+    argv = ["--model", str(talkative_model_dir), "--data_root", str(sample_data_dir()), "--corpora", "BC5CDR-chem",
+            "--task_map", "BC5CDR-chem=chem", "--splits", "test", "--output_dir", str(out), "--no_plot", "--cpu", "--quantize", "int8"]
+    assert evaluate_model.run(argv) == 0
+    int8 = json.loads((out / "results.json").read_text())["BC5CDR-chem"]["test"]
+    gold = sample_data_dir() / "BC5CDR-chem" / "test.tsv"
+    predict_file(talkative_model_dir, gold, tmp_path / "int8.pred.tsv",
+                 PredictionOptions(tasks=["chem"], cpu=True, quantize="int8", show_progress=False))
+    assert int8 == score_files(gold, tmp_path / "int8.pred.tsv").result()
+    fp32 = json.loads((evaluation_dir / "results.json").read_text())["BC5CDR-chem"]["test"]
+    assert int8 != fp32
