@@ -5,6 +5,8 @@ scores, a markdown table, an F1 chart and error files.
         --splits validation test --output_dir runs/demo/evaluation
     hstl-evaluate --model runs/demo --config configs/demo.yaml --output_dir runs/demo/evaluation
     hstl-evaluate --model user/hstl-bioner --revision v1.0 --config configs/demo.yaml --output_dir runs/hub-eval
+    hstl-evaluate --model runs/demo --data_root ../shared/data/bioner --corpora BC5CDR-chem --splits test \
+        --output_dir runs/demo/int8 --quantize int8      # as predict.py --quantize int8 tags: its F1 cost
 
 Each corpus is tagged by the head of the same name, or by the head `--task_map corpus=head` names (e.g. scoring the
 BC5CDR-disease head on NCBI-disease). Writes into OUTPUT_DIR:
