@@ -896,13 +896,19 @@ def test_show_prints_every_mention_of_the_shipped_abstract_with_its_offsets(mode
                 for record in [json.loads(line)] for entity in record["entities"]]
     assert entities, "the random model finds something"
     header = next(index for index, line in enumerate(printed) if line.startswith("document "))
-    titles = printed[header].split()  # optional columns (label type, score) stand between head and text
-    assert titles[:5] == ["document", "start", "end", "type", "head"] and titles[-1] == "text"
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.split("  ") if cell.strip()]  # columns: 2+ spaces apart
+
+    titles = cells(printed[header])
+    assert titles[:4] == ["document", "start", "end", "type"] and "head" in titles and titles[-1] == "text"
     text = abstract.read_text(encoding="utf-8")
     for line, (document, entity) in zip(printed[header + 1 :], entities):
-        cells = [cell.strip() for cell in line.split("  ") if cell.strip()]  # columns: 2+ spaces apart
-        assert cells[:5] == [document, str(entity["start"]), str(entity["end"]), entity["type"], entity["task"]]
-        assert cells[-1] == text[entity["start"] : entity["end"]]
+        row = dict(zip(titles, cells(line), strict=True))
+        assert [row["document"], row["start"], row["end"], row["type"], row["head"], row["text"]] == \
+               [document, str(entity["start"]), str(entity["end"]), entity["type"], entity["task"],
+                text[entity["start"] : entity["end"]]]
+        assert row.get("label type") == entity.get("label_type")  # optional columns: present with their field
+        assert row.get("score") == (None if entity.get("score") is None else f"{entity['score']:.3f}")
     assert printed[header + 1 + len(entities)] == f"{len(entities)} mention(s) in 5 sentence(s) of {out}"
 
 

@@ -81,7 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "docs/benchmarks.md for its F1 cost).")
     parser.add_argument("--show", action="store_true",
                         help="After tagging a text file, also print its mentions as a table on stdout: document, "
-                             "character offsets, entity type, head, score (when the output has one) and text.")
+                             "character offsets, entity type, label type, head, score (when the output has them) "
+                             "and text.")
     parser.add_argument("--stop_after_chunks", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     return parser.parse_args(argv)
 
