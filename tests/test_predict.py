@@ -872,6 +872,28 @@ def test_a_folder_is_tagged_file_by_file_into_a_folder_and_resume_skips_finished
     assert code == 2 and len(err) == 1 and str(folder / "d.bin") in err[0]
 
 
+def test_a_folder_loads_the_model_once_for_all_its_files(model_dir, tmp_path, monkeypatch):
+    from modeling_hstl import HSTLModel
+    from hstl.inference.streaming import predict_path
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (folder / name).write_text(f"Aspirin in file {name} causes ulcers.\n", encoding="utf-8")
+    loads: list[Path] = []
+    original = HSTLModel.from_pretrained.__func__
+
+    def counting_from_pretrained(cls, *args, **kwargs):
+        loads.append(Path(args[0]))
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(HSTLModel, "from_pretrained", classmethod(counting_from_pretrained))
+    summaries = predict_path(model_dir, folder, tmp_path / "out", PredictionOptions(show_progress=False))
+    assert [summary.complete for summary in summaries] == [True, True, True]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.txt.jsonl", "b.txt.jsonl", "c.txt.jsonl"]
+    assert loads == [model_dir]
+
+
 def test_progress_moves_batch_by_batch_and_counts_every_sentence_once(loaded):
     model, tokenizer = loaded
     sentences = [["word"] * length for length in (3, 40, 1, 7, 25, 2, 9)] + [[]]  # 40 and 25 words: several windows

@@ -24,7 +24,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from ..errors import PredictionInputError
 from ..formats import FORMATS, InputFormat, detect_format
@@ -215,10 +215,25 @@ def _run_signature(input_path: Path, model_dir: Path, format_name: str, tasks: l
     }
 
 
+class LoadedModel:
+    """The model `predict_file` tags with, loaded (quantized, prepared by the accelerator) at its first use and kept:
+    `predict_path` hands one to every file of a folder, so that the model is loaded once, not once per file."""
+
+    def __init__(self) -> None:
+        self._model = None
+
+    def get(self, load: Callable[[], Any]) -> Any:
+        if self._model is None:
+            self._model = load()
+        return self._model
+
+
 def predict_file(
-    model_dir: PathLike, input_path: PathLike, output_path: PathLike, options: PredictionOptions | None = None
+    model_dir: PathLike, input_path: PathLike, output_path: PathLike, options: PredictionOptions | None = None,
+    loaded_model: LoadedModel | None = None,
 ) -> PredictionSummary:
     """Tags a CoNLL, text or PubTator file with a model folder and writes the predictions (see the module docstring).
+    `loaded_model`: the model already loaded by an earlier call with the same folder and options (`predict_path`).
 
     Raises:
         FileNotFoundError, CorpusFormatError, PredictionInputError: naming the file (and line) or the option, for a
@@ -253,11 +268,14 @@ def predict_file(
                  "dtype": options.dtype, "quantize": options.quantize, "entity_types": options.entity_types}
     summary = PredictionSummary(output_path, input_format.name, tasks, total_units, 0, complete=False)
 
-    def load_tagger() -> _ChunkTagger:  # after the outputs are checked, so that a refused --resume fails at once
+    def load_model():
         model = HSTLModel.from_pretrained(model_dir, config=config).eval()
         if options.quantize == "int8":
             model = quantize_linear_layers(model)
-        model = accelerator.prepare_model(model, evaluation_mode=True)
+        return accelerator.prepare_model(model, evaluation_mode=True)
+
+    def load_tagger() -> _ChunkTagger:  # after the outputs are checked, so that a refused --resume fails at once
+        model = (loaded_model or LoadedModel()).get(load_model)
         return _ChunkTagger(model, tokenizer, input_format, tasks, settings, options.merge, accelerator,
                             across_processes=accelerator.num_processes == 1, dtype=options.dtype,
                             entity_type_of=config.entity_types, entity_types=options.entity_types)
@@ -423,19 +441,20 @@ def folder_jobs(input_dir: Path, output_dir: Path, requested_format: str | None)
 
 def predict_path(model_dir: PathLike, input_path: PathLike, output_path: PathLike,
                  options: PredictionOptions | None = None) -> list[PredictionSummary]:
-    """`predict_file` for a file, or for every file of a folder into the folder `output_path` (`folder_jobs`).
-    With `resume`, a file whose output is complete (no partial output beside it) is not tagged again."""
+    """`predict_file` for a file, or for every file of a folder into the folder `output_path` (`folder_jobs`), the
+    model loaded once for all of them. With `resume`, a file whose output is complete (no partial output beside it)
+    is not tagged again."""
     options = options or PredictionOptions()
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_dir():
         return [predict_file(model_dir, input_path, output_path, options)]
-    summaries = []
+    summaries, loaded_model = [], LoadedModel()
     for file_input, file_output in folder_jobs(input_path, output_path, options.input_format):
         leftovers = list(file_output.parent.glob(file_output.name + ".p*")) if file_output.parent.is_dir() else []
         if options.resume and file_output.is_file() and not leftovers:
             logger.info("--resume: %s is complete; skipped", file_output)
             continue
-        summary = predict_file(model_dir, file_input, file_output, options)
+        summary = predict_file(model_dir, file_input, file_output, options, loaded_model)
         summaries.append(summary)
         if not summary.complete:
             break
