@@ -754,8 +754,9 @@ def test_parts_merge_in_input_order_and_resume_cuts_what_the_index_does_not_hold
 
     out, signature = tmp_path / "out.json", {"input": "x", "num_processes": 2}
     shards = [ShardOutput(out, signature, resume=False, rank=rank, num_processes=2) for rank in (0, 1)]
-    for chunk in range(5):  # chunk g is process g % 2's
-        shards[chunk % 2].append(f"<{chunk}>")
+    for rank, chunks in ((0, ["<0>", ",<1>", ",<2>"]), (1, ["<3>", ",<4>"])):  # each a contiguous share
+        for chunk in chunks:
+            shards[rank].append(chunk)
     for shard in shards:
         shard.close()
     with open(part_path(out, 1, 2), "ab") as handle:  # process 1 killed while writing its next chunk
@@ -763,12 +764,66 @@ def test_parts_merge_in_input_order_and_resume_cuts_what_the_index_does_not_hold
     resumed = ShardOutput(out, signature, resume=True, rank=1, num_processes=2)
     assert resumed.chunks_done == 2
     resumed.close()
-    merge_parts(out, 2, 5, signature, "[", ",", "]")
+    merge_parts(out, 2, [3, 2], signature, "[", ",", "]")
     assert out.read_text() == "[<0>,<1>,<2>,<3>,<4>]"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.json"]
     ShardOutput(out, signature, resume=False, rank=0, num_processes=2).close()
     with pytest.raises(PredictionInputError, match="got different \\['num_processes'\\]; run without --resume"):
         ShardOutput(out, {**signature, "num_processes": 3}, resume=True, rank=0, num_processes=2)
+
+
+def _sharding_inputs(tmp_path: Path) -> dict[str, Path]:
+    """A CoNLL file with lone and attached `-DOCSTART-` lines, a text file with CRLF, non-ASCII, whitespace-only and
+    U+00A0-only paragraphs and a byte order mark, and a PubTator file with and without blank lines between documents."""
+    conll = tmp_path / "in.tsv"
+    conll.write_text("".join(("-DOCSTART-\n\n" if index % 4 == 0 else "-DOCSTART-\n" if index % 4 == 2 else "")
+                             + f"Word{index} é\nnext\n\n" for index in range(30)), encoding="utf-8")
+    text = tmp_path / "in.txt"
+    paragraphs = [f"Élan {index} rose. IL-2 fell {index}." if index % 5 else ("\u00a0" if index % 2 else " \t")
+                  for index in range(40)]
+    text.write_bytes(b"\xef\xbb\xbf" + "\r\n\r\n".join(paragraphs).encode("utf-8"))
+    pubtator = tmp_path / "in.pubtator"
+    pubtator.write_text("".join(f"{pmid}|t|Aspirin {pmid} é.\n{pmid}|a|Ulcers rose.\n{pmid}\t0\t7\tAspirin\tChemical\n"
+                                + ("\n" if pmid % 3 else "") for pmid in range(1, 31)), encoding="utf-8")
+    return {"conll": conll, "text": text, "pubtator": pubtator}
+
+
+def _unit_fields(unit) -> tuple:
+    if hasattr(unit, "pmid"):
+        return unit.pmid, [(passage.key, passage.text, passage.offset) for passage in unit.passages], unit.line
+    if hasattr(unit, "document"):
+        return unit.text, unit.start, unit.end, unit.tokens, unit.document
+    return unit.tokens, unit.line, unit.starts_document
+
+
+@pytest.mark.parametrize("format_name", ["conll", "text", "pubtator"])
+def test_byte_ranges_of_the_processes_read_the_units_of_the_whole_file(tmp_path, format_name):
+    from hstl.inference.sharding import file_ranges, input_shares
+
+    path, input_format = _sharding_inputs(tmp_path)[format_name], FORMATS[format_name]
+    whole = [_unit_fields(unit) for unit in input_format.read_units(path)]
+    for num_processes in (1, 2, 3, 5, 60):
+        ranges = file_ranges(path, format_name, num_processes)
+        assert all(r.start <= r.end for r in ranges)
+        assert ranges[0].start == 0 and ranges[-1].end == path.stat().st_size
+        assert all(before.end == after.start for before, after in zip(ranges, ranges[1:]))
+        shares = [input_shares(input_format, path, rank, num_processes) for rank in range(num_processes)]
+        assert sum(share.count for share in shares) == len(whole)
+        assert [_unit_fields(unit) for share in shares for unit in share.read()] == whole
+        if num_processes in (2, 3):  # every process reads some units, none all
+            assert all(0 < share.count < len(whole) for share in shares)
+
+
+def test_a_range_names_the_line_of_its_malformed_input(tmp_path):
+    from hstl.inference.sharding import input_shares
+
+    path = _sharding_inputs(tmp_path)["pubtator"]
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[-2] = "not a pubtator line\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    input_shares(FORMATS["pubtator"], path, 0, 2)  # the first half is fine and read alone
+    with pytest.raises(CorpusFormatError, match=f"in.pubtator:{len(lines) - 1}: expected a passage line"):
+        input_shares(FORMATS["pubtator"], path, 1, 2)
 
 
 def _launch_two_processes(model_dir: Path, input_path: Path, output_path: Path, cwd: Path, *extra: str):
@@ -797,13 +852,16 @@ def test_two_processes_tag_their_own_chunks_and_resume_to_the_one_process_bytes(
     stopped = _launch_two_processes(model_dir, path, two, tmp_path, "--stop_after_chunks", "1")
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     assert "continue with --resume" in stopped.stdout and not two.exists()
-    for rank in (0, 1):  # each process wrote one chunk of its own: chunk 0 and chunk 1
+    for rank in (0, 1):  # each process wrote the first chunk of its own share
         assert len(index_path(two, rank, 2).read_text().splitlines()) == 2
-    own_chunk = [json.loads(line)["text"] for line in part_path(two, 1, 2).read_text().splitlines()] \
-        if suffix == ".jsonl" else None
-    if own_chunk is not None:
+    if suffix == ".jsonl":  # process 0's share starts the file, process 1's starts further than one chunk on
         straight_texts = [json.loads(line)["text"] for line in straight.read_text().splitlines()]
-        assert own_chunk == straight_texts[3:6]
+        first_chunks = [[json.loads(line)["text"] for line in part_path(two, rank, 2).read_text().splitlines()]
+                        for rank in (0, 1)]
+        assert first_chunks[0] == straight_texts[:3]
+        starts = [start for start in range(4, len(straight_texts) - 2)
+                  if straight_texts[start : start + 3] == first_chunks[1]]
+        assert len(first_chunks[1]) == 3 and starts, first_chunks[1]
     with open(part_path(two, 0, 2), "ab") as handle:  # killed while writing its next chunk
         handle.write(b"half a chunk\n")
     resumed = _launch_two_processes(model_dir, path, two, tmp_path, "--resume")
