@@ -814,6 +814,17 @@ def test_byte_ranges_of_the_processes_read_the_units_of_the_whole_file(tmp_path,
             assert all(0 < share.count < len(whole) for share in shares)
 
 
+def test_each_range_starts_at_the_paragraph_nearest_its_share_of_the_bytes(tmp_path):
+    from hstl.inference.sharding import input_shares
+
+    path = text_input(tmp_path)  # paragraphs of 10 and 13 sentences: the second starts before the middle byte
+    assert [input_shares(FORMATS["text"], path, rank, 2).count for rank in (0, 1)] == [10, 13]
+    assert [input_shares(FORMATS["text"], path, rank, 3).count for rank in (0, 1, 2)] == [10, 13, 0]
+    path.write_text("\n\n".join(["Aspirin rose here. " * 5, "Aspirin rose here. " * 15, "Aspirin rose."]) + "\n")
+    # the middle byte is nearer the second paragraph's start than the third's
+    assert [input_shares(FORMATS["text"], path, rank, 2).count for rank in (0, 1)] == [5, 16]
+
+
 def test_a_range_names_the_line_of_its_malformed_input(tmp_path):
     from hstl.inference.sharding import input_shares
 

@@ -208,19 +208,40 @@ CUT_BY_BYTES = ("conll", "text", "pubtator")
 """The formats `input_shares` cuts by bytes; the others' processes read all units and keep their share."""
 
 
-def file_ranges(path: Path, format_name: str, num_processes: int) -> list[FileRange]:
-    """One `FileRange` per process, cut at about `size * rank / num_processes` bytes before the next block that may
-    start a range (see the module docstring); a range may be empty. The first range holds the first unit."""
-    size = path.stat().st_size
-    targets = [size * rank // num_processes for rank in range(1, num_processes)]
-    starts, paragraph, previous, first_seen = [FileRange(str(path), 0, 0)], 1, None, False
+def _range_starts(path: Path, format_name: str) -> Iterator[FileRange]:
+    """Where a range may start (end left 0): every block that may start one, but the first (range 0 starts at byte 0
+    and must hold a unit, or its reader would report a file without any)."""
+    paragraph, previous, first_seen = 1, None, False
     for block in _blocks(path):
         if _may_cut_before(format_name, block, previous):
-            while first_seen and len(starts) <= len(targets) and block.start >= targets[len(starts) - 1]:
-                starts.append(FileRange(str(path), block.start, 0, block.first_line, block.first_character, paragraph))
+            if first_seen:
+                yield FileRange(str(path), block.start, 0, block.first_line, block.first_character, paragraph)
             first_seen = True
         paragraph += format_name == "text" and block.has_text
         previous = block
+
+
+def file_ranges(path: Path, format_name: str, num_processes: int) -> list[FileRange]:
+    """One `FileRange` per process, process `r`'s starting at the possible start nearest to `size * r / num_processes`
+    bytes (see the module docstring); a range may be empty when the input has fewer possible starts than processes."""
+    size = path.stat().st_size
+    targets = [size * rank // num_processes for rank in range(1, num_processes)]
+    starts, candidate = [FileRange(str(path), 0, 0)], None  # candidate: the last possible start, not taken
+    for start in _range_starts(path, format_name):
+        while len(starts) <= len(targets) and start.start >= targets[len(starts) - 1]:
+            target = targets[len(starts) - 1]
+            if candidate is not None and target - candidate.start < start.start - target:
+                starts.append(candidate)
+                candidate = None
+            else:
+                starts.append(start)
+                break
+        else:
+            candidate = start
+            continue
+        candidate = None
+    if candidate is not None and len(starts) < num_processes:
+        starts.append(candidate)
     starts += [FileRange(str(path), size, size)] * (num_processes - len(starts))
     ends = [start.start for start in starts[1:]] + [size]
     return [FileRange(start.path, start.start, end, start.first_line, start.first_character, start.first_paragraph)
