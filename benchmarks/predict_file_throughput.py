@@ -3,6 +3,8 @@
     python benchmarks/predict_file_throughput.py --model runs/bench-minilm     # all ratios + int8 F1 cost
     python benchmarks/predict_file_throughput.py --num_sentences 1000          # untrained 5-head model: speed only
     python benchmarks/predict_file_throughput.py --quick                       # smoke test
+    python benchmarks/predict_file_throughput.py --tiny_encoder --threads 1 --variants predict --profile 12
+                                                    # what the file path costs outside the encoder, profiled
 
 Input: BC5CDR-chem's test sentences written as plain text (one sentence per paragraph; skipped cleanly when the
 corpora are absent). Models are loaded before timing; each variant runs once per round, rounds interleaved:
@@ -43,6 +45,8 @@ def parse_args() -> argparse.Namespace:
     _common.add_common_arguments(parser)
     parser.add_argument("--model", default=None, help="A trained 5-head MiniLM HSTL model folder "
                         "(configs/bench-minilm.yaml); default: an untrained one (speed only, no F1).")
+    parser.add_argument("--tiny_encoder", action="store_true", help="Use an untrained 1-layer, 32-wide BERT encoder "
+                        "(MiniLM's tokenizer) instead of MiniLM: what the file path costs outside the encoder.")
     parser.add_argument("--num_sentences", type=int, default=None, help="Test sentences used (default: all).")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="The variants timed (default: all); a ratio is printed when both its variants are.")
@@ -63,14 +67,22 @@ def bc5cdr_chem_test():
 
 
 def model_folder(args: argparse.Namespace, scratch: Path) -> Path:
-    """The trained model, or an untrained 5-head MiniLM one saved with its tokenizer."""
+    """The trained model, or an untrained 5-head one (MiniLM, or a tiny encoder) saved with MiniLM's tokenizer."""
     if args.model:
         return Path(args.model)
     from modeling_hstl import HSTLModel
 
     tasks = [task for task in _common.paper_task_dicts() if task["name"] in
              ("BC5CDR-chem", "BC5CDR-disease", "NCBI-disease", "BC2GM", "linnaeus")]
-    HSTLModel.from_encoder(str(_common.minilm_path()), tasks=tasks).save_pretrained(scratch / "model")
+    if args.tiny_encoder:
+        from configuration_hstl import HSTLConfig
+
+        encoder = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                   "intermediate_size": 64, "vocab_size": len(_common.load_tokenizer())}
+        model = HSTLModel(HSTLConfig(encoder_config=encoder, tasks=tasks))
+    else:
+        model = HSTLModel.from_encoder(str(_common.minilm_path()), tasks=tasks)
+    model.save_pretrained(scratch / "model")
     _common.load_tokenizer().save_pretrained(scratch / "model")
     return scratch / "model"
 
