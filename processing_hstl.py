@@ -155,6 +155,8 @@ def extract_chunks(labels: Sequence[str]) -> list[Chunk]:
     chunk_start = 0
     # The extra "O" closes a chunk that runs to the end of the sentence.
     for position, label in enumerate([*labels, OUTSIDE_LABEL]):
+        if label == OUTSIDE_LABEL and previous_tag == OUTSIDE_LABEL:
+            continue  # nothing opens or closes between two O's, the commonest pair by far
         try:
             tag, entity_type = split_label(label)
         except ValueError as error:

@@ -3,6 +3,8 @@
     python benchmarks/predict_file_throughput.py --model runs/bench-minilm     # all ratios + int8 F1 cost
     python benchmarks/predict_file_throughput.py --num_sentences 1000          # untrained 5-head model: speed only
     python benchmarks/predict_file_throughput.py --quick                       # smoke test
+    python benchmarks/predict_file_throughput.py --tiny_encoder --threads 1 --variants predict --profile 12
+                                                    # what the file path costs outside the encoder, profiled
 
 Input: BC5CDR-chem's test sentences written as plain text (one sentence per paragraph; skipped cleanly when the
 corpora are absent). Models are loaded before timing; each variant runs once per round, rounds interleaved:
@@ -23,6 +25,9 @@ corpora are absent). Models are loaded before timing; each variant runs once per
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import pstats
 import sys
 import tempfile
 from pathlib import Path
@@ -32,12 +37,22 @@ import torch
 import _common
 
 
+VARIANTS = ("encoder", "predict", "predict_int8", "hf_pipeline")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     _common.add_common_arguments(parser)
     parser.add_argument("--model", default=None, help="A trained 5-head MiniLM HSTL model folder "
                         "(configs/bench-minilm.yaml); default: an untrained one (speed only, no F1).")
+    parser.add_argument("--tiny_encoder", action="store_true", help="Use an untrained 1-layer, 32-wide BERT encoder "
+                        "(MiniLM's tokenizer) instead of MiniLM: what the file path costs outside the encoder.")
     parser.add_argument("--num_sentences", type=int, default=None, help="Test sentences used (default: all).")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="The variants timed (default: all); a ratio is printed when both its variants are.")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="Also run `predict` once under cProfile (after the timing) and print its N top entries "
+                        "by cumulative and by own time.")
     return parser.parse_args()
 
 
@@ -52,14 +67,22 @@ def bc5cdr_chem_test():
 
 
 def model_folder(args: argparse.Namespace, scratch: Path) -> Path:
-    """The trained model, or an untrained 5-head MiniLM one saved with its tokenizer."""
+    """The trained model, or an untrained 5-head one (MiniLM, or a tiny encoder) saved with MiniLM's tokenizer."""
     if args.model:
         return Path(args.model)
     from modeling_hstl import HSTLModel
 
     tasks = [task for task in _common.paper_task_dicts() if task["name"] in
              ("BC5CDR-chem", "BC5CDR-disease", "NCBI-disease", "BC2GM", "linnaeus")]
-    HSTLModel.from_encoder(str(_common.minilm_path()), tasks=tasks).save_pretrained(scratch / "model")
+    if args.tiny_encoder:
+        from configuration_hstl import HSTLConfig
+
+        encoder = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                   "intermediate_size": 64, "vocab_size": len(_common.load_tokenizer())}
+        model = HSTLModel(HSTLConfig(encoder_config=encoder, tasks=tasks))
+    else:
+        model = HSTLModel.from_encoder(str(_common.minilm_path()), tasks=tasks)
+    model.save_pretrained(scratch / "model")
     _common.load_tokenizer().save_pretrained(scratch / "model")
     return scratch / "model"
 
@@ -121,6 +144,33 @@ def chem_f1(model, tagger, sentences) -> float:
     return score_head(model, tagger.tokenizer, sentences, "BC5CDR-chem", tagger.settings).result()["f1"]
 
 
+def print_profile(run, top: int) -> None:
+    """`run()` under cProfile: its `top` entries by cumulative time, then by own time (what the callee excludes)."""
+    profiler = cProfile.Profile()
+    profiler.runcall(run)
+    for order in ("cumulative", "tottime"):
+        report = io.StringIO()
+        pstats.Stats(profiler, stream=report).strip_dirs().sort_stats(order).print_stats(top)
+        print(f"# profile of predict by {order}:")
+        print("\n".join(line for line in report.getvalue().splitlines() if line.strip()))
+
+
+def print_ratios(args: argparse.Namespace, seconds: dict[str, float], f1_of) -> None:
+    if "encoder" in seconds and "predict" in seconds:
+        _common.print_ratio("predict_vs_encoder", seconds["encoder"] / seconds["predict"])
+    if "hf_pipeline" in seconds and "predict" in seconds:
+        _common.print_ratio("predict_vs_hf_pipeline", seconds["hf_pipeline"] / seconds["predict"])
+    if not ("predict" in seconds and "predict_int8" in seconds):
+        return
+    if args.model:
+        f1_fp32, f1_int8 = f1_of("fp32"), f1_of("int8")
+        print(f"# BC5CDR-chem test F1: fp32 {f1_fp32:.4f}, int8 {f1_int8:.4f} (cost {f1_fp32 - f1_int8:+.4f})")
+        print(f"RATIO int8_vs_fp32 {seconds['predict'] / seconds['predict_int8']:.3f} "
+              f"(F1 cost {f1_fp32 - f1_int8:.4f})", flush=True)
+    else:
+        _common.print_ratio("int8_vs_fp32", seconds["predict"] / seconds["predict_int8"])
+
+
 def main() -> None:
     args = parse_args()
     _common.setup_run(args)
@@ -130,29 +180,26 @@ def main() -> None:
     text_path = scratch / "bc5cdr-chem-test.txt"
     text_path.write_text("\n\n".join(texts) + "\n", encoding="utf-8")
     folder = model_folder(args, scratch)
-    tag_fp32, model_fp32, tagger_fp32 = file_path_tagger(folder, None)
-    tag_int8, model_int8, tagger_int8 = file_path_tagger(folder, "int8")
-    variants = {
-        "encoder": [encoder_variant(sentences, tagger_fp32.settings.max_length)],
-        "predict": [lambda: tag_fp32(text_path, scratch / "fp32.jsonl")],
-        "predict_int8": [lambda: tag_int8(text_path, scratch / "int8.jsonl")],
-        "hf_pipeline": [pipeline_variant(texts)],
+    taggers = {"fp32": file_path_tagger(folder, None)}
+    if "predict_int8" in args.variants:
+        taggers["int8"] = file_path_tagger(folder, "int8")
+    factories = {
+        "encoder": lambda: encoder_variant(sentences, taggers["fp32"][2].settings.max_length),
+        "predict": lambda: lambda: taggers["fp32"][0](text_path, scratch / "fp32.jsonl"),
+        "predict_int8": lambda: lambda: taggers["int8"][0](text_path, scratch / "int8.jsonl"),
+        "hf_pipeline": lambda: pipeline_variant(texts),
     }
+    variants = {name: [factories[name]()] for name in VARIANTS if name in args.variants}
     rounds = args.rounds or (1 if args.quick else 2)
     print(f"# {len(sentences)} BC5CDR-chem test sentences as text, model {folder}, {rounds} rounds")
     with torch.inference_mode():
         seconds = _common.time_interleaved(variants, rounds, warmup_rounds=0 if args.quick else 1)
     for name, value in seconds.items():
         print(f"# {name}: {value:.2f} s, {len(sentences) / value:.1f} sentences/s")
-    _common.print_ratio("predict_vs_encoder", seconds["encoder"] / seconds["predict"])
-    _common.print_ratio("predict_vs_hf_pipeline", seconds["hf_pipeline"] / seconds["predict"])
-    if args.model:
-        f1_fp32, f1_int8 = chem_f1(model_fp32, tagger_fp32, sentences), chem_f1(model_int8, tagger_int8, sentences)
-        print(f"# BC5CDR-chem test F1: fp32 {f1_fp32:.4f}, int8 {f1_int8:.4f} (cost {f1_fp32 - f1_int8:+.4f})")
-        print(f"RATIO int8_vs_fp32 {seconds['predict'] / seconds['predict_int8']:.3f} "
-              f"(F1 cost {f1_fp32 - f1_int8:.4f})", flush=True)
-    else:
-        _common.print_ratio("int8_vs_fp32", seconds["predict"] / seconds["predict_int8"])
+    print_ratios(args, seconds, lambda precision: chem_f1(*taggers[precision][1:], sentences))
+    if args.profile:
+        with torch.inference_mode():
+            print_profile(lambda: taggers["fp32"][0](text_path, scratch / "profiled.jsonl"), args.profile)
 
 
 if __name__ == "__main__":

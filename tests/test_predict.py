@@ -755,8 +755,9 @@ def test_parts_merge_in_input_order_and_resume_cuts_what_the_index_does_not_hold
 
     out, signature = tmp_path / "out.json", {"input": "x", "num_processes": 2}
     shards = [ShardOutput(out, signature, resume=False, rank=rank, num_processes=2) for rank in (0, 1)]
-    for chunk in range(5):  # chunk g is process g % 2's
-        shards[chunk % 2].append(f"<{chunk}>")
+    for rank, chunks in ((0, ["<0>", ",<1>", ",<2>"]), (1, ["<3>", ",<4>"])):  # each a contiguous share
+        for chunk in chunks:
+            shards[rank].append(chunk)
     for shard in shards:
         shard.close()
     with open(part_path(out, 1, 2), "ab") as handle:  # process 1 killed while writing its next chunk
@@ -764,12 +765,77 @@ def test_parts_merge_in_input_order_and_resume_cuts_what_the_index_does_not_hold
     resumed = ShardOutput(out, signature, resume=True, rank=1, num_processes=2)
     assert resumed.chunks_done == 2
     resumed.close()
-    merge_parts(out, 2, 5, signature, "[", ",", "]")
+    merge_parts(out, 2, [3, 2], signature, "[", ",", "]")
     assert out.read_text() == "[<0>,<1>,<2>,<3>,<4>]"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.json"]
     ShardOutput(out, signature, resume=False, rank=0, num_processes=2).close()
     with pytest.raises(PredictionInputError, match="got different \\['num_processes'\\]; run without --resume"):
         ShardOutput(out, {**signature, "num_processes": 3}, resume=True, rank=0, num_processes=2)
+
+
+def _sharding_inputs(tmp_path: Path) -> dict[str, Path]:
+    """A CoNLL file with lone and attached `-DOCSTART-` lines, a text file with CRLF, non-ASCII, whitespace-only and
+    U+00A0-only paragraphs and a byte order mark, and a PubTator file with and without blank lines between documents."""
+    conll = tmp_path / "in.tsv"
+    conll.write_text("".join(("-DOCSTART-\n\n" if index % 4 == 0 else "-DOCSTART-\n" if index % 4 == 2 else "")
+                             + f"Word{index} é\nnext\n\n" for index in range(30)), encoding="utf-8")
+    text = tmp_path / "in.txt"
+    paragraphs = [f"Élan {index} rose. IL-2 fell {index}." if index % 5 else ("\u00a0" if index % 2 else " \t")
+                  for index in range(40)]
+    text.write_bytes(b"\xef\xbb\xbf" + "\r\n\r\n".join(paragraphs).encode("utf-8"))
+    pubtator = tmp_path / "in.pubtator"
+    pubtator.write_text("".join(f"{pmid}|t|Aspirin {pmid} é.\n{pmid}|a|Ulcers rose.\n{pmid}\t0\t7\tAspirin\tChemical\n"
+                                + ("\n" if pmid % 3 else "") for pmid in range(1, 31)), encoding="utf-8")
+    return {"conll": conll, "text": text, "pubtator": pubtator}
+
+
+def _unit_fields(unit) -> tuple:
+    if hasattr(unit, "pmid"):
+        return unit.pmid, [(passage.key, passage.text, passage.offset) for passage in unit.passages], unit.line
+    if hasattr(unit, "document"):
+        return unit.text, unit.start, unit.end, unit.tokens, unit.document
+    return unit.tokens, unit.line, unit.starts_document
+
+
+@pytest.mark.parametrize("format_name", ["conll", "text", "pubtator"])
+def test_byte_ranges_of_the_processes_read_the_units_of_the_whole_file(tmp_path, format_name):
+    from hstl.inference.sharding import file_ranges, input_shares
+
+    path, input_format = _sharding_inputs(tmp_path)[format_name], FORMATS[format_name]
+    whole = [_unit_fields(unit) for unit in input_format.read_units(path)]
+    for num_processes in (1, 2, 3, 5, 60):
+        ranges = file_ranges(path, format_name, num_processes)
+        assert all(r.start <= r.end for r in ranges)
+        assert ranges[0].start == 0 and ranges[-1].end == path.stat().st_size
+        assert all(before.end == after.start for before, after in zip(ranges, ranges[1:]))
+        shares = [input_shares(input_format, path, rank, num_processes) for rank in range(num_processes)]
+        assert sum(share.count for share in shares) == len(whole)
+        assert [_unit_fields(unit) for share in shares for unit in share.read()] == whole
+        if num_processes in (2, 3):  # every process reads some units, none all
+            assert all(0 < share.count < len(whole) for share in shares)
+
+
+def test_each_range_starts_at_the_paragraph_nearest_its_share_of_the_bytes(tmp_path):
+    from hstl.inference.sharding import input_shares
+
+    path = text_input(tmp_path)  # paragraphs of 10 and 13 sentences: the second starts before the middle byte
+    assert [input_shares(FORMATS["text"], path, rank, 2).count for rank in (0, 1)] == [10, 13]
+    assert [input_shares(FORMATS["text"], path, rank, 3).count for rank in (0, 1, 2)] == [10, 13, 0]
+    path.write_text("\n\n".join(["Aspirin rose here. " * 5, "Aspirin rose here. " * 15, "Aspirin rose."]) + "\n")
+    # the middle byte is nearer the second paragraph's start than the third's
+    assert [input_shares(FORMATS["text"], path, rank, 2).count for rank in (0, 1)] == [5, 16]
+
+
+def test_a_range_names_the_line_of_its_malformed_input(tmp_path):
+    from hstl.inference.sharding import input_shares
+
+    path = _sharding_inputs(tmp_path)["pubtator"]
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[-2] = "not a pubtator line\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    input_shares(FORMATS["pubtator"], path, 0, 2)  # the first half is fine and read alone
+    with pytest.raises(CorpusFormatError, match=f"in.pubtator:{len(lines) - 1}: expected a passage line"):
+        input_shares(FORMATS["pubtator"], path, 1, 2)
 
 
 def _launch_two_processes(model_dir: Path, input_path: Path, output_path: Path, cwd: Path, *extra: str):
@@ -798,13 +864,16 @@ def test_two_processes_tag_their_own_chunks_and_resume_to_the_one_process_bytes(
     stopped = _launch_two_processes(model_dir, path, two, tmp_path, "--stop_after_chunks", "1")
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     assert "continue with --resume" in stopped.stdout and not two.exists()
-    for rank in (0, 1):  # each process wrote one chunk of its own: chunk 0 and chunk 1
+    for rank in (0, 1):  # each process wrote the first chunk of its own share
         assert len(index_path(two, rank, 2).read_text().splitlines()) == 2
-    own_chunk = [json.loads(line)["text"] for line in part_path(two, 1, 2).read_text().splitlines()] \
-        if suffix == ".jsonl" else None
-    if own_chunk is not None:
+    if suffix == ".jsonl":  # process 0's share starts the file, process 1's starts further than one chunk on
         straight_texts = [json.loads(line)["text"] for line in straight.read_text().splitlines()]
-        assert own_chunk == straight_texts[3:6]
+        first_chunks = [[json.loads(line)["text"] for line in part_path(two, rank, 2).read_text().splitlines()]
+                        for rank in (0, 1)]
+        assert first_chunks[0] == straight_texts[:3]
+        starts = [start for start in range(4, len(straight_texts) - 2)
+                  if straight_texts[start : start + 3] == first_chunks[1]]
+        assert len(first_chunks[1]) == 3 and starts, first_chunks[1]
     with open(part_path(two, 0, 2), "ab") as handle:  # killed while writing its next chunk
         handle.write(b"half a chunk\n")
     resumed = _launch_two_processes(model_dir, path, two, tmp_path, "--resume")
@@ -871,6 +940,28 @@ def test_a_folder_is_tagged_file_by_file_into_a_folder_and_resume_skips_finished
     (folder / "d.bin").write_text("x")
     code, err = cli(["--model", str(model_dir), "--input", str(folder), "--output", str(out)], capsys)
     assert code == 2 and len(err) == 1 and str(folder / "d.bin") in err[0]
+
+
+def test_a_folder_loads_the_model_once_for_all_its_files(model_dir, tmp_path, monkeypatch):
+    from modeling_hstl import HSTLModel
+    from hstl.inference.streaming import predict_path
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (folder / name).write_text(f"Aspirin in file {name} causes ulcers.\n", encoding="utf-8")
+    loads: list[Path] = []
+    original = HSTLModel.from_pretrained.__func__
+
+    def counting_from_pretrained(cls, *args, **kwargs):
+        loads.append(Path(args[0]))
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(HSTLModel, "from_pretrained", classmethod(counting_from_pretrained))
+    summaries = predict_path(model_dir, folder, tmp_path / "out", PredictionOptions(show_progress=False))
+    assert [summary.complete for summary in summaries] == [True, True, True]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.txt.jsonl", "b.txt.jsonl", "c.txt.jsonl"]
+    assert loads == [model_dir]
 
 
 def test_progress_moves_batch_by_batch_and_counts_every_sentence_once(loaded):

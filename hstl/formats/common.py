@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import os
+from dataclasses import dataclass
 from typing import Any, Iterator, Union
 
 from ..errors import CorpusFormatError  # noqa: F401 (defined with every user error; the readers raise it)
@@ -34,24 +35,61 @@ def is_separator(line: str) -> bool:
     return not strip_line(line).lstrip(SEPARATOR_WHITESPACE)
 
 
+@dataclass(frozen=True)
+class FileRange:
+    """Bytes `[start, end)` of a file, starting at a line start: what one process of a sharded run reads
+    (`hstl.inference.sharding`). A line reader given one reads only these bytes and numbers lines from `first_line`;
+    the text reader also starts counting characters at `first_character` and paragraphs at `first_paragraph`, so that
+    every offset and id is the one reading the whole file gives. Errors name the file: `str()` and `os.fspath()`
+    give its path."""
+
+    path: str
+    start: int
+    end: int
+    first_line: int = 1
+    first_character: int = 0
+    first_paragraph: int = 1
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def _raw_lines(path: PathLike) -> Iterator[bytes]:
+    """The lines of a file as bytes, or of a `FileRange` only."""
+    with open(path, "rb") as handle:
+        if not isinstance(path, FileRange):
+            yield from handle
+            return
+        handle.seek(path.start)
+        remaining = path.end - path.start
+        for raw_line in handle:
+            if remaining <= 0:
+                return
+            remaining -= len(raw_line)
+            yield raw_line
+
+
 def decoded_lines(path: PathLike) -> Iterator[tuple[int, str]]:
-    """`(1-based line number, line with its "\\n")` of a UTF-8 file, read lazily; a leading byte order mark is
-    dropped. Lines end at "\\n" only: U+2028, U+0085 or a lone "\\r" stay inside their line.
+    """`(1-based line number, line with its "\\n")` of a UTF-8 file (or `FileRange`), read lazily; a leading byte
+    order mark is dropped. Lines end at "\\n" only: U+2028, U+0085 or a lone "\\r" stay inside their line.
 
     Raises:
         CorpusFormatError: naming the file and line, for bytes that are not UTF-8.
     """
-    with open(path, "rb") as handle:
-        for line_number, raw_line in enumerate(handle, start=1):
-            if line_number == 1 and raw_line.startswith(codecs.BOM_UTF8):
-                raw_line = raw_line[len(codecs.BOM_UTF8):]
-            try:
-                line = raw_line.decode("utf-8")
-            except UnicodeDecodeError as error:
-                bad_bytes = raw_line[error.start : error.end].hex(" ")
-                got = f"byte(s) {bad_bytes} at byte {error.start + 1} of the line"
-                raise CorpusFormatError(path, line_number, "expected UTF-8 text", got) from None
-            yield line_number, line
+    first_line = path.first_line if isinstance(path, FileRange) else 1
+    for line_number, raw_line in enumerate(_raw_lines(path), start=first_line):
+        if line_number == 1 and raw_line.startswith(codecs.BOM_UTF8):
+            raw_line = raw_line[len(codecs.BOM_UTF8):]
+        try:
+            line = raw_line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            bad_bytes = raw_line[error.start : error.end].hex(" ")
+            got = f"byte(s) {bad_bytes} at byte {error.start + 1} of the line"
+            raise CorpusFormatError(path, line_number, "expected UTF-8 text", got) from None
+        yield line_number, line
 
 
 class LineCounter:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from processing_hstl import split_sentences, tokenize
-from .common import LineCounter, PathLike, is_separator, rounded_score
+from .common import FileRange, LineCounter, PathLike, is_separator, rounded_score
 
 _TEXT_CHARACTERS_PER_SPLIT = 65_536
 """Text buffered before complete sentences are split off a paragraph that has not ended yet."""
@@ -60,12 +60,13 @@ def iter_text_sentences(path: PathLike) -> Iterator[TextSentence]:
         CorpusFormatError: naming the file and line, for bytes that are not UTF-8 or a file without any text.
     """
     buffer: list[str] = []
-    buffered_characters, buffer_start, position, found_sentence = 0, 0, 0, False
+    position = path.first_character if isinstance(path, FileRange) else 0
+    buffered_characters, buffer_start, found_sentence = 0, position, False
     next_split_at = _TEXT_CHARACTERS_PER_SPLIT
-    paragraph, paragraph_has_text = 1, False
-    lines = LineCounter(path)
+    paragraph, paragraph_has_text = path.first_paragraph if isinstance(path, FileRange) else 1, False
+    lines, file_name = LineCounter(path), Path(path).name
     for _, line in lines:
-        document = f"{Path(path).name}:{paragraph}"
+        document = f"{file_name}:{paragraph}"
         if is_separator(line):  # a paragraph break: everything buffered is complete
             for sentence in text_sentences("".join(buffer), buffer_start, document):
                 paragraph_has_text = found_sentence = True
@@ -87,7 +88,7 @@ def iter_text_sentences(path: PathLike) -> Iterator[TextSentence]:
                 carried = "".join(buffer)[sentences[-1].start - buffer_start :]
                 buffer, buffered_characters, buffer_start = [carried], len(carried), sentences[-1].start
             next_split_at = buffered_characters + _TEXT_CHARACTERS_PER_SPLIT  # linear, even for one huge sentence
-    for sentence in text_sentences("".join(buffer), buffer_start, f"{Path(path).name}:{paragraph}"):
+    for sentence in text_sentences("".join(buffer), buffer_start, f"{file_name}:{paragraph}"):
         found_sentence = True
         yield sentence
     if not found_sentence:

@@ -1,27 +1,40 @@
-"""Whole-file tagging split among the processes of `accelerate launch`: each process tags and writes its own chunks.
+"""Whole-file tagging split among the processes of `accelerate launch`: each process reads, tags and writes its own
+contiguous share of the input.
 
-Chunk `g` (units `g*chunk_size` to `(g+1)*chunk_size - 1`) belongs to process `g % num_processes`. Every process reads
-the input (to find unit boundaries) but builds the sentences of, tokenizes, tags, stitches and renders only its own
-chunks, and appends them to its part `OUT.part{rank}-of{N}`. After each chunk, once the part's bytes are on disk, it
-appends the part's new length to `OUT.part{rank}-of{N}.index` (first line: the run signature as JSON), so the index
-never claims more than the part holds. When every process is done, the main process writes header, chunks in input
-order (`separator` between them) and footer to `OUT.partial`, moves it to `OUT` and removes the parts: the output is
+Who reads what (`input_shares`): a line-based input (CoNLL, text, PubTator) is cut by bytes, in one cheap pass over
+its lines (no sentence splitting, no tokenization), into one `FileRange` per process of about equal size, each cut
+made before a block of lines (between separator lines) that starts a unit: a CoNLL sentence (not after a lone
+`-DOCSTART-`, which belongs to the sentence after it), a text paragraph holding text, a PubTator document. Each process
+then reads, checks and counts only its range, with the line, character and paragraph numbers its range starts at, so
+offsets, document ids and error lines are those of reading the whole file. BioC is one XML tree or JSON object:
+every process reads all documents (their sentences are only split for its own) and keeps a contiguous share of them.
+
+Each process tags its share in chunks of `chunk_size` units and appends them to its part `OUT.part{rank}-of{N}`;
+after each chunk, once the part's bytes are on disk, it appends the part's new length to
+`OUT.part{rank}-of{N}.index` (first line: the run signature as JSON), so the index never claims more than the part
+holds. When every process is done, the main process writes header, the parts in rank order (`separator` between
+two non-empty ones) and footer to `OUT.partial`, moves it to `OUT` and removes the parts: the output is
 byte-identical to a one-process run's. Memory is bounded by a chunk in every process, the merge included.
 
 `--resume` is per part: each process truncates its part to the length its index last recorded and skips the chunks
 already there. A run killed during the merge resumes with nothing to tag and merges again. The signature holds the
-number of processes and the chunk size, which decide who tags what; resuming with others is refused.
+input's size and time, the number of processes and the chunk size, which decide who tags what; resuming with others
+is refused.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import PredictionInputError
+from ..formats.common import FileRange, is_separator
+from ..formats.conll import DOCSTART
 
 logger = logging.getLogger(__name__)
 
@@ -104,29 +117,25 @@ class ShardOutput:
         self._index.close()
 
 
-def merge_parts(output_path: Path, num_processes: int, num_chunks: int, signature: dict[str, Any], header: str,
-                separator: str, footer: str) -> None:
+def merge_parts(output_path: Path, num_processes: int, chunks_per_part: list[int], signature: dict[str, Any],
+                header: str, separator: str, footer: str) -> None:
     """Main process, after every part is complete: the output in input order, then the parts are removed."""
     ends = [read_index(output_path, rank, num_processes, signature) for rank in range(num_processes)]
-    for rank in range(num_processes):
-        expected = len(range(rank, num_chunks, num_processes))
+    for rank, expected in enumerate(chunks_per_part):
         assert len(ends[rank]) == expected, f"part {rank} holds {len(ends[rank])} of its {expected} chunks"
     partial = output_path.with_name(output_path.name + ".partial")
-    parts = [open(part_path(output_path, rank, num_processes), "rb") for rank in range(num_processes)]
-    try:
-        with open(partial, "wb") as merged:
-            merged.write(header.encode("utf-8"))
-            for chunk in range(num_chunks):
-                rank, position = chunk % num_processes, chunk // num_processes
-                start = ends[rank][position - 1] if position else 0
-                if chunk:
-                    merged.write(separator.encode("utf-8"))
-                parts[rank].seek(start)
-                _copy_bytes(parts[rank], merged, ends[rank][position] - start)
-            _write_synced(merged, footer.encode("utf-8"))
-    finally:
-        for handle in parts:
-            handle.close()
+    with open(partial, "wb") as merged:
+        merged.write(header.encode("utf-8"))
+        wrote_part = False
+        for rank in range(num_processes):
+            if not ends[rank]:
+                continue
+            if wrote_part:
+                merged.write(separator.encode("utf-8"))
+            with open(part_path(output_path, rank, num_processes), "rb") as part:
+                _copy_bytes(part, merged, ends[rank][-1])
+            wrote_part = True
+        _write_synced(merged, footer.encode("utf-8"))
     os.replace(partial, output_path)
     for rank in range(num_processes):
         part_path(output_path, rank, num_processes).unlink()
@@ -141,3 +150,116 @@ def _copy_bytes(source, target, length: int) -> None:
         target.write(piece)
         length -= len(piece)
 
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Who reads what
+
+
+@dataclass
+class Share:
+    """One process's units: `read()` yields them lazily (parsing only them where the format allows), `count` of them."""
+
+    read: Callable[[], Iterable[Any]]
+    count: int
+
+
+@dataclass
+class _Block:
+    """A run of lines between separator lines: where it starts, and what decides whether a cut may go before it."""
+
+    start: int
+    first_line: int
+    first_character: int
+    has_text: bool = False
+    docstart_only: bool = True
+
+
+def _blocks(path: Path) -> Iterator[_Block]:
+    """The blocks of a line-based file, each yielded once its last line is read (one pass, one block in memory).
+    Undecodable bytes are replaced here: the process whose range holds them reports them, naming the line."""
+    block, byte, character = None, 0, 0
+    with open(path, "rb") as handle:
+        for line_number, raw_line in enumerate(handle, start=1):
+            line = raw_line.decode("utf-8", errors="replace").removeprefix("\ufeff" if line_number == 1 else "")
+            if is_separator(line):
+                if block is not None:
+                    yield block
+                block = None
+            else:
+                block = block or _Block(byte, line_number, character)
+                block.has_text = block.has_text or bool(line.strip())
+                block.docstart_only = block.docstart_only and line.split(None, 1)[:1] == [DOCSTART]
+            byte, character = byte + len(raw_line), character + len(line)
+    if block is not None:
+        yield block
+
+
+def _may_cut_before(format_name: str, block: _Block, previous: _Block | None) -> bool:
+    """Whether a unit starts at `block` and none before it continues into it."""
+    if format_name == "text":
+        return block.has_text
+    if format_name == "conll":
+        return not block.docstart_only and not (previous is not None and previous.docstart_only)
+    return True  # PubTator: every block is (or starts) a document
+
+
+CUT_BY_BYTES = ("conll", "text", "pubtator")
+"""The formats `input_shares` cuts by bytes; the others' processes read all units and keep their share."""
+
+
+def _range_starts(path: Path, format_name: str) -> Iterator[FileRange]:
+    """Where a range may start (end left 0): every block that may start one, but the first (range 0 starts at byte 0
+    and must hold a unit, or its reader would report a file without any)."""
+    paragraph, previous, first_seen = 1, None, False
+    for block in _blocks(path):
+        if _may_cut_before(format_name, block, previous):
+            if first_seen:
+                yield FileRange(str(path), block.start, 0, block.first_line, block.first_character, paragraph)
+            first_seen = True
+        paragraph += format_name == "text" and block.has_text
+        previous = block
+
+
+def file_ranges(path: Path, format_name: str, num_processes: int) -> list[FileRange]:
+    """One `FileRange` per process, process `r`'s starting at the possible start nearest to `size * r / num_processes`
+    bytes (see the module docstring); a range may be empty when the input has fewer possible starts than processes."""
+    size = path.stat().st_size
+    targets = [size * rank // num_processes for rank in range(1, num_processes)]
+    starts, candidate = [FileRange(str(path), 0, 0)], None  # candidate: the last possible start, not taken
+    for start in _range_starts(path, format_name):
+        while len(starts) <= len(targets) and start.start >= targets[len(starts) - 1]:
+            target = targets[len(starts) - 1]
+            if candidate is not None and target - candidate.start < start.start - target:
+                starts.append(candidate)
+                candidate = None
+            else:
+                starts.append(start)
+                break
+        else:
+            candidate = start
+            continue
+        candidate = None
+    if candidate is not None and len(starts) < num_processes:
+        starts.append(candidate)
+    starts += [FileRange(str(path), size, size)] * (num_processes - len(starts))
+    ends = [start.start for start in starts[1:]] + [size]
+    return [FileRange(start.path, start.start, end, start.first_line, start.first_character, start.first_paragraph)
+            for start, end in zip(starts, ends)]
+
+
+def input_shares(input_format, path: Path, rank: int, num_processes: int) -> Share:
+    """This process's share of the input (see the module docstring), its units read and checked once to count them.
+
+    Raises:
+        CorpusFormatError: naming the file and line, for a malformed line of this process's range (all of the file
+            for BioC).
+    """
+    if input_format.name not in CUT_BY_BYTES:
+        total = sum(1 for _ in input_format.read_units(path))
+        first, last = total * rank // num_processes, total * (rank + 1) // num_processes
+        return Share(lambda: itertools.islice(input_format.read_units(path), first, last), last - first)
+    own = file_ranges(path, input_format.name, num_processes)[rank]
+    if own.start == own.end:
+        return Share(lambda: iter(()), 0)
+    return Share(lambda: input_format.read_units(own), sum(1 for _ in input_format.read_units(own)))

@@ -7,9 +7,10 @@ by the file. Output goes to `OUT.partial`; after each chunk, `OUT.progress.json`
 of `OUT.partial` that hold them. `resume=True` truncates `OUT.partial` to those bytes, skips the units done and carries
 on; at the end `OUT.partial` becomes `OUT`. A resumed run's output equals an uninterrupted one's.
 
-Under `accelerate launch` with several processes, each process tags, stitches and writes its own chunks (chunk `g` is
-process `g % N`'s) to its own resumable part, and the main process merges the parts in input order: the output is
-byte-identical to a one-process run's (`hstl.inference.sharding`).
+Under `accelerate launch` with several processes, each process reads (only its own byte range of a CoNLL, text or
+PubTator file), checks, tags, stitches and writes its own contiguous share of the units to its own resumable part, and
+the main process merges the parts in input order: the output is byte-identical to a one-process run's
+(`hstl.inference.sharding`).
 
 Formats (picked from the input file name, or forced) are those of `hstl.formats`: CoNLL in gives CoNLL out (one label
 per input token; one column per head with merge "none"), text in gives JSON Lines, PubTator in gives PubTator with
@@ -24,9 +25,9 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
-from ..errors import PredictionInputError
+from ..errors import CorpusFormatError, PredictionInputError
 from ..formats import FORMATS, InputFormat, detect_format
 from ..formats.common import PathLike
 from ..hub import model_source
@@ -215,10 +216,25 @@ def _run_signature(input_path: Path, model_dir: Path, format_name: str, tasks: l
     }
 
 
+class LoadedModel:
+    """The model `predict_file` tags with, loaded (quantized, prepared by the accelerator) at its first use and kept:
+    `predict_path` hands one to every file of a folder, so that the model is loaded once, not once per file."""
+
+    def __init__(self) -> None:
+        self._model = None
+
+    def get(self, load: Callable[[], Any]) -> Any:
+        if self._model is None:
+            self._model = load()
+        return self._model
+
+
 def predict_file(
-    model_dir: PathLike, input_path: PathLike, output_path: PathLike, options: PredictionOptions | None = None
+    model_dir: PathLike, input_path: PathLike, output_path: PathLike, options: PredictionOptions | None = None,
+    loaded_model: LoadedModel | None = None,
 ) -> PredictionSummary:
     """Tags a CoNLL, text or PubTator file with a model folder and writes the predictions (see the module docstring).
+    `loaded_model`: the model already loaded by an earlier call with the same folder and options (`predict_path`).
 
     Raises:
         FileNotFoundError, CorpusFormatError, PredictionInputError: naming the file (and line) or the option, for a
@@ -234,7 +250,8 @@ def predict_file(
     config = load_model_config(model_dir)
     tasks = resolve_tasks(config, options.tasks, options.entity_types)
     settings = window_settings(model_dir, options.max_length, options.overlap, options.batch_size, config=config)
-    total_units = sum(1 for _ in input_format.read_units(input_path))  # checks all of the input, holding none of it
+    # Checks all of the input, holding none of it; under `accelerate launch`, each process checks its own share.
+    total_units = sum(1 for _ in input_format.read_units(input_path)) if _launched_processes() == 1 else 0
     # torch and friends are imported only now, so that bad arguments and inputs are reported in a moment; every
     # check that can fail comes before the model loads (and prints its progress bar).
     from accelerate import Accelerator
@@ -253,11 +270,14 @@ def predict_file(
                  "dtype": options.dtype, "quantize": options.quantize, "entity_types": options.entity_types}
     summary = PredictionSummary(output_path, input_format.name, tasks, total_units, 0, complete=False)
 
-    def load_tagger() -> _ChunkTagger:  # after the outputs are checked, so that a refused --resume fails at once
+    def load_model():
         model = HSTLModel.from_pretrained(model_dir, config=config).eval()
         if options.quantize == "int8":
             model = quantize_linear_layers(model)
-        model = accelerator.prepare_model(model, evaluation_mode=True)
+        return accelerator.prepare_model(model, evaluation_mode=True)
+
+    def load_tagger() -> _ChunkTagger:  # after the outputs are checked, so that a refused --resume fails at once
+        model = (loaded_model or LoadedModel()).get(load_model)
         return _ChunkTagger(model, tokenizer, input_format, tasks, settings, options.merge, accelerator,
                             across_processes=accelerator.num_processes == 1, dtype=options.dtype,
                             entity_type_of=config.entity_types, entity_types=options.entity_types)
@@ -337,9 +357,14 @@ def _tag_in_chunks(tagger: _ChunkTagger, input_path: Path, output: ResumableOutp
 # Several processes: each tags its own chunks (`hstl.inference.sharding`)
 
 
+def _launched_processes() -> int:
+    """How many processes `accelerate launch` (or torchrun) started; 1 without a launcher."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def _check_process_group(accelerator) -> None:
     """Processes started by a launcher but not joined in one group would each tag everything into the same files."""
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    launched = _launched_processes()
     if launched > accelerator.num_processes:
         raise PredictionInputError(
             f"accelerate launch: expected the {launched} processes it started to form one group, got "
@@ -347,58 +372,69 @@ def _check_process_group(accelerator) -> None:
         )
 
 
-def _chunk_units(chunk: int, total_units: int, chunk_size: int) -> int:
-    return min(chunk_size, total_units - chunk * chunk_size)
+def _own_share(accelerator, input_format: InputFormat, input_path: Path):
+    """This process's share of the input (`hstl.inference.sharding.input_shares`), checked in every process before
+    the model loads, and the unit counts of all shares; a malformed share stops every process, with its error."""
+    from accelerate.utils import gather_object
+
+    from .sharding import input_shares
+
+    share, error = None, None
+    try:
+        share = input_shares(input_format, input_path, accelerator.process_index, accelerator.num_processes)
+    except (CorpusFormatError, PredictionInputError) as caught:
+        error = caught
+    outcomes = gather_object([(str(error) if error else None, share.count if share else 0)])
+    if error is not None:
+        raise error
+    others_error = next((message for message, _ in outcomes if message is not None), None)
+    if others_error is not None:
+        raise PredictionInputError(others_error)
+    return share, [count for _, count in outcomes]
 
 
 def _predict_sharded(load_tagger, accelerator, input_format: InputFormat, input_path: Path, signature: dict[str, Any],
                      summary: PredictionSummary, options: PredictionOptions) -> PredictionSummary:
-    """`predict_file` under `accelerate launch` with several processes: tag own chunks, then the main process merges."""
+    """`predict_file` under `accelerate launch` with several processes: tag own share, then the main process merges."""
     from accelerate.utils import gather_object
 
     from .sharding import ShardOutput, merge_parts
 
     rank, num_processes = accelerator.process_index, accelerator.num_processes
     signature = {**signature, "num_processes": num_processes, "chunk_size": options.chunk_size}
-    num_chunks = -(-summary.total_units // options.chunk_size)
+    share, counts = _own_share(accelerator, input_format, input_path)
+    summary.total_units = sum(counts)
     shard = ShardOutput(summary.output_path, signature, options.resume, rank, num_processes)
     try:
-        complete = _tag_own_chunks(load_tagger(), input_path, shard, rank, num_processes, summary.total_units,
-                                   options, show_bar=accelerator.is_local_main_process)
+        complete = _tag_own_chunks(load_tagger(), share, shard, rank, num_processes, options,
+                                   show_bar=accelerator.is_local_main_process)
     finally:
         shard.close()
-    chunks_done = gather_object([(rank, shard.chunks_done, complete)])  # also waits for every process
-    summary.units_done = sum(_chunk_units(rank + position * num_processes, summary.total_units, options.chunk_size)
-                             for rank, done, _ in chunks_done for position in range(done))
-    summary.complete = all(done for _, _, done in chunks_done)
+    chunks_done = gather_object([(shard.chunks_done, complete)])  # also waits for every process
+    summary.units_done = sum(min(done * options.chunk_size, count) for (done, _), count in zip(chunks_done, counts))
+    summary.complete = all(done for _, done in chunks_done)
     if summary.complete and accelerator.is_main_process:
-        merge_parts(summary.output_path, num_processes, num_chunks, signature, input_format.header(input_path),
-                    input_format.separator, input_format.footer)
+        merge_parts(summary.output_path, num_processes, [-(-count // options.chunk_size) for count in counts],
+                    signature, input_format.header(input_path), input_format.separator, input_format.footer)
     accelerator.wait_for_everyone()  # no process returns before the output is in place
     return summary
 
 
-def _tag_own_chunks(tagger: _ChunkTagger, input_path: Path, shard, rank: int, num_processes: int, total_units: int,
-                    options: PredictionOptions, show_bar: bool) -> bool:
-    """Tags and writes this process's chunks not done yet; False when stopped by `options.stop_after_chunks`.
-    Others' units are read but not split into sentences, tokenized or tagged."""
+def _tag_own_chunks(tagger: _ChunkTagger, share, shard, rank: int, num_processes: int, options: PredictionOptions,
+                    show_bar: bool) -> bool:
+    """Tags and writes this process's chunks not done yet; False when stopped by `options.stop_after_chunks`."""
     from tqdm.auto import tqdm
 
-    own_chunks = range(rank, -(-total_units // options.chunk_size), num_processes)
-    own_units = sum(_chunk_units(chunk, total_units, options.chunk_size) for chunk in own_chunks)
-    done_units = sum(_chunk_units(chunk, total_units, options.chunk_size) for chunk in own_chunks[:shard.chunks_done])
-    units = tagger.input_format.read_units(input_path)
-    tagged_now = 0
+    done_units = min(shard.chunks_done * options.chunk_size, share.count)
+    units = itertools.islice(share.read(), done_units, None)
     show_bar = show_bar and options.show_progress
-    with tqdm(total=own_units, initial=done_units, unit=tagger.input_format.unit_name[:-1],
+    with tqdm(total=share.count, initial=done_units, unit=tagger.input_format.unit_name[:-1],
               desc=f"Tagging (process {rank} of {num_processes})", disable=not show_bar) as progress_bar:
-        for chunk_index, chunk in enumerate(_chunks(units, options.chunk_size)):
-            if chunk_index % num_processes != rank or chunk_index // num_processes < shard.chunks_done:
-                continue
+        for tagged_now, chunk in enumerate(_chunks(units, options.chunk_size)):
             if options.stop_after_chunks is not None and tagged_now >= options.stop_after_chunks:
                 return False
-            shard.append(_tag_chunk(tagger, chunk, progress_bar))
-            tagged_now += 1
+            separator = tagger.input_format.separator if shard.chunks_done else ""
+            shard.append(separator + _tag_chunk(tagger, chunk, progress_bar))
     return True
 
 
@@ -423,19 +459,20 @@ def folder_jobs(input_dir: Path, output_dir: Path, requested_format: str | None)
 
 def predict_path(model_dir: PathLike, input_path: PathLike, output_path: PathLike,
                  options: PredictionOptions | None = None) -> list[PredictionSummary]:
-    """`predict_file` for a file, or for every file of a folder into the folder `output_path` (`folder_jobs`).
-    With `resume`, a file whose output is complete (no partial output beside it) is not tagged again."""
+    """`predict_file` for a file, or for every file of a folder into the folder `output_path` (`folder_jobs`), the
+    model loaded once for all of them. With `resume`, a file whose output is complete (no partial output beside it)
+    is not tagged again."""
     options = options or PredictionOptions()
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_dir():
         return [predict_file(model_dir, input_path, output_path, options)]
-    summaries = []
+    summaries, loaded_model = [], LoadedModel()
     for file_input, file_output in folder_jobs(input_path, output_path, options.input_format):
         leftovers = list(file_output.parent.glob(file_output.name + ".p*")) if file_output.parent.is_dir() else []
         if options.resume and file_output.is_file() and not leftovers:
             logger.info("--resume: %s is complete; skipped", file_output)
             continue
-        summary = predict_file(model_dir, file_input, file_output, options)
+        summary = predict_file(model_dir, file_input, file_output, options, loaded_model)
         summaries.append(summary)
         if not summary.complete:
             break

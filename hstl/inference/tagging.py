@@ -12,13 +12,13 @@ the window that owns the word, as its label is), from which mention confidences 
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import prepare_data_loader
-from datasets import Dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -30,6 +30,40 @@ from processing_hstl import (
 from ..formats.conll import Sentence
 from .loading import WindowSettings, resolve_tasks
 
+if TYPE_CHECKING:
+    from datasets import Dataset  # imported where needed: prediction does not need it
+
+
+class WindowRows:
+    """Windows held as plain lists of columns, with the few `datasets.Dataset` methods prediction uses
+    (`column_names`, a column by name, a row by index, `select`, `select_columns`): for sentences that are tagged
+    once, an Arrow table (written, fingerprinted, then read back row by row) costs more than windowing them."""
+
+    def __init__(self, columns: dict[str, list], order: Sequence[int] | None = None) -> None:
+        self._columns = columns
+        self._order = list(order) if order is not None else None
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._order) if self._order is not None else len(next(iter(self._columns.values()), []))
+
+    def __getitem__(self, key: str | int):
+        if isinstance(key, str):
+            column = self._columns[key]
+            return column if self._order is None else [column[index] for index in self._order]
+        row = key if self._order is None else self._order[key]
+        return {name: column[row] for name, column in self._columns.items()}
+
+    def select(self, indices: Sequence[int]) -> WindowRows:
+        order = list(indices) if self._order is None else [self._order[index] for index in indices]
+        return WindowRows(self._columns, order)
+
+    def select_columns(self, names: Sequence[str]) -> WindowRows:
+        return WindowRows({name: self._columns[name] for name in names}, self._order)
+
 
 def build_task_dataset(
     tokenizer,
@@ -38,16 +72,22 @@ def build_task_dataset(
     task_id: int,
     max_length: int,
     overlap: int,
-) -> Dataset:
-    """Windows and tokenizes sentences (with labels when they have them and `label2id` is given) via `datasets.map`."""
+) -> Dataset | WindowRows:
+    """Windows and tokenizes sentences (with labels when they have them and `label2id` is given).
+
+    With `label2id` (training) the windows are a `datasets.Dataset`; without (prediction, evaluation) they are
+    `WindowRows`, which `predict_windows` reads like one at a fraction of the cost, and `datasets` is not imported.
+    """
     tokens = [sentence.tokens if isinstance(sentence, Sentence) else list(sentence) for sentence in sentences]
     columns = {"tokens": tokens, "sentence_index": list(range(len(tokens)))}
-    labelled = label2id is not None and all(getattr(sentence, "labels", None) is not None for sentence in sentences)
-    if labelled:
+    if label2id is not None and all(getattr(sentence, "labels", None) is not None for sentence in sentences):
         columns["labels"] = [sentence.labels for sentence in sentences]
-    dataset = Dataset.from_dict(columns)
-    windowing = make_windowing_map_fn(tokenizer, label2id or {}, task_id, max_length, overlap)
-    return dataset.map(windowing, batched=True, remove_columns=dataset.column_names, desc="Tokenizing and windowing")
+    windows = make_windowing_map_fn(tokenizer, label2id or {}, task_id, max_length, overlap)(columns)
+    if label2id is None:
+        return WindowRows(windows)
+    from datasets import Dataset
+
+    return Dataset.from_dict(windows)
 
 
 @dataclass
@@ -156,8 +196,10 @@ def predict_task_labels(model, dataset, collator, accelerator, task_name, num_wo
 @contextlib.contextmanager
 def _datasets_progress_bars_off() -> Iterator[None]:
     """Windowing one chunk is quick: a `datasets.map` progress bar per chunk would only bury the real one."""
-    import datasets
-
+    datasets = sys.modules.get("datasets")
+    if datasets is None:  # not imported: nothing of it will show a bar
+        yield
+        return
     were_disabled = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
