@@ -82,7 +82,8 @@ def test_sentences_carry_document_offsets_of_their_passage(bioc_file):
 def _entities_of(unit):
     """The first word of every sentence as a mention: spans in both passages."""
     return [{"start": sentence.tokens[0][1], "end": sentence.tokens[0][2], "text": sentence.tokens[0][0],
-             "type": "Chemical", "task": "BC5CDR-chem", "score": 0.875} for sentence in unit.sentences]
+             "type": "Chemical", "label_type": "Simple_chemical", "task": "BC5CDR-chem", "score": 0.875}
+            for sentence in unit.sentences]
 
 
 def test_round_trip_keeps_everything_and_replaces_annotations(bioc_file, tmp_path):
@@ -107,7 +108,7 @@ def test_round_trip_keeps_everything_and_replaces_annotations(bioc_file, tmp_pat
                 local = location.offset - passage.offset
                 assert passage.text[local : local + location.length] == annotation.text
                 assert annotation.infons == {"type": "Chemical", "identifier": "-", "annotator": "HSTL:BC5CDR-chem",
-                                             "score": "0.8750"}
+                                             "label_type": "Simple_chemical", "score": "0.8750"}
     assert "g1" not in out.read_text(encoding="utf-8")
 
 

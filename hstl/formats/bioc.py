@@ -150,6 +150,8 @@ def _annotation(index: int, entity: dict[str, Any]) -> bioc.BioCAnnotation:
     annotation.id = str(index)
     annotation.infons = {"type": entity["type"], "identifier": NO_IDENTIFIER,
                          "annotator": f"{ANNOTATOR_PREFIX}{entity['task']}"}
+    if entity.get("label_type") is not None:  # the head's own type, beside the shared one
+        annotation.infons["label_type"] = entity["label_type"]
     if entity.get("score") is not None:
         annotation.infons["score"] = f"{entity['score']:.{SCORE_DECIMALS}f}"
     annotation.add_location(bioc.BioCLocation(entity["start"], entity["end"] - entity["start"]))
