@@ -746,6 +746,24 @@ def test_resume_refuses_other_settings_and_cli_resume_works(model_dir, tmp_path,
     assert code == 0 and out.read_bytes() == (tmp_path / "straight.tsv").read_bytes()
 
 
+def test_resume_refuses_a_model_folder_changed_since_the_interrupted_run(model_dir, tmp_path, capsys):
+    """Entity types edited in config.json (or the weights replaced) between the interrupted run and --resume."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    path, out = conll_input(tmp_path), tmp_path / "out.tsv"
+    base = ["--model", str(model), "--input", str(path), "--output", str(out), "--chunk_size", "5"]
+    code, _ = cli([*base, "--stop_after_chunks", "1"], capsys)
+    assert code == 0 and not out.exists()
+    config = json.loads((model / "config.json").read_text())
+    task = config["tasks"][0]["name"]
+    config["entity_types"][task] = {label_type: "Renamed" for label_type in config["entity_types"][task]}
+    (model / "config.json").write_text(json.dumps(config))
+    code, err = cli([*base, "--resume"], capsys)
+    assert code == 2 and len(err) == 1 and "got different ['model_files']; run without --resume" in err[0]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Several processes: each tags its own chunks, the main process merges the parts
 

@@ -19,6 +19,7 @@ predicted annotation lines in place of the input's. Merge policies: `hstl.infere
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -209,11 +210,27 @@ def _run_signature(input_path: Path, model_dir: Path, format_name: str, tasks: l
     """What must not change between an interrupted run and its resumption (the model: its Hub id and commit, or its
     folder, as `hstl.hub.model_source` records it)."""
     stat = input_path.stat()
+    source = model_source(model_dir)
+    if "revision" not in source:  # a local folder: its path says nothing of what it holds now
+        source["model_files"] = _model_files_signature(Path(model_dir))
     return {
         "input": str(input_path.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-        **model_source(model_dir), "format": format_name, "tasks": tasks, "merge": merge,
+        **source, "format": format_name, "tasks": tasks, "merge": merge,
         "max_length": settings.max_length, "overlap": settings.overlap,
     }
+
+
+def _model_files_signature(model_dir: Path) -> dict[str, Any]:
+    """A local folder's config.json (its content: labels, entity types, windows) and weights (size and modification
+    time), so that a model retrained or re-mapped in the same folder is not resumed as if it were the same (a Hub
+    snapshot is pinned by its commit)."""
+    values: dict[str, Any] = {}
+    config_file, weights = model_dir / "config.json", model_dir / "model.safetensors"
+    if config_file.is_file():
+        values["config_sha256"] = hashlib.sha256(config_file.read_bytes()).hexdigest()
+    if weights.is_file():
+        values["weights_bytes"], values["weights_mtime_ns"] = weights.stat().st_size, weights.stat().st_mtime_ns
+    return values
 
 
 class LoadedModel:
