@@ -441,14 +441,9 @@ def _steps_and_hours(entry: dict[str, Any], method: str) -> str:
 
 def write_reports(summary: dict[str, Any], output_dir: Path, name: str = "results") -> None:
     """OUTPUT_DIR/NAME.json (the summary), NAME.md (its tables) and NAME.png (test F1 per corpus and method)."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / f"{name}.json").write_text(json.dumps(summary, indent=2))
-    (output_dir / f"{name}.md").write_text(format_markdown(summary))
-    try:
-        _plot(summary, output_dir / f"{name}.png")
-    except ImportError:
-        print(f"matplotlib is not installed: {name}.png skipped (pip install 'hstl[plot]')")
+    from .plotting import write_summary_files
+
+    write_summary_files(summary, output_dir, name, format_markdown(summary), _plot)
 
 
 def _plot(summary: dict[str, Any], path: Path) -> None:

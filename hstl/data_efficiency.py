@@ -166,17 +166,17 @@ def format_data_efficiency_markdown(summary: dict[str, Any]) -> str:
 
 
 def write_data_efficiency_reports(summary: dict[str, Any], output_dir: Path, name: str = "data_efficiency") -> None:
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / f"{name}.json").write_text(json.dumps(summary, indent=2))
-    (output_dir / f"{name}.md").write_text(format_data_efficiency_markdown(summary))
+    """OUTPUT_DIR/NAME.json (the summary), NAME.md (the table) and NAME.png (the curve)."""
+    from .plotting import write_summary_files
+
+    write_summary_files(summary, output_dir, name, format_data_efficiency_markdown(summary), _plot_curve)
+
+
+def _plot_curve(summary: dict[str, Any], path: Path) -> None:
+    """Test F1 against the share of training sentences, one line per method, with the std over seeds."""
     from .plotting import import_pyplot
 
-    try:
-        plt = import_pyplot()
-    except ImportError:
-        print(f"matplotlib is not installed: {name}.png skipped (pip install 'hstl[plot]')")
-        return
+    plt = import_pyplot()
     figure, axes = plt.subplots(figsize=(5, 3.5))
     for method, points in summary["curve"].items():
         fractions = [f for f in summary["fractions"] if f"{f:g}" in points]
@@ -186,7 +186,7 @@ def write_data_efficiency_reports(summary: dict[str, Any], output_dir: Path, nam
     axes.set_ylabel("test F1 x 100 (mean ± std over seeds)")
     axes.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(output_dir / f"{name}.png", dpi=120)
+    figure.savefig(path, dpi=120)
     plt.close(figure)
 
 

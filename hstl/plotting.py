@@ -3,8 +3,9 @@ method), drawn with matplotlib on the file-only Agg backend. matplotlib is optio
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 
 def import_pyplot():
@@ -18,6 +19,20 @@ def import_pyplot():
     import matplotlib.pyplot as pyplot
 
     return pyplot
+
+
+def write_summary_files(summary: dict[str, Any], output_dir: Path, name: str, markdown: str,
+                        plot: Callable[[dict[str, Any], Path], None]) -> None:
+    """OUTPUT_DIR/NAME.json (the summary), NAME.md (`markdown`) and NAME.png (`plot(summary, path)`; skipped, with a
+    line saying so, when matplotlib is missing): the files of every report of the package."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    (output_dir / f"{name}.md").write_text(markdown)
+    try:
+        plot(summary, output_dir / f"{name}.png")
+    except ImportError:
+        print(f"matplotlib is not installed: {name}.png skipped (pip install 'hstl[plot]')")
 
 
 def grouped_bar_chart(
