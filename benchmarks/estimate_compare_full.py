@@ -14,6 +14,7 @@ Output: `# ...` lines with the measurements and `ESTIMATE cpu_hours <low> <high>
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -78,8 +79,15 @@ def print_estimate(config, step_seconds: float, setup_seconds: float, eval_rate:
     """Seconds of every run of the comparison, at the earliest early stop and at the budget."""
     from hstl.corpora import load_task_data as load
 
-    validation = {c.name: len(load(_run_config(config, [c], config.training, 1, config.model))[0].splits.get(
-        "validation", [])) for c in config.corpora}
+    splits = {c.name: load(_run_config(config, [c], config.training, 1, config.model))[0].splits
+              for c in config.corpora}
+    validation = {name: len(split.get("validation", [])) for name, split in splits.items()}
+
+    def budget(spec, name: str) -> int:  # num_train_epochs counted in sentences (windows are a few more)
+        if spec.num_train_epochs is None:
+            return spec.max_steps
+        return math.ceil(spec.num_train_epochs * math.ceil(len(splits[name]["train"]) / spec.train_batch_size))
+
     runs = []  # (max_steps, eval_steps, patience, validation sentences per evaluation)
     seeds, targets = len(config.seeds), config.target_corpora()
     stage1 = config.stage1_training
@@ -87,12 +95,13 @@ def print_estimate(config, step_seconds: float, setup_seconds: float, eval_rate:
     runs += [(stage1.max_steps, stage1.eval_steps, stage1.early_stopping_patience, all_validation)] * seeds
     for corpus in targets:
         for spec in (config.training, config.finetune_training):
-            runs += [(spec.max_steps, spec.eval_steps, spec.early_stopping_patience, validation[corpus.name])] * seeds
+            runs += [(budget(spec, corpus.name), spec.eval_steps, spec.early_stopping_patience,
+                      validation[corpus.name])] * seeds
     for name in config.finetune_only_targets or []:
         others = all_validation - validation[name]
         runs += [(stage1.max_steps, stage1.eval_steps, stage1.early_stopping_patience, others)]
         spec = config.finetune_only_training or config.training
-        runs += [(spec.max_steps, spec.eval_steps, spec.early_stopping_patience, validation[name])]
+        runs += [(budget(spec, name), spec.eval_steps, spec.early_stopping_patience, validation[name])]
 
     def seconds(steps_of) -> float:
         total = 0.0

@@ -29,7 +29,8 @@ def add_common_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output_dir", required=True, help="Where the model folder, checkpoints and results go.")
     parser.add_argument("--data_root", default=None, help="Resolve relative data paths of the config against this folder.")
     parser.add_argument("--seed", type=int, default=None, help="Override training.seed.")
-    parser.add_argument("--max_steps", type=int, default=None, help="Override training.max_steps (optimizer steps).")
+    parser.add_argument("--max_steps", type=int, default=None, help="Override training.max_steps (optimizer steps); replaces "
+                        "training.num_train_epochs.")
     parser.add_argument("--train_batch_size", type=int, default=None,
                         help="Override training.train_batch_size (global, split across processes).")
     parser.add_argument("--eval_steps", type=int, default=None, help="Override training.eval_steps (0: only at the end).")
@@ -59,6 +60,8 @@ def apply_overrides(run_config: RunConfig, args: argparse.Namespace) -> RunConfi
         value = getattr(args, key)
         if value is not None:
             setattr(run_config.training, key, value)
+    if args.max_steps is not None:  # a step budget on the command line replaces the config's epochs
+        run_config.training.num_train_epochs = None
     if args.push_to_hub and not args.hub_model_id:
         raise RunConfigError("--push_to_hub: expected --hub_model_id user/name, got none")
     return run_config

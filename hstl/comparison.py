@@ -139,6 +139,7 @@ def override_comparison_config(config: ComparisonConfig, methods: list[str] | No
         if max_steps < 1:
             raise RunConfigError(f"--max_steps: expected a positive number of steps, got {max_steps}")
         config.training.max_steps = max_steps
+        config.training.num_train_epochs = None
     return config
 
 
@@ -211,8 +212,11 @@ def _run_config(config: ComparisonConfig, tasks: list[TaskSpec], training: Train
         training = config.stage1_training
     training = copy.deepcopy(training)
     training.seed = seed
-    if joint and config.stage1_training is None:
+    # Without stage1_training, a joint run gets max_steps per corpus; an epoch budget needs no scaling (a joint epoch
+    # is one pass over all the corpora's rows).
+    if joint and config.stage1_training is None and (config.stage1_max_steps or training.num_train_epochs is None):
         training.max_steps = config.stage1_max_steps or training.max_steps * len(tasks)
+        training.num_train_epochs = None
     return RunConfig(model=copy.deepcopy(model), tasks=copy.deepcopy(tasks), training=training,
                      data_root=config.data_root, source=config.source)
 

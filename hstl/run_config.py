@@ -7,6 +7,7 @@ kept with it, not only in a shell history.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -87,7 +88,10 @@ class TrainingSpec:
     seed: int = 42
     train_batch_size: int = 16
     eval_batch_size: int = 64
-    max_steps: int = 1000
+    # The budget: optimizer steps, or passes over the training rows (`num_train_epochs`, rounded up to whole steps
+    # when the run starts). Give one of them; with neither, max_steps is 1000.
+    max_steps: int | None = None
+    num_train_epochs: float | None = None
     gradient_accumulation_steps: int = 1
     encoder_learning_rate: float = 5e-5
     head_learning_rate: float = 1e-3
@@ -107,9 +111,27 @@ class TrainingSpec:
     keep_checkpoints: int = 2
     # Stop after this many evaluations in a row without a new best validation mean F1 (None: run all max_steps).
     early_stopping_patience: int | None = None
+    # An evaluation resets the patience only when it beats the best validation mean F1 by more than this
+    # (transformers' EarlyStoppingCallback `early_stopping_threshold`); best_model still keeps any higher score.
+    early_stopping_threshold: float = 0.0
     logging_steps: int = 25
     nonfinite_policy: str = "stop"
     freeze: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.num_train_epochs is None:
+            self.max_steps = 1000 if self.max_steps is None else self.max_steps
+        elif self.max_steps is not None:
+            raise ValueError(f"max_steps ({self.max_steps}) and num_train_epochs ({self.num_train_epochs}): expected "
+                             f"one budget, got both")
+        elif not self.num_train_epochs > 0:
+            raise ValueError(f"num_train_epochs: expected a positive number of passes, got {self.num_train_epochs}")
+
+    def resolve_max_steps(self, batches_per_epoch: int) -> int:
+        """Sets (and returns) `max_steps` from `num_train_epochs` and an epoch's batches; a no-op without epochs."""
+        if self.num_train_epochs is not None:
+            self.max_steps = math.ceil(self.num_train_epochs * batches_per_epoch / self.gradient_accumulation_steps)
+        return self.max_steps
 
 
 @dataclass
@@ -220,7 +242,7 @@ def build_spec(cls, values: Any, where: str):
     kwargs = {key: _coerce(value, hints[key], f"{where}.{key}") for key, value in values.items()}
     try:
         return cls(**kwargs)
-    except TypeError as error:  # a required key is missing
+    except (TypeError, ValueError) as error:  # a required key is missing, or keys that exclude each other
         raise RunConfigError(f"{where}: {error}") from None
 
 
@@ -300,8 +322,11 @@ def _validate(config: RunConfig, where: str) -> None:
         if not ok:
             raise RunConfigError(f"{where}: training.{key}: expected one of {allowed}, got {getattr(training, key)!r}")
     for key in ("train_batch_size", "eval_batch_size", "max_steps", "gradient_accumulation_steps", "max_length"):
-        if getattr(training, key) <= 0:
+        if getattr(training, key) is not None and getattr(training, key) <= 0:  # max_steps: None with num_train_epochs
             raise RunConfigError(f"{where}: training.{key}: expected a positive number, got {getattr(training, key)}")
+    if not training.early_stopping_threshold >= 0:
+        raise RunConfigError(f"{where}: training.early_stopping_threshold: expected a non-negative F1 difference, got "
+                             f"{training.early_stopping_threshold}")
     if training.early_stopping_patience is not None and (training.early_stopping_patience < 1
                                                          or training.eval_steps <= 0):
         raise RunConfigError(

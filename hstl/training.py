@@ -399,6 +399,7 @@ def _prepare_run(run_config: RunConfig, args: LoopArguments, accelerator: Accele
 
     collator = HSTLDataCollator(tokenizer)
     sampler, train_dataloader = _build_train_loader(train_sets, collator, training)
+    training.resolve_max_steps(len(sampler))  # num_train_epochs, when given, becomes a number of steps here
     optimizer = build_optimizer(model, run_config)
     scheduler = get_scheduler(
         training.lr_scheduler_type, optimizer, num_warmup_steps=math.ceil(training.warmup_ratio * training.max_steps),
@@ -567,11 +568,11 @@ def _after_step(run: TrainingRun, running: "_RunningLoss", progress) -> None:
         _append_train_log(run.accelerator, run.output_dir, {"step": step, **log})
     if training.eval_steps and (step % training.eval_steps == 0 or step == training.max_steps):
         previous_best = run.state.best_score
-        _evaluate_and_keep_best(run)
+        score = _evaluate_and_keep_best(run)
         run.model.train()
-        stopper = EarlyStopping(training.early_stopping_patience)
+        stopper = EarlyStopping(training.early_stopping_patience, training.early_stopping_threshold)
         stopper.load_state_dict(run.state.early_stopping)
-        if stopper.update(step, improved=run.state.best_score != previous_best):
+        if stopper.update(step, improved=stopper.improves(previous_best, score)):
             logger.info(f"step {step}: early stopping, no better validation mean F1 in {stopper.patience} "
                         f"evaluations", main_process_only=True)
         run.state.early_stopping = stopper.state_dict()
@@ -606,21 +607,29 @@ def _format_scores(results: dict[str, Any]) -> str:
     return ", ".join(f"{name} {value['f1']:.4f}" for name, value in results.items() if name != "mean_f1")
 
 
-def _evaluate_and_keep_best(run: TrainingRun) -> None:
-    """Scores the validation split; a better mean F1 with finite weights replaces OUTPUT_DIR/best_model."""
+def _evaluate_and_keep_best(run: TrainingRun) -> float | None:
+    """Scores the validation split; a better mean F1 with finite weights replaces OUTPUT_DIR/best_model.
+
+    Returns the mean F1 when it counts (finite, with finite weights), else None; the scores also go to the trackers
+    and to OUTPUT_DIR/train_log.jsonl (a line with `validation_f1/<task>` and `validation_f1/mean`)."""
     step, state = run.state.completed_steps, run.state
     results = _evaluate(run, "validation")
     if not results:
-        return
-    run.accelerator.log({f"validation_f1/{name}": value["f1"] for name, value in results.items()
-                         if name != "mean_f1"} | {"validation_f1/mean": results["mean_f1"]}, step=step)
+        return None
+    scores = {f"validation_f1/{name}": value["f1"] for name, value in results.items()
+              if name != "mean_f1"} | {"validation_f1/mean": results["mean_f1"]}
+    run.accelerator.log(scores, step=step)
+    _append_train_log(run.accelerator, run.output_dir, {"step": step, **scores})
     logger.info(f"step {step}: validation F1 {_format_scores(results)} (mean {results['mean_f1']:.4f})",
                 main_process_only=True)
     score = results["mean_f1"]
     weights_finite = all(torch.isfinite(p).all() for p in run.accelerator.unwrap_model(run.model).parameters())
-    if math.isfinite(score) and weights_finite and (state.best_score is None or score > state.best_score):
+    if not (math.isfinite(score) and weights_finite):
+        return None
+    if state.best_score is None or score > state.best_score:
         save_model_folder(run.accelerator, run.model, run.tokenizer, run.output_dir / "best_model")
         state.best_score = score
+    return score
 
 
 def _finish(run: TrainingRun) -> TrainingOutcome:
@@ -703,7 +712,8 @@ def _handle_nonfinite(run: TrainingRun, batch, what: str) -> None:
                              "untouched. Set training.nonfinite_policy: skip to skip such steps instead.")
     logger.warning(message + "; skipping this step (nonfinite_policy: skip)", main_process_only=True)
 def _append_train_log(accelerator: Accelerator, output_dir: Path, record: dict[str, Any]) -> None:
-    """One JSON line per logging step in OUTPUT_DIR/train_log.jsonl, whatever tracker is (or is not) in use."""
+    """One JSON line per logging step and per evaluation in OUTPUT_DIR/train_log.jsonl, whatever tracker is (or is
+    not) in use."""
     if accelerator.is_main_process:
         with open(output_dir / "train_log.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")

@@ -182,3 +182,32 @@ def test_only_targets_get_cells_and_finetune_only_runs_where_told(tmp_path, tiny
         path.write_text(yaml.safe_dump(dict(values, **{key: value})))
         with pytest.raises(RunConfigError, match=f"compare.yaml: {key}"):
             load_comparison_config(path)
+
+
+@pytest.mark.parametrize(("stage1_max_steps", "expected_joint"), [(None, (None, 2.0)), (50, (50, None))])
+def test_epoch_budgets_reach_every_run(tmp_path, tiny_tokenizer_dir, stage1_max_steps, expected_joint):
+    """`training.num_train_epochs` reaches single-task runs as it is, and joint runs too (a joint epoch is one pass
+    over all corpora); `stage1_max_steps` replaces it for joint runs; `--max_steps` replaces it everywhere."""
+    from hstl.comparison import override_comparison_config
+
+    path = _write_config(tmp_path, tiny_tokenizer_dir)
+    values = yaml.safe_load(path.read_text())
+    del values["training"]["max_steps"]
+    values["training"]["num_train_epochs"] = 2
+    values["methods"] = ["single_task", "multi_task"]
+    if stage1_max_steps:
+        values["stage1_max_steps"] = stage1_max_steps
+    path.write_text(yaml.safe_dump(values))
+    runs = {}
+
+    def recording_train(run_config, output_dir):
+        runs[Path(output_dir).parts[-3]] = (run_config.training.max_steps, run_config.training.num_train_epochs)
+        return {"test": {task.name: {"f1": 0.5} for task in run_config.tasks}, "validation": {}}
+
+    config = load_comparison_config(path)
+    run_comparison(config, tmp_path / "out", train=recording_train, log=lambda message: None)
+    assert runs == {"single_task": (None, 2.0), "runs": expected_joint}  # runs/stage1/seed1: parts[-3] is "runs"
+    runs.clear()
+    run_comparison(override_comparison_config(config, max_steps=9), tmp_path / "over", train=recording_train,
+                   log=lambda message: None)
+    assert runs == {"single_task": (9, None), "runs": (stage1_max_steps or 18, None)}

@@ -78,3 +78,61 @@ def test_frozen_run_stops_after_patience_evaluations_and_finishes(tmp_path, tiny
     assert (tmp_path / "out" / "model.safetensors").exists()
     saved = load_run_config(tmp_path / "out" / "run_config.yaml").training
     assert (saved.early_stopping_patience, saved.group_by_length) == (2, True)
+
+
+def first_stop_with_scores(patience: int, threshold: float, scores: list[float], eval_steps: int) -> int | None:
+    """As `first_stop`, with validation scores: the best so far moves on any higher score, as in the loop."""
+    stopper, best = EarlyStopping(patience, threshold), None
+    for evaluation, score in enumerate(scores, start=1):
+        improved = stopper.improves(best, score)
+        best = score if best is None or score > best else best
+        if stopper.update(evaluation * eval_steps, improved):
+            return evaluation * eval_steps
+    return None
+
+
+@pytest.mark.parametrize(
+    ("threshold", "scores", "stop_step"),
+    [
+        # 0.60 beats 0.50 by more than 0.05; 0.64 and 0.66 creep up (best 0.66) but by no more than 0.05: stop at 400.
+        (0.05, [0.50, 0.60, 0.64, 0.66, 0.90], 400),
+        # Without a threshold every creep is an improvement: no stop within these five.
+        (0.0, [0.50, 0.60, 0.64, 0.66, 0.90], None),
+        # The bar is the best so far (0.66 after the creeps), not the score that last reset the count.
+        (0.05, [0.50, 0.60, 0.64, 0.66, 0.70, 0.71], 400),
+        # Exactly the threshold is not more than it.
+        (0.25, [0.25, 0.50, 0.75], 300),
+    ],
+)
+def test_threshold_counts_small_gains_against_the_patience(threshold, scores, stop_step):
+    assert first_stop_with_scores(2, threshold, scores, eval_steps=100) == stop_step
+
+
+@pytest.mark.parametrize("threshold", [-0.01, float("nan")])
+def test_rejects_bad_threshold(threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        EarlyStopping(2, threshold)
+    with pytest.raises(RunConfigError, match="early_stopping_threshold"):
+        run_config_from_dict(tiny_run_config(early_stopping_threshold=threshold), source="t.yaml")
+
+
+def test_loop_applies_the_threshold_to_its_validation_scores(tmp_path, tiny_tokenizer_dir, monkeypatch):
+    """Scripted validation scores (the loop's evaluation replaced): 0.50, 0.60, 0.64, 0.66 with threshold 0.05 and
+    patience 2 stop the run at the fourth evaluation, step 8 of 20; the best model kept is 0.66's."""
+    import hstl.training as training
+
+    scripted = iter([0.50, 0.60, 0.64, 0.66, 0.90, 0.95, 0.97, 0.99, 0.995, 0.999])
+
+    def evaluate(run, split):
+        score = next(scripted) if split == "validation" else 0.5
+        return {"chem": {"f1": score}, "mean_f1": score}
+
+    monkeypatch.setattr(training, "_evaluate", evaluate)
+    values = tiny_run_config(max_steps=20, eval_steps=2, checkpointing_steps=0, early_stopping_patience=2,
+                             early_stopping_threshold=0.05)
+    values["model"]["tokenizer"] = str(tiny_tokenizer_dir)
+    values["tasks"] = values["tasks"][:1]
+    outcome = run_training(run_config_from_dict(values, source="t.yaml", base_dir=tmp_path),
+                           LoopArguments(output_dir=str(tmp_path / "out"), cpu=True))
+    assert outcome.completed_steps == 8
+    assert outcome.best_score == pytest.approx(0.66)

@@ -48,8 +48,16 @@ def test_run_leaves_a_model_folder_with_results(tmp_path, tokenizer_dir):
     assert set(results["validation"]) == {"chem", "disease", "mean_f1"} and set(results["test"]) == {"chem", "disease", "mean_f1"}
     assert results["completed_steps"] == 6 and outcome.completed_steps == 6
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    assert [record["step"] for record in log] == [1, 2, 3, 4, 5, 6]
-    assert all(record["train_loss"] > 0 for record in log)
+    train_lines = [record for record in log if "train_loss" in record]
+    assert [record["step"] for record in train_lines] == [1, 2, 3, 4, 5, 6]
+    assert all(record["train_loss"] > 0 for record in train_lines)
+    # Each evaluation (eval_steps 3) leaves its scores on disk: the validation curve that shows convergence.
+    evaluations = [record for record in log if "validation_f1/mean" in record]
+    assert [record["step"] for record in evaluations] == [3, 6]
+    for record in evaluations:
+        assert set(record) == {"step", "validation_f1/chem", "validation_f1/disease", "validation_f1/mean"}
+        assert record["validation_f1/mean"] == pytest.approx(
+            (record["validation_f1/chem"] + record["validation_f1/disease"]) / 2)
     saved = load_run_config(out / "run_config.yaml")
     assert saved.task_names() == ["chem", "disease"] and saved.training.max_steps == 6
     assert not (out / "best_model").exists()
@@ -60,7 +68,8 @@ def test_training_reduces_the_loss(tmp_path, tokenizer_dir):
     values = _with_tokenizer(tiny_run_config(max_steps=30, checkpointing_steps=0, batch_mode="homogeneous"),
                              tokenizer_dir)
     _run(tmp_path, values, "out")
-    log = [json.loads(line)["train_loss"] for line in (tmp_path / "out/train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line)["train_loss"] for line in (tmp_path / "out/train_log.jsonl").read_text().splitlines()
+           if "train_loss" in line]
     assert sum(log[-5:]) / 5 < 0.6 * sum(log[:5]) / 5
 
 
@@ -230,8 +239,10 @@ def test_two_processes_follow_the_one_process_loss_curve(tmp_path, tokenizer_dir
     assert two.returncode == 0, two.stderr[-3000:]
     assert json.loads((tmp_path / "two/all_results.json").read_text())["num_processes"] == 2
     assert json.loads((tmp_path / "one/all_results.json").read_text())["num_processes"] == 1
-    curve_one = [json.loads(l)["train_loss"] for l in (tmp_path / "one/train_log.jsonl").read_text().splitlines()]
-    curve_two = [json.loads(l)["train_loss"] for l in (tmp_path / "two/train_log.jsonl").read_text().splitlines()]
+    curve_one = [json.loads(l)["train_loss"] for l in (tmp_path / "one/train_log.jsonl").read_text().splitlines()
+                 if "train_loss" in l]
+    curve_two = [json.loads(l)["train_loss"] for l in (tmp_path / "two/train_log.jsonl").read_text().splitlines()
+                 if "train_loss" in l]
     assert len(curve_one) == len(curve_two) == 6
     torch.testing.assert_close(torch.tensor(curve_two), torch.tensor(curve_one), rtol=1e-3, atol=0)
 
@@ -287,3 +298,39 @@ def test_config_over_all_shared_corpora_trains(tmp_path, bioner_dir, tokenizer_d
     outcome = _run(tmp_path, values, "out")
     assert set(outcome.results["test"]) - {"mean_f1"} == {task["name"] for task in values["tasks"]}
     assert len(values["tasks"]) == len([p for p in bioner_dir.iterdir() if p.is_dir()])
+
+
+def test_epoch_budget_becomes_whole_steps(tmp_path, tokenizer_dir):
+    """`num_train_epochs: 1.5` over 2 x 10 sentences that each fit one window, batch 4: 5 batches an epoch, so
+    ceil(7.5) = 8 steps; run_config.yaml keeps the epochs (rerunning it gives the same budget)."""
+    values = _with_tokenizer(tiny_run_config(num_train_epochs=1.5, max_length=256, checkpointing_steps=0), tokenizer_dir)
+    del values["training"]["max_steps"]
+    for task in values["tasks"]:
+        task["max_train_sentences"] = 10
+    run_config = run_config_from_dict(values, source="test.yaml", base_dir=tmp_path)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    for task in load_task_data(run_config):  # the premise: one window per sentence
+        assert len(task.splits["train"]) == 10
+        assert max(len(tokenizer(s.tokens, is_split_into_words=True)["input_ids"]) for s in task.splits["train"]) < 250
+    outcome = run_training(run_config, LoopArguments(output_dir=str(tmp_path / "out"), cpu=True))
+    assert outcome.completed_steps == 8
+    saved = load_run_config(tmp_path / "out/run_config.yaml").training
+    assert (saved.num_train_epochs, saved.max_steps) == (1.5, None)
+
+
+def test_one_budget_per_training_section(tmp_path):
+    with pytest.raises(RunConfigError, match=r"t\.yaml: training: .*max_steps.*num_train_epochs.*both"):
+        run_config_from_dict(tiny_run_config(num_train_epochs=2), source="t.yaml")
+    with pytest.raises(RunConfigError, match=r"t\.yaml: training: num_train_epochs: expected a positive"):
+        run_config_from_dict({**tiny_run_config(), "training": {"num_train_epochs": 0}}, source="t.yaml")
+    from hstl.cli import apply_overrides
+
+    values = tiny_run_config()
+    values["training"] = {"num_train_epochs": 2}
+    run_config = run_config_from_dict(values, source="t.yaml")
+    args = type("Args", (), {"data_root": None, "seed": None, "max_steps": 7, "train_batch_size": None,
+                             "eval_steps": None, "checkpointing_steps": None, "push_to_hub": False})()
+    training = apply_overrides(run_config, args).training
+    assert (training.max_steps, training.num_train_epochs) == (7, None)
