@@ -133,3 +133,67 @@ def test_malformed_bioc_names_file_and_line(tmp_path, name, content, line):
     with pytest.raises(CorpusFormatError) as caught:
         list(iter_bioc_documents(path, fmt))
     assert f"{path}:{line}:" in str(caught.value)
+
+
+def _xml_document(pmid: str, text: str) -> str:
+    return f"<document><id>{pmid}</id><passage><offset>0</offset><text>{text}</text></passage></document>"
+
+
+OPENING = ("<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE collection SYSTEM 'BioC.dtd'>\n"
+           "<collection><source>s</source><date>d</date><key>k</key>\n")
+
+
+@pytest.mark.parametrize("layout", ["bioc-package", "one-line", "blank-lines"])
+@pytest.mark.parametrize("num_processes", [1, 2, 3, 5, 9])
+def test_xml_byte_ranges_hold_the_documents_of_the_whole_file(tmp_path, layout, num_processes):
+    """Cut into ranges for N processes, a BioC XML file gives back, range after range, the documents the `bioc`
+    package reads from the whole file: same ids, passages, offsets and texts, none lost or repeated."""
+    from hstl.inference.sharding import file_ranges
+
+    path = tmp_path / "in.xml"
+    texts = [f"Cisplatin dose {index} harmed {'the kidney ' * index}." for index in range(7)]
+    if layout == "bioc-package":
+        collection = bioc.BioCCollection()
+        for index, text in enumerate(texts):
+            document = bioc.BioCDocument()
+            document.id = f"pmid{index}"
+            passage = bioc.BioCPassage()
+            passage.offset, passage.text = 10 * index, text
+            document.add_passage(passage)
+            collection.add_document(document)
+        with open(path, "w", encoding="utf-8") as handle:
+            biocxml.dump(collection, handle)
+    else:
+        joiner = "" if layout == "one-line" else "\n\n  \n"
+        body = joiner.join(_xml_document(f"pmid{index}", text) for index, text in enumerate(texts))
+        path.write_text(OPENING + body + "</collection>\n", encoding="utf-8")
+    expected = [(d.id, [(p.offset, p.text) for p in d.passages]) for d in _load(path, BIOC_XML).documents]
+    ranges = file_ranges(path, BIOC_XML, num_processes)
+    assert [r.start for r in ranges[1:]] == [r.end for r in ranges[:-1]] and ranges[-1].end == path.stat().st_size
+    got = [(unit.document.id, [(p.offset, p.text) for p in unit.document.passages])
+           for file_range in ranges if file_range.start < file_range.end
+           for unit in iter_bioc_documents(file_range, BIOC_XML)]
+    assert got == expected and len(got) == 7
+    assert sum(r.start < r.end for r in ranges) == min(num_processes, 7)
+
+
+def test_a_process_parses_only_its_range_and_names_the_file_line(tmp_path):
+    """Four documents of about equal length (long beside the collection's opening), the last one broken on line 8:
+    the first of 2 processes reads its two documents; the second reports line 8 of the file, as reading the whole
+    file does."""
+    from hstl.inference import sharding
+    from hstl.formats import FORMATS
+
+    path = tmp_path / "in.xml"
+    body = "\n".join(_xml_document(str(index), "Aspirin helps. " * 12) for index in (1, 2, 3))
+    path.write_text(OPENING + body + "\n<document><id>4</id><passage><offset>0</offset>\n"
+                    f"<text>{'Aspirin helps. ' * 12}<b></text></passage></document>\n</collection>\n",
+                    encoding="utf-8")
+    with pytest.raises(CorpusFormatError) as whole:
+        list(iter_bioc_documents(path, BIOC_XML))
+    assert f"{path}:8:" in str(whole.value)
+    first = sharding.input_shares(FORMATS[BIOC_XML], path, 0, 2)
+    assert first.count == 2 and [unit.document.id for unit in first.read()] == ["1", "2"]
+    with pytest.raises(CorpusFormatError) as second:
+        sharding.input_shares(FORMATS[BIOC_XML], path, 1, 2)
+    assert f"{path}:8:" in str(second.value)

@@ -7,6 +7,11 @@ sentences of its passages with words and character offsets in the document's fra
 sentence by sentence at their own offsets. BioC XML is read lazily, one document at a time (`BioCXMLDocumentReader`);
 BioC JSON is one JSON object, so it is read whole.
 
+A sharded run reads BioC XML by byte ranges (`xml_document_cuts`, `hstl.inference.sharding`): a range starts at a
+`<document` tag that follows a `</document>`, and its process parses only the collection's opening (the bytes before
+the first document) followed by its range (and `</collection>` when the range does not end the file), so error lines
+are the file's.
+
 Writing: the output repeats the collection (source, date, key, infons), every document (id, infons), every passage
 (infons, offset, text) and every sentence element verbatim, and REPLACES the input's annotations and relations with
 predicted ones, as the PubTator writer does, so a file is never a mix of gold and predicted annotations. Each
@@ -20,7 +25,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import io
 import json
+import mmap
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -29,7 +37,7 @@ import bioc
 from bioc import biocjson, biocxml
 from lxml import etree
 
-from .common import SCORE_DECIMALS, CorpusFormatError, PathLike
+from .common import SCORE_DECIMALS, CorpusFormatError, FileRange, PathLike
 from .text import TextSentence, sentence_entities, text_sentences
 
 
@@ -99,11 +107,87 @@ def read_collection_info(path: PathLike, fmt: str) -> bioc.BioCCollection:
     return info
 
 
+_DOCUMENT_TAG = re.compile(rb"<document[\s>]")
+_DOCUMENT_CUT = re.compile(rb"</document>\s*(<document[\s>])")
+
+
+def xml_document_cuts(path: PathLike) -> Iterator[tuple[int, int]]:
+    """`(byte, line)` of every `<document` start tag of a BioC XML file that follows a `</document>` (white space
+    between): where a byte range may start. One pass over the file, mapped in memory, nothing parsed."""
+    with open(path, "rb") as handle:
+        if handle.seek(0, io.SEEK_END) == 0:
+            return
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            line, counted = 1, 0
+            for match in _DOCUMENT_CUT.finditer(data):
+                line += data[counted:match.start(1)].count(b"\n")
+                counted = match.start(1)
+                yield match.start(1), line
+
+
+def _xml_opening(path: PathLike) -> bytes:
+    """The bytes before the first `<document` tag: the XML declaration, doctype and the collection's opening."""
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        match = _DOCUMENT_TAG.search(data)
+        return data[:match.start()] if match else b""
+
+
+class _RangeStream(io.RawIOBase):
+    """A byte range of a BioC XML file as a complete collection: opening + range (+ `</collection>`), read lazily."""
+
+    def __init__(self, file_range: FileRange, opening: bytes) -> None:
+        self._handle = open(file_range.path, "rb")
+        self._handle.seek(file_range.start)
+        self._left = file_range.end - file_range.start
+        ends_file = file_range.end == self._handle.seek(0, io.SEEK_END)
+        self._handle.seek(file_range.start)
+        self._pieces = [opening if file_range.start else b"", None, b"" if ends_file else b"</collection>"]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._pieces:
+            if self._pieces[0] is None:  # the range itself
+                data = self._handle.read(min(len(buffer), self._left))
+                self._left -= len(data)
+                if not data:
+                    self._pieces.pop(0)
+                    continue
+            else:
+                data, rest = self._pieces[0][:len(buffer)], self._pieces[0][len(buffer):]
+                self._pieces[0:1] = [rest] if rest else []
+                if not data:
+                    continue
+            buffer[:len(data)] = data
+            return len(data)
+        return 0
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
 def _xml_documents(path: PathLike) -> Iterator[bioc.BioCDocument]:
+    """The documents of a BioC XML file, or of a `FileRange` of one (its line numbers in errors are the file's)."""
+    opening_lines, first_line = 0, 1
+    if isinstance(path, FileRange):
+        opening = _xml_opening(path.path) if path.start else b""
+        # The opening's last line runs on into the range's first line, which is the file's line `first_line`.
+        opening_lines, first_line = opening.count(b"\n"), path.first_line
+        source = io.BufferedReader(_RangeStream(path, opening))
+    else:
+        source = str(path)
     try:
-        yield from biocxml.BioCXMLDocumentReader(str(path))
+        yield from biocxml.BioCXMLDocumentReader(source)
     except etree.XMLSyntaxError as error:
-        raise CorpusFormatError(path, error.lineno, "expected BioC XML", f"invalid XML ({error.msg})") from None
+        line = error.lineno
+        if line and line > opening_lines:  # a line of the range, not of the opening
+            line += first_line - 1 - opening_lines
+        raise CorpusFormatError(path, line, "expected BioC XML", f"invalid XML ({error.msg})") from None
+    finally:
+        if isinstance(source, io.BufferedReader):
+            source.close()
 
 
 def iter_bioc_documents(path: PathLike, fmt: str) -> Iterator[BioCUnit]:
