@@ -13,7 +13,7 @@ setup-dev:
 # its mentions (hstl/sample_data/README.md says where the abstract comes from).
 demo: setup
 	$(PYTHON) train.py --config configs/demo.yaml --output_dir runs/demo
-	$(PYTHON) predict.py --model runs/demo --input hstl/sample_data/abstract.txt --output runs/demo/abstract.jsonl --show
+	$(PYTHON) predict.py --model runs/demo --input hstl/sample_data/abstract.txt --output runs/demo-abstract.jsonl --show
 
 test: setup-dev
 	$(PYTHON) -m pytest -m "not slow" -q

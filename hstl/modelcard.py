@@ -41,7 +41,6 @@ RUNTIME_REQUIREMENTS = ("torch", "transformers", "pytorch-crf")
 """Distributions the model folder's remote code needs; their version ranges are read from the hstl package metadata."""
 FALLBACK_REQUIREMENTS = ("torch>=2.4", "transformers>=5.0,<6", "pytorch-crf==0.7.2")
 EXAMPLE_TEXT = "Cisplatin-induced nephrotoxicity was reduced by the BRCA1 inhibitor in mice."
-PLACEHOLDER_REPO_ID = "user/hstl-model"
 
 CHAI_2022_BIBTEX = """@article{chai2022hstl,
   title   = {Hierarchical shared transfer learning for biomedical named entity recognition},
@@ -553,16 +552,18 @@ The corpora:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def build_model_card(folder: str | Path, repo_id: str = PLACEHOLDER_REPO_ID,
+def build_model_card(folder: str | Path, repo_id: str | None = None,
                      results: ScoresByCorpus | None = None) -> ModelCard:
     """The card of the model folder `folder`, to be published as `repo_id`.
 
     Args:
         folder: a model folder (config.json; run_config.yaml and the remote-code `.py` files are described when there).
-        repo_id: the Hub repository the usage code loads.
+        repo_id: the Hub repository the usage code loads; default: the folder's absolute path, so that the card of a
+            folder that is not published yet (training writes one) shows code that runs as it is.
         results: `{corpus: {split: scores}}`; default: the folder's results.json or training's all_results.json.
     """
     folder = Path(folder)
+    repo_id = repo_id or str(folder.resolve())
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder}: expected a model folder holding config.json, got none")
     config = _read_json(folder / "config.json", "a model config")
@@ -586,7 +587,7 @@ def build_model_card(folder: str | Path, repo_id: str = PLACEHOLDER_REPO_ID,
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(sections))
 
 
-def write_model_card(folder: str | Path, repo_id: str = PLACEHOLDER_REPO_ID,
+def write_model_card(folder: str | Path, repo_id: str | None = None,
                      results: ScoresByCorpus | None = None) -> Path:
     """Writes `folder/README.md` (the card of `build_model_card`) and returns its path."""
     path = Path(folder) / "README.md"
