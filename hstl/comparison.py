@@ -377,6 +377,8 @@ def _corpus_summary(name: str, family: str | None, methods: list[str], cells: li
         "seeds": {m: [c["seed"] for c in method_cells] for m, method_cells in by_method.items()},
         "steps": {m: [c.get("completed_steps") for c in method_cells] for m, method_cells in by_method.items()},
         "wall_seconds": {m: [c.get("wall_seconds") for c in method_cells] for m, method_cells in by_method.items()},
+        "convergence": {m: [validation_convergence(c.get("run_dir"), name) for c in method_cells]
+                        for m, method_cells in by_method.items()},
         "bootstrap_hstl_vs_single_task": {},
     }
     single = {c["seed"]: c for c in by_method.get("single_task", [])}
@@ -387,6 +389,30 @@ def _corpus_summary(name: str, family: str | None, methods: list[str], cells: li
                                       num_samples=bootstrap_samples, seed=cell["seed"])
             entry["bootstrap_hstl_vs_single_task"][str(cell["seed"])] = result.to_dict()
     return entry
+
+
+def validation_convergence(run_dir: str | None, corpus: str) -> dict[str, Any] | None:
+    """How a cell's own run (stage 2, or the single or stage-1 run) ended, from the validation F1 of `corpus` that
+    its train_log.jsonl records at each evaluation: the step of the best one, the last evaluated step, the best F1,
+    and `late_gain`, the best F1 minus the best F1 of the evaluations in the first two thirds of the run (None when
+    there were none). A late gain near 0 says the run had levelled off; a large one, that it was still rising.
+    None when the run left no validation scores."""
+    path = Path(run_dir) / "train_log.jsonl" if run_dir else None
+    if path is None or not path.is_file():
+        return None
+    curve = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line) if line.strip() else {}
+        score = record.get(f"validation_f1/{corpus}")
+        if score is not None:
+            curve.append((record["step"], score))
+    if not curve:
+        return None
+    best_step, best = max(curve, key=lambda point: point[1])  # the first of equal bests, as training keeps
+    last_step = curve[-1][0]
+    early = [score for step, score in curve if 3 * step <= 2 * last_step]  # the first two thirds, exactly
+    return {"best_step": best_step, "last_step": last_step, "best_f1": best,
+            "late_gain": best - max(early) if early else None}
 
 
 def _table_rows(entry: dict[str, Any]) -> dict[str, Any]:
@@ -427,11 +453,28 @@ def format_markdown(summary: dict[str, Any]) -> str:
                   "| corpus | seed | HSTL | single-task | difference | p (two-sided) |", "|---|---|---|---|---|---|"]
         lines += [f"| {corpus} | {seed} | {100 * r['f1_a']:.2f} | {100 * r['f1_b']:.2f} | {100 * r['delta']:+.2f} | "
                   f"{r['p_two_sided']:.4f} |" for corpus, seed, r in tests]
+    lines += ["", "Convergence: validation F1 x 100 gained in the last third of each cell's own run (stage 2, or the "
+              "single-task or stage-1 run), mean over seeds, and the step of the best checkpoint of the run's last "
+              "evaluated step (mean over seeds):", "",
+              "| corpus | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for corpus, entry in summary["corpora"].items():
+        lines.append(f"| {corpus} | " + " | ".join(_convergence_text(entry.get("convergence", {}).get(method, []))
+                                                  for method in methods) + " |")
     lines += ["", "Steps and wall-clock hours per cell (mean over seeds; stage 1 counted in every cell that uses it):",
               "", "| corpus | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for corpus, entry in summary["corpora"].items():
         lines.append(f"| {corpus} | " + " | ".join(_steps_and_hours(entry, method) for method in methods) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _convergence_text(per_seed: list[dict[str, Any] | None]) -> str:
+    known = [seed for seed in per_seed if seed is not None]
+    if not known:
+        return "-"
+    gains = [seed["late_gain"] for seed in known if seed["late_gain"] is not None]
+    gain = f"{100 * statistics.fmean(gains):+.2f}" if gains else "?"
+    return (f"{gain}, best at {statistics.fmean(seed['best_step'] for seed in known):.0f} of "
+            f"{statistics.fmean(seed['last_step'] for seed in known):.0f}")
 
 
 def _steps_and_hours(entry: dict[str, Any], method: str) -> str:

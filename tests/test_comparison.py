@@ -211,3 +211,32 @@ def test_epoch_budgets_reach_every_run(tmp_path, tiny_tokenizer_dir, stage1_max_
     run_comparison(override_comparison_config(config, max_steps=9), tmp_path / "over", train=recording_train,
                    log=lambda message: None)
     assert runs == {"single_task": (9, None), "runs": (stage1_max_steps or 18, None)}
+
+
+def test_convergence_is_read_from_each_cells_own_validation_curve(tmp_path):
+    """Two seeds of single-task A, their validation curves written by hand (with training-loss lines between):
+    seed 1 evaluated at 100..600, best 0.80 at 500, best of steps <= 400 is 0.74: late gain 0.06; seed 2 levelled
+    off (best 0.70 at 200, nothing better after): late gain 0; a cell without a log has no convergence."""
+    curves = {1: [(100, 0.50), (200, 0.70), (300, 0.72), (400, 0.74), (500, 0.80), (600, 0.79)],
+              2: [(100, 0.60), (200, 0.70), (300, 0.69), (400, 0.70), (500, 0.65), (600, 0.68)]}
+    for seed, curve in curves.items():
+        run_dir = tmp_path / "runs" / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        lines = []
+        for step, score in curve:
+            lines += [{"step": step, "train_loss": 1.0},
+                      {"step": step, "validation_f1/A": score, "validation_f1/B": 0.99, "validation_f1/mean": 0.0}]
+        (run_dir / "train_log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for method, seed, run_dir in [("single_task", 1, tmp_path / "runs/seed1"), ("single_task", 2, tmp_path / "runs/seed2"),
+                                  ("hstl", 1, tmp_path / "runs/none")]:
+        path = tmp_path / "cells" / method / "A" / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"method": method, "corpus": "A", "family": "F", "seed": seed,
+                                    "test": {"f1": 0.5}, "run_dir": str(run_dir)}))
+    summary = summarize(tmp_path)
+    seed1, seed2 = summary["corpora"]["A"]["convergence"]["single_task"]
+    assert (seed1["best_step"], seed1["last_step"], seed1["best_f1"]) == (500, 600, 0.80)
+    assert seed1["late_gain"] == pytest.approx(0.06)
+    assert (seed2["best_step"], seed2["late_gain"]) == (200, 0.0)
+    assert summary["corpora"]["A"]["convergence"]["hstl"] == [None]
+    assert "| A | +3.00, best at 350 of 600 | - |" in format_markdown(summary)
