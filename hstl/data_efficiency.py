@@ -22,7 +22,7 @@ import yaml
 
 from .comparison import TrainFunction, _default_train, _finetune_model, read_wall_time, stage1_run_dir
 from .data import read_split_dir
-from .run_config import ModelSpec, RunConfig, RunConfigError, TaskSpec, TrainingSpec, build_spec
+from .run_config import ModelSpec, RunConfig, RunConfigError, TaskSpec, TrainingSpec, build_model_spec, build_spec
 
 
 METHODS = ("from_stage1", "plain_encoder")
@@ -60,7 +60,7 @@ def load_data_efficiency_config(path: str | Path) -> DataEfficiencyConfig:
         raise RunConfigError(f"{path}: seeds: expected a non-empty list of integers, got {seeds!r}")
     data_root = values.get("data_root")
     return DataEfficiencyConfig(
-        model=build_spec(ModelSpec, values.get("model") or {}, f"{path}: model"),
+        model=build_model_spec(values.get("model") or {}, f"{path}: model"),
         corpus=build_spec(TaskSpec, values.get("corpus") or {}, f"{path}: corpus"),
         fractions=[float(f) for f in fractions], seeds=seeds,
         training=build_spec(TrainingSpec, values.get("training") or {}, f"{path}: training"),

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 from safetensors.torch import load_file
 
@@ -278,10 +279,25 @@ def test_demo_config_command_produces_remote_code_folder(tmp_path):
     assert "HSTLModel ['BC5CDR-chem', 'BC5CDR-disease', 'NCBI-disease', 'BC2GM', 'linnaeus'] left" in check.stdout
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "demo-xlnet-scratch.yaml", "paper.yaml", "bioner-all.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-xlnet-scratch.yaml", "paper.yaml", "bioner-all.yaml",
+                                  "bench-minilm.yaml"])
 def test_shipped_run_configs_load(name):
     run_config = load_run_config(REPO / "configs" / name)
     assert run_config.tasks and all(task.family for task in run_config.tasks)
+
+
+@pytest.mark.parametrize("name", ["compare-full.yaml", "compare-mini.yaml", "paper-compare.yaml",
+                                  "data-efficiency.yaml"])
+def test_shipped_experiment_configs_load_with_their_model_settings(name):
+    """Every config in configs/ loads with its own loader, model settings (HSTLConfig arguments) included."""
+    from hstl.comparison import load_comparison_config
+    from hstl.data_efficiency import load_data_efficiency_config
+
+    path = REPO / "configs" / name
+    config = (load_data_efficiency_config if name.startswith("data-") else load_comparison_config)(path)
+    written = yaml.safe_load(path.read_text())["model"]
+    settings = {key: value for key, value in written.items() if key not in ("encoder", "encoder_config", "tokenizer")}
+    assert config.model.hstl_config == settings
 
 
 @pytest.mark.corpora
