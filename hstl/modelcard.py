@@ -368,10 +368,11 @@ def training_section(run_config: dict[str, Any] | None) -> str:
         start = f"stage 1 (multi-task training) of an encoder built from scratch: `{model.get('encoder_config')}`"
     rows = "\n".join(f"| `{task.get('name')}` | {task.get('family')} | {_data_source(task)} |"
                      for task in run_config.get("tasks", []))
-    setting_names = ("seed", "max_steps", "train_batch_size", "gradient_accumulation_steps", "encoder_learning_rate",
+    setting_names = ("seed", "max_steps", "num_train_epochs", "train_batch_size", "gradient_accumulation_steps", "encoder_learning_rate",
                      "head_learning_rate", "weight_decay", "warmup_ratio", "lr_scheduler_type", "sampling_strategy",
                      "sampling_alpha", "batch_mode", "max_length", "window_overlap", "freeze")
-    settings = "\n".join(f"| {name} | {training[name]} |" for name in setting_names if name in training)
+    settings = "\n".join(f"| {name} | {training[name]} |" for name in setting_names
+                         if training.get(name) is not None)  # a budget not given (max_steps or epochs) is left out
     return f"""## Training
 
 Trained with the `hstl` package's `train.py`/`finetune.py`: {start}. Tasks are sampled by

@@ -334,6 +334,8 @@ def test_epoch_budget_becomes_whole_steps(tmp_path, tokenizer_dir):
     assert outcome.completed_steps == 8
     saved = load_run_config(tmp_path / "out/run_config.yaml").training
     assert (saved.num_train_epochs, saved.max_steps) == (1.5, None)
+    card = (tmp_path / "out/README.md").read_text()
+    assert "| num_train_epochs | 1.5 |" in card and "| max_steps |" not in card
 
 
 def test_one_budget_per_training_section(tmp_path):
