@@ -83,23 +83,27 @@ def print_estimate(config, step_seconds: float, setup_seconds: float, eval_rate:
               for c in config.corpora}
     validation = {name: len(split.get("validation", [])) for name, split in splits.items()}
 
-    def budget(spec, name: str) -> int:  # num_train_epochs counted in sentences (windows are a few more)
+    def budget(spec, *names: str) -> int:  # num_train_epochs counted in sentences (windows are a few more)
         if spec.num_train_epochs is None:
             return spec.max_steps
-        return math.ceil(spec.num_train_epochs * math.ceil(len(splits[name]["train"]) / spec.train_batch_size))
+        sentences = sum(len(splits[name]["train"]) for name in names)
+        return math.ceil(spec.num_train_epochs * math.ceil(sentences / spec.train_batch_size)
+                         / spec.gradient_accumulation_steps)
 
     runs = []  # (max_steps, eval_steps, patience, validation sentences per evaluation)
     seeds, targets = len(config.seeds), config.target_corpora()
     stage1 = config.stage1_training
     all_validation = sum(validation.values())
-    runs += [(stage1.max_steps, stage1.eval_steps, stage1.early_stopping_patience, all_validation)] * seeds
+    everything = [c.name for c in config.corpora]
+    runs += [(budget(stage1, *everything), stage1.eval_steps, stage1.early_stopping_patience, all_validation)] * seeds
     for corpus in targets:
         for spec in (config.training, config.finetune_training):
             runs += [(budget(spec, corpus.name), spec.eval_steps, spec.early_stopping_patience,
                       validation[corpus.name])] * seeds
     for name in config.finetune_only_targets or []:
         others = all_validation - validation[name]
-        runs += [(stage1.max_steps, stage1.eval_steps, stage1.early_stopping_patience, others)]
+        without = [other for other in everything if other != name]
+        runs += [(budget(stage1, *without), stage1.eval_steps, stage1.early_stopping_patience, others)]
         spec = config.finetune_only_training or config.training
         runs += [(budget(spec, name), spec.eval_steps, spec.early_stopping_patience, validation[name])]
 

@@ -360,13 +360,14 @@ def summarize(output_dir: Path, config: ComparisonConfig | None = None) -> dict[
         families = {cell["corpus"]: cell.get("family") for cell in sorted(cells, key=lambda cell: cell["corpus"])}
     methods = [m for m in METHODS if any(cell["method"] == m for cell in cells)]
     samples = config.bootstrap_samples if config is not None else 10_000
-    corpora = {name: _corpus_summary(name, family, methods, cells, samples) for name, family in families.items()}
+    corpora = {name: _corpus_summary(name, family, methods, cells, samples, Path(output_dir))
+               for name, family in families.items()}
     return {"corpora": corpora, "methods": methods, "table": {name: _table_rows(entry) for name, entry in
                                                                corpora.items()}, "num_cells": len(cells)}
 
 
 def _corpus_summary(name: str, family: str | None, methods: list[str], cells: list[dict],
-                    bootstrap_samples: int) -> dict[str, Any]:
+                    bootstrap_samples: int, output_dir: Path) -> dict[str, Any]:
     """One corpus of the summary: per method, lists in seed order; the bootstrap of HSTL against single-task."""
     by_method = {m: sorted((c for c in cells if c["corpus"] == name and c["method"] == m), key=lambda c: c["seed"])
                  for m in methods}
@@ -377,7 +378,8 @@ def _corpus_summary(name: str, family: str | None, methods: list[str], cells: li
         "seeds": {m: [c["seed"] for c in method_cells] for m, method_cells in by_method.items()},
         "steps": {m: [c.get("completed_steps") for c in method_cells] for m, method_cells in by_method.items()},
         "wall_seconds": {m: [c.get("wall_seconds") for c in method_cells] for m, method_cells in by_method.items()},
-        "convergence": {m: [validation_convergence(c.get("run_dir"), name) for c in method_cells]
+        "convergence": {m: [validation_convergence(_local_run_dir(output_dir, c.get("run_dir")), name)
+                            for c in method_cells]
                         for m, method_cells in by_method.items()},
         "bootstrap_hstl_vs_single_task": {},
     }
@@ -391,28 +393,45 @@ def _corpus_summary(name: str, family: str | None, methods: list[str], cells: li
     return entry
 
 
-def validation_convergence(run_dir: str | None, corpus: str) -> dict[str, Any] | None:
-    """How a cell's own run (stage 2, or the single or stage-1 run) ended, from the validation F1 of `corpus` that
-    its train_log.jsonl records at each evaluation: the step of the best one, the last evaluated step, the best F1,
-    and `late_gain`, the best F1 minus the best F1 of the evaluations in the first two thirds of the run (None when
-    there were none). A late gain near 0 says the run had levelled off; a large one, that it was still rising.
-    None when the run left no validation scores."""
+def validation_convergence(run_dir: str | Path | None, corpus: str) -> dict[str, Any] | None:
+    """How a cell's own run (stage 2, or the single or stage-1 run) ended, from the validation F1 that its
+    train_log.jsonl records at each evaluation: `best_step`, the step of the best mean F1 (the checkpoint the run
+    kept; for a stage-1 run, the mean over its corpora), the last evaluated step, `best_f1`, the best F1 of `corpus`,
+    and `late_gain`, that best minus the best F1 of `corpus` in the first two thirds of the run (None when there were
+    no evaluations there). A late gain near 0 says the run had levelled off; a large one, that it was still rising.
+    None when the run left no validation scores of `corpus`."""
     path = Path(run_dir) / "train_log.jsonl" if run_dir else None
     if path is None or not path.is_file():
         return None
-    curve = []
+    curve, means = [], []
     for line in path.read_text(encoding="utf-8").splitlines():
         record = json.loads(line) if line.strip() else {}
-        score = record.get(f"validation_f1/{corpus}")
-        if score is not None:
-            curve.append((record["step"], score))
+        if record.get(f"validation_f1/{corpus}") is not None:
+            curve.append((record["step"], record[f"validation_f1/{corpus}"]))
+            means.append((record["step"], record.get("validation_f1/mean", record[f"validation_f1/{corpus}"])))
     if not curve:
         return None
-    best_step, best = max(curve, key=lambda point: point[1])  # the first of equal bests, as training keeps
-    last_step = curve[-1][0]
+    best_step = max(means, key=lambda point: point[1])[0]  # the first of equal bests, as training keeps
+    best, last_step = max(score for _, score in curve), curve[-1][0]
     early = [score for step, score in curve if 3 * step <= 2 * last_step]  # the first two thirds, exactly
     return {"best_step": best_step, "last_step": last_step, "best_f1": best,
             "late_gain": best - max(early) if early else None}
+
+
+def _local_run_dir(output_dir: Path, run_dir: str | None) -> Path | None:
+    """A cell's run folder as recorded (relative to where the comparison was started, or absolute), or, when that is
+    not a folder from here, the same `runs/...` path under `output_dir` (a report built from elsewhere, or a moved
+    output folder)."""
+    if not run_dir:
+        return None
+    recorded = Path(run_dir)
+    if recorded.is_dir():
+        return recorded
+    parts = recorded.parts
+    for index in range(len(parts) - 1, -1, -1):
+        if parts[index] == "runs" and (Path(output_dir, *parts[index:])).is_dir():
+            return Path(output_dir, *parts[index:])
+    return recorded
 
 
 def _table_rows(entry: dict[str, Any]) -> dict[str, Any]:

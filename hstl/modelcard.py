@@ -416,7 +416,7 @@ def usage_code(repo_id: str, example_task: str | None) -> str:
     tasks_argument = f", tasks=[{json.dumps(example_task)}]" if example_task else ""
     return f"""from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer, pipeline
 
-repo_id = "{repo_id}"
+repo_id = {json.dumps(repo_id)}
 revision = None  # better: the commit hash of the revision whose code you have read (see "Remote code")
 
 # Entity spans in raw text, from every head (overlaps resolved as predict.py's --merge confidence), or from `tasks` only.

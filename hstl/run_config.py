@@ -124,13 +124,18 @@ class TrainingSpec:
         elif self.max_steps is not None:
             raise ValueError(f"max_steps ({self.max_steps}) and num_train_epochs ({self.num_train_epochs}): expected "
                              f"one budget, got both")
-        elif not self.num_train_epochs > 0:
+        elif not (isinstance(self.num_train_epochs, (int, float)) and 0 < self.num_train_epochs < math.inf):
             raise ValueError(f"num_train_epochs: expected a positive number of passes, got {self.num_train_epochs}")
+        threshold = self.early_stopping_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < math.inf:
+            raise ValueError(f"early_stopping_threshold: expected a non-negative F1 difference, got {threshold!r}")
 
     def resolve_max_steps(self, batches_per_epoch: int) -> int:
-        """Sets (and returns) `max_steps` from `num_train_epochs` and an epoch's batches; a no-op without epochs."""
+        """Turns `num_train_epochs` into `max_steps` (rounded up to whole optimizer steps) given an epoch's batches,
+        leaving one budget; returns `max_steps`. A no-op for a step budget."""
         if self.num_train_epochs is not None:
             self.max_steps = math.ceil(self.num_train_epochs * batches_per_epoch / self.gradient_accumulation_steps)
+            self.num_train_epochs = None
         return self.max_steps
 
 
@@ -324,9 +329,6 @@ def _validate(config: RunConfig, where: str) -> None:
     for key in ("train_batch_size", "eval_batch_size", "max_steps", "gradient_accumulation_steps", "max_length"):
         if getattr(training, key) is not None and getattr(training, key) <= 0:  # max_steps: None with num_train_epochs
             raise RunConfigError(f"{where}: training.{key}: expected a positive number, got {getattr(training, key)}")
-    if not training.early_stopping_threshold >= 0:
-        raise RunConfigError(f"{where}: training.early_stopping_threshold: expected a non-negative F1 difference, got "
-                             f"{training.early_stopping_threshold}")
     if training.early_stopping_patience is not None and (training.early_stopping_patience < 1
                                                          or training.eval_steps <= 0):
         raise RunConfigError(

@@ -344,6 +344,8 @@ def run_training(run_config: RunConfig, args: LoopArguments) -> TrainingOutcome:
     if checkpoint is not None:  # before anything is read or written: a refused resume changes nothing
         check_resume_settings(read_trainer_state(checkpoint).get("settings"), run_config, checkpoint)
     _start_output_dir(accelerator, run_config, Path(args.output_dir))
+    if checkpoint is None:  # a fresh start: the log of an earlier start in this folder is not this run's
+        _truncate_train_log(accelerator, Path(args.output_dir), 0)
     run = _prepare_run(run_config, args, accelerator)
     run.started = started
     if checkpoint is not None:

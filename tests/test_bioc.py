@@ -3,6 +3,8 @@ document id and infon kept (checked by reading the output with the `bioc` packag
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 bioc = pytest.importorskip("bioc")
@@ -143,7 +145,8 @@ OPENING = ("<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE collection SYSTEM 
            "<collection><source>s</source><date>d</date><key>k</key>\n")
 
 
-@pytest.mark.parametrize("layout", ["bioc-package", "one-line", "blank-lines"])
+@pytest.mark.parametrize("layout", ["bioc-package", "one-line", "blank-lines", "markup-with-document-text",
+                                    "empty-first-document"])
 @pytest.mark.parametrize("num_processes", [1, 2, 3, 5, 9])
 def test_xml_byte_ranges_hold_the_documents_of_the_whole_file(tmp_path, layout, num_processes):
     """Cut into ranges for N processes, a BioC XML file gives back, range after range, the documents the `bioc`
@@ -163,17 +166,26 @@ def test_xml_byte_ranges_hold_the_documents_of_the_whole_file(tmp_path, layout, 
             collection.add_document(document)
         with open(path, "w", encoding="utf-8") as handle:
             biocxml.dump(collection, handle)
+    elif layout == "markup-with-document-text":  # `<document>` as text in a comment, CDATA and a processing instruction
+        texts[3] = "<![CDATA[a </document> <document> b]]>"
+        body = "\n".join(_xml_document(f"pmid{index}", text) for index, text in enumerate(texts))
+        path.write_text(OPENING + "<!-- one <document> per abstract -->\n<?note </document> <document>?>\n" + body
+                        + "</collection>\n", encoding="utf-8")
     else:
         joiner = "" if layout == "one-line" else "\n\n  \n"
         body = joiner.join(_xml_document(f"pmid{index}", text) for index, text in enumerate(texts))
-        path.write_text(OPENING + body + "</collection>\n", encoding="utf-8")
-    expected = [(d.id, [(p.offset, p.text) for p in d.passages]) for d in _load(path, BIOC_XML).documents]
+        first = "<document/>\n" if layout == "empty-first-document" else ""
+        path.write_text(OPENING + first + body + "</collection>\n", encoding="utf-8")
+    # (`bioc.load` gives an empty document's id as None, its document reader as "")
+    expected = [(d.id or "", [(p.offset, p.text) for p in d.passages]) for d in _load(path, BIOC_XML).documents]
+    num_documents = 8 if layout == "empty-first-document" else 7
     ranges = file_ranges(path, BIOC_XML, num_processes)
     assert [r.start for r in ranges[1:]] == [r.end for r in ranges[:-1]] and ranges[-1].end == path.stat().st_size
     got = [(unit.document.id, [(p.offset, p.text) for p in unit.document.passages])
            for file_range in ranges if file_range.start < file_range.end
            for unit in iter_bioc_documents(file_range, BIOC_XML)]
-    assert got == expected and len(got) == 7
+    assert got == expected and len(got) == num_documents
+    # Every document but the first may start a range, each after a </document>, and the first range starts at 0.
     assert sum(r.start < r.end for r in ranges) == min(num_processes, 7)
 
 
@@ -197,3 +209,20 @@ def test_a_process_parses_only_its_range_and_names_the_file_line(tmp_path):
     with pytest.raises(CorpusFormatError) as second:
         sharding.input_shares(FORMATS[BIOC_XML], path, 1, 2)
     assert f"{path}:8:" in str(second.value)
+    # lxml's own message names lines too: the file's, as reading the whole file gives them
+    assert re.findall(r"line \d+", str(second.value)) == re.findall(r"line \d+", str(whole.value))
+    assert re.findall(r"line \d+", str(whole.value)) and set(re.findall(r"line (\d+)", str(whole.value))) == {"8"}
+
+
+def test_an_empty_file_is_reported_by_the_first_process(tmp_path):
+    """Sharded or not, an empty BioC XML file stops with one line naming it; the other processes get no range."""
+    from hstl.inference import sharding
+    from hstl.formats import FORMATS
+
+    path = tmp_path / "empty.xml"
+    path.write_bytes(b"")
+    with pytest.raises(CorpusFormatError, match=str(path)):
+        list(iter_bioc_documents(path, BIOC_XML))
+    with pytest.raises(CorpusFormatError, match=str(path)):
+        sharding.input_shares(FORMATS[BIOC_XML], path, 0, 2)
+    assert sharding.input_shares(FORMATS[BIOC_XML], path, 1, 2).count == 0

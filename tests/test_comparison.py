@@ -187,7 +187,7 @@ def test_only_targets_get_cells_and_finetune_only_runs_where_told(tmp_path, tiny
 @pytest.mark.parametrize(("stage1_max_steps", "expected_joint"), [(None, (None, 2.0)), (50, (50, None))])
 def test_epoch_budgets_reach_every_run(tmp_path, tiny_tokenizer_dir, stage1_max_steps, expected_joint):
     """`training.num_train_epochs` reaches single-task runs as it is, and joint runs too (a joint epoch is one pass
-    over all corpora); `stage1_max_steps` replaces it for joint runs; `--max_steps` replaces it everywhere."""
+    over all corpora); `stage1_max_steps` replaces it for joint runs; `--max_steps` replaces it in both."""
     from hstl.comparison import override_comparison_config
 
     path = _write_config(tmp_path, tiny_tokenizer_dir)
@@ -214,29 +214,38 @@ def test_epoch_budgets_reach_every_run(tmp_path, tiny_tokenizer_dir, stage1_max_
 
 
 def test_convergence_is_read_from_each_cells_own_validation_curve(tmp_path):
-    """Two seeds of single-task A, their validation curves written by hand (with training-loss lines between):
-    seed 1 evaluated at 100..600, best 0.80 at 500, best of steps <= 400 is 0.74: late gain 0.06; seed 2 levelled
-    off (best 0.70 at 200, nothing better after): late gain 0; a cell without a log has no convergence."""
-    curves = {1: [(100, 0.50), (200, 0.70), (300, 0.72), (400, 0.74), (500, 0.80), (600, 0.79)],
+    """Validation curves written by hand (training-loss lines between), in run folders recorded under another path
+    (the comparison was started elsewhere; the report is built from the output folder):
+    - single-task A, seed 1: evaluated at 100..600, best 0.80 at 500, best of steps <= 400 is 0.74: late gain 0.06;
+    - single-task A, seed 2: levelled off, best 0.70 at 200 (and again at 400): late gain 0;
+    - multi-task A, seed 1 (a stage-1 run): A's best is 0.80 at 500, but the run kept step 300, its best mean;
+    - HSTL A, seed 1: no log, no convergence."""
+    single = {1: [(100, 0.50), (200, 0.70), (300, 0.72), (400, 0.74), (500, 0.80), (600, 0.79)],
               2: [(100, 0.60), (200, 0.70), (300, 0.69), (400, 0.70), (500, 0.65), (600, 0.68)]}
-    for seed, curve in curves.items():
-        run_dir = tmp_path / "runs" / f"seed{seed}"
+    runs = {("single_task", 1): [(step, score, score) for step, score in single[1]],
+            ("single_task", 2): [(step, score, score) for step, score in single[2]],
+            ("multi_task", 1): [(step, score, mean) for (step, score), mean
+                                in zip(single[1], [0.5, 0.6, 0.9, 0.7, 0.8, 0.7])]}
+    for (method, seed), curve in runs.items():
+        run_dir = tmp_path / "out" / "runs" / method / f"seed{seed}"
         run_dir.mkdir(parents=True)
         lines = []
-        for step, score in curve:
+        for step, score, mean in curve:
             lines += [{"step": step, "train_loss": 1.0},
-                      {"step": step, "validation_f1/A": score, "validation_f1/B": 0.99, "validation_f1/mean": 0.0}]
+                      {"step": step, "validation_f1/A": score, "validation_f1/B": 0.99, "validation_f1/mean": mean}]
         (run_dir / "train_log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    for method, seed, run_dir in [("single_task", 1, tmp_path / "runs/seed1"), ("single_task", 2, tmp_path / "runs/seed2"),
-                                  ("hstl", 1, tmp_path / "runs/none")]:
-        path = tmp_path / "cells" / method / "A" / f"seed{seed}.json"
+    for method, seed in [*runs, ("hstl", 1)]:
+        path = tmp_path / "out" / "cells" / method / "A" / f"seed{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"method": method, "corpus": "A", "family": "F", "seed": seed,
-                                    "test": {"f1": 0.5}, "run_dir": str(run_dir)}))
-    summary = summarize(tmp_path)
-    seed1, seed2 = summary["corpora"]["A"]["convergence"]["single_task"]
+        path.write_text(json.dumps({"method": method, "corpus": "A", "family": "F", "seed": seed, "test": {"f1": 0.5},
+                                    "run_dir": f"started/elsewhere/runs/{method}/seed{seed}"}))
+    summary = summarize(tmp_path / "out")
+    convergence = summary["corpora"]["A"]["convergence"]
+    seed1, seed2 = convergence["single_task"]
     assert (seed1["best_step"], seed1["last_step"], seed1["best_f1"]) == (500, 600, 0.80)
     assert seed1["late_gain"] == pytest.approx(0.06)
     assert (seed2["best_step"], seed2["late_gain"]) == (200, 0.0)
-    assert summary["corpora"]["A"]["convergence"]["hstl"] == [None]
-    assert "| A | +3.00, best at 350 of 600 | - |" in format_markdown(summary)
+    (joint,) = convergence["multi_task"]
+    assert (joint["best_step"], joint["best_f1"]) == (300, 0.80) and joint["late_gain"] == pytest.approx(0.06)
+    assert convergence["hstl"] == [None]
+    assert "| A | +3.00, best at 350 of 600 | +6.00, best at 300 of 600 | - |" in format_markdown(summary)

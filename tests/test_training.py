@@ -90,6 +90,18 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, tokenizer_d
     assert log == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_fresh_start_in_a_used_folder_logs_only_its_own_steps(tmp_path, tokenizer_dir):
+    """Killed after step 2, before its first checkpoint (step 3), then started again without a checkpoint to resume:
+    the log holds steps 1-6 once, not the first start's 1-2 as well."""
+    values = _with_tokenizer(tiny_run_config(eval_steps=3), tokenizer_dir)
+    _run(tmp_path, values, "out", stop_after_steps=2)
+    assert not list_checkpoints(tmp_path / "out")
+    _run(tmp_path, values, "out")
+    log = [json.loads(line) for line in (tmp_path / "out/train_log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in log if "train_loss" in record] == [1, 2, 3, 4, 5, 6]
+    assert [record["step"] for record in log if "validation_f1/mean" in record] == [3, 6]
+
+
 def test_wall_seconds_add_up_over_resumed_invocations(tmp_path, tokenizer_dir):
     """A resumed run reports the seconds of the invocations before it (as its checkpoint recorded them) plus its own."""
     values = _with_tokenizer(tiny_run_config(), tokenizer_dir)
@@ -341,8 +353,11 @@ def test_epoch_budget_becomes_whole_steps(tmp_path, tokenizer_dir):
 def test_one_budget_per_training_section(tmp_path):
     with pytest.raises(RunConfigError, match=r"t\.yaml: training: .*max_steps.*num_train_epochs.*both"):
         run_config_from_dict(tiny_run_config(num_train_epochs=2), source="t.yaml")
-    with pytest.raises(RunConfigError, match=r"t\.yaml: training: num_train_epochs: expected a positive"):
-        run_config_from_dict({**tiny_run_config(), "training": {"num_train_epochs": 0}}, source="t.yaml")
+    for epochs in (0, float("inf")):
+        with pytest.raises(RunConfigError, match=r"t\.yaml: training: num_train_epochs: expected a positive"):
+            run_config_from_dict({**tiny_run_config(), "training": {"num_train_epochs": epochs}}, source="t.yaml")
+    with pytest.raises(RunConfigError, match=r"t\.yaml: training: early_stopping_threshold: expected a non-negative"):
+        run_config_from_dict(tiny_run_config(early_stopping_threshold=None), source="t.yaml")
     from hstl.cli import apply_overrides
 
     values = tiny_run_config()

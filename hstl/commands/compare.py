@@ -29,8 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results_prefix", default=None,
                         help="Also write the summary to PREFIX.json, PREFIX.md and PREFIX.png, e.g. docs/results-full.")
     parser.add_argument("--max_steps", type=int, default=None,
-                        help="Override training.max_steps (single-task runs; joint runs get it per corpus), e.g. for "
-                             "a single-task baseline with as many updates as HSTL's two stages.")
+                        help="Override training.max_steps, replacing training.num_train_epochs: the single-task "
+                             "runs, finetune_only's stage 2 unless finetune_only_training is set, and the joint runs "
+                             "(per corpus) unless stage1_training or stage1_max_steps is set; HSTL's stage 2 keeps "
+                             "finetune_training. E.g. a single-task baseline with as many updates as HSTL's two "
+                             "stages.")
     return parser.parse_args(argv)
 
 

@@ -107,29 +107,52 @@ def read_collection_info(path: PathLike, fmt: str) -> bioc.BioCCollection:
     return info
 
 
-_DOCUMENT_TAG = re.compile(rb"<document[\s>]")
-_DOCUMENT_CUT = re.compile(rb"</document>\s*(<document[\s>])")
+# Markup inside which a `<document` is text, not a tag (skipped whole by the scans below), or a document start tag.
+_SKIPPED = rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>"
+_DOCUMENT_TAG = re.compile(_SKIPPED + rb"|(<document[\s/>])", re.DOTALL)
+_DOCUMENT_CUT = re.compile(_SKIPPED + rb"|</document>\s*(<document[\s/>])", re.DOTALL)
 
 
 def xml_document_cuts(path: PathLike) -> Iterator[tuple[int, int]]:
     """`(byte, line)` of every `<document` start tag of a BioC XML file that follows a `</document>` (white space
-    between): where a byte range may start. One pass over the file, mapped in memory, nothing parsed."""
+    between), outside comments, CDATA sections and processing instructions: where a byte range may start. One pass
+    over the file, mapped in memory, nothing parsed."""
     with open(path, "rb") as handle:
         if handle.seek(0, io.SEEK_END) == 0:
             return
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            line, counted = 1, 0
-            for match in _DOCUMENT_CUT.finditer(data):
-                line += data[counted:match.start(1)].count(b"\n")
-                counted = match.start(1)
-                yield match.start(1), line
+            line, counted, starts = 1, 0, _group_starts(_DOCUMENT_CUT, data)
+            try:
+                for start in starts:
+                    line += data[counted:start].count(b"\n")
+                    counted = start
+                    yield start, line
+            finally:  # a consumer that stops early: the scan lets go of the map before it closes
+                starts.close()
 
 
 def _xml_opening(path: PathLike) -> bytes:
     """The bytes before the first `<document` tag: the XML declaration, doctype and the collection's opening."""
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        match = _DOCUMENT_TAG.search(data)
-        return data[:match.start()] if match else b""
+    with open(path, "rb") as handle:
+        if handle.seek(0, io.SEEK_END) == 0:
+            return b""
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            first = next(_group_starts(_DOCUMENT_TAG, data), None)
+            return data[:first] if first is not None else b""
+
+
+def _group_starts(pattern: re.Pattern, data) -> Iterator[int]:
+    """Where `pattern`'s group 1 matched (its other matches are skipped markup). Only integers leave this function, so
+    that no match object keeps the memory map from closing."""
+    matches = pattern.finditer(data)
+    for match in matches:
+        start = match.start(1)
+        del match
+        if start >= 0:
+            yield start
+
+
+_LXML_LINE = re.compile(r"\bline (\d+)")
 
 
 class _RangeStream(io.RawIOBase):
@@ -181,10 +204,12 @@ def _xml_documents(path: PathLike) -> Iterator[bioc.BioCDocument]:
     try:
         yield from biocxml.BioCXMLDocumentReader(source)
     except etree.XMLSyntaxError as error:
-        line = error.lineno
-        if line and line > opening_lines:  # a line of the range, not of the opening
-            line += first_line - 1 - opening_lines
-        raise CorpusFormatError(path, line, "expected BioC XML", f"invalid XML ({error.msg})") from None
+        def file_line(line: int) -> int:  # a line of the range (not of the opening) shifts to the file's numbering
+            return line + first_line - 1 - opening_lines if line > opening_lines else line
+
+        message = _LXML_LINE.sub(lambda match: f"line {file_line(int(match.group(1)))}", error.msg or "")
+        raise CorpusFormatError(path, file_line(error.lineno) if error.lineno else error.lineno, "expected BioC XML",
+                                f"invalid XML ({message})") from None
     finally:
         if isinstance(source, io.BufferedReader):
             source.close()

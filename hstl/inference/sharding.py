@@ -266,6 +266,6 @@ def input_shares(input_format, path: Path, rank: int, num_processes: int) -> Sha
         first, last = total * rank // num_processes, total * (rank + 1) // num_processes
         return Share(lambda: itertools.islice(input_format.read_units(path), first, last), last - first)
     own = file_ranges(path, input_format.name, num_processes)[rank]
-    if own.start == own.end:
+    if own.start == own.end and rank > 0:  # process 0 reads even an empty file: its reader reports it, as unsharded
         return Share(lambda: iter(()), 0)
     return Share(lambda: input_format.read_units(own), sum(1 for _ in input_format.read_units(own)))
