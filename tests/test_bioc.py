@@ -3,6 +3,7 @@ document id and infon kept (checked by reading the output with the `bioc` packag
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -226,3 +227,65 @@ def test_an_empty_file_is_reported_by_the_first_process(tmp_path):
     with pytest.raises(CorpusFormatError, match=str(path)):
         sharding.input_shares(FORMATS[BIOC_XML], path, 0, 2)
     assert sharding.input_shares(FORMATS[BIOC_XML], path, 1, 2).count == 0
+
+
+def _json_document(pmid: str, text: str) -> str:
+    return json.dumps({"id": pmid, "infons": {}, "passages": [{"offset": 0, "infons": {}, "text": text, "sentences": [],
+                                                               "annotations": [], "relations": []}],
+                       "annotations": [], "relations": []})
+
+
+@pytest.mark.parametrize("layout", ["bioc-package", "documents-first-with-brackets-in-strings"])
+@pytest.mark.parametrize("num_processes", [1, 2, 3, 5, 9])
+def test_json_byte_ranges_hold_the_documents_of_the_whole_file(tmp_path, layout, num_processes):
+    """As for XML: cut into ranges for N processes, a BioC JSON file gives back the documents the `bioc` package reads
+    from the whole file, also when strings hold brackets, quotes and `"documents": [`, and the array comes first."""
+    from hstl.inference.sharding import file_ranges
+
+    path = tmp_path / "in.json"
+    texts = [f'Dose {index} {{of}} [cisplatin] "quoted" \\\\ "documents": [{{ and "[{{ ' + "kidney " * index
+             for index in range(7)]
+    if layout == "bioc-package":
+        collection = bioc.BioCCollection()
+        collection.source = '"documents": [{'
+        for index, text in enumerate(texts):
+            document = bioc.BioCDocument()
+            document.id = f"pmid{index}"
+            passage = bioc.BioCPassage()
+            passage.offset, passage.text = 10 * index, text
+            document.add_passage(passage)
+            collection.add_document(document)
+        with open(path, "w", encoding="utf-8") as handle:
+            biocjson.dump(collection, handle)
+    else:
+        documents = ",\n".join(_json_document(f"pmid{index}", text) for index, text in enumerate(texts))
+        path.write_text('{"documents": [\n' + documents + '\n], "source": "s", "date": "d", "key": "k", '
+                        '"infons": {"note": "]}[{"}, "extra": {"nested": {"id": "not a document"}}}\n', encoding="utf-8")
+    expected = [(d.id, [(p.offset, p.text) for p in d.passages]) for d in _load(path, BIOC_JSON).documents]
+    ranges = file_ranges(path, BIOC_JSON, num_processes)
+    assert [r.start for r in ranges[1:]] == [r.end for r in ranges[:-1]] and ranges[-1].end == path.stat().st_size
+    got = [(unit.document.id, [(p.offset, p.text) for p in unit.document.passages])
+           for file_range in ranges if file_range.start < file_range.end
+           for unit in iter_bioc_documents(file_range, BIOC_JSON)]
+    assert got == expected and len(got) == 7
+    assert sum(r.start < r.end for r in ranges) == min(num_processes, 7)
+
+
+def test_a_json_range_names_the_file_line_of_its_error(tmp_path):
+    """Four documents, one per line (lines 2-5), the last broken: the first of 2 processes reads its two; the second
+    reports line 5 of the file, as reading the whole file does."""
+    from hstl.inference import sharding
+    from hstl.formats import FORMATS
+
+    path = tmp_path / "in.json"
+    documents = [_json_document(str(index), "Aspirin helps. " * 12) for index in (1, 2, 3, 4)]
+    documents[3] = documents[3].replace('"offset": 0', '"offset": 0,,')
+    path.write_text('{"source": "s", "documents": [\n' + ",\n".join(documents) + "\n]}\n", encoding="utf-8")
+    with pytest.raises(CorpusFormatError) as whole:
+        list(iter_bioc_documents(path, BIOC_JSON))
+    assert f"{path}:5:" in str(whole.value)
+    first = sharding.input_shares(FORMATS[BIOC_JSON], path, 0, 2)
+    assert first.count == 2 and [unit.document.id for unit in first.read()] == ["1", "2"]
+    with pytest.raises(CorpusFormatError) as second:
+        sharding.input_shares(FORMATS[BIOC_JSON], path, 1, 2)
+    assert f"{path}:5:" in str(second.value)

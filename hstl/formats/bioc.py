@@ -5,12 +5,13 @@ Reading: `iter_bioc_documents(path)` yields one `BioCUnit` per document: the `bi
 sentences of its passages with words and character offsets in the document's frame (a passage's text starts at its
 `offset`; a sentence never spans two passages). A passage without text but with `<sentence>` elements is read
 sentence by sentence at their own offsets. BioC XML is read lazily, one document at a time (`BioCXMLDocumentReader`);
-BioC JSON is one JSON object, so it is read whole.
+a BioC JSON file (or range) is one JSON object, so it is read whole.
 
-A sharded run reads BioC XML by byte ranges (`xml_document_cuts`, `hstl.inference.sharding`): a range starts at a
-`<document` tag that follows a `</document>`, and its process parses only the collection's opening (the bytes before
-the first document) followed by its range (and `</collection>` when the range does not end the file), so error lines
-are the file's.
+A sharded run reads BioC by byte ranges (`hstl.inference.sharding`), each process parsing only the collection's
+opening (the bytes before the first document), its own range, and the closing (`</collection>`, or `]}` in JSON) when
+the range does not end the file; error lines are the file's. In XML a range starts at a `<document` tag that follows a
+`</document>` (`xml_document_cuts`), in JSON at an object of the top-level "documents" array
+(`json_document_starts`).
 
 Writing: the output repeats the collection (source, date, key, infons), every document (id, infons), every passage
 (infons, offset, text) and every sentence element verbatim, and REPLACES the input's annotations and relations with
@@ -80,11 +81,28 @@ def sniff_bioc(path: PathLike) -> str | None:
 
 
 def _read_json_collection(path: PathLike) -> bioc.BioCCollection:
+    """A BioC JSON file, or a `FileRange` of one (`json_document_starts`): the range's documents in a collection
+    built from the file's opening, its range and the closing `]}` (error lines are the file's)."""
+    opening_lines, first_line = 0, 1
     try:
+        if isinstance(path, FileRange):
+            opening = _json_opening(path.path) if path.start else b""
+            opening_lines, first_line = opening.count(b"\n"), path.first_line
+            with open(path.path, "rb") as handle:
+                handle.seek(path.start)
+                data = handle.read(path.end - path.start)
+            if path.end < Path(path.path).stat().st_size:  # a later range holds the array's end
+                data = data.rstrip().removesuffix(b",") + b"]}"
+            # The collection's fields may come after the documents, in another range: the documents only.
+            collection = bioc.BioCCollection()
+            for document in json.loads((opening + data).decode("utf-8-sig"))["documents"]:
+                collection.add_document(biocjson.decoder.parse_doc(document))
+            return collection
         with open(path, encoding="utf-8-sig") as handle:
             return biocjson.load(handle)
     except json.JSONDecodeError as error:
-        raise CorpusFormatError(path, error.lineno, "expected BioC JSON", f"invalid JSON ({error.msg})") from None
+        line = error.lineno + first_line - 1 - opening_lines if error.lineno > opening_lines else error.lineno
+        raise CorpusFormatError(path, line, "expected BioC JSON", f"invalid JSON ({error.msg})") from None
     except UnicodeDecodeError as error:
         raise CorpusFormatError(path, None, "expected UTF-8 text", f"a byte that is not UTF-8 ({error.reason})") from None
     except (KeyError, TypeError, ValueError) as error:
@@ -150,6 +168,57 @@ def _group_starts(pattern: re.Pattern, data) -> Iterator[int]:
         del match
         if start >= 0:
             yield start
+
+
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]:]', re.DOTALL)
+
+
+def json_document_starts(path: PathLike) -> Iterator[tuple[int, int]]:
+    """`(byte, line)` of every object of a BioC JSON collection's top-level "documents" array: where a byte range may
+    start (the first one aside). One pass over the file's strings and brackets, mapped in memory, nothing parsed."""
+    with open(path, "rb") as handle:
+        if handle.seek(0, io.SEEK_END) == 0:
+            return
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            tokens = _json_tokens(data)
+            try:
+                depth, key, last_string, in_documents, line, counted = 0, None, None, False, 1, 0
+                for start, token in tokens:
+                    if token == b'"':
+                        last_string = data[start:start + 11] if depth == 1 else None
+                    elif token == b":":
+                        key = last_string
+                    elif token in (b"{", b"["):
+                        if depth == 1 and token == b"[":
+                            in_documents = key == b'"documents"'
+                        elif depth == 2 and token == b"{" and in_documents:
+                            line += data[counted:start].count(b"\n")
+                            counted = start
+                            yield start, line
+                        depth += 1
+                    else:
+                        depth -= 1
+                        in_documents = in_documents and depth >= 2
+            finally:  # a consumer that stops early: the scan lets go of the map before it closes
+                tokens.close()
+
+
+def _json_tokens(data) -> Iterator[tuple[int, bytes]]:
+    """Start and first byte of each string, bracket and colon; integers and bytes only leave (see `_group_starts`)."""
+    matches = _JSON_TOKEN.finditer(data)
+    for match in matches:
+        start = match.start()
+        del match
+        yield start, data[start:start + 1]
+
+
+def _json_opening(path: PathLike) -> bytes:
+    """The bytes before the first document object: the collection's fields and `"documents": [`."""
+    starts = json_document_starts(path)
+    first = next(starts, None)
+    starts.close()
+    with open(path, "rb") as handle:
+        return handle.read(first[0]) if first is not None else b""
 
 
 _LXML_LINE = re.compile(r"\bline (\d+)")

@@ -6,10 +6,10 @@ its lines (no sentence splitting, no tokenization), into one `FileRange` per pro
 made before a block of lines (between separator lines) that starts a unit: a CoNLL sentence (not after a lone
 `-DOCSTART-`, which belongs to the sentence after it), a text paragraph holding text, a PubTator document. Each process
 then reads, checks and counts only its range, with the line, character and paragraph numbers its range starts at, so
-offsets, document ids and error lines are those of reading the whole file. BioC XML is cut the same way before a
-`<document` tag that follows a `</document>` (`hstl.formats.bioc.xml_document_cuts`); its processes parse the
-collection's opening and their own range only. BioC JSON is one JSON object: every process reads all documents
-(their sentences are only split for its own) and keeps a contiguous share of them.
+offsets, document ids and error lines are those of reading the whole file. BioC is cut the same way before a
+document: in XML a `<document` tag that follows a `</document>` (`hstl.formats.bioc.xml_document_cuts`), in JSON an
+object of the "documents" array (`json_document_starts`); its processes parse the collection's opening and their own
+range only.
 
 Each process tags its share in chunks of `chunk_size` units and appends them to its part `OUT.part{rank}-of{N}`;
 after each chunk, once the part's bytes are on disk, it appends the part's new length to
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import PredictionInputError
-from ..formats.bioc import BIOC_XML, xml_document_cuts
+from ..formats.bioc import BIOC_JSON, BIOC_XML, json_document_starts, xml_document_cuts
 from ..formats.common import FileRange, is_separator
 from ..formats.conll import DOCSTART
 
@@ -207,7 +207,7 @@ def _may_cut_before(format_name: str, block: _Block, previous: _Block | None) ->
     return True  # PubTator: every block is (or starts) a document
 
 
-CUT_BY_BYTES = ("conll", "text", "pubtator", BIOC_XML)
+CUT_BY_BYTES = ("conll", "text", "pubtator", BIOC_XML, BIOC_JSON)
 """The formats `input_shares` cuts by bytes; the others' processes read all units and keep their share."""
 
 
@@ -216,6 +216,11 @@ def _range_starts(path: Path, format_name: str) -> Iterator[FileRange]:
     and must hold a unit, or its reader would report a file without any)."""
     if format_name == BIOC_XML:  # every cut follows a document already
         yield from (FileRange(str(path), byte, 0, line) for byte, line in xml_document_cuts(path))
+        return
+    if format_name == BIOC_JSON:
+        starts = json_document_starts(path)
+        next(starts, None)  # the first document
+        yield from (FileRange(str(path), byte, 0, line) for byte, line in starts)
         return
     paragraph, previous, first_seen = 1, None, False
     for block in _blocks(path):
