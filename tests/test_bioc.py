@@ -138,6 +138,34 @@ def test_malformed_bioc_names_file_and_line(tmp_path, name, content, line):
     assert f"{path}:{line}:" in str(caught.value)
 
 
+def _dump_with_the_bioc_package(path, texts: list[str], module, source: str = "") -> None:
+    """One document per text (ids pmid0, pmid1, ...; one passage at offset 10 x index), written by `module.dump`."""
+    collection = bioc.BioCCollection()
+    collection.source = source
+    for index, text in enumerate(texts):
+        document = bioc.BioCDocument()
+        document.id = f"pmid{index}"
+        passage = bioc.BioCPassage()
+        passage.offset, passage.text = 10 * index, text
+        document.add_passage(passage)
+        collection.add_document(document)
+    with open(path, "w", encoding="utf-8") as handle:
+        module.dump(collection, handle)
+
+
+def _documents_range_by_range(path, fmt: str, num_processes: int):
+    """The byte ranges of `num_processes` processes (checked to tile the file) and, read range after range, the
+    documents' ids with their passages' offsets and texts."""
+    from hstl.inference.sharding import file_ranges
+
+    ranges = file_ranges(path, fmt, num_processes)
+    assert [r.start for r in ranges[1:]] == [r.end for r in ranges[:-1]] and ranges[-1].end == path.stat().st_size
+    got = [(unit.document.id, [(p.offset, p.text) for p in unit.document.passages])
+           for file_range in ranges if file_range.start < file_range.end
+           for unit in iter_bioc_documents(file_range, fmt)]
+    return ranges, got
+
+
 def _xml_document(pmid: str, text: str) -> str:
     return f"<document><id>{pmid}</id><passage><offset>0</offset><text>{text}</text></passage></document>"
 
@@ -152,21 +180,10 @@ OPENING = ("<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE collection SYSTEM 
 def test_xml_byte_ranges_hold_the_documents_of_the_whole_file(tmp_path, layout, num_processes):
     """Cut into ranges for N processes, a BioC XML file gives back, range after range, the documents the `bioc`
     package reads from the whole file: same ids, passages, offsets and texts, none lost or repeated."""
-    from hstl.inference.sharding import file_ranges
-
     path = tmp_path / "in.xml"
     texts = [f"Cisplatin dose {index} harmed {'the kidney ' * index}." for index in range(7)]
     if layout == "bioc-package":
-        collection = bioc.BioCCollection()
-        for index, text in enumerate(texts):
-            document = bioc.BioCDocument()
-            document.id = f"pmid{index}"
-            passage = bioc.BioCPassage()
-            passage.offset, passage.text = 10 * index, text
-            document.add_passage(passage)
-            collection.add_document(document)
-        with open(path, "w", encoding="utf-8") as handle:
-            biocxml.dump(collection, handle)
+        _dump_with_the_bioc_package(path, texts, biocxml)
     elif layout == "markup-with-document-text":  # `<document>` as text in a comment, CDATA and a processing instruction
         texts[3] = "<![CDATA[a </document> <document> b]]>"
         body = "\n".join(_xml_document(f"pmid{index}", text) for index, text in enumerate(texts))
@@ -180,11 +197,7 @@ def test_xml_byte_ranges_hold_the_documents_of_the_whole_file(tmp_path, layout, 
     # (`bioc.load` gives an empty document's id as None, its document reader as "")
     expected = [(d.id or "", [(p.offset, p.text) for p in d.passages]) for d in _load(path, BIOC_XML).documents]
     num_documents = 8 if layout == "empty-first-document" else 7
-    ranges = file_ranges(path, BIOC_XML, num_processes)
-    assert [r.start for r in ranges[1:]] == [r.end for r in ranges[:-1]] and ranges[-1].end == path.stat().st_size
-    got = [(unit.document.id, [(p.offset, p.text) for p in unit.document.passages])
-           for file_range in ranges if file_range.start < file_range.end
-           for unit in iter_bioc_documents(file_range, BIOC_XML)]
+    ranges, got = _documents_range_by_range(path, BIOC_XML, num_processes)
     assert got == expected and len(got) == num_documents
     # Every document but the first may start a range, each after a </document>, and the first range starts at 0.
     assert sum(r.start < r.end for r in ranges) == min(num_processes, 7)
@@ -240,33 +253,17 @@ def _json_document(pmid: str, text: str) -> str:
 def test_json_byte_ranges_hold_the_documents_of_the_whole_file(tmp_path, layout, num_processes):
     """As for XML: cut into ranges for N processes, a BioC JSON file gives back the documents the `bioc` package reads
     from the whole file, also when strings hold brackets, quotes and `"documents": [`, and the array comes first."""
-    from hstl.inference.sharding import file_ranges
-
     path = tmp_path / "in.json"
     texts = [f'Dose {index} {{of}} [cisplatin] "quoted" \\\\ "documents": [{{ and "[{{ ' + "kidney " * index
              for index in range(7)]
     if layout == "bioc-package":
-        collection = bioc.BioCCollection()
-        collection.source = '"documents": [{'
-        for index, text in enumerate(texts):
-            document = bioc.BioCDocument()
-            document.id = f"pmid{index}"
-            passage = bioc.BioCPassage()
-            passage.offset, passage.text = 10 * index, text
-            document.add_passage(passage)
-            collection.add_document(document)
-        with open(path, "w", encoding="utf-8") as handle:
-            biocjson.dump(collection, handle)
+        _dump_with_the_bioc_package(path, texts, biocjson, source='"documents": [{')
     else:
         documents = ",\n".join(_json_document(f"pmid{index}", text) for index, text in enumerate(texts))
         path.write_text('{"documents": [\n' + documents + '\n], "source": "s", "date": "d", "key": "k", '
                         '"infons": {"note": "]}[{"}, "extra": {"nested": {"id": "not a document"}}}\n', encoding="utf-8")
     expected = [(d.id, [(p.offset, p.text) for p in d.passages]) for d in _load(path, BIOC_JSON).documents]
-    ranges = file_ranges(path, BIOC_JSON, num_processes)
-    assert [r.start for r in ranges[1:]] == [r.end for r in ranges[:-1]] and ranges[-1].end == path.stat().st_size
-    got = [(unit.document.id, [(p.offset, p.text) for p in unit.document.passages])
-           for file_range in ranges if file_range.start < file_range.end
-           for unit in iter_bioc_documents(file_range, BIOC_JSON)]
+    ranges, got = _documents_range_by_range(path, BIOC_JSON, num_processes)
     assert got == expected and len(got) == 7
     assert sum(r.start < r.end for r in ranges) == min(num_processes, 7)
 
