@@ -23,6 +23,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--comparison_dir", required=True,
                         help="Output folder of the comparison whose stage-1 models the from_stage1 runs start from.")
     parser.add_argument("--output_dir", required=True, help="Where runs, cell results and the table go.")
+    parser.add_argument("--cells_dir", default=None,
+                        help="Where finished cells' records go and are looked up (default: OUTPUT_DIR/cells), e.g. "
+                             "docs/data-efficiency-cells under version control; a cell found there is not run again.")
+    parser.add_argument("--methods", nargs="+", default=None, choices=["from_stage1", "plain_encoder"],
+                        help="Run only these starts (default both): plain_encoder needs no stage-1 model.")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="Override the config's seeds.")
     parser.add_argument("--results_prefix", default=None,
                         help="Also write the summary to PREFIX.json, PREFIX.md and PREFIX.png, e.g. docs/data-efficiency.")
     return parser.parse_args(argv)
@@ -35,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         write_data_efficiency_reports,
     )
 
-    summary = run_data_efficiency(load_data_efficiency_config(args.config), args.output_dir, args.comparison_dir)
+    config = load_data_efficiency_config(args.config)
+    if args.seeds:
+        config.seeds = args.seeds
+    summary = run_data_efficiency(config, args.output_dir, args.comparison_dir, cells_dir=args.cells_dir,
+                                  methods=args.methods)
     if args.results_prefix:
         prefix = Path(args.results_prefix)
         write_data_efficiency_reports(summary, prefix.parent, prefix.name)

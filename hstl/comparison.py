@@ -230,8 +230,8 @@ def stage1_run_dir(output_dir: str | Path, seed: int) -> Path:
     return Path(output_dir) / "runs" / "stage1" / f"seed{seed}"
 
 
-def _cell_path(output_dir: Path, method: str, corpus: str, seed: int) -> Path:
-    return output_dir / "cells" / method / corpus / f"seed{seed}.json"
+def _cell_path(cells_dir: Path, method: str, corpus: str, seed: int) -> Path:
+    return cells_dir / method / corpus / f"seed{seed}.json"
 
 
 @dataclass
@@ -246,8 +246,8 @@ class _Cell:
     run_dirs: list[str]
 
 
-def _write_cell(output_dir: Path, config: ComparisonConfig, cell: _Cell) -> None:
-    path = _cell_path(output_dir, cell.method, cell.corpus.name, cell.seed)
+def _write_cell(cells_dir: Path, config: ComparisonConfig, cell: _Cell) -> None:
+    path = _cell_path(cells_dir, cell.method, cell.corpus.name, cell.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     name = cell.corpus.name
     timings = [read_wall_time(run_dir) for run_dir in cell.run_dirs]
@@ -259,6 +259,8 @@ def _write_cell(output_dir: Path, config: ComparisonConfig, cell: _Cell) -> None
         # Own runs first: stage 1 (shared with other cells of the seed) then stage 2, or the single run.
         "wall_seconds": [timing["wall_seconds"] if timing else None for timing in timings],
         "test_counts": _test_counts(config, cell.corpus, cell.run_dir),
+        # Kept in the cell, so that a report built where the run folders are gone (a new machine) still has it.
+        "convergence": validation_convergence(cell.run_dir, name),
     }
     staging = path.with_suffix(".json.incomplete")
     staging.write_text(json.dumps(record))
@@ -285,19 +287,22 @@ def _test_counts(config: ComparisonConfig, corpus: TaskSpec, run_dir: str) -> li
 
 
 def run_comparison(config: ComparisonConfig, output_dir: str | Path, train: TrainFunction = _default_train,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Runs every unfinished cell, then writes results.json, results.md and results.png from the cell files."""
+                   log: Callable[[str], None] = print, cells_dir: str | Path | None = None) -> dict[str, Any]:
+    """Runs every unfinished cell, then writes results.json, results.md and results.png from the cell files.
+    `cells_dir` (default OUTPUT_DIR/cells) is where the finished cells' records go: small files that a long
+    comparison can keep under version control while its runs (models, checkpoints) stay in `output_dir`."""
     output_dir = Path(output_dir)
+    cells_dir = Path(cells_dir) if cells_dir is not None else output_dir / "cells"
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "comparison_config.yaml").write_text(yaml.safe_dump(comparison_config_to_dict(config), sort_keys=False))
     for seed in config.seeds:
-        _run_seed(config, output_dir, seed, train, log)
-    summary = summarize(output_dir, config)
+        _run_seed(config, output_dir, cells_dir, seed, train, log)
+    summary = summarize(output_dir, config, cells_dir)
     write_reports(summary, output_dir)
     return summary
 
 
-def _run_seed(config: ComparisonConfig, output_dir: Path, seed: int, train: TrainFunction,
+def _run_seed(config: ComparisonConfig, output_dir: Path, cells_dir: Path, seed: int, train: TrainFunction,
               log: Callable[[str], None]) -> None:
     """Every unfinished cell of one seed: single-task runs, stage 1 and its cells, then finetune_only."""
     runs = output_dir / "runs"
@@ -305,25 +310,25 @@ def _run_seed(config: ComparisonConfig, output_dir: Path, seed: int, train: Trai
 
     def pending(method: str) -> list[TaskSpec]:
         return [c for c in config.target_corpora()
-                if method in config.methods and not _cell_path(output_dir, method, c.name, seed).exists()]
+                if method in config.methods and not _cell_path(cells_dir, method, c.name, seed).exists()]
 
     for corpus in pending("single_task"):
         run_dir = str(runs / "single_task" / corpus.name / f"seed{seed}")
         log(f"[seed {seed}] single_task {corpus.name}")
         results = train(_run_config(config, [corpus], config.training, seed, config.model), run_dir)
-        _write_cell(output_dir, config, _Cell("single_task", corpus, seed, run_dir, results, [run_dir]))
+        _write_cell(cells_dir, config, _Cell("single_task", corpus, seed, run_dir, results, [run_dir]))
     if pending("multi_task") or pending("hstl"):
         stage1_dir = str(stage1_run_dir(output_dir, seed))
         log(f"[seed {seed}] stage 1 on {names}")
         stage1 = train(_run_config(config, config.corpora, config.training, seed, config.model), stage1_dir)
         for corpus in pending("multi_task"):
-            _write_cell(output_dir, config, _Cell("multi_task", corpus, seed, stage1_dir, stage1, [stage1_dir]))
+            _write_cell(cells_dir, config, _Cell("multi_task", corpus, seed, stage1_dir, stage1, [stage1_dir]))
         for corpus in pending("hstl"):
             run_dir = str(runs / "hstl" / corpus.name / f"seed{seed}")
             log(f"[seed {seed}] hstl stage 2 on {corpus.name}")
             results = train(_run_config(config, [corpus], config.finetune_training, seed,
                                         _finetune_model(stage1_dir)), run_dir)
-            _write_cell(output_dir, config, _Cell("hstl", corpus, seed, run_dir, results, [stage1_dir, run_dir]))
+            _write_cell(cells_dir, config, _Cell("hstl", corpus, seed, run_dir, results, [stage1_dir, run_dir]))
     if config.finetune_only_seeds is not None and seed not in config.finetune_only_seeds:
         return
     for corpus in pending("finetune_only"):
@@ -337,7 +342,7 @@ def _run_seed(config: ComparisonConfig, output_dir: Path, seed: int, train: Trai
         log(f"[seed {seed}] finetune_only: fine-tuning on {corpus.name}")
         results = train(_run_config(config, [corpus], config.finetune_only_training or config.training, seed,
                                     _finetune_model(pretrain_dir)), run_dir)
-        _write_cell(output_dir, config, _Cell("finetune_only", corpus, seed, run_dir, results, [pretrain_dir, run_dir]))
+        _write_cell(cells_dir, config, _Cell("finetune_only", corpus, seed, run_dir, results, [pretrain_dir, run_dir]))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -345,15 +350,16 @@ def _run_seed(config: ComparisonConfig, output_dir: Path, seed: int, train: Trai
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def read_cells(output_dir: Path) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted((Path(output_dir) / "cells").glob("*/*/seed*.json"))]
+def read_cells(cells_dir: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(Path(cells_dir).glob("*/*/seed*.json"))]
 
 
-def summarize(output_dir: Path, config: ComparisonConfig | None = None) -> dict[str, Any]:
+def summarize(output_dir: Path, config: ComparisonConfig | None = None,
+              cells_dir: str | Path | None = None) -> dict[str, Any]:
     """Per target corpus: its family, each method's test F1 x 100 per seed, steps, wall seconds, and the paired
     bootstrap of HSTL against single-task per seed; plus the mean ± std table and each method's gain over
     single-task. Computed from the cell files only."""
-    cells = read_cells(output_dir)
+    cells = read_cells(cells_dir if cells_dir is not None else Path(output_dir) / "cells")
     if config is not None:
         families = {c.name: c.family for c in config.target_corpora()}
     else:
@@ -378,7 +384,8 @@ def _corpus_summary(name: str, family: str | None, methods: list[str], cells: li
         "seeds": {m: [c["seed"] for c in method_cells] for m, method_cells in by_method.items()},
         "steps": {m: [c.get("completed_steps") for c in method_cells] for m, method_cells in by_method.items()},
         "wall_seconds": {m: [c.get("wall_seconds") for c in method_cells] for m, method_cells in by_method.items()},
-        "convergence": {m: [validation_convergence(_local_run_dir(output_dir, c.get("run_dir")), name)
+        "convergence": {m: [c["convergence"] if "convergence" in c else
+                            validation_convergence(_local_run_dir(output_dir, c.get("run_dir")), name)
                             for c in method_cells]
                         for m, method_cells in by_method.items()},
         "bootstrap_hstl_vs_single_task": {},

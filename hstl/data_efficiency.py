@@ -20,7 +20,9 @@ from typing import Any, Callable
 
 import yaml
 
-from .comparison import TrainFunction, _default_train, _finetune_model, read_wall_time, stage1_run_dir
+from .comparison import (
+    TrainFunction, _default_train, _finetune_model, read_wall_time, stage1_run_dir, validation_convergence,
+)
 from .data import read_split_dir
 from .run_config import ModelSpec, RunConfig, RunConfigError, TaskSpec, TrainingSpec, build_model_spec, build_spec
 
@@ -70,48 +72,58 @@ def load_data_efficiency_config(path: str | Path) -> DataEfficiencyConfig:
     )
 
 
-def _cell_path(output_dir: Path, method: str, fraction: float, seed: int) -> Path:
-    return output_dir / "cells" / method / f"{fraction:g}" / f"seed{seed}.json"
+def _cell_path(cells_dir: Path, method: str, fraction: float, seed: int) -> Path:
+    return cells_dir / method / f"{fraction:g}" / f"seed{seed}.json"
 
 
 def run_data_efficiency(config: DataEfficiencyConfig, output_dir: str | Path, comparison_dir: str | Path,
-                        train: TrainFunction = _default_train, log: Callable[[str], None] = print) -> dict[str, Any]:
+                        train: TrainFunction = _default_train, log: Callable[[str], None] = print,
+                        cells_dir: str | Path | None = None, methods: list[str] | None = None) -> dict[str, Any]:
     """Runs every unfinished cell, then writes data_efficiency.{json,md,png}. `comparison_dir` is the output folder
-    of the comparison whose stage-1 models (`runs/stage1/seed<k>`) the `from_stage1` runs start from."""
+    of the comparison whose stage-1 models (`runs/stage1/seed<k>`) the `from_stage1` runs start from; `cells_dir`
+    (default OUTPUT_DIR/cells) is where the finished cells' records go, as in `hstl.comparison.run_comparison`. A
+    seed whose cells are all finished needs no stage-1 model; `methods` (default both) runs only some of them, e.g.
+    the plain_encoder runs on a machine without stage-1 models."""
+    methods = list(METHODS) if methods is None else methods
     output_dir = Path(output_dir)
+    cells_dir = Path(cells_dir) if cells_dir is not None else output_dir / "cells"
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "data_efficiency_config.yaml").write_text(
         yaml.safe_dump(data_efficiency_config_to_dict(config) | {"comparison_dir": str(comparison_dir)}, sort_keys=False))
     num_train = len(_train_sentences(config))
     for seed in config.seeds:
+        pending = [(fraction, method) for fraction in config.fractions for method in methods
+                   if not _cell_path(cells_dir, method, fraction, seed).exists()]
         stage1 = stage1_run_dir(comparison_dir, seed)
-        if not (stage1 / "config.json").is_file():
-            raise RunConfigError(f"{stage1}: no finished stage-1 model for seed {seed}; run the comparison first")
-        if config.corpus.name in [task["name"] for task in json.loads((stage1 / "config.json").read_text())["tasks"]]:
-            raise RunConfigError(f"{stage1}: stage 1 trained {config.corpus.name}; pick a corpus it left out")
-        for fraction in config.fractions:
+        if any(method == "from_stage1" for _, method in pending):
+            _check_stage1(stage1, seed, config.corpus.name)
+        for fraction, method in pending:
             corpus = copy.deepcopy(config.corpus)
             corpus.max_train_sentences = None if fraction == 1.0 else math.ceil(fraction * num_train)
-            for method in METHODS:
-                path = _cell_path(output_dir, method, fraction, seed)
-                if path.exists():
-                    continue
-                run_dir = output_dir / "runs" / method / f"{fraction:g}" / f"seed{seed}"
-                log(f"[seed {seed}] {method} on {fraction:.0%} of {config.corpus.name}")
-                model = _finetune_model(str(stage1)) if method == "from_stage1" else config.model
-                training = copy.deepcopy(config.finetune_training if method == "from_stage1" else config.training)
-                training.seed = seed
-                run_config = RunConfig(model=copy.deepcopy(model), tasks=[corpus], training=training,
-                                       data_root=config.data_root, source=config.source)
-                results = train(run_config, str(run_dir))
-                _write_cell(path, {"method": method, "fraction": fraction, "seed": seed,
-                                   "train_sentences": corpus.max_train_sentences or num_train,
-                                   "test": results["test"][corpus.name],
-                                   "completed_steps": results.get("completed_steps"),
-                                   "wall_seconds": (read_wall_time(run_dir) or {}).get("wall_seconds")})
-    summary = summarize_data_efficiency(output_dir, config)
+            run_dir = output_dir / "runs" / method / f"{fraction:g}" / f"seed{seed}"
+            log(f"[seed {seed}] {method} on {fraction:.0%} of {config.corpus.name}")
+            model = _finetune_model(str(stage1)) if method == "from_stage1" else config.model
+            training = copy.deepcopy(config.finetune_training if method == "from_stage1" else config.training)
+            training.seed = seed
+            run_config = RunConfig(model=copy.deepcopy(model), tasks=[corpus], training=training,
+                                   data_root=config.data_root, source=config.source)
+            results = train(run_config, str(run_dir))
+            _write_cell(_cell_path(cells_dir, method, fraction, seed), {
+                "method": method, "fraction": fraction, "seed": seed,
+                "train_sentences": corpus.max_train_sentences or num_train, "test": results["test"][corpus.name],
+                "completed_steps": results.get("completed_steps"),
+                "wall_seconds": (read_wall_time(run_dir) or {}).get("wall_seconds"),
+                "convergence": validation_convergence(run_dir, corpus.name)})
+    summary = summarize_data_efficiency(cells_dir, config)
     write_data_efficiency_reports(summary, output_dir)
     return summary
+
+
+def _check_stage1(stage1: Path, seed: int, corpus: str) -> None:
+    if not (stage1 / "config.json").is_file():
+        raise RunConfigError(f"{stage1}: no finished stage-1 model for seed {seed}; run the comparison first")
+    if corpus in [task["name"] for task in json.loads((stage1 / "config.json").read_text())["tasks"]]:
+        raise RunConfigError(f"{stage1}: stage 1 trained {corpus}; pick a corpus it left out")
 
 
 def _train_sentences(config: DataEfficiencyConfig) -> list:
@@ -126,10 +138,10 @@ def _write_cell(path: Path, record: dict) -> None:
     staging.replace(path)
 
 
-def summarize_data_efficiency(output_dir: Path, config: DataEfficiencyConfig) -> dict[str, Any]:
+def summarize_data_efficiency(cells_dir: Path, config: DataEfficiencyConfig) -> dict[str, Any]:
     """Test F1 x 100 per fraction and method (per seed, mean, std), and the question in one line: does
     `from_stage1` at the smallest fraction reach 90 % of `plain_encoder` at 100 %?"""
-    cells = [json.loads(path.read_text()) for path in sorted(Path(output_dir).glob("cells/*/*/seed*.json"))]
+    cells = [json.loads(path.read_text()) for path in sorted(Path(cells_dir).glob("*/*/seed*.json"))]
     curve: dict[str, dict[str, Any]] = {}
     for method in METHODS:
         curve[method] = {}

@@ -23,6 +23,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="hstl-compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="Comparison config (YAML), e.g. configs/compare-mini.yaml.")
     parser.add_argument("--output_dir", required=True, help="Where runs, cell results and the table go.")
+    parser.add_argument("--cells_dir", default=None,
+                        help="Where finished cells' records go and are looked up (default: OUTPUT_DIR/cells): small "
+                             "files that a comparison spread over several machines keeps under version control, "
+                             "e.g. docs/results-full-cells; a cell found there is not run again.")
     parser.add_argument("--report_only", action="store_true", help="Only rebuild the table from finished cells.")
     parser.add_argument("--methods", nargs="+", default=None, choices=METHODS, help="Override the config's methods.")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="Override the config's seeds.")
@@ -47,10 +51,10 @@ def run(argv: list[str] | None = None) -> int:
     config = override_comparison_config(load_comparison_config(args.config), methods=args.methods, seeds=args.seeds,
                                         max_steps=args.max_steps)
     if args.report_only:
-        summary = summarize(args.output_dir, config)
+        summary = summarize(args.output_dir, config, args.cells_dir)
         write_reports(summary, args.output_dir)
     else:
-        summary = run_comparison(config, args.output_dir)
+        summary = run_comparison(config, args.output_dir, cells_dir=args.cells_dir)
     if args.results_prefix:
         prefix = Path(args.results_prefix)
         write_reports(summary, prefix.parent, prefix.name)
