@@ -249,3 +249,37 @@ def test_convergence_is_read_from_each_cells_own_validation_curve(tmp_path):
     assert (joint["best_step"], joint["best_f1"]) == (300, 0.80) and joint["late_gain"] == pytest.approx(0.06)
     assert convergence["hstl"] == [None]
     assert "| A | +3.00, best at 350 of 600 | +6.00, best at 300 of 600 | - |" in format_markdown(summary)
+
+
+def test_cells_kept_elsewhere_outlive_the_run_folders(tmp_path, tiny_tokenizer_dir):
+    """With `cells_dir`, finished cells go there (not under the output folder) with their validation convergence, so
+    that a comparison spread over machines that lose their run folders redoes no finished cell and still reports how
+    each run ended. The stand-in training writes a validation curve: best 0.8 at step 300 of 400, 0.6 at most in the
+    first two thirds (steps 100 and 200)."""
+    import shutil
+
+    config = load_comparison_config(_write_config(tmp_path, tiny_tokenizer_dir, methods=["single_task"]))
+
+    def curve_train(run_config, output_dir):
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        name = run_config.tasks[0].name
+        lines = [{"step": step, f"validation_f1/{name}": score} for step, score in ((100, 0.5), (200, 0.6), (300, 0.8), (400, 0.7))]
+        (Path(output_dir) / "train_log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return {"test": {name: {"f1": 0.6}}, "validation": {}}
+
+    run_comparison(config, tmp_path / "out", train=curve_train, log=lambda message: None, cells_dir=tmp_path / "kept")
+    assert sorted(path.relative_to(tmp_path / "kept").as_posix() for path in (tmp_path / "kept").rglob("*.json")) == [
+        "single_task/chem/seed1.json", "single_task/disease/seed1.json"]
+    assert not (tmp_path / "out" / "cells").exists()
+    shutil.rmtree(tmp_path / "out")  # a new machine: the runs are gone, the kept cells are not
+
+    def failing_train(run_config, output_dir):
+        raise AssertionError(f"finished cell redone: {output_dir}")
+
+    summary = run_comparison(config, tmp_path / "new", train=failing_train, log=lambda message: None,
+                             cells_dir=tmp_path / "kept")
+    for corpus in ("chem", "disease"):
+        assert summary["corpora"][corpus]["methods"] == {"single_task": [60.0]}
+        (convergence,) = summary["corpora"][corpus]["convergence"]["single_task"]
+        assert (convergence["best_step"], convergence["last_step"], convergence["best_f1"]) == (300, 400, 0.8)
+        assert convergence["late_gain"] == pytest.approx(0.2)

@@ -76,6 +76,34 @@ def test_refuses_a_stage1_that_saw_the_corpus_or_is_missing(tmp_path):
         run_data_efficiency(config, tmp_path / "out", tmp_path / "elsewhere", train=None, log=lambda message: None)
 
 
+def test_plain_encoder_runs_need_no_stage1_and_kept_cells_are_not_redone(tmp_path):
+    """On a machine without stage-1 models: `methods=["plain_encoder"]` runs, a run of both refuses; the from_stage1
+    cells kept (in `cells_dir`) from a machine that had them are not redone and then need no stage-1 model."""
+    config = load_data_efficiency_config(_setup(tmp_path))
+    runs = []
+
+    def stand_in_train(run_config, output_dir):
+        runs.append(Path(output_dir).relative_to(tmp_path).as_posix())
+        return {"test": {"linnaeus": {"f1": 0.5}}, "completed_steps": 4}
+
+    missing = tmp_path / "no-stage1-here"
+    run_data_efficiency(config, tmp_path / "out", missing, train=stand_in_train, log=lambda message: None,
+                        cells_dir=tmp_path / "kept", methods=["plain_encoder"])
+    assert sorted(runs) == sorted(f"out/runs/plain_encoder/{f}/seed{s}" for f in ("0.1", "0.5", "1") for s in (1, 2))
+    with pytest.raises(RunConfigError, match="no finished stage-1 model for seed 1"):
+        run_data_efficiency(config, tmp_path / "out", missing, train=stand_in_train, log=lambda message: None,
+                            cells_dir=tmp_path / "kept")
+    runs.clear()
+    run_data_efficiency(config, tmp_path / "out", tmp_path / "compare", train=stand_in_train,
+                        log=lambda message: None, cells_dir=tmp_path / "kept")
+    assert sorted(runs) == sorted(f"out/runs/from_stage1/{f}/seed{s}" for f in ("0.1", "0.5", "1") for s in (1, 2))
+    assert not (tmp_path / "out" / "cells").exists()
+    runs.clear()
+    summary = run_data_efficiency(config, tmp_path / "new", missing, train=stand_in_train, log=lambda message: None,
+                                  cells_dir=tmp_path / "kept")
+    assert runs == [] and summary["num_cells"] == 12
+
+
 @pytest.mark.parametrize(("key", "value"), [("fractions", [0.0]), ("fractions", [1.5]), ("seeds", []), ("magic", 1)])
 def test_bad_configs_name_the_file_and_key(tmp_path, key, value):
     path = _setup(tmp_path)
