@@ -2,9 +2,10 @@
 from the plain encoder, on 10/25/50/100 % of the corpus's training sentences, several seeds.
 
     python -m eval.data_efficiency --config configs/data-efficiency.yaml --comparison_dir runs/compare-full \
-        --output_dir runs/data-efficiency --results_prefix docs/data-efficiency
+        --output_dir runs/data-efficiency --cells_dir docs/data-efficiency-cells --results_prefix docs/data-efficiency
 
-Needs the comparison's stage-1 models (COMPARISON_DIR/runs/stage1/seed<k>) of the same seeds. Writes
+The from_stage1 runs need the comparison's stage-1 models (COMPARISON_DIR/runs/stage1/seed<k>) of the same seeds;
+`--methods plain_encoder` runs the others anywhere. Writes
 OUTPUT_DIR/data_efficiency.{json,md,png}; interrupt it at any time, the next invocation does only what is left.
 """
 
