@@ -442,23 +442,30 @@ def _local_run_dir(output_dir: Path, run_dir: str | None) -> Path | None:
 
 
 def _table_rows(entry: dict[str, Any]) -> dict[str, Any]:
-    """Mean and standard deviation over seeds (F1 in [0, 1]) per method, with the gain over single-task."""
+    """Mean and standard deviation over seeds (F1 in [0, 1]) per method, with the gain over single-task: the mean
+    difference over the seeds both have (while a comparison runs, a method can have fewer)."""
     rows = {}
     for method, scores in entry["methods"].items():
         f1 = [score / 100 for score in scores]
         rows[method] = {"mean": statistics.fmean(f1), "std": statistics.stdev(f1) if len(f1) > 1 else 0.0,
                         "n": len(f1), "f1": f1}
-    baseline = rows.get("single_task")
+    if "single_task" not in rows:
+        return rows
+    seeds = entry.get("seeds") or {method: list(range(len(scores))) for method, scores in entry["methods"].items()}
+    baseline = dict(zip(seeds["single_task"], rows["single_task"]["f1"]))
     for method, row in rows.items():
-        if baseline is not None and method != "single_task":
-            row["gain_over_single_task"] = row["mean"] - baseline["mean"]
+        paired = [(f1, baseline[seed]) for seed, f1 in zip(seeds[method], row["f1"]) if seed in baseline]
+        if method != "single_task" and paired:
+            row["gain_over_single_task"] = statistics.fmean(f1 - base for f1, base in paired)
     return rows
 
 
 def format_markdown(summary: dict[str, Any]) -> str:
-    """Test F1 x 100, mean ± std over seeds, gain over single-task in brackets; then the bootstrap tests and the
-    steps and hours of each method."""
+    """Test F1 x 100, mean ± std over seeds, gain over single-task in brackets, and the number of seeds where it is
+    not every method's largest (a comparison still running); then the bootstrap tests and the steps and hours of each
+    method."""
     methods = summary["methods"]
+    most_seeds = max((cell["n"] for rows in summary["table"].values() for cell in rows.values()), default=0)
     lines = ["| corpus | family | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     for corpus, entry in summary["corpora"].items():
         row = []
@@ -467,7 +474,9 @@ def format_markdown(summary: dict[str, Any]) -> str:
             if cell is None:
                 row.append("-")
                 continue
-            text = f"{100 * cell['mean']:.2f} ± {100 * cell['std']:.2f}"
+            text = f"{100 * cell['mean']:.2f}" + (f" ± {100 * cell['std']:.2f}" if cell["n"] > 1 else "")
+            if cell["n"] < most_seeds:
+                text += f" [{cell['n']} seed{'s' if cell['n'] > 1 else ''}]"
             if "gain_over_single_task" in cell:
                 text += f" ({100 * cell['gain_over_single_task']:+.2f})"
             row.append(text)

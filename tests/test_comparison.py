@@ -86,6 +86,8 @@ def test_runs_every_method_and_skips_finished_cells(tmp_path, tiny_tokenizer_dir
 
 
 def test_table_is_computed_from_result_files(tmp_path):
+    import shutil
+
     cells = tmp_path / "cells"
     for method, corpus, seed, f1 in [
         ("single_task", "A", 1, 0.50), ("single_task", "A", 2, 0.70),
@@ -101,6 +103,18 @@ def test_table_is_computed_from_result_files(tmp_path):
     assert summary["table"]["A"]["single_task"]["std"] == pytest.approx(0.1414213, rel=1e-5)
     assert summary["table"]["A"]["hstl"]["gain_over_single_task"] == pytest.approx(0.10)
     assert "| A | F | 60.00 ± 14.14 | 70.00 ± 14.14 (+10.00) |" in format_markdown(summary)
+    # a method with fewer seeds (still running) says how many, and one seed has no spread to show; its gain is over
+    # the seeds both have (single-task seed 1: 0.50)
+    path = cells / "multi_task" / "A" / "seed1.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"method": "multi_task", "corpus": "A", "family": "F", "seed": 1, "test": {"f1": 0.55}}))
+    assert "| A | F | 60.00 ± 14.14 | 55.00 [1 seed] (+5.00) | 70.00 ± 14.14 (+10.00) |" in format_markdown(
+        summarize(tmp_path))
+    # a seed that single-task does not have yet counts in the mean, not in the gain
+    (cells / "multi_task" / "A" / "seed3.json").write_text(json.dumps({"method": "multi_task", "corpus": "A",
+                                                                       "family": "F", "seed": 3, "test": {"f1": 0.9}}))
+    assert "| 72.50 ± 24.75 (+5.00) |" in format_markdown(summarize(tmp_path))
+    shutil.rmtree(cells / "multi_task")
     # change one file: the table follows
     path = cells / "hstl" / "A" / "seed2.json"
     path.write_text(json.dumps({"method": "hstl", "corpus": "A", "seed": 2, "test": {"f1": 0.8}}))
