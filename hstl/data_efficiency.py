@@ -166,8 +166,7 @@ def format_data_efficiency_markdown(summary: dict[str, Any]) -> str:
              "| method | " + " | ".join(f"{f:.0%}" for f in summary["fractions"]) + " |",
              "|---|" + "---|" * len(summary["fractions"])]
     for method, points in summary["curve"].items():
-        row = [f"{points[f'{f:g}']['mean']:.2f} ± {points[f'{f:g}']['std']:.2f}" if f"{f:g}" in points else "-"
-               for f in summary["fractions"]]
+        row = [_mean_text(points[f"{f:g}"]) if f"{f:g}" in points else "-" for f in summary["fractions"]]
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     answer = summary["question"]
     if answer is not None:
@@ -175,6 +174,13 @@ def format_data_efficiency_markdown(summary: dict[str, Any]) -> str:
                       f"plain_encoder at 100%: {answer['plain_encoder_at_100']:.2f}; reaches 90%: "
                       f"{'yes' if answer['reaches_90_percent'] else 'no'}"]
     return "\n".join(lines) + "\n"
+
+
+def _mean_text(point: dict[str, Any]) -> str:
+    """Mean ± std over seeds, or the one seed's score marked as such."""
+    if len(point["f1"]) == 1:
+        return f"{point['mean']:.2f} [1 seed]"
+    return f"{point['mean']:.2f} ± {point['std']:.2f}"
 
 
 def write_data_efficiency_reports(summary: dict[str, Any], output_dir: Path, name: str = "data_efficiency") -> None:

@@ -58,6 +58,8 @@ def test_runs_nested_fractions_from_each_seeds_stage1_and_answers_the_question(t
     question = summary["question"]
     # 61.5 at 10 % against 66.5 at 100 %: 92 %.
     assert question["reaches_90_percent"] and question["ratio"] == pytest.approx(61.5 / 66.5)
+    # seeds 1 and 2 score 61 and 62 at 10 % from stage 1
+    assert "| from_stage1 | 61.50 ± 0.71 |" in (tmp_path / "out" / "data_efficiency.md").read_text()
     for name in ("data_efficiency.json", "data_efficiency.md", "data_efficiency.png"):
         assert (tmp_path / "out" / name).exists()
 
@@ -102,6 +104,11 @@ def test_plain_encoder_runs_need_no_stage1_and_kept_cells_are_not_redone(tmp_pat
     summary = run_data_efficiency(config, tmp_path / "new", missing, train=stand_in_train, log=lambda message: None,
                                   cells_dir=tmp_path / "kept")
     assert runs == [] and summary["num_cells"] == 12
+    (tmp_path / "kept" / "from_stage1" / "0.1" / "seed2.json").unlink()  # one seed left: no spread to show
+    from hstl.data_efficiency import format_data_efficiency_markdown, summarize_data_efficiency
+
+    assert "| from_stage1 | 50.00 [1 seed] | 50.00 ± 0.00 |" in format_data_efficiency_markdown(
+        summarize_data_efficiency(tmp_path / "kept", config))
 
 
 @pytest.mark.parametrize(("key", "value"), [("fractions", [0.0]), ("fractions", [1.5]), ("seeds", []), ("magic", 1)])
