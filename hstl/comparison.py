@@ -230,6 +230,11 @@ def stage1_run_dir(output_dir: str | Path, seed: int) -> Path:
     return Path(output_dir) / "runs" / "stage1" / f"seed{seed}"
 
 
+def cells_folder(output_dir: str | Path, cells_dir: str | Path | None) -> Path:
+    """Where a runner keeps its finished cells' records: `cells_dir`, or OUTPUT_DIR/cells."""
+    return Path(cells_dir) if cells_dir is not None else Path(output_dir) / "cells"
+
+
 def _cell_path(cells_dir: Path, method: str, corpus: str, seed: int) -> Path:
     return cells_dir / method / corpus / f"seed{seed}.json"
 
@@ -292,7 +297,7 @@ def run_comparison(config: ComparisonConfig, output_dir: str | Path, train: Trai
     `cells_dir` (default OUTPUT_DIR/cells) is where the finished cells' records go: small files that a long
     comparison can keep under version control while its runs (models, checkpoints) stay in `output_dir`."""
     output_dir = Path(output_dir)
-    cells_dir = Path(cells_dir) if cells_dir is not None else output_dir / "cells"
+    cells_dir = cells_folder(output_dir, cells_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "comparison_config.yaml").write_text(yaml.safe_dump(comparison_config_to_dict(config), sort_keys=False))
     for seed in config.seeds:
@@ -359,7 +364,7 @@ def summarize(output_dir: Path, config: ComparisonConfig | None = None,
     """Per target corpus: its family, each method's test F1 x 100 per seed, steps, wall seconds, and the paired
     bootstrap of HSTL against single-task per seed; plus the mean ± std table and each method's gain over
     single-task. Computed from the cell files only."""
-    cells = read_cells(cells_dir if cells_dir is not None else Path(output_dir) / "cells")
+    cells = read_cells(cells_folder(output_dir, cells_dir))
     if config is not None:
         families = {c.name: c.family for c in config.target_corpora()}
     else:
@@ -451,7 +456,7 @@ def _table_rows(entry: dict[str, Any]) -> dict[str, Any]:
                         "n": len(f1), "f1": f1}
     if "single_task" not in rows:
         return rows
-    seeds = entry.get("seeds") or {method: list(range(len(scores))) for method, scores in entry["methods"].items()}
+    seeds = entry["seeds"]
     baseline = dict(zip(seeds["single_task"], rows["single_task"]["f1"]))
     for method, row in rows.items():
         paired = [(f1, baseline[seed]) for seed, f1 in zip(seeds[method], row["f1"]) if seed in baseline]

@@ -21,7 +21,8 @@ from typing import Any, Callable
 import yaml
 
 from .comparison import (
-    TrainFunction, _default_train, _finetune_model, read_wall_time, stage1_run_dir, validation_convergence,
+    TrainFunction, _default_train, _finetune_model, cells_folder, read_wall_time, stage1_run_dir,
+    validation_convergence,
 )
 from .data import read_split_dir
 from .run_config import ModelSpec, RunConfig, RunConfigError, TaskSpec, TrainingSpec, build_model_spec, build_spec
@@ -86,7 +87,7 @@ def run_data_efficiency(config: DataEfficiencyConfig, output_dir: str | Path, co
     the plain_encoder runs on a machine without stage-1 models."""
     methods = list(METHODS) if methods is None else methods
     output_dir = Path(output_dir)
-    cells_dir = Path(cells_dir) if cells_dir is not None else output_dir / "cells"
+    cells_dir = cells_folder(output_dir, cells_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "data_efficiency_config.yaml").write_text(
         yaml.safe_dump(data_efficiency_config_to_dict(config) | {"comparison_dir": str(comparison_dir)}, sort_keys=False))
