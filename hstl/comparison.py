@@ -465,6 +465,15 @@ def _table_rows(entry: dict[str, Any]) -> dict[str, Any]:
     return rows
 
 
+def mean_over_seeds_text(mean: float, std: float, n: int, most_seeds: int) -> str:
+    """`mean ± std` over n seeds; one seed has no spread to show, and a count short of the table's most seeds (a
+    comparison still running) or a single seed is marked: `55.00 [1 seed]`, `60.00 ± 1.20 [2 seeds]`."""
+    text = f"{mean:.2f}" + (f" ± {std:.2f}" if n > 1 else "")
+    if n < most_seeds or n == 1:
+        text += f" [{n} seed{'s' if n > 1 else ''}]"
+    return text
+
+
 def format_markdown(summary: dict[str, Any]) -> str:
     """Test F1 x 100, mean ± std over seeds, gain over single-task in brackets, and the number of seeds where it is
     not every method's largest (a comparison still running); then the bootstrap tests and the steps and hours of each
@@ -479,9 +488,7 @@ def format_markdown(summary: dict[str, Any]) -> str:
             if cell is None:
                 row.append("-")
                 continue
-            text = f"{100 * cell['mean']:.2f}" + (f" ± {100 * cell['std']:.2f}" if cell["n"] > 1 else "")
-            if cell["n"] < most_seeds:
-                text += f" [{cell['n']} seed{'s' if cell['n'] > 1 else ''}]"
+            text = mean_over_seeds_text(100 * cell["mean"], 100 * cell["std"], cell["n"], most_seeds)
             if "gain_over_single_task" in cell:
                 text += f" ({100 * cell['gain_over_single_task']:+.2f})"
             row.append(text)
@@ -539,10 +546,26 @@ def _plot(summary: dict[str, Any], path: Path) -> None:
 
     corpora, methods = list(summary["corpora"]), summary["methods"]
     cells = {method: [summary["table"][corpus].get(method, {}) for corpus in corpora] for method in methods}
-    grouped_bar_chart(path, corpora, {method: [100 * cell.get("mean", math.nan) for cell in row]
+    labels = legend_labels(summary)
+    grouped_bar_chart(path, corpora, {labels[method]: [100 * cell.get("mean", math.nan) for cell in row]
                                       for method, row in cells.items()},
-                      errors={method: [100 * cell.get("std", 0.0) for cell in row] for method, row in cells.items()},
+                      errors={labels[method]: [100 * cell.get("std", 0.0) for cell in row]
+                              for method, row in cells.items()},
                       ylabel="test F1 (mean ± std over seeds)")
+
+
+def legend_labels(summary: dict[str, Any]) -> dict[str, str]:
+    """Each method's name in the chart, with its seed count: `hstl (3 seeds)`, or `hstl (1-2 seeds)` while the
+    corpora have different counts, so that a bar from fewer seeds says so as its table cell does."""
+    labels = {}
+    for method in summary["methods"]:
+        counts = sorted({rows[method]["n"] for rows in summary["table"].values() if method in rows})
+        if not counts:
+            labels[method] = method
+            continue
+        span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        labels[method] = f"{method} ({span} seed{'' if counts == [1] else 's'})"
+    return labels
 
 
 def comparison_config_to_dict(config: ComparisonConfig) -> dict[str, Any]:

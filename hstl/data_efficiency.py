@@ -21,8 +21,8 @@ from typing import Any, Callable
 import yaml
 
 from .comparison import (
-    TrainFunction, _default_train, _finetune_model, cells_folder, read_wall_time, stage1_run_dir,
-    validation_convergence,
+    TrainFunction, _default_train, _finetune_model, cells_folder, mean_over_seeds_text, read_wall_time,
+    stage1_run_dir, validation_convergence,
 )
 from .data import read_split_dir
 from .run_config import ModelSpec, RunConfig, RunConfigError, TaskSpec, TrainingSpec, build_model_spec, build_spec
@@ -166,8 +166,11 @@ def format_data_efficiency_markdown(summary: dict[str, Any]) -> str:
     lines = [f"Test F1 x 100 on {summary['corpus']} (mean ± std over seeds) by share of its training sentences:", "",
              "| method | " + " | ".join(f"{f:.0%}" for f in summary["fractions"]) + " |",
              "|---|" + "---|" * len(summary["fractions"])]
-    for method, points in summary["curve"].items():
-        row = [_mean_text(points[f"{f:g}"]) if f"{f:g}" in points else "-" for f in summary["fractions"]]
+    points = [point for curve in summary["curve"].values() for point in curve.values()]
+    most_seeds = max((len(point["f1"]) for point in points), default=0)
+    for method, curve in summary["curve"].items():
+        row = [mean_over_seeds_text(p["mean"], p["std"], len(p["f1"]), most_seeds)
+               if (p := curve.get(f"{f:g}")) else "-" for f in summary["fractions"]]
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     answer = summary["question"]
     if answer is not None:
@@ -175,13 +178,6 @@ def format_data_efficiency_markdown(summary: dict[str, Any]) -> str:
                       f"plain_encoder at 100%: {answer['plain_encoder_at_100']:.2f}; reaches 90%: "
                       f"{'yes' if answer['reaches_90_percent'] else 'no'}"]
     return "\n".join(lines) + "\n"
-
-
-def _mean_text(point: dict[str, Any]) -> str:
-    """Mean ± std over seeds, or the one seed's score marked as such."""
-    if len(point["f1"]) == 1:
-        return f"{point['mean']:.2f} [1 seed]"
-    return f"{point['mean']:.2f} ± {point['std']:.2f}"
 
 
 def write_data_efficiency_reports(summary: dict[str, Any], output_dir: Path, name: str = "data_efficiency") -> None:

@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from conftest import tiny_run_config
-from hstl.comparison import format_markdown, load_comparison_config, run_comparison, summarize
+from hstl.comparison import (
+    format_markdown, legend_labels, load_comparison_config, mean_over_seeds_text, run_comparison, summarize,
+)
 from hstl.run_config import RunConfigError
 
 
@@ -119,6 +121,33 @@ def test_table_is_computed_from_result_files(tmp_path):
     path = cells / "hstl" / "A" / "seed2.json"
     path.write_text(json.dumps({"method": "hstl", "corpus": "A", "seed": 2, "test": {"f1": 0.8}}))
     assert summarize(tmp_path)["table"]["A"]["hstl"]["gain_over_single_task"] == pytest.approx(0.20)
+
+
+@pytest.mark.parametrize(("n", "most", "expected"), [
+    (3, 3, "60.00 ± 1.25"),             # every method has every seed: nothing to mark
+    (2, 3, "60.00 ± 1.25 [2 seeds]"),   # still running
+    (1, 3, "60.00 [1 seed]"),           # no spread from one seed
+    (1, 1, "60.00 [1 seed]"),           # one seed everywhere is still said
+])
+def test_mean_over_seeds_marks_short_and_single_seed_counts(n, most, expected):
+    assert mean_over_seeds_text(60.0, 1.25, n, most) == expected
+
+
+def test_chart_legend_says_how_many_seeds_each_method_has(tmp_path, monkeypatch):
+    from hstl import comparison
+
+    def row(n):
+        return {"mean": 0.5, "std": 0.0, "n": n, "f1": [0.5] * n}
+
+    summary = {"methods": ["single_task", "multi_task", "hstl", "finetune_only"], "corpora": {"A": {}, "B": {}},
+               "table": {"A": {"single_task": row(3), "multi_task": row(1), "hstl": row(2)},
+                         "B": {"single_task": row(3), "multi_task": row(1), "hstl": row(3)}}}
+    assert legend_labels(summary) == {"single_task": "single_task (3 seeds)", "multi_task": "multi_task (1 seed)",
+                                      "hstl": "hstl (2-3 seeds)", "finetune_only": "finetune_only"}
+    drawn = {}
+    monkeypatch.setattr("hstl.plotting.grouped_bar_chart", lambda path, groups, bars, **kwargs: drawn.update(bars))
+    comparison._plot(summary, tmp_path / "chart.png")
+    assert sorted(drawn) == ["finetune_only", "hstl (2-3 seeds)", "multi_task (1 seed)", "single_task (3 seeds)"]
 
 
 def test_bad_comparison_configs_name_the_file(tmp_path, tiny_tokenizer_dir):

@@ -109,6 +109,11 @@ def test_plain_encoder_runs_need_no_stage1_and_kept_cells_are_not_redone(tmp_pat
 
     assert "| from_stage1 | 50.00 [1 seed] | 50.00 ± 0.00 |" in format_data_efficiency_markdown(
         summarize_data_efficiency(tmp_path / "kept", config))
+    # a point short of the most seeds any point has (a run still going) says how many
+    short = {"corpus": "C", "fractions": [0.1, 1.0], "question": None, "curve": {"plain_encoder": {
+        "0.1": {"f1": [40.0, 50.0, 60.0], "mean": 50.0, "std": 10.0}, "1": {"f1": [70.0, 80.0], "mean": 75.0,
+                                                                           "std": 7.07}}}}
+    assert "| plain_encoder | 50.00 ± 10.00 | 75.00 ± 7.07 [2 seeds] |" in format_data_efficiency_markdown(short)
 
 
 @pytest.mark.parametrize(("key", "value"), [("fractions", [0.0]), ("fractions", [1.5]), ("seeds", []), ("magic", 1)])
