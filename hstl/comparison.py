@@ -555,17 +555,20 @@ def _plot(summary: dict[str, Any], path: Path) -> None:
 
 
 def legend_labels(summary: dict[str, Any]) -> dict[str, str]:
-    """Each method's name in the chart, with its seed count: `hstl (3 seeds)`, or `hstl (1-2 seeds)` while the
-    corpora have different counts, so that a bar from fewer seeds says so as its table cell does."""
-    labels = {}
-    for method in summary["methods"]:
-        counts = sorted({rows[method]["n"] for rows in summary["table"].values() if method in rows})
-        if not counts:
-            labels[method] = method
-            continue
-        span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-        labels[method] = f"{method} ({span} seed{'' if counts == [1] else 's'})"
-    return labels
+    """Each method's name in the chart, with its seed count (`seed_count_label`), so that a bar from fewer seeds says
+    so as its table cell does."""
+    return {method: seed_count_label(method, [rows[method]["n"] for rows in summary["table"].values()
+                                              if method in rows]) for method in summary["methods"]}
+
+
+def seed_count_label(name: str, counts: list[int]) -> str:
+    """`hstl (3 seeds)`, or `hstl (1-2 seeds)` when its points (corpora, fractions) have different seed counts; the
+    bare name without points."""
+    counts = sorted(set(counts))
+    if not counts:
+        return name
+    span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{name} ({span} seed{'' if counts == [1] else 's'})"
 
 
 def comparison_config_to_dict(config: ComparisonConfig) -> dict[str, Any]:

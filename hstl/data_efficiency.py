@@ -22,7 +22,7 @@ import yaml
 
 from .comparison import (
     TrainFunction, _default_train, _finetune_model, cells_folder, mean_over_seeds_text, read_wall_time,
-    stage1_run_dir, validation_convergence,
+    seed_count_label, stage1_run_dir, validation_convergence,
 )
 from .data import read_split_dir
 from .run_config import ModelSpec, RunConfig, RunConfigError, TaskSpec, TrainingSpec, build_model_spec, build_spec
@@ -196,7 +196,8 @@ def _plot_curve(summary: dict[str, Any], path: Path) -> None:
     for method, points in summary["curve"].items():
         fractions = [f for f in summary["fractions"] if f"{f:g}" in points]
         axes.errorbar([100 * f for f in fractions], [points[f"{f:g}"]["mean"] for f in fractions],
-                      yerr=[points[f"{f:g}"]["std"] for f in fractions], marker="o", capsize=3, label=method)
+                      yerr=[points[f"{f:g}"]["std"] for f in fractions], marker="o", capsize=3,
+                      label=seed_count_label(method, [len(point["f1"]) for point in points.values()]))
     axes.set_xlabel(f"% of {summary['corpus']} training sentences")
     axes.set_ylabel("test F1 x 100 (mean ± std over seeds)")
     axes.legend(fontsize=8)

@@ -116,6 +116,47 @@ def test_plain_encoder_runs_need_no_stage1_and_kept_cells_are_not_redone(tmp_pat
     assert "| plain_encoder | 50.00 ± 10.00 | 75.00 ± 7.07 [2 seeds] |" in format_data_efficiency_markdown(short)
 
 
+def test_report_only_rebuilds_the_reports_from_kept_cells_without_training(tmp_path, capsys):
+    from eval.data_efficiency import main
+
+    config = _setup(tmp_path)
+    kept = tmp_path / "kept"
+    for method, fraction, seed, f1 in [("from_stage1", "0.1", 1, 0.60), ("from_stage1", "0.1", 2, 0.70),
+                                       ("plain_encoder", "1", 1, 0.75)]:
+        path = kept / method / fraction / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"method": method, "fraction": float(fraction), "seed": seed, "test": {"f1": f1}}))
+    # no comparison folder, no stage-1 model, cells pending: nothing runs, the reports follow the three cells
+    assert main(["--config", str(config), "--output_dir", str(tmp_path / "out"), "--cells_dir", str(kept),
+                 "--report_only", "--results_prefix", str(tmp_path / "docs" / "de")]) == 0
+    assert not (tmp_path / "out" / "runs").exists()
+    for markdown in (tmp_path / "out" / "data_efficiency.md", tmp_path / "docs" / "de.md"):
+        assert "| from_stage1 | 65.00 ± 7.07 | - | - |" in markdown.read_text()
+        assert "| plain_encoder | - | - | 75.00 [1 seed] |" in markdown.read_text()
+    question = json.loads((tmp_path / "docs" / "de.json").read_text())["question"]
+    assert question["reaches_90_percent"] is False  # 65 against 90 % of 75, 67.5
+    # without --report_only the stage-1 models' folder is needed
+    with pytest.raises(SystemExit):
+        main(["--config", str(config), "--output_dir", str(tmp_path / "out"), "--cells_dir", str(kept)])
+    assert "--comparison_dir is required" in capsys.readouterr().err
+
+
+def test_curve_legend_says_how_many_seeds_each_start_has(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from hstl.data_efficiency import _plot_curve
+
+    legends = []
+    monkeypatch.setattr(Figure, "savefig", lambda figure, path, **kwargs: legends.append(
+        [text.get_text() for text in figure.axes[0].get_legend().get_texts()]))
+    point = {"mean": 50.0, "std": 1.0}
+    _plot_curve({"corpus": "C", "fractions": [0.1, 1.0], "curve": {
+        "from_stage1": {"0.1": point | {"f1": [49.0, 51.0]}, "1": point | {"f1": [50.0]}},
+        "plain_encoder": {"0.1": point | {"f1": [49.0, 50.0, 51.0]}}}}, tmp_path / "curve.png")
+    assert legends == [["from_stage1 (1-2 seeds)", "plain_encoder (3 seeds)"]]
+
+
 @pytest.mark.parametrize(("key", "value"), [("fractions", [0.0]), ("fractions", [1.5]), ("seeds", []), ("magic", 1)])
 def test_bad_configs_name_the_file_and_key(tmp_path, key, value):
     path = _setup(tmp_path)
