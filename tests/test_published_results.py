@@ -1,0 +1,47 @@
+"""The published results in docs/: the schema issue 10 names, and reports that say what the committed cells say.
+
+The long runs commit one record per finished cell (`docs/results-full-cells/`, `docs/data-efficiency-cells/`); the
+reports beside them (`docs/results-full.{json,md}`, `docs/data-efficiency.{json,md}`) are rebuilt from those cells by
+`--report_only`. A report that no longer matches its cells (a cell landed, the tables were not rebuilt; a number edited
+by hand) fails here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+CONFIGS = DOCS.parent / "configs"
+
+
+def test_results_full_json_follows_the_schema_of_issue_10():
+    results = json.loads((DOCS / "results-full.json").read_text())
+    corpora = results["corpora"]
+    assert len(corpora) >= 5
+    assert len({entry["family"] for entry in corpora.values()}) >= 3
+    for corpus, entry in corpora.items():
+        assert isinstance(entry["family"], str) and entry["family"], corpus
+        for method, scores in entry["methods"].items():
+            assert isinstance(scores, list) and scores, (corpus, method)
+            # test F1 x 100, one per seed
+            assert all(isinstance(score, float) and 1.0 < score <= 100.0 for score in scores), (corpus, method)
+
+
+@pytest.mark.parametrize("runner, config, cells, prefix", [
+    ("eval.compare", "compare-full.yaml", "results-full-cells", "results-full"),
+    ("eval.data_efficiency", "data-efficiency.yaml", "data-efficiency-cells", "data-efficiency"),
+])
+def test_committed_reports_are_the_ones_their_committed_cells_rebuild(tmp_path, runner, config, cells, prefix):
+    pytest.importorskip("matplotlib")
+    import importlib
+
+    main = importlib.import_module(runner).main
+    assert main(["--config", str(CONFIGS / config), "--output_dir", str(tmp_path / "out"),
+                 "--cells_dir", str(DOCS / cells), "--report_only",
+                 "--results_prefix", str(tmp_path / prefix)]) == 0
+    assert json.loads((tmp_path / f"{prefix}.json").read_text()) == json.loads((DOCS / f"{prefix}.json").read_text()), (
+        f"docs/{prefix}.json is not what docs/{cells} rebuilds: run {runner} --report_only (see docs/results.md)")
+    assert (tmp_path / f"{prefix}.md").read_text() == (DOCS / f"{prefix}.md").read_text()
