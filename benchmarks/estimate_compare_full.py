@@ -8,7 +8,8 @@ Measures, with the package's own training loop (`hstl.training.run_training`, le
 - validation sentences tagged per second (`hstl.inference.tag_sentences`, eval batch size of the config).
 Then multiplies by the step counts the comparison's runs take: each run stops early somewhere between its first
 possible stop and its budget (`max_steps`), so the estimate is printed for both ends.
-Output: `# ...` lines with the measurements and `ESTIMATE cpu_hours <low> <high>`.
+An untimed 1-step run first takes the process's one-off costs. Output: `# ...` lines with the measurements and
+`ESTIMATE cpu_hours <low> <high>`.
 """
 
 from __future__ import annotations
@@ -61,18 +62,34 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=12, help="Steps of the second timed run.")
     parser.add_argument("--eval_sentences", type=int, default=400, help="Validation sentences tagged for the rate.")
     args = parser.parse_args()
+    if args.short < 1 or args.long <= args.short:
+        parser.error(f"expected 1 <= --short < --long, got --short {args.short} --long {args.long}")
     config = load_comparison_config(args.config)
     corpus = next(c for c in config.corpora if c.name == "NCBI-disease")
     run_config = _run_config(config, [corpus], config.training, 1, config.model)
     run_config.training.eval_steps = 0
     run_config.training.checkpointing_steps = 0
+    timed_run(run_config, 1)  # untimed warm-up: the process's one-off costs (imports, first reads) would bias `short`
     short, long = timed_run(run_config, args.short), timed_run(run_config, args.long)
-    step_seconds = (long - short) / (args.long - args.short)
+    try:
+        step_seconds = per_step_seconds(short, long, args.short, args.long)
+    except ValueError as error:
+        sys.exit(f"estimate_compare_full.py: {error}")
     setup_seconds = short - args.short * step_seconds
     eval_rate = eval_sentences_per_second(run_config, config.model.encoder, args.eval_sentences)
     print(f"# {step_seconds:.2f} s per training step (batch {run_config.training.train_batch_size}), set-up "
           f"{setup_seconds:.0f} s per run, {eval_rate:.1f} validation sentences/s")
     print_estimate(config, step_seconds, setup_seconds, eval_rate)
+
+
+def per_step_seconds(short_seconds: float, long_seconds: float, short: int, long: int) -> float:
+    """Seconds per training step from two runs of `short` and `long` steps; a ValueError when the difference is not
+    positive (the runs' noise exceeds the extra steps' time: never an estimate from a negative step time)."""
+    step_seconds = (long_seconds - short_seconds) / (long - short)
+    if step_seconds <= 0:
+        raise ValueError(f"the runs of --short {short} and --long {long} steps took {short_seconds:.2f} s and "
+                         f"{long_seconds:.2f} s: no positive time per step; raise --long")
+    return step_seconds
 
 
 def print_estimate(config, step_seconds: float, setup_seconds: float, eval_rate: float) -> None:

