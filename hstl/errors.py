@@ -6,7 +6,9 @@ that raise them, so that reporting a user error never imports torch. Standard li
 
 from __future__ import annotations
 
+import errno
 import os
+from pathlib import Path
 from typing import Any, Union
 
 
@@ -64,8 +66,49 @@ class PredictionInputError(ValueError):
     and what came."""
 
 
+class OutputInUseError(RuntimeError):
+    """Another run holds the lock of the output (`hstl.locking`); the message names the output and the holder."""
+
+
+class DiskFullError(RuntimeError):
+    """The disk filled up while a run wrote its output; the message names the file or folder and how much the run
+    had written there."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, says the device is full: an `OSError` with errno ENOSPC or
+    EDQUOT, or a library error that only carries the text (safetensors: "StorageFull", torch: "file write failed")."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if "No space left on device" in text or "StorageFull" in text or "file write failed" in text:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def bytes_under(path: PathLike) -> int:
+    """Bytes of a file, or of every file below a folder (0 when it does not exist)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file()) if path.is_dir() else 0
+
+
+def disk_full_error(error: BaseException, written: PathLike, then: str) -> DiskFullError:
+    """The one-line error for a full disk: the file being written (when the error names one, else `written`), how
+    many bytes the run holds in `written` (its output file or folder), and what to do `then`."""
+    target = getattr(error, "filename", None) or written
+    held = bytes_under(written)
+    return DiskFullError(f"{target}: no space left on device; the run had written {held / 2**20:.1f} MiB ({held} "
+                         f"bytes) to {written} so far; free at least that much, then {then}")
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (
     RunConfigError, CorpusFormatError, DatasetInputError, CheckpointError, NonFiniteError, PublishError,
-    PredictionInputError, FileNotFoundError,
+    PredictionInputError, OutputInUseError, DiskFullError, FileNotFoundError,
 )
 """What `hstl.cli.run_cli` reports as `error: <message>` (exit status 2) instead of a traceback."""

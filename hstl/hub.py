@@ -55,6 +55,7 @@ def resolve_model(value: str, revision: str | None = None, *, argument: str = "-
         if revision is not None:
             raise RunConfigError(f"{revision_argument}: expected it with a Hub id, got it with the local folder "
                                  f"{argument} {value}")
+        check_safetensors_weights(folder, argument)
         return folder
     if folder.exists():
         raise RunConfigError(f"{argument}: expected a model folder or a Hub id (user/name), got the file {value}")
@@ -65,7 +66,7 @@ def resolve_model(value: str, revision: str | None = None, *, argument: str = "-
 
     neither = f"{argument}: expected a model folder or a Hub id (user/name), got {value!r}: no such folder, and"
     try:
-        return Path(snapshot_download(value, revision=revision))
+        snapshot = Path(snapshot_download(value, revision=revision))
     except HFValidationError as error:
         raise RunConfigError(f"{neither} not a valid Hub id ({_first_line(error)})") from None
     except RevisionNotFoundError:
@@ -79,6 +80,20 @@ def resolve_model(value: str, revision: str | None = None, *, argument: str = "-
     except (HfHubHTTPError, OSError) as error:
         raise RunConfigError(f"{argument}: expected a model folder or a Hub id (user/name), got {value!r}, which "
                              f"could not be fetched from the Hub ({_first_line(error)})") from None
+    check_safetensors_weights(snapshot, argument)
+    return snapshot
+
+
+def check_safetensors_weights(folder: Path, argument: str) -> None:
+    """Refuses, in one line naming `argument`, a model folder whose weights are pickled only (`pytorch_model.bin`
+    and the like): HSTL loads safetensors weights and never unpickles."""
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(path.name for path in folder.iterdir() if path.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise RunConfigError(f"{argument} {folder}: expected safetensors weights (model.safetensors), got {pickled} "
+                             f"only, which would be unpickled; re-save the model with save_pretrained("
+                             f"safe_serialization=True) where you trust the file")
 
 
 def _first_line(error: BaseException) -> str:

@@ -739,7 +739,13 @@ def test_resume_refuses_other_settings_and_cli_resume_works(model_dir, tmp_path,
     code, _ = cli([*base, "--stop_after_chunks", "1"], capsys)
     assert code == 0 and not out.exists()
     code, err = cli([*base, "--resume", "--merge", "none"], capsys)
-    assert code == 2 and len(err) == 1 and "got different ['merge']; run without --resume" in err[0]
+    assert code == 2 and len(err) == 1
+    assert "got merge: 'confidence' in the interrupted run, 'none' now; run without --resume" in err[0]
+    # the chunk size decides which sentences share a batch (and its padding): a resume with another is refused
+    code, err = cli([*base[:6], "--chunk_size", "50", *base[8:], "--resume"], capsys)
+    assert code == 2 and len(err) == 1 and "chunk_size: 5 in the interrupted run, 50 now" in err[0]
+    code, err = cli([*base, "--batch_size", "3", "--resume"], capsys)
+    assert code == 2 and len(err) == 1 and "batch_size: 64 in the interrupted run, 3 now" in err[0]
     code, _ = cli([*base, "--resume"], capsys)
     assert code == 0
     code, _ = cli([*base[:5], str(tmp_path / "straight.tsv"), *base[6:]], capsys)
@@ -761,7 +767,7 @@ def test_resume_refuses_a_model_folder_changed_since_the_interrupted_run(model_d
     config["entity_types"][task] = {label_type: "Renamed" for label_type in config["entity_types"][task]}
     (model / "config.json").write_text(json.dumps(config))
     code, err = cli([*base, "--resume"], capsys)
-    assert code == 2 and len(err) == 1 and "got different ['model_files']; run without --resume" in err[0]
+    assert code == 2 and len(err) == 1 and "got model_files.config_sha256: '" in err[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -787,7 +793,7 @@ def test_parts_merge_in_input_order_and_resume_cuts_what_the_index_does_not_hold
     assert out.read_text() == "[<0>,<1>,<2>,<3>,<4>]"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.json"]
     ShardOutput(out, signature, resume=False, rank=0, num_processes=2).close()
-    with pytest.raises(PredictionInputError, match="got different \\['num_processes'\\]; run without --resume"):
+    with pytest.raises(PredictionInputError, match="got num_processes: 2 in the interrupted run, 3 now; run without --resume"):
         ShardOutput(out, {**signature, "num_processes": 3}, resume=True, rank=0, num_processes=2)
 
 

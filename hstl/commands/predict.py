@@ -29,6 +29,7 @@ from ..errors import PredictionInputError
 from ..formats import INPUT_FORMATS, detect_format
 from ..inference.loading import DTYPES, QUANTIZATIONS
 from ..inference.merging import MERGE_POLICIES
+from ..inference.outputs import STDIO, is_stream
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,10 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "recorded in the --resume signature.")
     parser.add_argument("--input", required=True, help="File to tag: .tsv/.conll/.iob (CoNLL), .txt (text), "
                         ".pubtator/.pubtator.txt (PubTator), .xml/.json (BioC; detected by content too), or any "
-                        "name with --format; or a folder: each of its files is detected and tagged separately.")
+                        "name with --format; - reads standard input (give --format, unless it is BioC); or a "
+                        "folder: each of its files is detected and tagged separately.")
     parser.add_argument("--output", required=True,
-                        help="Where the predictions go (written as OUTPUT.partial until done); for a folder --input, "
-                             "a folder receiving NAME.jsonl (text), NAME.pred.tsv (CoNLL), NAME.pred.pubtator, "
+                        help="Where the predictions go (written as OUTPUT.partial until done, locked by OUTPUT.lock "
+                             "meanwhile); - writes standard output, and a FIFO or a character device is written as "
+                             "the predictions come (neither can be resumed); for a folder --input, a folder "
+                             "receiving NAME.jsonl (text), NAME.pred.tsv (CoNLL), NAME.pred.pubtator, "
                              "NAME.pred.xml, NAME.pred.json for each input file NAME.")
     parser.add_argument("--tasks", nargs="+", default=None,
                         help="Heads to tag with, in priority order for ties of --merge (default: all of the model's).")
@@ -91,6 +95,9 @@ def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.show:
         check_show_input(Path(args.input), args.format)
+        if is_stream(args.output):
+            raise PredictionInputError(f"--show: expected an output file to read the mentions back from, got the "
+                                       f"stream {args.output}")
     from ..hub import resolve_model
     from ..inference.streaming import PredictionOptions, predict_path
 
@@ -107,15 +114,16 @@ def run(argv: list[str] | None = None) -> int:
 
     if not PartialState().is_main_process:  # under `accelerate launch`, one process reports
         return 0
+    report = sys.stderr if args.output == STDIO else sys.stdout  # standard output holds the predictions
     for summary in summaries:
         if summary.complete:
             print(f"Tagged {summary.total_units} {summary.input_format} unit(s) with {summary.tasks}: "
-                  f"{summary.output_path}")
+                  f"{summary.output_path}", file=report)
             if args.show:
                 print(mention_table(summary.output_path))
         else:
             print(f"Stopped after {summary.units_done} of {summary.total_units} unit(s) of {summary.output_path}; "
-                  f"continue with --resume")
+                  f"continue with --resume", file=report)
     return 0
 
 

@@ -47,15 +47,32 @@ def load_tokenizer_of(model_dir: PathLike):
         ) from None
 
 
-def load_model_and_tokenizer(model_dir: PathLike):
-    """`(HSTLModel, fast tokenizer)` from a model folder as `train.py` saves it; the model is in eval mode."""
+def load_model(model_dir: PathLike, config=None):
+    """The `HSTLModel` of a model folder, in eval mode (`config`: its `load_model_config`, when already read).
+
+    Raises:
+        RunConfigError: the folder holds pickled weights only (`hstl.hub.check_safetensors_weights`).
+        PredictionInputError: one line naming the folder, when the weights are missing or cannot be read.
+    """
     from modeling_hstl import HSTLModel
 
+    from ..hub import check_safetensors_weights
+
+    check_safetensors_weights(Path(model_dir), "--model")
+    try:
+        model = HSTLModel.from_pretrained(model_dir, config=config if config is not None else load_model_config(model_dir))
+    except Exception as error:  # safetensors, torch and transformers raise many types for missing or damaged weights
+        text = str(error).strip()
+        raise PredictionInputError(f"{model_dir}: expected a model folder with readable safetensors weights, got "
+                                   f"{type(error).__name__}: {text.splitlines()[0] if text else 'no message'}") from None
+    return model.eval()
+
+
+def load_model_and_tokenizer(model_dir: PathLike):
+    """`(HSTLModel, fast tokenizer)` from a model folder as `train.py` saves it; the model is in eval mode."""
     config = load_model_config(model_dir)
     tokenizer = load_tokenizer_of(model_dir)
-    model = HSTLModel.from_pretrained(model_dir, config=config)
-    model.eval()
-    return model, tokenizer
+    return load_model(model_dir, config), tokenizer
 
 
 def resolve_tasks(config, tasks: Sequence[str] | None, entity_types: Sequence[str] | None = None) -> list[str]:

@@ -38,6 +38,7 @@ from ..errors import PredictionInputError
 from ..formats.bioc import BIOC_JSON, BIOC_XML, json_document_starts, xml_document_cuts
 from ..formats.common import FileRange, is_separator
 from ..formats.conll import DOCSTART
+from .outputs import check_same_run
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +67,7 @@ def read_index(output_path: Path, rank: int, num_processes: int, signature: dict
                                    f"without --resume to start over") from None
     if recorded is None:
         return []
-    differing = sorted(key for key in {**recorded, **signature} if recorded.get(key) != signature.get(key))
-    if differing:
-        raise PredictionInputError(
-            f"--resume: expected the same input, model and settings as the interrupted run recorded in {index}, "
-            f"got different {differing}; run without --resume to start over"
-        )
+    check_same_run(recorded, signature, index)
     if ends and part.stat().st_size < ends[-1]:
         raise PredictionInputError(f"--resume: expected {part} to hold the {ends[-1]} bytes its index claims, got "
                                    f"{part.stat().st_size}; run without --resume to start over")

@@ -28,15 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
-from ..errors import CorpusFormatError, PredictionInputError
+from ..errors import CorpusFormatError, OutputInUseError, PredictionInputError, disk_full_error, is_disk_full
+from ..fingerprint import file_sha256
 from ..formats import FORMATS, InputFormat, detect_format
 from ..formats.common import PathLike
 from ..hub import model_source
+from ..locking import OutputLock
 from .loading import (
-    WindowSettings, autocast_to, check_speed_options, check_window_settings, load_model_config, load_tokenizer_of,
+    WindowSettings, autocast_to, check_speed_options, check_window_settings, load_model, load_model_config,
+    load_tokenizer_of,
     quantize_linear_layers, resolve_tasks, window_settings,
 )
 from .merging import check_merge_policy, keep_entity_types_of_heads
+from .outputs import STDIO, StreamOutput, check_output_path, check_same_run, is_stream, readable_input
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ Unit = TypeVar("Unit")
 DEFAULT_CHUNK_SIZE = 1000
 PARTIAL_SUFFIX = ".partial"
 PROGRESS_SUFFIX = ".progress.json"
+LOCK_SUFFIX = ".lock"
 
 
 def tag_units(
@@ -93,14 +98,18 @@ class ResumableOutput:
         self.partial_path = output_path.with_name(output_path.name + PARTIAL_SUFFIX)
         self.progress_path = output_path.with_name(output_path.name + PROGRESS_SUFFIX)
         self.signature = signature
-        self.units_done, output_bytes = self._resume_point() if resume else (0, 0)
-        self.bytes_written = output_bytes
+        self.units_done, self.bytes_written = self._resume_point() if resume else (0, 0)
         if not resume:  # a stale record must not describe the new partial output
             self.progress_path.unlink(missing_ok=True)
-        output_path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.partial_path, "r+b" if output_bytes else "wb")
-        self._handle.truncate(output_bytes)
-        self._handle.seek(output_bytes)
+        self._handle = None  # opened at the first write: a run that fails before it (a model load) leaves no file
+
+    def _open(self):
+        if self._handle is None:
+            self.output_path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.partial_path, "r+b" if self.bytes_written else "wb")
+            self._handle.truncate(self.bytes_written)
+            self._handle.seek(self.bytes_written)
+        return self._handle
 
     def _resume_point(self) -> tuple[int, int]:
         """(units done, bytes to keep) of the interrupted run, or (0, 0) when there is none to resume."""
@@ -116,13 +125,7 @@ class ResumableOutput:
                 f"{self.progress_path}: expected the progress record of an interrupted run, got unreadable JSON "
                 f"({error}); run without --resume to start over"
             ) from None
-        differing = sorted(key for key in {**signature, **self.signature}
-                           if signature.get(key) != self.signature.get(key))
-        if differing:
-            raise PredictionInputError(
-                f"--resume: expected the same input, model and settings as the interrupted run recorded in "
-                f"{self.progress_path}, got different {differing}; run without --resume to start over"
-            )
+        check_same_run(signature, self.signature, self.progress_path)
         if self.partial_path.stat().st_size < output_bytes:
             raise PredictionInputError(
                 f"--resume: expected {self.partial_path} to hold the {output_bytes} bytes its progress record "
@@ -133,11 +136,12 @@ class ResumableOutput:
 
     def append(self, text: str, units: int) -> None:
         """Writes the output of the next `units` units and records them as done."""
+        handle = self._open()
         self.units_done += units
-        self._handle.write(text.encode("utf-8"))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self.bytes_written = self._handle.tell()
+        handle.write(text.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+        self.bytes_written = handle.tell()
         progress = {"units_done": self.units_done, "output_bytes": self.bytes_written, "signature": self.signature}
         staging = self.progress_path.with_name(self.progress_path.name + ".tmp")
         staging.write_text(json.dumps(progress, indent=2), encoding="utf-8")
@@ -151,6 +155,7 @@ class ResumableOutput:
     def finish(self, footer: str = "") -> None:
         """Writes `footer`, moves the complete output into place and forgets the progress. A run killed in here
         resumes from the progress record, which does not count the footer, so the footer is never written twice."""
+        self._open()
         if footer:
             with open(self.partial_path, "ab") as handle:
                 handle.write(footer.encode("utf-8"))
@@ -206,17 +211,19 @@ def _check_paths(input_path: Path, output_path: Path) -> None:
 
 
 def _run_signature(input_path: Path, model_dir: Path, format_name: str, tasks: list[str], merge: str,
-                   settings: WindowSettings) -> dict[str, Any]:
-    """What must not change between an interrupted run and its resumption (the model: its Hub id and commit, or its
-    folder, as `hstl.hub.model_source` records it)."""
-    stat = input_path.stat()
+                   settings: WindowSettings, options: PredictionOptions) -> dict[str, Any]:
+    """What must not change between an interrupted run and its resumption: the input (its content's sha256), the
+    model (its Hub id and commit, or its folder, as `hstl.hub.model_source` records it) and every setting that
+    shapes the output, the chunk and batch sizes included (they decide which sentences are padded together)."""
     source = model_source(model_dir)
     if "revision" not in source:  # a local folder: its path says nothing of what it holds now
         source["model_files"] = _model_files_signature(Path(model_dir))
     return {
-        "input": str(input_path.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-        **source, "format": format_name, "tasks": tasks, "merge": merge,
-        "max_length": settings.max_length, "overlap": settings.overlap,
+        "input": str(input_path.resolve()), "input_bytes": input_path.stat().st_size,
+        "input_sha256": file_sha256(input_path), **source, "format": format_name, "tasks": tasks, "merge": merge,
+        "max_length": settings.max_length, "overlap": settings.overlap, "batch_size": settings.batch_size,
+        "chunk_size": options.chunk_size, "dtype": options.dtype, "quantize": options.quantize,
+        "entity_types": options.entity_types,
     }
 
 
@@ -275,43 +282,62 @@ def predict_file(
 
     import torch
 
-    from modeling_hstl import HSTLModel
-
     check_speed_options(options.dtype, options.quantize,
                         "cuda" if torch.cuda.is_available() and not options.cpu else "cpu")
     tokenizer = load_tokenizer_of(model_dir)
     check_window_settings(tokenizer, settings)
     accelerator = Accelerator(cpu=options.cpu)
     _check_process_group(accelerator)
-    signature = {**_run_signature(input_path, model_dir, input_format.name, tasks, options.merge, settings),
-                 "dtype": options.dtype, "quantize": options.quantize, "entity_types": options.entity_types}
+    signature = _run_signature(input_path, model_dir, input_format.name, tasks, options.merge, settings, options)
     summary = PredictionSummary(output_path, input_format.name, tasks, total_units, 0, complete=False)
 
-    def load_model():
-        model = HSTLModel.from_pretrained(model_dir, config=config).eval()
+    def load_prepared_model():
+        model = load_model(model_dir, config)
         if options.quantize == "int8":
             model = quantize_linear_layers(model)
         return accelerator.prepare_model(model, evaluation_mode=True)
 
     def load_tagger() -> _ChunkTagger:  # after the outputs are checked, so that a refused --resume fails at once
-        model = (loaded_model or LoadedModel()).get(load_model)
+        model = (loaded_model or LoadedModel()).get(load_prepared_model)
         return _ChunkTagger(model, tokenizer, input_format, tasks, settings, options.merge, accelerator,
                             across_processes=accelerator.num_processes == 1, dtype=options.dtype,
                             entity_type_of=config.entity_types, entity_types=options.entity_types)
 
     if accelerator.num_processes > 1:
         return _predict_sharded(load_tagger, accelerator, input_format, input_path, signature, summary, options)
-    output = ResumableOutput(output_path, signature, options.resume)
-    summary.units_done = output.units_done
-    try:
-        summary.complete = _tag_in_chunks(load_tagger(), input_path, output, total_units, options,
-                                          show_bar=accelerator.is_local_main_process)
-    finally:
-        output.close()
-    if summary.complete:
-        output.finish(input_format.footer)
+    with _output_lock(output_path):
+        output = StreamOutput(output_path) if is_stream(output_path) else \
+            ResumableOutput(output_path, signature, options.resume)
+        summary.units_done = output.units_done
+        try:
+            summary.complete = _tag_in_chunks(load_tagger(), input_path, output, total_units, options,
+                                              show_bar=accelerator.is_local_main_process)
+            if summary.complete:
+                output.finish(input_format.footer)
+        except OSError as error:
+            if is_disk_full(error):
+                raise _disk_full(error, output) from None
+            raise
+        finally:
+            output.close()
     summary.units_done = output.units_done
     return summary
+
+
+def _output_lock(output_path: Path) -> OutputLock:
+    """The lock of an output file (`hstl.locking`): `OUT.lock`; a stream is not locked (it has no folder of its
+    own to hold a lock file)."""
+    from contextlib import nullcontext
+
+    if is_stream(output_path):
+        return nullcontext()
+    return OutputLock(output_path.with_name(output_path.name + LOCK_SUFFIX), f"--output {output_path}")
+
+
+def _disk_full(error: OSError, output) -> Exception:
+    written = getattr(output, "partial_path", output.output_path)
+    return disk_full_error(error, written, "run again with --resume" if isinstance(output, ResumableOutput)
+                           else "run again")
 
 
 @dataclass(frozen=True)
@@ -412,13 +438,45 @@ def _own_share(accelerator, input_format: InputFormat, input_path: Path):
 
 def _predict_sharded(load_tagger, accelerator, input_format: InputFormat, input_path: Path, signature: dict[str, Any],
                      summary: PredictionSummary, options: PredictionOptions) -> PredictionSummary:
-    """`predict_file` under `accelerate launch` with several processes: tag own share, then the main process merges."""
+    """`predict_file` under `accelerate launch` with several processes: tag own share, then the main process merges,
+    the output locked by the main process meanwhile."""
+    signature = {**signature, "num_processes": accelerator.num_processes}
+    lock = _lock_for_all_processes(accelerator, summary.output_path)
+    try:
+        return _tag_shares(load_tagger, accelerator, input_format, input_path, signature, summary, options)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_for_all_processes(accelerator, output_path: Path) -> OutputLock | None:
+    """The main process takes the output's lock (`hstl.locking`) for the processes of its launch; when another run
+    holds it, every process stops with the same error. Returns the lock in the main process, else None."""
+    from accelerate.utils import gather_object
+
+    if is_stream(output_path):
+        raise PredictionInputError(f"--output: expected a file with {accelerator.num_processes} processes (their "
+                                   f"parts are merged into it), got the stream {output_path}")
+    lock, error = None, None
+    if accelerator.is_main_process:
+        try:
+            lock = _output_lock(output_path).acquire()
+        except OutputInUseError as caught:
+            error = str(caught)
+    errors = [message for message in gather_object([error]) if message]
+    if errors:
+        raise OutputInUseError(errors[0])
+    return lock
+
+
+def _tag_shares(load_tagger, accelerator, input_format: InputFormat, input_path: Path, signature: dict[str, Any],
+                summary: PredictionSummary, options: PredictionOptions) -> PredictionSummary:
+    """Each process tags its own share into its part; the main process merges the parts when all are complete."""
     from accelerate.utils import gather_object
 
     from .sharding import ShardOutput, merge_parts
 
     rank, num_processes = accelerator.process_index, accelerator.num_processes
-    signature = {**signature, "num_processes": num_processes, "chunk_size": options.chunk_size}
     share, counts = _own_share(accelerator, input_format, input_path)
     summary.total_units = sum(counts)
     shard = ShardOutput(summary.output_path, signature, options.resume, rank, num_processes)
@@ -474,6 +532,15 @@ def folder_jobs(input_dir: Path, output_dir: Path, requested_format: str | None)
             for path in files]
 
 
+def _check_stdin_format(spooled: Path) -> None:
+    """Standard input has no name to tell its format: only BioC, recognised by its content, goes without --format."""
+    try:
+        detect_format(spooled)
+    except PredictionInputError:
+        raise PredictionInputError(f"--input {STDIO}: expected --format ({'|'.join(FORMATS)}) with standard input, "
+                                   f"got none, and the input does not start like a BioC collection") from None
+
+
 def predict_path(model_dir: PathLike, input_path: PathLike, output_path: PathLike,
                  options: PredictionOptions | None = None) -> list[PredictionSummary]:
     """`predict_file` for a file, or for every file of a folder into the folder `output_path` (`folder_jobs`), the
@@ -481,8 +548,12 @@ def predict_path(model_dir: PathLike, input_path: PathLike, output_path: PathLik
     is not tagged again."""
     options = options or PredictionOptions()
     input_path, output_path = Path(input_path), Path(output_path)
+    check_output_path(output_path, input_path.is_dir(), options.resume)
     if not input_path.is_dir():
-        return [predict_file(model_dir, input_path, output_path, options)]
+        with readable_input(input_path, options.resume) as readable:
+            if readable != input_path and options.input_format is None:
+                _check_stdin_format(readable)
+            return [predict_file(model_dir, readable, output_path, options)]
     summaries, loaded_model = [], LoadedModel()
     for file_input, file_output in folder_jobs(input_path, output_path, options.input_format):
         leftovers = list(file_output.parent.glob(file_output.name + ".p*")) if file_output.parent.is_dir() else []
