@@ -3,6 +3,11 @@
 A run killed while saving must leave the previous checkpoint intact: everything is written into a sibling folder first
 and moved into place with `os.replace` once complete, and a checkpoint counts only when its `trainer_state.json` (the
 last file written) is there. Trainer state is JSON, never a pickle.
+
+`trainer_state.json` records the sha256 of every other file of the checkpoint (`files_sha256`: weights, optimizer,
+scheduler, random states); loading checks them first, so that a weight file changed, cut short, replaced or added
+(a `custom_checkpoint_0.pkl` that accelerate would unpickle) is refused in one line that names the older checkpoint
+to resume from, when there is one.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Any
 from accelerate import Accelerator
 from accelerate.utils.constants import RNG_STATE_NAME
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
+from .fingerprint import file_sha256
 from .remote_code import complete_model_folder
 
 
@@ -39,8 +45,9 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, train
         shutil.rmtree(staging)  # left by a run killed mid-save
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging), safe_serialization=True)
+    accelerator.wait_for_everyone()  # every process's random states are on disk before they are summed up
     if accelerator.is_main_process:
-        _write_json_atomically(staging / TRAINER_STATE, trainer_state)
+        _write_json_atomically(staging / TRAINER_STATE, {**trainer_state, "files_sha256": files_sha256(staging)})
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -48,17 +55,57 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, train
     return final
 
 
+def files_sha256(checkpoint: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file of a checkpoint folder but `trainer_state.json`, in path order."""
+    checkpoint = Path(checkpoint)
+    files = sorted(path for path in checkpoint.rglob("*") if path.is_file() and path.name != TRAINER_STATE)
+    return {path.relative_to(checkpoint).as_posix(): file_sha256(path) for path in files}
+
+
+def damaged_checkpoint(checkpoint: Path, what: str) -> CheckpointError:
+    """The one-line error for a damaged checkpoint: what is wrong, and the newest complete checkpoint older than it
+    to resume from (or that there is none)."""
+    checkpoint = Path(checkpoint)
+    older = [path for path in list_checkpoints(checkpoint.parent.parent)
+             if _step_of(path) is not None and _step_of(checkpoint) is not None and _step_of(path) < _step_of(checkpoint)]
+    then = (f"the older checkpoint {older[-1]} is complete: resume from it with --resume_from_checkpoint {older[-1]}"
+            if older else "no older checkpoint exists: train afresh with --overwrite_output_dir")
+    return CheckpointError(f"checkpoint {checkpoint} is damaged: {what}; {then}")
+
+
+def _step_of(checkpoint: Path) -> int | None:
+    match = _STEP_DIR.match(Path(checkpoint).name)
+    return int(match.group(1)) if match else None
+
+
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
     path = Path(checkpoint) / TRAINER_STATE
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {checkpoint} is incomplete or damaged: {TRAINER_STATE} is missing") from None
+        raise damaged_checkpoint(checkpoint, f"{TRAINER_STATE} is missing (the checkpoint is incomplete)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"checkpoint {checkpoint} is damaged: {path} is not valid JSON ({error})") from None
+        raise damaged_checkpoint(checkpoint, f"{path} is not valid JSON ({error})") from None
     if not isinstance(state, dict) or not isinstance(state.get("completed_steps"), int):
-        raise CheckpointError(f"checkpoint {checkpoint} is damaged: {path} has no integer completed_steps")
+        raise damaged_checkpoint(checkpoint, f"{path} has no integer completed_steps")
     return state
+
+
+def verify_checkpoint_files(checkpoint: Path, state: dict[str, Any]) -> None:
+    """Refuses a checkpoint whose files are not those it was saved with (`files_sha256` of its trainer state; a
+    checkpoint of an older version, without them, is not checked)."""
+    recorded = state.get("files_sha256")
+    if recorded is None:
+        return
+    present = files_sha256(checkpoint)
+    added = sorted(set(present) - set(recorded))
+    missing = sorted(set(recorded) - set(present))
+    changed = [name for name in recorded if name in present and present[name] != recorded[name]]
+    problems = ([f"{name} differs from the file saved (sha256)" for name in changed]
+                + [f"{name} is missing" for name in missing]
+                + [f"{name} was not saved with it (nothing unknown is loaded)" for name in added])
+    if problems:
+        raise damaged_checkpoint(checkpoint, "; ".join(problems))
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
@@ -86,11 +133,13 @@ def prune_checkpoints(output_dir: Path, keep: int) -> None:
 def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> dict[str, Any]:
     """Restores model, optimizer, scheduler and RNG states; a damaged file is reported with the checkpoint's path."""
     state = read_trainer_state(checkpoint)
+    verify_checkpoint_files(checkpoint, state)
     try:
         _read_rng_states(accelerator, Path(checkpoint))
         accelerator.load_state(str(checkpoint))
     except Exception as error:  # safetensors/torch raise many types for truncated or corrupted files
-        raise CheckpointError(f"checkpoint {checkpoint} is damaged: {type(error).__name__}: {error}") from error
+        # torch's pickle refusals run over several lines: the first says what
+        raise damaged_checkpoint(checkpoint, f"{type(error).__name__}: {first_line(error)}") from None
     return state
 
 

@@ -40,6 +40,10 @@ def add_common_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="A checkpoint folder, or 'latest' for the newest complete one under OUTPUT_DIR/checkpoints. "
                              "The seed, batch size, accumulation, corpora and caps must be the checkpoint's. A finished "
                              "run (OUTPUT_DIR/all_results.json) is left as it is: its results are shown, exit status 0.")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="Train afresh into an OUTPUT_DIR that holds a run (its results, checkpoints or model): "
+                             "that run's files are removed first. Without it (or --resume_from_checkpoint), such a "
+                             "folder is refused.")
     parser.add_argument("--with_tracking", action="store_true", help="Log metrics through Accelerate's trackers.")
     parser.add_argument("--report_to", default="tensorboard",
                         help="Tracker for --with_tracking: tensorboard, wandb, comet_ml, mlflow, aim, clearml, all.")
@@ -59,6 +63,10 @@ def apply_overrides(run_config: RunConfig, args: argparse.Namespace) -> RunConfi
     for key in ("seed", "max_steps", "train_batch_size", "eval_steps", "checkpointing_steps"):
         value = getattr(args, key)
         if value is not None:
+            lowest = 1 if key in ("max_steps", "train_batch_size") else 0  # 0 steps between evaluations: none
+            if key != "seed" and value < lowest:
+                raise RunConfigError(f"--{key}: expected a number {'above' if lowest else 'of at least'} 0, got "
+                                     f"{value}")
             setattr(run_config.training, key, value)
     if args.max_steps is not None:  # a step budget on the command line replaces the config's epochs
         run_config.training.num_train_epochs = None
@@ -75,6 +83,7 @@ def finish_run(run_config: RunConfig, args: argparse.Namespace) -> int:
         run_config,
         LoopArguments(
             output_dir=args.output_dir, resume_from_checkpoint=args.resume_from_checkpoint,
+            overwrite_output_dir=args.overwrite_output_dir,
             with_tracking=args.with_tracking, report_to=args.report_to, mixed_precision=args.mixed_precision,
             cpu=args.cpu, stop_after_steps=getattr(args, "stop_after_steps", None),
         ),

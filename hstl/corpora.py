@@ -7,13 +7,16 @@ neither torch nor Accelerate (`datasets` only for a task that names an `hf_datas
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 
-from .data import Sentence, label_list_from, load_hf_token_dataset, read_conll, read_split_dir
-from .errors import RunConfigError
+from .data import Sentence, label_list_from, load_hf_token_dataset, read_conll, read_split_dir, split_files
+from .errors import CorpusFormatError, RunConfigError
 from .run_config import RunConfig, TaskSpec
 
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 """The split names a run uses everywhere it writes, as Hugging Face names them."""
@@ -76,8 +79,58 @@ def seeded_subsample(sentences: list[Sentence], cap: int) -> list[Sentence]:
     return [sentences[index] for index in sorted(chosen)]
 
 
+def split_sources(spec: TaskSpec, run_config: RunConfig) -> dict[str, str]:
+    """Split -> where its sentences come from, as errors name it: the corpus file (sentence lines are its lines), or
+    `dataset NAME split SPLIT` (sentence lines are its 1-based rows)."""
+    if spec.data_dir is not None:
+        return {split: str(path) for split, path in split_files(run_config.resolve_path(spec.data_dir)).items()}
+    if spec.hf_dataset is not None:
+        hf_splits = {"train": spec.hf_train_split, "validation": spec.hf_validation_split, "test": spec.hf_test_split}
+        return {split: f"dataset {spec.hf_dataset!r} split {hf_split!r}" for split, hf_split in hf_splits.items()
+                if hf_split}
+    files = {"train": spec.train_file, "validation": spec.validation_file, "test": spec.test_file}
+    return {split: str(run_config.resolve_path(value)) for split, value in files.items() if value is not None}
+
+
+def check_split_labels(spec: TaskSpec, splits: dict[str, list[Sentence]], sources: dict[str, str]) -> None:
+    """Refuses what would train a head that cannot learn its task, naming the file, line and label:
+
+    - a label outside the task's `labels` (when the config lists them);
+    - a training split without any entity (the head would only ever learn "O");
+    - an entity type that only the validation or test split holds (the head could never predict it), unless the task
+      sets `allow_labels_only_in_evaluation: true`, which makes it a one-line warning.
+    """
+    from processing_hstl import entity_types, split_label
+
+    for split, sentences in splits.items():
+        for sentence in sentences if spec.labels else ():
+            unknown = next((label for label in sentence.labels or () if label not in spec.labels), None)
+            if unknown is not None:
+                raise CorpusFormatError(sources[split], sentence.line, f"expected one of the labels of task "
+                                        f"{spec.name!r} {spec.labels}", repr(unknown))
+    trained = {kind for sentence in splits["train"] for kind in entity_types(sentence.labels or ())}
+    if not trained:
+        raise CorpusFormatError(sources["train"], None, f"expected entities in the training split of task "
+                                f"{spec.name!r}", f"none in its {len(splits['train'])} sentence(s)")
+    for split in ("validation", "test"):
+        for sentence in splits.get(split, ()):
+            unseen = sorted(set(entity_types(sentence.labels or ())) - trained)
+            if not unseen:
+                continue
+            label = next(label for label in sentence.labels if split_label(label)[1] in unseen)
+            error = CorpusFormatError(
+                sources[split], sentence.line, f"expected labels of entity types the training split of task "
+                f"{spec.name!r} holds {sorted(trained)}", f"{label!r}, which the head could never learn (set "
+                f"allow_labels_only_in_evaluation: true on the task to train anyway)")
+            if not spec.allow_labels_only_in_evaluation:
+                raise error
+            logger.warning("%s; allowed by allow_labels_only_in_evaluation", error)
+            trained.update(unseen)  # one warning per type
+
+
 def load_task_data(run_config: RunConfig) -> list[TaskData]:
-    """Reads every task's splits. The label list is the config's, or B-/I- of every type seen in any split."""
+    """Reads every task's splits and checks their labels (`check_split_labels`). The label list is the config's, or
+    B-/I- of every type seen in any split."""
     tasks = []
     for index, spec in enumerate(run_config.tasks):
         where = f"{run_config.source}: tasks[{index}] ({spec.name})"
@@ -89,6 +142,7 @@ def load_task_data(run_config: RunConfig) -> list[TaskData]:
         for split, cap in caps.items():
             if cap is not None and split in splits:
                 splits[split] = seeded_subsample(splits[split], cap)
+        check_split_labels(spec, splits, split_sources(spec, run_config))
         labels = spec.labels or label_list_from(sentence for split in splits.values() for sentence in split)
         tasks.append(TaskData(name=spec.name, family=spec.family, labels=labels, splits=splits))
     return tasks

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import CorpusFormatError, DatasetInputError
+from .errors import CorpusFormatError, DatasetInputError, first_line
 from .formats.common import PathLike
 from .formats.conll import DOCSTART, IOB_EXPECTATION, Sentence, is_blank_token, iter_conll, read_conll, write_conll
 from processing_hstl import OUTSIDE_LABEL, entity_types, split_label
@@ -55,25 +55,31 @@ def read_split_dir(directory: PathLike, *, labelled: bool = True) -> dict[str, l
 
     Raises:
         FileNotFoundError: naming the directory, when it does not exist or holds none of these files.
-        ValueError: when more than one file claims the same split (e.g. both `devel.tsv` and `dev.tsv`).
-        CorpusFormatError: from `read_conll`, for a malformed file.
+        CorpusFormatError: naming the directory, when more than one file claims the same split (e.g. both
+            `devel.tsv` and `dev.tsv`); from `read_conll`, for a malformed file.
     """
+    return {split: read_conll(path, labelled=labelled) for split, path in split_files(directory).items()}
+
+
+def split_files(directory: PathLike) -> dict[str, Path]:
+    """The file of each split present in a corpus folder (see `read_split_dir`), in split order."""
     directory = Path(directory)
     expected = "expected a folder holding train.tsv, devel.tsv (or dev.tsv / validation.tsv) and/or test.tsv"
     if not directory.is_dir():
         got = "a file" if directory.exists() else "no such folder"
         raise FileNotFoundError(f"{directory}: {expected}, got {got}")
-    splits: dict[str, list[Sentence]] = {}
+    files: dict[str, Path] = {}
     for split, file_names in SPLIT_FILE_NAMES.items():
         present = [name for name in file_names if (directory / name).is_file()]
         if len(present) > 1:
-            raise ValueError(f"{directory}: expected one file for the {split} split, got {present}")
+            raise CorpusFormatError(directory, None, f"expected one file for the {split} split",
+                                    f"{present} (keep one of them)")
         if present:
-            splits[split] = read_conll(directory / present[0], labelled=labelled)
-    if not splits:
+            files[split] = directory / present[0]
+    if not files:
         contents = sorted(entry.name for entry in directory.iterdir())
         raise FileNotFoundError(f"{directory}: {expected}, got {contents or 'an empty folder'}")
-    return splits
+    return files
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -128,15 +134,11 @@ def _load_hf_split(name_or_path: str, split: str) -> Any:
     try:
         return datasets.load_dataset(name_or_path, split=split)
     except ValueError as error:  # an unknown split: 'Unknown split "x". Should be one of [...]'
-        raise DatasetInputError(f"dataset {name_or_path!r} split {split!r}: {_first_line(error)}") from None
+        raise DatasetInputError(f"dataset {name_or_path!r} split {split!r}: {first_line(error)}") from None
     except (ConnectionError, FileNotFoundError) as error:  # offline, or no such dataset on the Hub or on disk
         where = "no such local folder or file, and the Hub " + (
             "is unreachable (HF_HUB_OFFLINE is set)" if datasets.config.HF_HUB_OFFLINE else "does not answer")
-        raise DatasetInputError(f"dataset {name_or_path!r}: {where}: {_first_line(error)}") from None
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DatasetInputError(f"dataset {name_or_path!r}: {where}: {first_line(error)}") from None
 
 
 def _class_label_names(feature: Any) -> list[str] | None:

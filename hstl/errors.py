@@ -75,6 +75,12 @@ class DiskFullError(RuntimeError):
     had written there."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (libraries' messages run over several lines), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def is_disk_full(error: BaseException) -> bool:
     """Whether `error`, or an error it was raised from, says the device is full: an `OSError` with errno ENOSPC or
     EDQUOT, or a library error that only carries the text (safetensors: "StorageFull", torch: "file write failed")."""

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .errors import PublishError, RunConfigError
+from .errors import PublishError, RunConfigError, first_line
 from .remote_code import complete_model_folder, remote_code_problems
 
 
@@ -68,7 +68,7 @@ def resolve_model(value: str, revision: str | None = None, *, argument: str = "-
     try:
         snapshot = Path(snapshot_download(value, revision=revision))
     except HFValidationError as error:
-        raise RunConfigError(f"{neither} not a valid Hub id ({_first_line(error)})") from None
+        raise RunConfigError(f"{neither} not a valid Hub id ({first_line(error)})") from None
     except RevisionNotFoundError:
         raise RunConfigError(f"{revision_argument}: expected a branch, tag or commit of {value}, got {revision!r}, "
                              f"which the Hub does not know") from None
@@ -79,7 +79,7 @@ def resolve_model(value: str, revision: str | None = None, *, argument: str = "-
         raise RunConfigError(_not_cached(value, revision, argument, revision_argument, neither)) from None
     except (HfHubHTTPError, OSError) as error:
         raise RunConfigError(f"{argument}: expected a model folder or a Hub id (user/name), got {value!r}, which "
-                             f"could not be fetched from the Hub ({_first_line(error)})") from None
+                             f"could not be fetched from the Hub ({first_line(error)})") from None
     check_safetensors_weights(snapshot, argument)
     return snapshot
 
@@ -94,11 +94,6 @@ def check_safetensors_weights(folder: Path, argument: str) -> None:
         raise RunConfigError(f"{argument} {folder}: expected safetensors weights (model.safetensors), got {pickled} "
                              f"only, which would be unpickled; re-save the model with save_pretrained("
                              f"safe_serialization=True) where you trust the file")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _not_cached(value: str, revision: str | None, argument: str, revision_argument: str, neither: str) -> str:

@@ -72,3 +72,21 @@ class OutputLock:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+
+def lock_for_all_processes(accelerator, lock: OutputLock) -> OutputLock | None:
+    """The main process of a launch takes `lock` for all of its processes; when another run holds it, every process
+    stops with the same `OutputInUseError`. Returns the lock taken in the main process, None in the others."""
+    from accelerate.utils import gather_object
+
+    taken, error = None, None
+    if accelerator.is_main_process:
+        try:
+            taken = lock.acquire()
+        except OutputInUseError as caught:
+            error = str(caught)
+    errors = [message for message in gather_object([error]) if message] if accelerator.num_processes > 1 else \
+        [error] if error else []
+    if errors:
+        raise OutputInUseError(errors[0])
+    return taken

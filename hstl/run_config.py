@@ -48,6 +48,9 @@ class TaskSpec:
     # Caps for quick comparisons (the same seeded sample for every run); None keeps the whole split.
     max_validation_sentences: int | None = None
     max_test_sentences: int | None = None
+    # An entity type that only the validation or test split holds is refused (the head could never learn it); true
+    # makes it a warning (`hstl.corpora.check_task_labels`).
+    allow_labels_only_in_evaluation: bool = False
 
 
 @dataclass
@@ -326,9 +329,14 @@ def _validate(config: RunConfig, where: str) -> None:
     for ok, key, allowed in checks:
         if not ok:
             raise RunConfigError(f"{where}: training.{key}: expected one of {allowed}, got {getattr(training, key)!r}")
-    for key in ("train_batch_size", "eval_batch_size", "max_steps", "gradient_accumulation_steps", "max_length"):
+    for key in ("train_batch_size", "eval_batch_size", "max_steps", "gradient_accumulation_steps", "max_length",
+                "logging_steps"):
         if getattr(training, key) is not None and getattr(training, key) <= 0:  # max_steps: None with num_train_epochs
             raise RunConfigError(f"{where}: training.{key}: expected a positive number, got {getattr(training, key)}")
+    for key in ("eval_steps", "checkpointing_steps"):  # 0 switches them off
+        if getattr(training, key) < 0:
+            raise RunConfigError(f"{where}: training.{key}: expected a number of steps, or 0 for none, got "
+                                 f"{getattr(training, key)}")
     if training.early_stopping_patience is not None and (training.early_stopping_patience < 1
                                                          or training.eval_steps <= 0):
         raise RunConfigError(

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from .checkpointing import (
+    damaged_checkpoint,
     find_latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
@@ -36,7 +37,9 @@ from .checkpointing import (
 from configuration_hstl import HSTLConfig
 from modeling_hstl import HSTLModel
 from .corpora import TaskData, load_task_data
-from .errors import CheckpointError, NonFiniteError, RunConfigError
+from .errors import CheckpointError, NonFiniteError, RunConfigError, disk_full_error, first_line, is_disk_full
+from .fingerprint import changes, flatten
+from .locking import OutputLock, lock_for_all_processes
 from .early_stopping import EarlyStopping
 from .evaluation import score_head
 from .inference import build_task_dataset
@@ -71,7 +74,12 @@ def build_tokenizer(run_config: RunConfig, tasks: list[TaskData], output_dir: Pa
     spec = run_config.model
     source = spec.tokenizer or (init_from_folder(spec) if spec.init_from else None) or spec.encoder
     if source is not None and source != "train":
-        return load_tokenizer(resolve_model_source(source))
+        key = "model.tokenizer" if spec.tokenizer else "model.init_from" if spec.init_from else "model.encoder"
+        try:
+            return load_tokenizer(resolve_model_source(source))
+        except (OSError, ValueError) as error:  # FileNotFoundError too: a missing folder, an offline Hub id
+            raise RunConfigError(f"{run_config.source}: {key}: expected a fast tokenizer, got {source!r}: "
+                                 f"{first_line(error)}") from None
     tokenizer_dir = output_dir / "tokenizer"
     # Train once on the main process; the others wait, then load the same files.
     with accelerator.main_process_first():
@@ -135,11 +143,25 @@ def _new_or_extended_model(run_config: RunConfig, tasks: list[TaskData], tokeniz
                 model.add_task(task.name, task.labels, task.family)
         return model
     if spec.encoder is not None:
-        return HSTLModel.from_encoder(resolve_model_source(spec.encoder), _task_dicts(tasks), **hierarchy)
+        return _from_encoder(run_config, tasks, hierarchy)
     config = HSTLConfig(
         encoder_config=_encoder_config_from_scratch(spec.encoder_config, tokenizer), tasks=_task_dicts(tasks), **hierarchy
     )
     return HSTLModel(config)
+
+
+def _from_encoder(run_config: RunConfig, tasks: list[TaskData], hierarchy: dict[str, Any]) -> HSTLModel:
+    """A new model on the pretrained encoder `model.encoder`; one line naming it when it cannot be loaded."""
+    from .hub import check_safetensors_weights
+
+    encoder = resolve_model_source(run_config.model.encoder)
+    check_safetensors_weights(Path(encoder), f"{run_config.source}: model.encoder")
+    try:
+        return HSTLModel.from_encoder(encoder, _task_dicts(tasks), **hierarchy)
+    except OSError as error:  # no such folder, a folder without a model, an offline Hub id that is not cached
+        raise RunConfigError(f"{run_config.source}: model.encoder: expected a pretrained encoder (a folder holding "
+                             f"config.json and safetensors weights, or a Hub id in the Hugging Face cache), got "
+                             f"{run_config.model.encoder!r}: {first_line(error)}") from None
 
 
 def check_task_labels(config: HSTLConfig, task: TaskData, model_source: str) -> None:
@@ -203,6 +225,7 @@ class LoopArguments:
 
     output_dir: str
     resume_from_checkpoint: str | None = None
+    overwrite_output_dir: bool = False  # a folder holding a run is cleared (its run's files) instead of refused
     with_tracking: bool = False
     report_to: str = "tensorboard"
     mixed_precision: str | None = None
@@ -226,7 +249,7 @@ class _TrainState:
     def to_json(self, run: "TrainingRun") -> dict[str, Any]:
         return {"completed_steps": self.completed_steps, "best_score": self.best_score, "epoch": self.epoch,
                 "batches_in_epoch": self.batches_in_epoch, "sampler": run.sampler.state_dict(),
-                "settings": resume_settings(run.run_config), "early_stopping": self.early_stopping,
+                "fingerprint": run_fingerprint(run.run_config), "early_stopping": self.early_stopping,
                 "wall_seconds": run.wall_seconds()}
 
     @classmethod
@@ -296,53 +319,86 @@ def check_process_count(accelerator: Accelerator) -> None:
         )
 
 
-def resume_settings(run_config: RunConfig) -> dict[str, Any]:
-    """The settings a resumed run must share with its checkpoint for the resumed batches to be the ones it missed."""
-    training, model = run_config.training, run_config.model
-    corpus_keys = ("name", "data_dir", "train_file", "hf_dataset", "hf_train_split", "max_train_sentences",
-                   "max_validation_sentences", "max_test_sentences")
-    model_keys = ("encoder", "encoder_config", "tokenizer", "init_from", "init_from_revision")
-    return {
-        "seed": training.seed, "train_batch_size": training.train_batch_size,
-        "gradient_accumulation_steps": training.gradient_accumulation_steps,
-        **{f"model.{key}": getattr(model, key) for key in model_keys},
-        "tasks": [{key: getattr(task, key) for key in corpus_keys} for task in run_config.tasks],
-    }
+RESUMABLE_CHANGES = (
+    "training.max_steps", "training.num_train_epochs", "training.eval_steps", "training.checkpointing_steps",
+    "training.logging_steps", "training.keep_checkpoints", "training.eval_batch_size",
+    "training.early_stopping_patience", "training.early_stopping_threshold", "data_root",
+)
+"""Run-config keys that a resumed run may change: the budget (steps or epochs, and early stopping), how often it
+evaluates, checkpoints and logs, how many checkpoints it keeps, the evaluation batch size, and where the project
+lives (`data_root`). Every other key is part of the run's identity (`run_fingerprint`)."""
 
 
-def check_resume_settings(saved: dict[str, Any] | None, run_config: RunConfig, checkpoint: Path) -> None:
-    """Refuses a resume whose seed, batch size, accumulation, model source, corpora or corpus caps differ from the
-    checkpoint's. A setting that an older checkpoint does not record is not compared."""
-    if saved is None:  # a checkpoint of an older version: the sampler's own check still applies
+def run_fingerprint(run_config: RunConfig) -> dict[str, Any]:
+    """The resolved run config as flat keys (`training.encoder_learning_rate`, `tasks[0].data_dir`,
+    `model.encoder_config.d_model`), without `RESUMABLE_CHANGES`: what a checkpoint records and a resume must
+    match."""
+    return {key: value for key, value in flatten(run_config.to_dict()).items()
+            if not any(key == name or key.startswith(name + ".") for name in RESUMABLE_CHANGES)}
+
+
+def _recorded_fingerprint(saved: dict[str, Any]) -> dict[str, Any] | None:
+    """The fingerprint a checkpoint recorded; for a checkpoint of an older version, the few settings it kept
+    (`settings`: seed, batch size, accumulation, model source, corpora), under the same keys."""
+    if "fingerprint" in saved:
+        return saved["fingerprint"]
+    if "settings" not in saved:
+        return None
+    return {key if key.startswith(("model.", "tasks[")) else f"training.{key}": value
+            for key, value in flatten(saved["settings"]).items()}
+
+
+def check_run_fingerprint(saved: dict[str, Any], run_config: RunConfig, checkpoint: Path) -> None:
+    """Refuses a resume whose run config differs from the checkpoint's (outside `RESUMABLE_CHANGES`), naming every
+    change as `key: <value> in the checkpoint, <value> now`."""
+    recorded, current = _recorded_fingerprint(saved), run_fingerprint(run_config)
+    if recorded is None:
         return
-    current = resume_settings(run_config)
-    changed = [f"{key if key.startswith('model.') else 'training.' + key} {saved[key]!r} -> {current[key]!r}"
-               for key in current if key != "tasks" and key in saved and saved[key] != current[key]]
-    if [task["name"] for task in saved["tasks"]] != [task["name"] for task in current["tasks"]]:
-        changed.append(f"tasks {[t['name'] for t in saved['tasks']]} -> {[t['name'] for t in current['tasks']]}")
-    else:
-        changed += [f"tasks[{index}].{key} {old[key]!r} -> {new[key]!r}"
-                    for index, (old, new) in enumerate(zip(saved["tasks"], current["tasks"]))
-                    for key in new if old.get(key) != new[key]]
-    if changed:
-        raise CheckpointError(f"--resume_from_checkpoint {checkpoint}: the checkpoint was written with other "
-                              f"settings ({'; '.join(changed)}); restore them or start a new --output_dir")
+    if "fingerprint" not in saved:  # an older checkpoint: only what it recorded is compared
+        current = {key: current.get(key) for key in recorded}
+    found = changes(recorded, current, "checkpoint")
+    if found:
+        raise CheckpointError(f"--resume_from_checkpoint {checkpoint}: expected the run config it was written with, "
+                              f"got {'; '.join(found)}; restore those settings, or train afresh with "
+                              f"--overwrite_output_dir")
 
 
 def run_training(run_config: RunConfig, args: LoopArguments) -> TrainingOutcome:
     """Trains the model that `run_config` describes and leaves a remote-code model folder in `args.output_dir`.
 
-    Resuming (`args.resume_from_checkpoint`) into a folder whose run has finished leaves that folder as it is and
-    returns its results: the best model and `all_results.json` of a finished run are never replaced."""
+    The folder is locked for the run (`hstl.locking`: a second run into it stops at once). A folder that holds a run
+    is refused unless it is resumed or `args.overwrite_output_dir` clears it. Resuming (`args.resume_from_checkpoint`)
+    into a folder whose run has finished leaves that folder as it is and returns its results: the best model and
+    `all_results.json` of a finished run are never replaced. A full disk is one line (`DiskFullError`)."""
     started = time.monotonic()
     accelerator = make_accelerator(run_config, args)
     check_process_count(accelerator)
+    output_dir = Path(args.output_dir)
+    lock = lock_for_all_processes(accelerator, OutputLock(output_dir / LOCK_FILE, f"--output_dir {output_dir}"))
+    try:
+        return _run_locked(run_config, args, accelerator, started)
+    except Exception as error:
+        if is_disk_full(error):
+            raise disk_full_error(error, output_dir, "resume with --resume_from_checkpoint latest") from None
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+LOCK_FILE = ".hstl.lock"
+"""The lock file of a training run, in its output folder."""
+
+
+def _run_locked(run_config: RunConfig, args: LoopArguments, accelerator: Accelerator, started: float) -> TrainingOutcome:
     finished = _finished_run(args, accelerator)
     if finished is not None:
         return finished
     checkpoint = _resolve_resume(args.resume_from_checkpoint, Path(args.output_dir))
     if checkpoint is not None:  # before anything is read or written: a refused resume changes nothing
-        check_resume_settings(read_trainer_state(checkpoint).get("settings"), run_config, checkpoint)
+        check_run_fingerprint(read_trainer_state(checkpoint), run_config, checkpoint)
+    else:
+        _clear_or_refuse_used_folder(accelerator, args)
     _start_output_dir(accelerator, run_config, Path(args.output_dir))
     if checkpoint is None:  # a fresh start: the log of an earlier start in this folder is not this run's
         _truncate_train_log(accelerator, Path(args.output_dir), 0)
@@ -359,6 +415,45 @@ def run_training(run_config: RunConfig, args: LoopArguments) -> TrainingOutcome:
     del run  # the prepared model must go before the process group does (see _end_training)
     _end_training(accelerator)
     return outcome
+
+
+RUN_MARKS = ("all_results.json", "model.safetensors", "best_model", "checkpoints")
+"""What shows that a folder holds a run (finished, or with checkpoints): such a folder is not trained into afresh."""
+
+
+def _run_files(output_dir: Path) -> list[Path]:
+    """The files and folders a run writes in its output folder (`--overwrite_output_dir` removes these only)."""
+    from .hub import TOKENIZER_FILES
+    from .remote_code import GROUP_MODULES
+
+    names = {"all_results.json", "train_log.jsonl", "run_config.yaml", "README.md", "config.json", "checkpoints",
+             "best_model", "tokenizer", "hstl", *TOKENIZER_FILES, *(f"{module}.py" for module in GROUP_MODULES)}
+    return sorted(path for path in output_dir.iterdir()
+                  if path.name in names or path.name.endswith((".safetensors", ".safetensors.index.json", ".incomplete")))
+
+
+def _clear_or_refuse_used_folder(accelerator: Accelerator, args: LoopArguments) -> None:
+    """A fresh start into a folder holding a run: refused in one line, or (`overwrite_output_dir`) that run's files
+    are removed first, so that no old result, checkpoint or model is taken for the new run's."""
+    output_dir = Path(args.output_dir)
+    if args.overwrite_output_dir and args.resume_from_checkpoint is not None:
+        raise RunConfigError("--overwrite_output_dir: expected it without --resume_from_checkpoint (a resumed run "
+                             "keeps its folder), got both")
+    marks = [name for name in RUN_MARKS if (output_dir / name).exists()
+             and not ((output_dir / name).is_dir() and not any((output_dir / name).iterdir()))]
+    if not marks:
+        return
+    if not args.overwrite_output_dir:
+        resume = "" if args.resume_from_checkpoint else "resume it with --resume_from_checkpoint latest, or "
+        raise RunConfigError(f"--output_dir {output_dir}: expected a new or empty folder, got one holding a run "
+                             f"({', '.join(marks)}); {resume}pass --overwrite_output_dir to remove that run's files and "
+                             f"train afresh")
+    if accelerator.is_main_process:
+        for path in _run_files(output_dir):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        logger.info(f"--overwrite_output_dir: removed the earlier run's files from {output_dir}",
+                    main_process_only=True)
+    accelerator.wait_for_everyone()
 
 
 def _finished_run(args: LoopArguments, accelerator: Accelerator) -> TrainingOutcome | None:
@@ -472,8 +567,7 @@ def _resume(run: TrainingRun, checkpoint: Path) -> None:
             raise CheckpointError(f"--resume_from_checkpoint {checkpoint}: {error}") from None
     run.state = _TrainState.from_checkpoint(load_checkpoint(run.accelerator, checkpoint))
     if "sampler" in saved and run.sampler.epoch != run.state.epoch:
-        raise CheckpointError(f"checkpoint {checkpoint} is damaged: sampler epoch {run.sampler.epoch}, loop epoch "
-                              f"{run.state.epoch}")
+        raise damaged_checkpoint(checkpoint, f"sampler epoch {run.sampler.epoch}, loop epoch {run.state.epoch}")
     _truncate_train_log(run.accelerator, run.output_dir, run.state.completed_steps)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import PredictionInputError
+from ..errors import PredictionInputError, first_line
 from ..formats.common import PathLike
 
 
@@ -62,9 +62,8 @@ def load_model(model_dir: PathLike, config=None):
     try:
         model = HSTLModel.from_pretrained(model_dir, config=config if config is not None else load_model_config(model_dir))
     except Exception as error:  # safetensors, torch and transformers raise many types for missing or damaged weights
-        text = str(error).strip()
         raise PredictionInputError(f"{model_dir}: expected a model folder with readable safetensors weights, got "
-                                   f"{type(error).__name__}: {text.splitlines()[0] if text else 'no message'}") from None
+                                   f"{type(error).__name__}: {first_line(error)}") from None
     return model.eval()
 
 

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
-from ..errors import CorpusFormatError, OutputInUseError, PredictionInputError, disk_full_error, is_disk_full
+from ..errors import CorpusFormatError, PredictionInputError, disk_full_error, is_disk_full
 from ..fingerprint import file_sha256
 from ..formats import FORMATS, InputFormat, detect_format
 from ..formats.common import PathLike
 from ..hub import model_source
-from ..locking import OutputLock
+from ..locking import OutputLock, lock_for_all_processes
 from .loading import (
     WindowSettings, autocast_to, check_speed_options, check_window_settings, load_model, load_model_config,
     load_tokenizer_of,
@@ -450,23 +450,11 @@ def _predict_sharded(load_tagger, accelerator, input_format: InputFormat, input_
 
 
 def _lock_for_all_processes(accelerator, output_path: Path) -> OutputLock | None:
-    """The main process takes the output's lock (`hstl.locking`) for the processes of its launch; when another run
-    holds it, every process stops with the same error. Returns the lock in the main process, else None."""
-    from accelerate.utils import gather_object
-
+    """The output's lock, taken by the main process for the processes of its launch (`lock_for_all_processes`)."""
     if is_stream(output_path):
         raise PredictionInputError(f"--output: expected a file with {accelerator.num_processes} processes (their "
                                    f"parts are merged into it), got the stream {output_path}")
-    lock, error = None, None
-    if accelerator.is_main_process:
-        try:
-            lock = _output_lock(output_path).acquire()
-        except OutputInUseError as caught:
-            error = str(caught)
-    errors = [message for message in gather_object([error]) if message]
-    if errors:
-        raise OutputInUseError(errors[0])
-    return lock
+    return lock_for_all_processes(accelerator, _output_lock(output_path))
 
 
 def _tag_shares(load_tagger, accelerator, input_format: InputFormat, input_path: Path, signature: dict[str, Any],
