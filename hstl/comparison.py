@@ -194,7 +194,9 @@ def _default_train(run_config: RunConfig, output_dir: str) -> dict:
     if results_file.exists():
         return json.loads(results_file.read_text())
     resume = "latest" if find_latest_checkpoint(Path(output_dir)) is not None else None
-    results = run_training(run_config, LoopArguments(output_dir=output_dir, resume_from_checkpoint=resume)).results
+    # Without a checkpoint, what an earlier invocation left (a best model, a log) is not a run to keep: start afresh.
+    results = run_training(run_config, LoopArguments(output_dir=output_dir, resume_from_checkpoint=resume,
+                                                     overwrite_output_dir=resume is None)).results
     timing = {"wall_seconds": results["wall_seconds"], "resumed": resume is not None}
     (Path(output_dir) / TIMING_FILE).write_text(json.dumps(timing))
     return results

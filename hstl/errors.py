@@ -81,19 +81,28 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def is_disk_full(error: BaseException) -> bool:
-    """Whether `error`, or an error it was raised from, says the device is full: an `OSError` with errno ENOSPC or
-    EDQUOT, or a library error that only carries the text (safetensors: "StorageFull", torch: "file write failed")."""
-    seen: set[int] = set()
+def is_disk_full(error: BaseException, written: PathLike | None = None) -> bool:
+    """Whether `error`, or an error it was raised from, comes from a full device: an `OSError` with errno ENOSPC or
+    EDQUOT; a library error that only carries the text (safetensors: "StorageFull"); or, given the folder or file
+    being `written`, any `OSError` or `RuntimeError` (torch.save: "unexpected pos", "iostream error") while its
+    device has less than 1 MiB left."""
+    chain, seen = [], set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(error)
-        if "No space left on device" in text or "StorageFull" in text or "file write failed" in text:
-            return True
+        chain.append(error)
         error = error.__cause__ or error.__context__
-    return False
+    for item in chain:
+        if isinstance(item, OSError) and item.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(item) or "StorageFull" in str(item):
+            return True
+    if written is None or not isinstance(chain[0], (OSError, RuntimeError)):
+        return False
+    folder = Path(written)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    device = os.statvfs(folder)
+    return device.f_bavail * device.f_frsize < 1 << 20
 
 
 def bytes_under(path: PathLike) -> int:

@@ -158,7 +158,7 @@ def _from_encoder(run_config: RunConfig, tasks: list[TaskData], hierarchy: dict[
     check_safetensors_weights(Path(encoder), f"{run_config.source}: model.encoder")
     try:
         return HSTLModel.from_encoder(encoder, _task_dicts(tasks), **hierarchy)
-    except OSError as error:  # no such folder, a folder without a model, an offline Hub id that is not cached
+    except (OSError, ValueError) as error:  # no such folder, a folder without a model, a Hub id not in the cache
         raise RunConfigError(f"{run_config.source}: model.encoder: expected a pretrained encoder (a folder holding "
                              f"config.json and safetensors weights, or a Hub id in the Hugging Face cache), got "
                              f"{run_config.model.encoder!r}: {first_line(error)}") from None
@@ -378,7 +378,7 @@ def run_training(run_config: RunConfig, args: LoopArguments) -> TrainingOutcome:
     try:
         return _run_locked(run_config, args, accelerator, started)
     except Exception as error:
-        if is_disk_full(error):
+        if is_disk_full(error, output_dir):
             raise disk_full_error(error, output_dir, "resume with --resume_from_checkpoint latest") from None
         raise
     finally:

@@ -314,8 +314,8 @@ def predict_file(
                                               show_bar=accelerator.is_local_main_process)
             if summary.complete:
                 output.finish(input_format.footer)
-        except OSError as error:
-            if is_disk_full(error):
+        except (OSError, RuntimeError) as error:
+            if is_disk_full(error, output_path.parent):
                 raise _disk_full(error, output) from None
             raise
         finally:
