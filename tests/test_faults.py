@@ -407,3 +407,103 @@ def test_a_full_disk_while_predicting_is_one_line_naming_the_partial_output(tiny
     assert errors[0].startswith(f"error: {out}.partial: no space left on device; the run had written ")
     assert errors[0].endswith("so far; free at least that much, then run again with --resume")
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Killed runs resume to the output of an uninterrupted one (the lock of the killed run does not stand in the way)
+
+# predict.py killed with SIGKILL in the middle of writing its third chunk.
+KILL_WHILE_PREDICTING = """
+import os, signal, sys
+from hstl.inference import streaming
+original, calls = streaming.ResumableOutput.append, []
+
+def append_then_die(self, text, units):
+    calls.append(units)
+    if len(calls) == 4:  # the header, two chunks, then half of the third
+        handle = self._open()
+        handle.write(text.encode("utf-8")[: len(text) // 2])
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, text, units)
+
+streaming.ResumableOutput.append = append_then_die
+sys.path.insert(0, sys.argv[1])
+import predict
+sys.exit(predict.main(sys.argv[2:]))
+"""
+
+
+def test_prediction_killed_mid_chunk_resumes_to_the_uninterrupted_output(tiny_model_dir, tmp_path, capsys):
+    path = _text_input(tmp_path)
+    path.write_text(path.read_text() * 4, encoding="utf-8")
+    argv = ["--model", str(tiny_model_dir), "--input", str(path), "--chunk_size", "2", "--output"]
+    assert _predict([*argv, str(tmp_path / "straight.jsonl")], capsys)[0] == 0
+    out = tmp_path / "out.jsonl"
+    killed = subprocess.run([sys.executable, "-c", KILL_WHILE_PREDICTING, str(REPO), *argv, str(out)],
+                            env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (tmp_path / "out.jsonl.lock").is_file() and not out.exists()  # left by the killed run, not held
+    code, err = _predict([*argv, str(out), "--resume"], capsys)
+    assert code == 0, err
+    assert out.read_bytes() == (tmp_path / "straight.jsonl").read_bytes()
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["in.txt", "out.jsonl", "straight.jsonl"]
+
+
+# train.py killed with SIGKILL while it writes the final model folder (three files moved into place).
+KILL_WHILE_WRITING_THE_MODEL = """
+import os, signal, sys
+from pathlib import Path
+import hstl.training as training
+original = training.save_model_folder
+
+def save_then_die(accelerator, model, tokenizer, folder):
+    if Path(folder).name != "best_model":
+        real_replace, moved = os.replace, []
+
+        def replace_then_die(source, target):
+            real_replace(source, target)
+            moved.append(target)
+            if len(moved) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        os.replace = replace_then_die
+    return original(accelerator, model, tokenizer, folder)
+
+training.save_model_folder = save_then_die
+sys.path.insert(0, sys.argv[1])
+import train
+sys.exit(train.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_training_killed_while_writing_the_final_model_resumes_bit_exact(tiny_tokenizer_dir, tmp_path):
+    import yaml
+    from safetensors.torch import load_file
+
+    values = _values(tiny_tokenizer_dir)
+    values["data_root"] = str(tmp_path)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(values))
+    args = ["--config", str(config), "--cpu", "--output_dir"]
+    straight = subprocess.run([sys.executable, str(REPO / "train.py"), *args, str(tmp_path / "a")],
+                              env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed = subprocess.run([sys.executable, "-c", KILL_WHILE_WRITING_THE_MODEL, str(REPO), *args, str(tmp_path / "b")],
+                            env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "b/all_results.json").exists() and not (tmp_path / "b/model.safetensors").exists()
+    again = subprocess.run([sys.executable, str(REPO / "train.py"), *args, str(tmp_path / "b")],
+                           env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "holding a run (checkpoints)" in again.stderr  # not started over by mistake
+    resumed = subprocess.run([sys.executable, str(REPO / "train.py"), *args, str(tmp_path / "b"),
+                              "--resume_from_checkpoint", "latest"], env=_env(tmp_path), capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected, got = load_file(tmp_path / "a/model.safetensors"), load_file(tmp_path / "b/model.safetensors")
+    assert expected.keys() == got.keys() and all(torch.equal(expected[key], got[key]) for key in expected)
+    results = [json.loads((tmp_path / name / "all_results.json").read_text()) for name in ("a", "b")]
+    for result in results:
+        result.pop("wall_seconds")
+    assert results[0] == results[1]

@@ -170,7 +170,7 @@ def test_predict_resume_signature_records_the_hub_id_and_commit(offline_hub, tmp
     capsys.readouterr()
     assert run_cli(lambda: predict.main([*base, "--resume"])) == 2  # main is another commit
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "['revision']" in line
+    assert f"got revision: '{offline_hub['talkative']}' in the interrupted run, '" in line
     assert predict.main([*base, "--revision", "talkative", "--resume"]) == 0 and out.is_file()
 
 
