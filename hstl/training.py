@@ -397,7 +397,7 @@ def _prepare_run(run_config: RunConfig, args: LoopArguments, accelerator: Accele
     model = build_model(run_config, tasks, tokenizer)
     apply_freeze(model, training.freeze)
     train_sets, eval_sets = _build_datasets(run_config, tasks, tokenizer, model.config, accelerator)
-    from processing_hstl import HSTLDataCollator
+    from windows_hstl import HSTLDataCollator
 
     collator = HSTLDataCollator(tokenizer)
     sampler, train_dataloader = _build_train_loader(train_sets, collator, training)
