@@ -11,6 +11,8 @@ import logging
 import random
 from dataclasses import dataclass, field
 
+from labels_hstl import entity_types, split_label
+
 from .data import Sentence, label_list_from, load_hf_token_dataset, read_conll, read_split_dir, split_files
 from .errors import CorpusFormatError, RunConfigError
 from .run_config import RunConfig, TaskSpec
@@ -100,8 +102,6 @@ def check_split_labels(spec: TaskSpec, splits: dict[str, list[Sentence]], source
     - an entity type that only the validation or test split holds (the head could never predict it), unless the task
       sets `allow_labels_only_in_evaluation: true`, which makes it a one-line warning.
     """
-    from processing_hstl import entity_types, split_label
-
     for split, sentences in splits.items():
         for sentence in sentences if spec.labels else ():
             unknown = next((label for label in sentence.labels or () if label not in spec.labels), None)
