@@ -10,8 +10,10 @@ JNLPBA) split text at every character that is not a letter or a digit: "IL-2" is
 of their tokens mixes letters or digits with punctuation. JNLPBA (GENIA tokenization) keeps "IL-2", "0.05", "CD4+"
 whole; we follow the majority, since a model tags best the text cut the way most of its training data was. So a token
 is a maximal run of letters and digits (Unicode-aware; combining diacritics stay with their letter), or any other
-single non-whitespace character. Whitespace is what `str.isspace` says it is; every other character, control and
-zero-width characters included, belongs to exactly one token, so no text is lost.
+single other character that is not blank. Blank is whitespace (what `str.isspace` says) and the control characters
+(Unicode category Cc: U+0000-U+001F, U+007F-U+009F; `is_blank`): a NUL or a BEL in the text separates words as a space
+does and never ends up inside a mention, and offsets still count it. Every other character, zero-width and format
+characters included, belongs to exactly one token, so no text is lost.
 
 Sentences end at `.`, `!` or `?` (optionally followed by closing quotes or brackets) when whitespace and then a capital
 letter, a digit or an opening bracket or quote follow, except after an abbreviation: a known one ("e.g.", "i.e.",
@@ -41,14 +43,21 @@ NUMBER_ABBREVIATIONS = frozenset({"no", "nos", "vol", "p", "pp"})
 
 _WORD_RUN = r"(?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])+"
 # A token: letters and digits (plus the combining diacritics of decomposed accented letters), or one other character.
-_TOKEN = re.compile(rf"{_WORD_RUN}|\S")
+_BLANK = r"\s\x00-\x1f\x7f-\x9f"
+# Whitespace and the control characters: what separates tokens and sentences (`is_blank`).
+_TOKEN = re.compile(rf"{_WORD_RUN}|[^{_BLANK}]")
 # Sentence-final punctuation with the closing quotes and brackets that may follow it, then the whitespace after it.
-_SENTENCE_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]}]*(\s+)")
+_SENTENCE_END = re.compile(rf"[.!?]+[\"'\u201d\u2019)\]}}]*([{_BLANK}]+)")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r]*\n\s*")
 # A paragraph break is a line of nothing but ASCII spaces and TABs (`hstl.formats.common.is_separator`): a line
 # holding U+3000 or U+00A0 is text, as it is in every reader.
 _DOTTED_INITIALS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
 _OPENING_CHARACTERS = frozenset("([{\"'\u201c\u2018")
+
+
+def is_blank(character: str) -> bool:
+    """Whether a character separates tokens: whitespace, or a control character (see the module docstring)."""
+    return character.isspace() or character <= "\x1f" or "\x7f" <= character <= "\x9f"
 
 
 def tokenize(text: str, start: int = 0) -> list[tuple[str, int, int]]:
@@ -60,7 +69,7 @@ def tokenize(text: str, start: int = 0) -> list[tuple[str, int, int]]:
 
     Returns:
         `(token, token_start, token_end)` triples in order, with `text[token_start - start : token_end - start] ==
-        token`; together they cover every non-whitespace character of `text` exactly once.
+        token`; together they cover every character of `text` that is not blank (`is_blank`) exactly once.
     """
     return [(match.group(), match.start() + start, match.end() + start) for match in _TOKEN.finditer(text)]
 
@@ -68,7 +77,7 @@ def tokenize(text: str, start: int = 0) -> list[tuple[str, int, int]]:
 def _word_before(text: str, position: int) -> str:
     """The run of non-whitespace characters that ends at `position`, without opening brackets or quotes."""
     word_start = position
-    while word_start > 0 and not text[word_start - 1].isspace():
+    while word_start > 0 and not is_blank(text[word_start - 1]):
         word_start -= 1
     return text[word_start:position].lstrip("([{\"'\u201c\u2018")
 
@@ -107,9 +116,9 @@ def _boundaries(text: str) -> list[int]:
 
 def _stripped_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     """`(start, end)` narrowed to exclude leading and trailing whitespace; None when nothing is left."""
-    while start < end and text[start].isspace():
+    while start < end and is_blank(text[start]):
         start += 1
-    while end > start and text[end - 1].isspace():
+    while end > start and is_blank(text[end - 1]):
         end -= 1
     return (start, end) if start < end else None
 

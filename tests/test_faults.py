@@ -507,3 +507,15 @@ def test_training_killed_while_writing_the_final_model_resumes_bit_exact(tiny_to
     for result in results:
         result.pop("wall_seconds")
     assert results[0] == results[1]
+
+
+def test_nul_bytes_in_text_input_separate_words_and_keep_offsets(tmp_path):
+    from hstl.formats.text import iter_text_sentences
+
+    path = tmp_path / "in.txt"
+    text = "Patients with\x00hepatitis\x00\x00B were seen.\x00\n"
+    path.write_text(text, encoding="utf-8")
+    (sentence,) = iter_text_sentences(path)
+    assert sentence.words == ["Patients", "with", "hepatitis", "B", "were", "seen", "."]
+    assert all(text[start:end] == word for word, start, end in sentence.tokens)
+    assert (sentence.start, sentence.end) == (0, text.index(".") + 1)

@@ -33,7 +33,7 @@ from hstl.inference.merging import Mention, merge_mentions, mentions_to_labels
 from hstl.inference.streaming import PredictionOptions, PredictionSummary, predict_file, tag_units
 from hstl.inference.tagging import labels_per_sentence, tag_sentences
 from labels_hstl import extract_chunks, split_label
-from text_hstl import split_sentences, tokenize
+from text_hstl import is_blank, split_sentences, tokenize
 from windows_hstl import length_sorted_order
 
 import predict  # the script at the repository root (pytest's pythonpath holds it)
@@ -497,7 +497,8 @@ def test_pubtator_and_text_readers_separate_only_at_ascii_blank_lines(tmp_path):
     assert [document.pmid for document in iter_pubtator_documents(path)] == ["1", "2"]
     text_path = tmp_path / "in.txt"
     text_path.write_text("\u3000\n\u00a0\n", encoding="utf-8")  # no word, but not blank lines either
-    with pytest.raises(CorpusFormatError, match=rf"{text_path}:2: expected some text to tag, got only whitespace in 2"):
+    with pytest.raises(CorpusFormatError,
+                       match=rf"{text_path}:2: expected some text to tag, got only whitespace and control characters in 2"):
         list(iter_text_sentences(text_path))
 
 
@@ -515,6 +516,7 @@ _FUZZ_TEXT = st.one_of(st.text(alphabet=st.characters(codec="utf-8"), max_size=3
 @given(text=_FUZZ_TEXT)
 @example(text="Aspirin\u2028rose.\x85Ulcers\u2029fell.")  # line breaks that JSON keeps raw
 @example(text="\ufeff \r\n\t\n")  # nothing to tag
+@example(text="\x00\n\x07 \x00")  # control characters only: nothing to tag either
 def test_fuzz_text_prediction_covers_every_character_or_says_why(loaded, text):
     """Arbitrary text through the text reader, the tagger and the JSONL writer: either a located error for a file
     with nothing to tag, or sentences that are exactly the splitter's and entities whose offsets point at their text."""
@@ -527,7 +529,7 @@ def test_fuzz_text_prediction_covers_every_character_or_says_why(loaded, text):
         try:
             units = list(iter_text_sentences(path))
         except CorpusFormatError as error:
-            assert not decoded.strip(), error
+            assert all(is_blank(character) for character in decoded), error
             assert str(error).startswith(f"{path}:"), error
             return
     rendered = tag_units(model, tokenizer, units, FORMATS["text"], ["chem", "disease"], WINDOWS_16_4, "none")

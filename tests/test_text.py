@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hstl.data import read_conll, sample_data_dir
-from text_hstl import split_sentences, tokenize
+from text_hstl import is_blank, split_sentences, tokenize
 
 
 def words(text: str) -> list[str]:
@@ -31,7 +31,8 @@ def sentences(text: str) -> list[str]:
         ("CD4+ Ca2+", ["CD4", "+", "Ca2", "+"]),
         ("x_y", ["x", "_", "y"]),
         ("TNF-\u03b1 \u00e9t\u00e9 e\u0301te\u0301", ["TNF", "-", "\u03b1", "\u00e9t\u00e9", "e\u0301te\u0301"]),
-        ("a\u200bb \x07", ["a", "\u200b", "b", "\x07"]),
+        ("a\u200bb \x07", ["a", "\u200b", "b"]),
+        ("HBV\x00hepatitis \x00 B\x1f\x7f\x85C", ["HBV", "hepatitis", "B", "C"]),  # control characters are blank
         ("", []),
         (" \t\n ", []),
     ],
@@ -104,7 +105,7 @@ def test_tokens_cover_every_non_space_character_once(text, start):
         assert previous_end <= token_start < token_end  # in order, non-overlapping
         previous_end = token_end
         covered.extend(range(token_start - start, token_end - start))
-    assert covered == [index for index, character in enumerate(text) if not character.isspace()]
+    assert covered == [index for index, character in enumerate(text) if not is_blank(character)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -113,11 +114,11 @@ def test_sentences_cover_every_non_space_character_once(text):
     spans = split_sentences(text)
     covered = []
     for start, end in spans:
-        assert start < end and not text[start].isspace() and not text[end - 1].isspace()
+        assert start < end and not is_blank(text[start]) and not is_blank(text[end - 1])
         assert not covered or covered[-1] < start
         covered.extend(range(start, end))
-    assert [index for index in covered if not text[index].isspace()] == [
-        index for index, character in enumerate(text) if not character.isspace()
+    assert [index for index in covered if not is_blank(text[index])] == [
+        index for index, character in enumerate(text) if not is_blank(character)
     ]
 
 
@@ -129,6 +130,15 @@ def test_splitting_from_any_sentence_start_gives_the_same_later_sentences(text):
     for index, (start, _) in enumerate(spans):
         later = [(span_start + start, span_end + start) for span_start, span_end in split_sentences(text[start:])]
         assert later == spans[index:]
+
+
+def test_control_characters_are_blank_with_offsets_kept():
+    """A NUL between words separates them as a space does, never starts or ends a sentence, and counts in offsets."""
+    text = "\x00Patients with\x00hepatitis died.\x07 The\x00\x00rats died.\x00"
+    assert sentences(text) == ["Patients with\x00hepatitis died.", "The\x00\x00rats died."]
+    assert tokenize(text)[:3] == [("Patients", 1, 9), ("with", 10, 14), ("hepatitis", 15, 24)]
+    assert [is_blank(character) for character in "\x00\x1f\x7f\x9f \u00a0a\u200b\u00ad"] == \
+           [True, True, True, True, True, True, False, False, False]
 
 
 def test_only_lines_of_ascii_spaces_and_tabs_are_paragraph_breaks():

@@ -92,7 +92,8 @@ def iter_text_sentences(path: PathLike) -> Iterator[TextSentence]:
         found_sentence = True
         yield sentence
     if not found_sentence:
-        raise lines.nothing_found("expected some text to tag", "only whitespace in {lines} line(s)")
+        raise lines.nothing_found("expected some text to tag",
+                                  "only whitespace and control characters in {lines} line(s)")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
