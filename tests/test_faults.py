@@ -4,6 +4,7 @@ load, and corpora a head cannot learn from. Each ends in one line and exit statu
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -242,22 +243,19 @@ def test_a_fifo_output_receives_the_predictions_in_place(tiny_model_dir, tmp_pat
     assert sorted(item.name for item in tmp_path.iterdir()) == ["fifo", "file.jsonl", "in.txt"]
 
 
-def test_dash_reads_standard_input_and_writes_standard_output(tiny_model_dir, tmp_path):
+def test_dash_reads_standard_input_and_writes_standard_output(tiny_model_dir, tmp_path, capsys, monkeypatch):
     named = _text_input(tmp_path, "stdin")  # the name text documents get from standard input
-    base = [sys.executable, str(REPO / "predict.py"), "--model", str(tiny_model_dir), "--format", "text"]
-    from_file = subprocess.run([*base, "--input", str(named), "--output", str(tmp_path / "out.jsonl")],
-                               env=_env(tmp_path), capture_output=True, timeout=300)
-    assert from_file.returncode == 0, from_file.stderr[-2000:]
-    piped = subprocess.run([*base, "--input", "-", "--output", "-"], input=named.read_bytes(), env=_env(tmp_path),
-                           capture_output=True, timeout=300, cwd=tmp_path)
+    argv = ["--model", str(tiny_model_dir), "--format", "text", "--input"]
+    assert _predict([*argv, str(named), "--output", str(tmp_path / "out.jsonl")], capsys)[0] == 0
+    piped = subprocess.run([sys.executable, str(REPO / "predict.py"), *argv, "-", "--output", "-"],
+                           input=named.read_bytes(), env=_env(tmp_path), capture_output=True, timeout=300, cwd=tmp_path)
     assert piped.returncode == 0, piped.stderr[-2000:]
     assert piped.stdout == (tmp_path / "out.jsonl").read_bytes()  # the predictions, and nothing else
     assert b"Tagged 3 text unit(s)" in piped.stderr
-    without_format = subprocess.run([*base[:-2], "--input", "-", "--output", "-"], input=b"Aspirin.\n",
-                                    env=_env(tmp_path), capture_output=True, timeout=300, cwd=tmp_path)
-    assert without_format.returncode == 2 and without_format.stdout == b""
-    assert without_format.stderr.decode().strip().splitlines()[-1].startswith(
-        "error: --input -: expected --format (conll|text|pubtator|bioc-xml|bioc-json) with standard input")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"Aspirin.\n")))
+    code, err = _predict([*argv[:-3], "--input", "-", "--output", "-"], capsys)
+    assert code == 2 and err == ["error: --input -: expected --format (conll|text|pubtator|bioc-xml|bioc-json) with "
+                                 "standard input, got none, and the input does not start like a BioC collection"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

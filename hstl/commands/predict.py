@@ -29,7 +29,7 @@ from ..errors import PredictionInputError
 from ..formats import INPUT_FORMATS, detect_format
 from ..inference.loading import DTYPES, QUANTIZATIONS
 from ..inference.merging import MERGE_POLICIES
-from ..inference.outputs import STDIO, is_stream
+from ..inference.outputs import is_stream
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -114,7 +114,7 @@ def run(argv: list[str] | None = None) -> int:
 
     if not PartialState().is_main_process:  # under `accelerate launch`, one process reports
         return 0
-    report = sys.stderr if args.output == STDIO else sys.stdout  # standard output holds the predictions
+    report = sys.stderr if is_stream(args.output) else sys.stdout  # a stream (standard output?) holds the predictions
     for summary in summaries:
         if summary.complete:
             print(f"Tagged {summary.total_units} {summary.input_format} unit(s) with {summary.tasks}: "
