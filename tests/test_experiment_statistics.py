@@ -136,6 +136,11 @@ def test_summary_tests_hstl_against_each_baseline_with_holm_units_and_seeds(tmp_
     seed_level = entry_a["seed_level_hstl_vs_single_task"]
     assert seed_level["permutation"]["p_two_sided"] == 0.1
     assert seed_level["welch"]["df"] == pytest.approx(4.0)
+    # t = 10 / sqrt(2/3) = 12.247 on 4 df: p = 1 - 1.5 x (1 - x^2 / 3), x = t / sqrt(t^2 + 4); A and B have the same
+    # seeds' F1, so Holm over the two corpora doubles it for both
+    assert seed_level["welch"]["p_two_sided"] == pytest.approx(0.0002552167494419555, rel=1e-6)
+    assert seed_level["welch"]["p_holm"] == pytest.approx(0.000510433498883911, rel=1e-6)
+    assert summary["tests"]["families"]["seed_level_hstl_vs_single_task_welch"]["members"] == ["A", "B"]
     # the matched control has one seed here: its bootstrap, its own family of one test
     assert list(entry_a["bootstrap_hstl_vs_single_task_matched"]) == ["1"]
     assert summary["tests"]["families"]["bootstrap_hstl_vs_single_task_matched"]["size"] == 1

@@ -105,18 +105,19 @@ def _seed_level_lines(summary: dict[str, Any], baseline: str) -> list[str]:
     rows = [(corpus, entry[key]) for corpus, entry in summary["corpora"].items() if key in entry]
     if not rows:
         return []
-    family = summary["tests"]["families"][key]
+    family, welch_family = summary["tests"]["families"][key], summary["tests"]["families"].get(f"{key}_welch", {})
     smallest = min(test["permutation"]["smallest_p"] for _, test in rows)
     lines = ["", f"Seeds as the sample, HSTL against {baseline}: the exact permutation test of the difference of mean "
                  f"test F1 over every split of the runs (its smallest possible two-sided p at these seed counts is "
                  f"{smallest:.2g}), Holm over the {family['size']} corpora ({family['significant_holm']} below "
-                 f"{ALPHA}); Welch's t-test beside it; and the two-sided F-test of equal variance over seeds "
+                 f"{ALPHA}); Welch's t-test beside it, Holm over the same corpora ({welch_family.get('significant_raw', '-')} below {ALPHA} raw, {welch_family.get('significant_holm', '-')} after Holm); and the two-sided F-test of equal variance over seeds "
                  f"(variance ratio HSTL / {baseline}, rejected at 5 % outside the critical ratios):", "",
-             "| corpus | difference of means | permutation p | Holm | Welch t (df) | Welch p | variance ratio | F p | "
-             "5 % critical ratios |", "|---|---|---|---|---|---|---|---|---|"]
+             "| corpus | difference of means | permutation p | Holm | Welch t (df) | Welch p | Holm | variance ratio | "
+             "F p | 5 % critical ratios |", "|---|---|---|---|---|---|---|---|---|---|"]
     for corpus, test in rows:
         permutation, welch, variance = test["permutation"], test["welch"], test["variance_ratio"]
-        welch_text = f"{welch['t']:.2f} ({welch['df']:.1f}) | {format_p_value(welch['p_two_sided'])}" if welch else "- | -"
+        welch_text = (f"{welch['t']:.2f} ({welch['df']:.1f}) | {format_p_value(welch['p_two_sided'])} | "
+                      f"{format_p_value(welch['p_holm'])}" if welch else "- | - | -")
         variance_text = (f"{variance['ratio']:.2f} | {format_p_value(variance['p_two_sided'])} | "
                          f"{variance['critical_low']:.3g}, {variance['critical_high']:.3g}" if variance else "- | - | -")
         lines.append(f"| {corpus} | {permutation['difference']:+.2f} | {format_p_value(permutation['p_two_sided'])} | "

@@ -268,7 +268,7 @@ def _resampling_units(cell: dict, num_sentences: int, block_size: int) -> tuple[
 def _correct_for_multiple_tests(corpora: dict[str, Any], num_samples: int) -> dict[str, Any]:
     """Adds `p_holm` (and `p_holm_is_bound`) to every test, Holm-corrected within its family: per baseline, all the
     per-seed sentence bootstraps of the table; all the per-seed unit bootstraps; the seed-level permutation tests of
-    the corpora. Returns each family's members and how many of them are below alpha raw and after Holm."""
+    the corpora, and their Welch tests. Returns each family's members and how many of them are below alpha raw and after Holm."""
     families = {}
     for baseline in BASELINES:
         for kind in ("bootstrap", "unit_bootstrap"):
@@ -290,6 +290,13 @@ def _correct_for_multiple_tests(corpora: dict[str, Any], num_samples: int) -> di
                 result["p_holm"] = p_holm
             families[key] = _family_record([corpus for corpus, _ in members],
                                            [r["p_two_sided"] for _, r in members], adjusted)
+            welch = [(corpus, corpora[corpus][key]["welch"]) for corpus, _ in members
+                     if corpora[corpus][key]["welch"] is not None]
+            adjusted = holm([result["p_two_sided"] for _, result in welch])
+            for (_, result), p_holm in zip(welch, adjusted):
+                result["p_holm"] = p_holm
+            families[f"{key}_welch"] = _family_record([corpus for corpus, _ in welch],
+                                                      [r["p_two_sided"] for _, r in welch], adjusted)
     return families
 
 
