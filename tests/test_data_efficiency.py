@@ -212,3 +212,22 @@ def test_cells_recorded_without_a_stop_reason_are_read_from_their_steps(tmp_path
     assert (plain["stop_reason"], plain["converged"], plain["max_steps"]) == ("budget", False, 5)
     assert (stage1["stop_reason"], stage1["converged"], stage1["max_steps"]) == ("early_stopping", True, 3)
     assert stage1["stop_reason_from"] == "steps"
+
+
+def test_a_cell_recorded_without_a_stop_reason_that_stopped_early_is_not_rerun(tmp_path):
+    path = _setup(tmp_path)
+    values = yaml.safe_load(path.read_text())
+    values.update(seeds=[1], fractions=[1.0], rerun_unconverged=["plain_encoder"])
+    path.write_text(yaml.safe_dump(values))
+    cells = tmp_path / "cells"
+    # plain_encoder (rerun until converged) stopped after 4 of its 5 steps; from_stage1 (never rerun) used its 3
+    for method, done in (("plain_encoder", 4), ("from_stage1", 3)):
+        cell = cells / method / "1" / "seed1.json"
+        cell.parent.mkdir(parents=True)
+        cell.write_text(json.dumps({"method": method, "fraction": 1.0, "seed": 1, "test": {"f1": 0.5},
+                                    "completed_steps": done, "convergence": {"best_step": 1, "last_step": done}}))
+    trained = []
+    run_data_efficiency(load_data_efficiency_config(path), tmp_path / "out", tmp_path / "compare",
+                        train=lambda run_config, output_dir: trained.append(output_dir), log=lambda message: None,
+                        cells_dir=cells)
+    assert trained == []

@@ -283,15 +283,16 @@ def _budget_round(config: ComparisonConfig, cells_dir: Path, method: str, corpus
                              config.rerun_max_rounds)
 
 
-def next_budget_round(path: Path, rerun: bool, max_rounds: int) -> int | None:
+def next_budget_round(path: Path, rerun: bool, max_rounds: int,
+                      converged: Callable[[dict], bool] | None = None) -> int | None:
     """The budget round the cell recorded at `path` is to be trained in next: 0 when it has no record, the next
-    round when its method is rerun until converged (`rerun`) and its record is neither converged nor out of rounds;
-    None when it is final."""
+    round when its method is rerun until converged (`rerun`) and its record is neither converged (`converged`,
+    default `is_converged`) nor out of rounds; None when it is final."""
     if not path.is_file():
         return 0
     cell = json.loads(path.read_text())
     done = cell.get("budget_round", 0)
-    if rerun and not is_converged(cell) and done < max_rounds:
+    if rerun and not (converged or is_converged)(cell) and done < max_rounds:
         return done + 1
     return None
 

@@ -134,9 +134,11 @@ def read_config_file(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise RunConfigError(f"{path}: no such {what} config")
     values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(values, dict) or "source" in values:
-        raise RunConfigError(f"{path}: expected a mapping of settings (without `source`), got "
-                             f"{values if not isinstance(values, dict) else 'a source key'!r}")
+    if not isinstance(values, dict):
+        raise RunConfigError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
+    if "source" in values:  # set from the file's path, never from the file
+        raise RunConfigError(f"{path}: source: expected no such key (the config's own path is its source), got "
+                             f"{values['source']!r}")
     data_root = values.get("data_root")
     return values | {"data_root": str((path.parent / data_root).resolve()) if data_root else str(path.parent.resolve()),
                      "source": str(path)}
