@@ -81,11 +81,11 @@ def _bootstrap_lines(summary: dict[str, Any], baseline: str) -> list[str]:
     samples = summary["tests"]["bootstrap_samples"]
     family = summary["tests"]["families"][f"bootstrap_hstl_vs_{baseline}"]
     units = summary["tests"]["families"].get(f"unit_bootstrap_hstl_vs_{baseline}", {})
-    lines = ["", f"Paired bootstrap of HSTL - {baseline} (F1 x 100), {samples} samples, two-sided p: over test "
+    lines = ["", f"Paired bootstrap of HSTL - {baseline} (F1 x 100), {samples:,} samples, two-sided p: over test "
                  f"sentences, and drawing whole documents, or blocks of {summary['tests']['block_size']} consecutive "
                  f"sentences where the corpus marks no documents. Holm corrects over the {family['size']} tests of "
-                 f"each column's family (every corpus and seed against {baseline}). Below p = "
-                 f"{format_p_value(0, samples)[2:]} no sample of the {samples} fell on the other side. Below "
+                 f"each column's family (every corpus and seed against {baseline}). \"{format_p_value(0, samples)}\": no "
+                 f"sample of the {samples:,} fell on the other side of 0. Below "
                  f"{ALPHA}: {family['significant_raw']} of {family['size']} raw, {family['significant_holm']} "
                  f"after Holm (sentences); {units.get('significant_raw', '-')} raw, {units.get('significant_holm', '-')} "
                  f"after Holm (blocks or documents).", "",
