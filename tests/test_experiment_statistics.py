@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from hstl.bootstrap import block_starts, paired_bootstrap, unit_counts
+from hstl.experiments.report import format_markdown
 from hstl.experiments.statistics import (
     f_cdf, f_quantile, format_p_value, holm, holm_with_bounds, permutation_test, summarize, t_two_sided_p,
     variance_ratio_test, welch_t_test,
@@ -145,3 +146,11 @@ def test_summary_tests_hstl_against_each_baseline_with_holm_units_and_seeds(tmp_
     assert list(entry_a["bootstrap_hstl_vs_single_task_matched"]) == ["1"]
     assert summary["tests"]["families"]["bootstrap_hstl_vs_single_task_matched"]["size"] == 1
     assert "single_task_matched" in summary["methods"]
+    markdown = format_markdown(summary)
+    # per seed: F1 from the counts, difference, p over sentences and its Holm value, p over units and its Holm value
+    assert "| B | 1 | 100.00 | 100.00 | +0.00 | 1.0000 | 1.0000 | 1.0000 | 1.0000 |" in markdown
+    # A: no sample can favour single-task unless it draws none of the 10 sentences only HSTL gets right
+    # ((15/25)^25 < 1e-5): "< 2e-4", and Holm's bound over the family of 6 is 6 x 2e-4
+    assert "| A | 1 | 80.00 | 40.00 | +40.00 | < 2e-4 | < 0.0012 |" in markdown
+    # per corpus: difference of means, permutation p (2/20) and Holm over A and B (0.1 x 2), Welch t (df)
+    assert "| A | +10.00 | 0.1 | 0.2 | 12.25 (4.0) |" in markdown
