@@ -24,7 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hstl.comparison import _run_config, load_comparison_config  # noqa: E402
+from hstl.experiments.cells import run_config_for  # noqa: E402
+from hstl.experiments.config import load_comparison_config  # noqa: E402
 from hstl.corpora import load_task_data  # noqa: E402
 from hstl.training import LoopArguments, run_training  # noqa: E402
 
@@ -66,7 +67,7 @@ def main() -> None:
         parser.error(f"expected 1 <= --short < --long, got --short {args.short} --long {args.long}")
     config = load_comparison_config(args.config)
     corpus = next(c for c in config.corpora if c.name == "NCBI-disease")
-    run_config = _run_config(config, [corpus], config.training, 1, config.model)
+    run_config = run_config_for(config, [corpus], config.training, 1, config.model)
     run_config.training.eval_steps = 0
     run_config.training.checkpointing_steps = 0
     timed_run(run_config, 1)  # untimed warm-up: the process's one-off costs (imports, first reads) would bias `short`
@@ -96,7 +97,7 @@ def print_estimate(config, step_seconds: float, setup_seconds: float, eval_rate:
     """Seconds of every run of the comparison, at the earliest early stop and at the budget."""
     from hstl.corpora import load_task_data as load
 
-    splits = {c.name: load(_run_config(config, [c], config.training, 1, config.model))[0].splits
+    splits = {c.name: load(run_config_for(config, [c], config.training, 1, config.model))[0].splits
               for c in config.corpora}
     validation = {name: len(split.get("validation", [])) for name, split in splits.items()}
 

@@ -104,3 +104,26 @@ def paired_bootstrap(counts_a: np.ndarray, counts_b: np.ndarray, num_samples: in
     return BootstrapResult(f1_a=f1_a, f1_b=f1_b, delta=f1_a - f1_b, p_a_better=p_a_better, p_b_better=p_b_better,
                            p_two_sided=min(1.0, 2 * min(p_a_better, p_b_better)), num_samples=num_samples,
                            num_sentences=num_sentences)
+
+
+def unit_counts(counts: np.ndarray, unit_starts: Sequence[int]) -> np.ndarray:
+    """Sentence counts summed over resampling units (documents, or blocks of consecutive sentences): the rows of
+    `counts` from each start up to the next (the last unit runs to the end), shape `(num_units, 3)`. The paired
+    bootstrap over these rows draws whole units, so the sentences of one unit stay together; F1 from summed counts is
+    the same micro F1.
+
+    Raises:
+        ValueError: if the starts do not begin at 0 and rise strictly inside `range(len(counts))`.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = list(unit_starts)
+    if not starts or starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])) or starts[-1] >= len(counts):
+        raise ValueError(f"unit_starts: expected rising sentence indices from 0 below {len(counts)}, got {starts[:10]}")
+    return np.add.reduceat(counts, starts, axis=0)
+
+
+def block_starts(num_sentences: int, block_size: int) -> list[int]:
+    """The starts of consecutive blocks of `block_size` sentences (the last block may be shorter)."""
+    if block_size < 1:
+        raise ValueError(f"block_size: expected a positive number of sentences, got {block_size}")
+    return list(range(0, num_sentences, block_size))

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 COMMANDS = {
     "hstl-train": "train.py", "hstl-finetune": "finetune.py", "hstl-predict": "predict.py", "hstl-score": "eval/score.py",
     "hstl-evaluate": "eval/evaluate_model.py", "hstl-compare": "eval/compare.py", "hstl-publish": "publish.py",
+    "hstl-data-efficiency": "eval/data_efficiency.py",
 }
 """Console script -> the repository script that wraps the same function."""
 

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from conftest import tiny_run_config
-from hstl.comparison import (
-    format_markdown, legend_labels, load_comparison_config, mean_over_seeds_text, run_comparison, summarize,
-)
+from hstl.experiments.cells import run_comparison
+from hstl.experiments.config import load_comparison_config
+from hstl.experiments.report import format_markdown, legend_labels, mean_over_seeds_text
+from hstl.experiments.statistics import summarize
 from hstl.run_config import RunConfigError
 
 
@@ -36,12 +37,12 @@ def test_runs_every_method_and_skips_finished_cells(tmp_path, tiny_tokenizer_dir
     config = load_comparison_config(_write_config(tmp_path, tiny_tokenizer_dir))
     runs = []
 
-    from hstl.comparison import _default_train
+    from hstl.experiments.cells import default_train
 
     def counting_train(run_config, output_dir):
         runs.append((output_dir, [task.name for task in run_config.tasks], run_config.model.init_from,
                      run_config.training.max_steps))
-        return _default_train(run_config, output_dir)
+        return default_train(run_config, output_dir)
 
     summary = run_comparison(config, tmp_path / "out", train=counting_train, log=lambda message: None)
     stage1 = [run for run in runs if run[0].endswith("stage1/seed1")]
@@ -134,7 +135,7 @@ def test_mean_over_seeds_marks_short_and_single_seed_counts(n, most, expected):
 
 
 def test_chart_legend_says_how_many_seeds_each_method_has(tmp_path, monkeypatch):
-    from hstl import comparison
+    from hstl.experiments import report
 
     def row(n):
         return {"mean": 0.5, "std": 0.0, "n": n, "f1": [0.5] * n}
@@ -146,7 +147,7 @@ def test_chart_legend_says_how_many_seeds_each_method_has(tmp_path, monkeypatch)
                                       "hstl": "hstl (2-3 seeds)", "finetune_only": "finetune_only"}
     drawn = {}
     monkeypatch.setattr("hstl.plotting.grouped_bar_chart", lambda path, groups, bars, **kwargs: drawn.update(bars))
-    comparison._plot(summary, tmp_path / "chart.png")
+    report.plot_summary(summary, tmp_path / "chart.png")
     assert sorted(drawn) == ["finetune_only", "hstl (2-3 seeds)", "multi_task (1 seed)", "single_task (3 seeds)"]
 
 
@@ -163,7 +164,7 @@ def test_bad_comparison_configs_name_the_file(tmp_path, tiny_tokenizer_dir):
 
 
 def test_command_line_overrides_choose_methods_seeds_and_steps(tmp_path, tiny_tokenizer_dir):
-    from hstl.comparison import override_comparison_config
+    from hstl.experiments.config import override_comparison_config
 
     config = load_comparison_config(_write_config(tmp_path, tiny_tokenizer_dir, seeds=(1, 2)))
     runs = []
@@ -184,7 +185,7 @@ def test_command_line_overrides_choose_methods_seeds_and_steps(tmp_path, tiny_to
 
 
 def test_command_line_overrides_leave_the_loaded_config_unchanged(tmp_path, tiny_tokenizer_dir):
-    from hstl.comparison import comparison_config_to_dict, override_comparison_config
+    from hstl.experiments.config import comparison_config_to_dict, override_comparison_config
 
     config = load_comparison_config(_write_config(tmp_path, tiny_tokenizer_dir, seeds=(1, 2)))
     loaded = comparison_config_to_dict(config)
@@ -231,7 +232,7 @@ def test_only_targets_get_cells_and_finetune_only_runs_where_told(tmp_path, tiny
 def test_epoch_budgets_reach_every_run(tmp_path, tiny_tokenizer_dir, stage1_max_steps, expected_joint):
     """`training.num_train_epochs` reaches single-task runs as it is, and joint runs too (a joint epoch is one pass
     over all corpora); `stage1_max_steps` replaces it for joint runs; `--max_steps` replaces it in both."""
-    from hstl.comparison import override_comparison_config
+    from hstl.experiments.config import override_comparison_config
 
     path = _write_config(tmp_path, tiny_tokenizer_dir)
     values = yaml.safe_load(path.read_text())
@@ -291,7 +292,12 @@ def test_convergence_is_read_from_each_cells_own_validation_curve(tmp_path):
     (joint,) = convergence["multi_task"]
     assert (joint["best_step"], joint["best_f1"]) == (300, 0.80) and joint["late_gain"] == pytest.approx(0.06)
     assert convergence["hstl"] == [None]
-    assert "| A | +3.00, best at 350 of 600 | +6.00, best at 300 of 600 | - |" in format_markdown(summary)
+    markdown = format_markdown(summary)
+    # each cell's row: seed, test F1, best and last step, stop reason (unknown: these records do not say), converged,
+    # budget round, late gain
+    assert "| A | single_task | 1 | 50.00 | 500 | 600 | ? | no | 0 | +6.00 |" in markdown
+    assert "| A | single_task | 2 | 50.00 | 200 | 600 | ? | no | 0 | +0.00 |" in markdown
+    assert "| A | multi_task | 1 | 50.00 | 300 | 600 | ? | no | 0 | +6.00 |" in markdown
 
 
 def test_cells_kept_elsewhere_outlive_the_run_folders(tmp_path, tiny_tokenizer_dir):
@@ -439,3 +445,14 @@ def test_an_epoch_budget_grows_in_epochs(tmp_path, tiny_tokenizer_dir):
     out, runs = tmp_path / "out", {}
     run_comparison(load_comparison_config(path), out, train=_stand_in_train(runs), log=lambda message: None)
     assert {budget for run, budget in runs.items() if "/chem/" in run} == {(None, 1.5, None), (None, 4.5, None)}
+
+
+@pytest.mark.parametrize(("key", "value"), [("bootstrap_block_size", 0), ("rerun_unconverged", ["magic"]),
+                                            ("rerun_budget_factor", "x"), ("matched_targets", ["nope"])])
+def test_bad_control_and_statistics_settings_name_the_file_and_key(tmp_path, tiny_tokenizer_dir, key, value):
+    path = _write_config(tmp_path, tiny_tokenizer_dir)
+    values = yaml.safe_load(path.read_text())
+    values[key] = value
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(RunConfigError, match=f"compare.yaml[:.] ?{key}"):
+        load_comparison_config(path)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hstl.data import read_split_dir, sample_data_dir
-from hstl.data_efficiency import load_data_efficiency_config, run_data_efficiency
+from hstl.experiments.data_efficiency import load_data_efficiency_config, run_data_efficiency
 from hstl.run_config import RunConfigError
 
 
@@ -105,7 +105,7 @@ def test_plain_encoder_runs_need_no_stage1_and_kept_cells_are_not_redone(tmp_pat
                                   cells_dir=tmp_path / "kept")
     assert runs == [] and summary["num_cells"] == 12
     (tmp_path / "kept" / "from_stage1" / "0.1" / "seed2.json").unlink()  # one seed left: no spread to show
-    from hstl.data_efficiency import format_data_efficiency_markdown, summarize_data_efficiency
+    from hstl.experiments.data_efficiency import format_data_efficiency_markdown, summarize_data_efficiency
 
     assert "| from_stage1 | 50.00 [1 seed] | 50.00 ± 0.00 |" in format_data_efficiency_markdown(
         summarize_data_efficiency(tmp_path / "kept", config))
@@ -145,13 +145,13 @@ def test_curve_legend_says_how_many_seeds_each_start_has(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure
 
-    from hstl.data_efficiency import _plot_curve
+    from hstl.experiments.data_efficiency import plot_curve
 
     legends = []
     monkeypatch.setattr(Figure, "savefig", lambda figure, path, **kwargs: legends.append(
         [text.get_text() for text in figure.axes[0].get_legend().get_texts()]))
     point = {"mean": 50.0, "std": 1.0}
-    _plot_curve({"corpus": "C", "fractions": [0.1, 1.0], "curve": {
+    plot_curve({"corpus": "C", "fractions": [0.1, 1.0], "curve": {
         "from_stage1": {"0.1": point | {"f1": [49.0, 51.0]}, "1": point | {"f1": [50.0]}},
         "plain_encoder": {"0.1": point | {"f1": [49.0, 50.0, 51.0]}}}}, tmp_path / "curve.png")
     assert legends == [["from_stage1 (1-2 seeds)", "plain_encoder (3 seeds)"]]
@@ -165,3 +165,69 @@ def test_bad_configs_name_the_file_and_key(tmp_path, key, value):
     path.write_text(yaml.safe_dump(values))
     with pytest.raises(RunConfigError, match=f"efficiency.yaml: .*{key}"):
         load_data_efficiency_config(path)
+
+
+def test_unconverged_cells_of_rerun_methods_are_trained_again_with_larger_budgets(tmp_path):
+    path = _setup(tmp_path)
+    values = yaml.safe_load(path.read_text())
+    values.update(seeds=[1], fractions=[1.0], rerun_unconverged=["plain_encoder"], rerun_budget_factor=2,
+                  rerun_max_rounds=2)
+    values["training"].update(eval_steps=1, early_stopping_patience=1)
+    path.write_text(yaml.safe_dump(values))
+    budgets = []
+
+    def stand_in_train(run_config, output_dir):
+        # early stopping ends a run only from a budget of 20 steps on (5, then 10, then 20)
+        steps = run_config.training.max_steps
+        budgets.append((Path(output_dir).name, steps))
+        stopped = steps >= 20
+        return {"test": {"linnaeus": {"f1": 0.5}}, "completed_steps": steps - 1 if stopped else steps,
+                "max_steps": steps, "stopped_early_at_step": steps - 1 if stopped else None}
+
+    summary = run_data_efficiency(load_data_efficiency_config(path), tmp_path / "out", tmp_path / "compare",
+                                  train=stand_in_train, log=lambda message: None)
+    assert sorted(budget for name, budget in budgets if name.startswith(("seed", "round"))) == [3, 5, 10, 20]
+    assert ("round2", 20) in budgets and ("seed1", 3) in budgets  # from_stage1 is not rerun: one run of 3 steps
+    cell = json.loads((tmp_path / "out/cells/plain_encoder/1/seed1.json").read_text())
+    assert (cell["budget_round"], cell["convergence"]["stop_reason"]) == (2, "early_stopping")
+    assert [r["budget_round"] for r in cell["previous_rounds"]] == [0, 1]
+    assert summary["convergence_counts"] == {"from_stage1": {"converged": 0, "cells": 1},
+                                             "plain_encoder": {"converged": 1, "cells": 1}}
+    assert "| plain_encoder | 100% | 1 | 50.00 | ? | ? | early_stopping | yes | 2 |" in (
+        tmp_path / "out/data_efficiency.md").read_text()
+
+
+def test_cells_recorded_without_a_stop_reason_are_read_from_their_steps(tmp_path):
+    config = load_data_efficiency_config(_setup(tmp_path))  # plain_encoder: 5 steps, from_stage1: 3
+    from hstl.experiments.data_efficiency import summarize_data_efficiency
+
+    for method, steps in (("plain_encoder", 5), ("from_stage1", 2)):  # budget used up; stopped one step early
+        path = tmp_path / "cells" / method / "1" / "seed1.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"method": method, "fraction": 1.0, "seed": 1, "test": {"f1": 0.5},
+                                    "completed_steps": steps, "convergence": {"best_step": steps,
+                                                                              "last_step": steps}}))
+    curve = summarize_data_efficiency(tmp_path / "cells", config)["curve"]
+    (plain,), (stage1,) = curve["plain_encoder"]["1"]["convergence"], curve["from_stage1"]["1"]["convergence"]
+    assert (plain["stop_reason"], plain["converged"], plain["max_steps"]) == ("budget", False, 5)
+    assert (stage1["stop_reason"], stage1["converged"], stage1["max_steps"]) == ("early_stopping", True, 3)
+    assert stage1["stop_reason_from"] == "steps"
+
+
+def test_a_cell_recorded_without_a_stop_reason_that_stopped_early_is_not_rerun(tmp_path):
+    path = _setup(tmp_path)
+    values = yaml.safe_load(path.read_text())
+    values.update(seeds=[1], fractions=[1.0], rerun_unconverged=["plain_encoder"])
+    path.write_text(yaml.safe_dump(values))
+    cells = tmp_path / "cells"
+    # plain_encoder (rerun until converged) stopped after 4 of its 5 steps; from_stage1 (never rerun) used its 3
+    for method, done in (("plain_encoder", 4), ("from_stage1", 3)):
+        cell = cells / method / "1" / "seed1.json"
+        cell.parent.mkdir(parents=True)
+        cell.write_text(json.dumps({"method": method, "fraction": 1.0, "seed": 1, "test": {"f1": 0.5},
+                                    "completed_steps": done, "convergence": {"best_step": 1, "last_step": done}}))
+    trained = []
+    run_data_efficiency(load_data_efficiency_config(path), tmp_path / "out", tmp_path / "compare",
+                        train=lambda run_config, output_dir: trained.append(output_dir), log=lambda message: None,
+                        cells_dir=cells)
+    assert trained == []

@@ -302,8 +302,8 @@ def test_shipped_run_configs_load(name):
                                   "data-efficiency.yaml"])
 def test_shipped_experiment_configs_load_with_their_model_settings(name):
     """Every config in configs/ loads with its own loader, model settings (HSTLConfig arguments) included."""
-    from hstl.comparison import load_comparison_config
-    from hstl.data_efficiency import load_data_efficiency_config
+    from hstl.experiments.config import load_comparison_config
+    from hstl.experiments.data_efficiency import load_data_efficiency_config
 
     path = REPO / "configs" / name
     config = (load_data_efficiency_config if name.startswith("data-") else load_comparison_config)(path)

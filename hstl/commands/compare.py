@@ -4,7 +4,9 @@ HSTL) on the corpora of a config.
     python -m eval.compare --config configs/compare-mini.yaml --output_dir runs/compare-mini
 
 Writes OUTPUT_DIR/results.{json,md,png} (per target: test F1 x 100 per seed and method, mean ± std, gain over
-single-task, paired bootstrap of HSTL against single-task, steps and wall time); `--results_prefix docs/results-full`
+single-task, each cell's convergence, the tests of HSTL against single-task and single_task_matched: paired bootstrap
+over sentences and over documents or blocks with raw and Holm p, seed-level permutation, Welch and F-tests; steps and
+wall time); `--results_prefix docs/results-full`
 writes the same three files there too. Interrupt it at any time: finished cells are kept, interrupted runs resume from
 their latest checkpoint, the next invocation does only what is left.
 """
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ..cli import run_cli
-from ..comparison import METHODS
+from ..experiments.config import METHODS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,9 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(argv: list[str] | None = None) -> int:
     """The command, user errors raised (`main` turns them into one line and exit status 2)."""
     args = parse_args(argv)
-    from ..comparison import (
-        load_comparison_config, override_comparison_config, run_comparison, summarize, write_reports,
-    )
+    from ..experiments.cells import run_comparison
+    from ..experiments.config import load_comparison_config, override_comparison_config
+    from ..experiments.report import format_markdown, write_reports
+    from ..experiments.statistics import summarize
 
     config = override_comparison_config(load_comparison_config(args.config), methods=args.methods, seeds=args.seeds,
                                         max_steps=args.max_steps)
@@ -58,8 +61,6 @@ def run(argv: list[str] | None = None) -> int:
     if args.results_prefix:
         prefix = Path(args.results_prefix)
         write_reports(summary, prefix.parent, prefix.name)
-    from ..comparison import format_markdown
-
     print(format_markdown(summary))
     return 0
 

@@ -1,0 +1,172 @@
+"""A comparison's summary (`hstl.experiments.statistics.summarize`) as a report: NAME.md (its tables), NAME.json (the
+summary itself) and NAME.png (test F1 per corpus and method)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .statistics import ALPHA, BASELINES, format_p_value
+
+
+def mean_over_seeds_text(mean: float, std: float, n: int, most_seeds: int) -> str:
+    """`mean ± std` over n seeds; one seed has no spread to show, and a count short of the table's most seeds (a
+    comparison still running) or a single seed is marked: `55.00 [1 seed]`, `60.00 ± 1.20 [2 seeds]`."""
+    text = f"{mean:.2f}" + (f" ± {std:.2f}" if n > 1 else "")
+    if n < most_seeds or n == 1:
+        text += f" [{n} seed{'s' if n > 1 else ''}]"
+    return text
+
+
+def format_markdown(summary: dict[str, Any]) -> str:
+    """Test F1 x 100, mean ± std over seeds, gain over single-task in brackets; how many cells are converged and
+    each cell's convergence; the tests of HSTL against each baseline (per seed: the sentence and the block or
+    document bootstrap, raw and Holm p; per corpus: the seed-level tests); the steps and hours of each method."""
+    methods = summary["methods"]
+    most_seeds = max((cell["n"] for rows in summary["table"].values() for cell in rows.values()), default=0)
+    lines = ["| corpus | family | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for corpus, entry in summary["corpora"].items():
+        row = []
+        for method in methods:
+            cell = summary["table"][corpus].get(method)
+            if cell is None:
+                row.append("-")
+                continue
+            text = mean_over_seeds_text(100 * cell["mean"], 100 * cell["std"], cell["n"], most_seeds)
+            if "gain_over_single_task" in cell:
+                text += f" ({100 * cell['gain_over_single_task']:+.2f})"
+            row.append(text)
+        lines.append(f"| {corpus} | {entry['family']} | " + " | ".join(row) + " |")
+    lines += _convergence_lines(summary)
+    for baseline in BASELINES:
+        lines += _bootstrap_lines(summary, baseline) + _seed_level_lines(summary, baseline)
+    lines += ["", "Steps and wall-clock hours per cell (mean over seeds; stage 1 counted in every cell that uses it):",
+              "", "| corpus | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for corpus, entry in summary["corpora"].items():
+        lines.append(f"| {corpus} | " + " | ".join(_steps_and_hours(entry, method) for method in methods) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _convergence_lines(summary: dict[str, Any]) -> list[str]:
+    """How many cells per method early stopping ended, then every cell: its best and last evaluated step, why it
+    stopped, and the validation F1 x 100 it gained in the last third of its own run (stage 2, or the single-task or
+    stage-1 run)."""
+    counts = summary.get("convergence_counts", {})
+    lines = ["", "Converged cells (early stopping ended the cell's own run, not its budget): " + "; ".join(
+        f"{method} {count['converged']} of {count['cells']}" for method, count in counts.items()) + ".", "",
+        "| corpus | method | seed | test F1 | best step | last step | stop reason | converged | budget round | "
+        "late gain |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for corpus, entry in summary["corpora"].items():
+        for method, records in entry["convergence"].items():
+            rounds = entry.get("budget_rounds", {}).get(method, [0] * len(records))
+            for seed, f1, record, budget_round in zip(entry["seeds"][method], entry["methods"][method], records,
+                                                      rounds):
+                record = record or {}
+                gain = record.get("late_gain")
+                lines.append(f"| {corpus} | {method} | {seed} | {f1:.2f} | {record.get('best_step', '?')} | "
+                             f"{record.get('last_step', '?')} | {record.get('stop_reason', '?')} | "
+                             f"{'yes' if record.get('converged') else 'no'} | {budget_round} | "
+                             f"{'?' if gain is None else f'{100 * gain:+.2f}'} |")
+    return lines
+
+
+def _bootstrap_lines(summary: dict[str, Any], baseline: str) -> list[str]:
+    tests = [(corpus, seed, result, entry[f"unit_bootstrap_hstl_vs_{baseline}"].get(seed))
+             for corpus, entry in summary["corpora"].items()
+             for seed, result in entry.get(f"bootstrap_hstl_vs_{baseline}", {}).items()]
+    if not tests:
+        return []
+    samples = summary["tests"]["bootstrap_samples"]
+    family = summary["tests"]["families"][f"bootstrap_hstl_vs_{baseline}"]
+    units = summary["tests"]["families"].get(f"unit_bootstrap_hstl_vs_{baseline}", {})
+    lines = ["", f"Paired bootstrap of HSTL - {baseline} (F1 x 100), {samples:,} samples, two-sided p: over test "
+                 f"sentences, and drawing whole documents, or blocks of {summary['tests']['block_size']} consecutive "
+                 f"sentences where the corpus marks no documents. Holm corrects over the {family['size']} tests of "
+                 f"each column's family (every corpus and seed against {baseline}). \"{format_p_value(0, samples)}\": no "
+                 f"sample of the {samples:,} fell on the other side of 0. Below "
+                 f"{ALPHA}: {family['significant_raw']} of {family['size']} raw, {family['significant_holm']} "
+                 f"after Holm (sentences); {units.get('significant_raw', '-')} raw, {units.get('significant_holm', '-')} "
+                 f"after Holm (blocks or documents).", "",
+             f"| corpus | seed | HSTL | {baseline} | difference | p sentences | Holm | p blocks | Holm (blocks) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for corpus, seed, r, unit in tests:
+        unit_text = (f"{format_p_value(unit['p_two_sided'], samples)} | "
+                     f"{format_p_value(unit['p_holm'], samples, unit['p_holm_is_bound'])}" if unit else "- | -")
+        lines.append(f"| {corpus} | {seed} | {100 * r['f1_a']:.2f} | {100 * r['f1_b']:.2f} | "
+                     f"{100 * r['delta']:+.2f} | {format_p_value(r['p_two_sided'], samples)} | "
+                     f"{format_p_value(r['p_holm'], samples, r['p_holm_is_bound'])} | {unit_text} |")
+    return lines
+
+
+def _seed_level_lines(summary: dict[str, Any], baseline: str) -> list[str]:
+    key = f"seed_level_hstl_vs_{baseline}"
+    rows = [(corpus, entry[key]) for corpus, entry in summary["corpora"].items() if key in entry]
+    if not rows:
+        return []
+    family, welch_family = summary["tests"]["families"][key], summary["tests"]["families"].get(f"{key}_welch", {})
+    smallest = min(test["permutation"]["smallest_p"] for _, test in rows)
+    lines = ["", f"Seeds as the sample, HSTL against {baseline}: the exact permutation test of the difference of mean "
+                 f"test F1 over every split of the runs (its smallest possible two-sided p at these seed counts is "
+                 f"{smallest:.2g}), Holm over the {family['size']} corpora ({family['significant_holm']} below "
+                 f"{ALPHA}); Welch's t-test beside it, Holm over the same corpora ({welch_family.get('significant_raw', '-')} below {ALPHA} raw, {welch_family.get('significant_holm', '-')} after Holm); and the two-sided F-test of equal variance over seeds "
+                 f"(variance ratio HSTL / {baseline}, rejected at 5 % outside the critical ratios):", "",
+             "| corpus | difference of means | permutation p | Holm | Welch t (df) | Welch p | Holm | variance ratio | "
+             "F p | 5 % critical ratios |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for corpus, test in rows:
+        permutation, welch, variance = test["permutation"], test["welch"], test["variance_ratio"]
+        welch_text = (f"{welch['t']:.2f} ({welch['df']:.1f}) | {format_p_value(welch['p_two_sided'])} | "
+                      f"{format_p_value(welch['p_holm'])}" if welch else "- | - | -")
+        variance_text = (f"{variance['ratio']:.2f} | {format_p_value(variance['p_two_sided'])} | "
+                         f"{variance['critical_low']:.3g}, {variance['critical_high']:.3g}" if variance else "- | - | -")
+        lines.append(f"| {corpus} | {permutation['difference']:+.2f} | {format_p_value(permutation['p_two_sided'])} | "
+                     f"{format_p_value(permutation['p_holm'])} | {welch_text} | {variance_text} |")
+    return lines
+
+
+def _steps_and_hours(entry: dict[str, Any], method: str) -> str:
+    steps = [step for step in entry["steps"].get(method, []) if step is not None]
+    seconds = [sum(run or 0.0 for run in runs) for runs in entry["wall_seconds"].get(method, []) if runs]
+    if not steps and not seconds:
+        return "-"
+    step_text = f"{statistics.fmean(steps):.0f} steps" if steps else "? steps"
+    return step_text + (f", {statistics.fmean(seconds) / 3600:.2f} h" if seconds else "")
+
+
+def write_reports(summary: dict[str, Any], output_dir: Path, name: str = "results") -> None:
+    """OUTPUT_DIR/NAME.json (the summary), NAME.md (its tables) and NAME.png (test F1 per corpus and method)."""
+    from ..plotting import write_summary_files
+
+    write_summary_files(summary, output_dir, name, format_markdown(summary), plot_summary)
+
+
+def plot_summary(summary: dict[str, Any], path: Path) -> None:
+    """Test F1 per corpus, one bar per method, with the standard deviation over seeds (the package's bar chart)."""
+    from ..plotting import grouped_bar_chart
+
+    corpora, methods = list(summary["corpora"]), summary["methods"]
+    cells = {method: [summary["table"][corpus].get(method, {}) for corpus in corpora] for method in methods}
+    labels = legend_labels(summary)
+    grouped_bar_chart(path, corpora, {labels[method]: [100 * cell.get("mean", math.nan) for cell in row]
+                                      for method, row in cells.items()},
+                      errors={labels[method]: [100 * cell.get("std", 0.0) for cell in row]
+                              for method, row in cells.items()},
+                      ylabel="test F1 (mean ± std over seeds)")
+
+
+def legend_labels(summary: dict[str, Any]) -> dict[str, str]:
+    """Each method's name in the chart, with its seed count (`seed_count_label`), so that a bar from fewer seeds says
+    so as its table cell does."""
+    return {method: seed_count_label(method, [rows[method]["n"] for rows in summary["table"].values()
+                                              if method in rows]) for method in summary["methods"]}
+
+
+def seed_count_label(name: str, counts: list[int]) -> str:
+    """`hstl (3 seeds)`, or `hstl (1-2 seeds)` when its points (corpora, fractions) have different seed counts; the
+    bare name without points."""
+    counts = sorted(set(counts))
+    if not counts:
+        return name
+    span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{name} ({span} seed{'' if counts == [1] else 's'})"
