@@ -517,3 +517,22 @@ def test_nul_bytes_in_text_input_separate_words_and_keep_offsets(tmp_path):
     assert sentence.words == ["Patients", "with", "hepatitis", "B", "were", "seen", "."]
     assert all(text[start:end] == word for word, start, end in sentence.tokens)
     assert (sentence.start, sentence.end) == (0, text.index(".") + 1)
+
+
+def test_a_checkpoint_of_the_older_version_is_checked_on_the_settings_it_recorded(tiny_tokenizer_dir, tmp_path):
+    """Checkpoints written before the fingerprint recorded `settings` (seed, batch size, accumulation, model source,
+    corpora): those are compared under the same keys; what they did not record is not."""
+    from hstl.training import check_run_fingerprint
+
+    run_config = run_config_from_dict(_values(tiny_tokenizer_dir), source="test.yaml", base_dir=tmp_path)
+    model = run_config.model
+    settings = {"seed": 7, "train_batch_size": 4, "gradient_accumulation_steps": 1, "model.encoder": None,
+                "model.encoder_config": model.encoder_config, "model.tokenizer": model.tokenizer,
+                "model.init_from": None, "model.init_from_revision": None,
+                "tasks": [{"name": task.name, "data_dir": task.data_dir, "max_train_sentences": 40}
+                          for task in run_config.tasks]}
+    check_run_fingerprint({"settings": settings}, run_config, tmp_path / "step_3")  # the same run: no error
+    with pytest.raises(CheckpointError, match=r"got tasks\[1\]\.max_train_sentences: 30 in the checkpoint, 40 now; "
+                                              r"training\.seed: 8 in the checkpoint, 7 now; restore"):
+        settings["seed"], settings["tasks"][1]["max_train_sentences"] = 8, 30
+        check_run_fingerprint({"settings": settings}, run_config, tmp_path / "step_3")
