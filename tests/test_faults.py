@@ -536,3 +536,21 @@ def test_a_checkpoint_of_the_older_version_is_checked_on_the_settings_it_recorde
                                               r"training\.seed: 8 in the checkpoint, 7 now; restore"):
         settings["seed"], settings["tasks"][1]["max_train_sentences"] = 8, 30
         check_run_fingerprint({"settings": settings}, run_config, tmp_path / "step_3")
+
+
+def test_an_offline_hub_id_as_encoder_is_one_line_with_exit_status_2(tiny_tokenizer_dir, tmp_path):
+    import yaml
+
+    values = _values(tiny_tokenizer_dir)
+    values["model"].pop("encoder_config")
+    values["model"]["encoder"] = "nobody/no-such-encoder"
+    values["data_root"] = str(tmp_path)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(values))
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), "--config", str(config), "--cpu", "--output_dir",
+                           str(tmp_path / "out")], env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: {config}: model.encoder: expected a pretrained encoder (a folder holding config.json and safetensors "
+        f"weights, or a Hub id in the Hugging Face cache), got 'nobody/no-such-encoder': ")
