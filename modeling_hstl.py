@@ -406,6 +406,13 @@ def crf_negative_log_likelihood(
     """
     if not _scan_pays(emissions, CPU_SCAN_MAX_LABELS["nll"]):
         return -crf(emissions, labels, mask=word_mask, reduction="none")
+    return _negative_log_likelihood_scan(crf, emissions, labels, word_mask)
+
+
+def _negative_log_likelihood_scan(
+    crf: CRF, emissions: torch.Tensor, labels: torch.LongTensor, word_mask: torch.Tensor
+) -> torch.Tensor:
+    """`crf_negative_log_likelihood` by a tree of matrix products over positions, whatever the device."""
     batch_size, num_words, _ = emissions.shape
     labels = labels.masked_fill(~word_mask, 0)
     rows = torch.arange(batch_size, device=emissions.device)

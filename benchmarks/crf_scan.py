@@ -4,7 +4,7 @@ For each label count, one batch of windows (`--batch_size` rows, `--words` words
 from 1 to `--words`) is decoded (Viterbi), its marginals computed (forward-backward) and its negative log-likelihood
 computed with its gradient (the training loss), once by the loop over positions (`modeling_hstl._viterbi_loop`,
 `_marginals_loop`, pytorch-crf's own `CRF.forward`) and once by the scan (`_viterbi_scan`, `_marginals_scan`,
-`crf_negative_log_likelihood`). Emissions and CRF scores are random: the work does not depend on their values.
+`_negative_log_likelihood_scan`). Emissions and CRF scores are random: the work does not depend on their values.
 
 Prints, per label count L, `RATIO crf_<viterbi|marginals|nll>_scan_vs_loop_L<L> <loop seconds / scan seconds>`
 (above 1: the scan is faster), then the ratio for L = 3, the label count of most heads, last. Heads with more than
@@ -52,7 +52,7 @@ def crf_variants(num_labels: int, batch_size: int, num_words: int, repeats: int)
         return unit
 
     with_grad_loop = lambda trainable: -crf(trainable, labels, mask=word_mask, reduction="none")  # noqa: E731
-    with_grad_scan = lambda trainable: modeling_hstl.crf_negative_log_likelihood(  # noqa: E731
+    with_grad_scan = lambda trainable: modeling_hstl._negative_log_likelihood_scan(  # noqa: E731
         crf, trainable, labels, word_mask)
     return {
         "viterbi": {"loop": decode(modeling_hstl._viterbi_loop), "scan": decode(modeling_hstl._viterbi_scan)},

@@ -135,3 +135,11 @@ def test_crf_scan_prints_a_ratio_per_computation_and_label_count():
     names = [name for name, _ in ratios(lines)]
     assert names == [f"crf_{kind}_scan_vs_loop_L{count}" for count in (5, 3) for kind in ("viterbi", "marginals", "nll")]
     assert all(value > 0 for _, value in ratios(lines))
+
+
+def test_train_step_overhead_compares_steps_on_batches_of_the_same_padded_size():
+    lines = run_benchmark("train_step_overhead.py")
+    assert [name for name, _ in ratios(lines)] == ["train_step_vs_plain_token_classification"]
+    assert ratios(lines)[0][1] > 0 and RATIO_LINE.fullmatch(lines[-1])
+    slots = dict(re.findall(r"# sub-token slots incl\. padding, first 20 steps: (hstl|plain) (\d+)", "\n".join(lines)))
+    assert slots.keys() == {"hstl", "plain"} and slots["hstl"] == slots["plain"]

@@ -448,7 +448,7 @@ def test_scan_loss_and_its_gradients_equal_pytorch_crf_and_brute_force(seed):
         return loss.detach(), torch.autograd.grad(loss.sum(), [trainable, *parameters])
 
     scan_loss, scan_gradients = loss_and_gradients(
-        lambda trainable: modeling_hstl.crf_negative_log_likelihood(crf, trainable, labels, word_mask))
+        lambda trainable: modeling_hstl._negative_log_likelihood_scan(crf, trainable, labels, word_mask))
     reference_loss, reference_gradients = loss_and_gradients(
         lambda trainable: -crf(trainable, labels, mask=word_mask, reduction="none"))
     torch.testing.assert_close(scan_loss, reference_loss, rtol=1e-5, atol=1e-5)
