@@ -162,6 +162,9 @@ def main() -> None:
     tokenizer = _common.load_tokenizer()
     # Enough sentences for every task's loader to last several rounds without restarting.
     sentences = structure_sentences(_common.load_sentences("train", settings["batch_size"] * settings["steps"] * 8))
+    # One window per sentence, so that HSTL's rows and the plain loop's are the same sequences.
+    sentences = [sentence for sentence in sentences if len(tokenizer(sentence.tokens, is_split_into_words=True)
+                                                           ["input_ids"]) <= settings["max_length"]]
     # Every step of every round, warm-up and profile included, draws a batch of its own.
     total_steps = settings["steps"] * (rounds + 2)
     hstl, rows_per_step = hstl_steps(tokenizer, sentences, settings, total_steps)
