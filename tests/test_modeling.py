@@ -460,6 +460,32 @@ def test_scan_loss_and_its_gradients_equal_pytorch_crf_and_brute_force(seed):
         torch.testing.assert_close(scan_loss[row], (log_partition - gold).detach(), rtol=1e-5, atol=1e-5)
 
 
+def test_a_trained_model_tags_the_shipped_test_splits_alike_with_the_scan_and_the_loop(tiny_model_dir, monkeypatch):
+    """What an accelerator computes (the scan) against what the CPU computes (the loop), on a trained model's own
+    emissions over every shipped sample's test split: the same labels, marginals within 1e-5."""
+    import modeling_hstl
+    from conftest import sample_sentences
+    from hstl.inference import load_model_and_tokenizer, tag_sentences_with_marginals
+    from hstl.inference.loading import window_settings
+
+    model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
+    sentences = sample_sentences("test")
+    settings = window_settings(tiny_model_dir)
+    loop = tag_sentences_with_marginals(model, tokenizer, sentences, settings=settings)
+    every_head = dict.fromkeys(modeling_hstl.CPU_SCAN_MAX_LABELS, modeling_hstl.SCAN_MAX_LABELS)
+    monkeypatch.setattr(modeling_hstl, "CPU_SCAN_MAX_LABELS", every_head)
+    scan = tag_sentences_with_marginals(model, tokenizer, sentences, settings=settings)
+    assert sum(map(len, sentences)) > 1000 and list(scan.labels) == ["chem", "disease"]
+    assert scan.labels == loop.labels
+    assert any(label != "O" for labels in scan.labels["chem"] for label in labels)  # the model tags something
+    for task, sentence_marginals in loop.marginals.items():
+        for sentence_index, word_marginals in enumerate(sentence_marginals):
+            for word_index, marginals in enumerate(word_marginals):
+                scanned = scan.marginals[task][sentence_index][word_index]
+                assert scanned.keys() == marginals.keys()
+                assert max(abs(scanned[label] - marginals[label]) for label in marginals) < 1e-5
+
+
 def test_the_scan_runs_on_accelerators_for_heads_with_few_labels_and_on_the_cpu_where_it_was_measured_faster():
     import modeling_hstl
 
