@@ -6,9 +6,11 @@ computed with its gradient (the training loss), once by the loop over positions 
 `_marginals_loop`, pytorch-crf's own `CRF.forward`) and once by the scan (`_viterbi_scan`, `_marginals_scan`,
 `_negative_log_likelihood_scan`). Emissions and CRF scores are random: the work does not depend on their values.
 
-Prints, per label count L, `RATIO crf_<viterbi|marginals|nll>_scan_vs_loop_L<L> <loop seconds / scan seconds>`
-(above 1: the scan is faster), then the ratio for L = 3, the label count of most heads, last. Heads with more than
-`modeling_hstl.SCAN_MAX_LABELS` labels use the loop; these ratios are what that bound rests on.
+Prints, per label count L and computation, the time and the number of tensor operations per call (each is a kernel
+launch on a GPU, where the loop's count, a few per word, is what the scan removes), then
+`RATIO crf_<viterbi|marginals|nll>_scan_vs_loop_L<L> <loop seconds / scan seconds>`
+(above 1: the scan is faster on this machine); L = 3, the label count of most heads, comes last. On the CPU these
+ratios are what `modeling_hstl.CPU_SCAN_MAX_LABELS` rests on.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crf_scan.py --threads 1
 """
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_common_arguments, setup_run, time_interleaved  # noqa: E402
 
 import modeling_hstl  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torchcrf import CRF  # noqa: E402
 
 
@@ -61,6 +64,25 @@ def crf_variants(num_labels: int, batch_size: int, num_words: int, repeats: int)
     }
 
 
+class _OperatorCount(TorchDispatchMode):
+    """Counts the tensor operations (ATen operators, each one kernel launch on a GPU) run inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def operator_count(unit) -> int:
+    """Tensor operations of one call of `unit` (forward and, for the loss, backward: autograd runs them too)."""
+    with _OperatorCount() as counter:
+        unit()
+    return counter.count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
@@ -84,7 +106,9 @@ def main() -> None:
                     variants = {name: [unit] for name, unit in variants.items()}
                 seconds = time_interleaved(variants, rounds=rounds)
                 per_call = {name: 1000 * value / repeats for name, value in seconds.items()}
-                print(f"# L={num_labels} {kind}: loop {per_call['loop']:.2f} ms, scan {per_call['scan']:.2f} ms")
+                operators = {name: operator_count(units[0]) // repeats for name, units in variants.items()}
+                print(f"# L={num_labels} {kind}: loop {per_call['loop']:.2f} ms, {operators['loop']} tensor operations; "
+                      f"scan {per_call['scan']:.2f} ms, {operators['scan']} tensor operations")
                 print(f"RATIO crf_{kind}_scan_vs_loop_L{num_labels} {seconds['loop'] / seconds['scan']:.3f}")
 
 
