@@ -18,10 +18,12 @@ try:
     from .entity_types_hstl import default_entity_type, entity_label
     from .labels_hstl import check_iob2_labels, merged_labels
     from .labels_hstl import entity_types as label_types_of
+    from .windows_hstl import DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP, check_window_size
 except ImportError:
     from entity_types_hstl import default_entity_type, entity_label
     from labels_hstl import check_iob2_labels, merged_labels
     from labels_hstl import entity_types as label_types_of
+    from windows_hstl import DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP, check_window_size
 
 
 LOSS_REDUCTIONS = ("mean", "sum", "token_mean")
@@ -153,8 +155,8 @@ class HSTLConfig(PretrainedConfig):
         loss_reduction: str = "mean",
         initializer_range: float = 0.02,
         crf_init_range: float = 0.1,
-        window_max_length: int = 128,
-        window_overlap: int = 16,
+        window_max_length: int = DEFAULT_MAX_LENGTH,
+        window_overlap: int = DEFAULT_OVERLAP,
         entity_types: dict[str, dict[str, str]] | None = None,
         **kwargs,
     ):
@@ -183,11 +185,7 @@ class HSTLConfig(PretrainedConfig):
                 f"initializer_range/crf_init_range: expected > 0 and >= 0, got {initializer_range}, {crf_init_range}"
             )
 
-        if not isinstance(window_max_length, int) or window_max_length < 2:
-            raise ValueError(f"window_max_length: expected an int >= 2, got {window_max_length!r}")
-        if not isinstance(window_overlap, int) or not 0 <= window_overlap < window_max_length // 2:
-            raise ValueError(f"window_overlap: expected 0 <= window_overlap < window_max_length // 2 = "
-                             f"{window_max_length // 2}, got {window_overlap!r}")
+        check_window_size(window_max_length, window_overlap, names=("window_max_length", "window_overlap"))
 
         self.encoder_config = encoder_config
         self.tasks = tasks

@@ -166,7 +166,7 @@ def _per_head_stacked(crf_function, crfs: list[CRF], emissions: list[torch.Tenso
     return results
 
 
-def _viterbi(
+def _viterbi_loop(
     start_transitions: torch.Tensor,
     end_transitions: torch.Tensor,
     transitions: torch.Tensor,
@@ -174,7 +174,7 @@ def _viterbi(
     word_mask: torch.Tensor,
 ) -> torch.LongTensor:
     """
-    Batched Viterbi. Transition scores are shared, `(num_labels,)` / `(num_labels, num_labels)`, or per example,
+    Batched Viterbi, one step per word. Transition scores are shared, `(num_labels,)` / `(num_labels, num_labels)`, or per example,
     `(batch_size, num_labels)` / `(batch_size, num_labels, num_labels)`; the arithmetic is the same either way.
     """
     batch_size, num_words, _ = emissions.shape
@@ -203,7 +203,7 @@ def _viterbi(
     return predictions
 
 
-def _marginals(
+def _marginals_loop(
     start_transitions: torch.Tensor,
     end_transitions: torch.Tensor,
     transitions: torch.Tensor,
@@ -211,8 +211,8 @@ def _marginals(
     word_mask: torch.Tensor,
 ) -> torch.FloatTensor:
     """
-    Batched forward-backward in log space (float32, whatever the emissions' dtype). Transition scores are shared or
-    per example, as in `_viterbi`.
+    Batched forward-backward in log space (float32, whatever the emissions' dtype), one step per word. Transition
+    scores are shared or per example, as in `_viterbi_loop`.
     """
     batch_size, num_words, num_labels = emissions.shape
     if num_words == 0:
@@ -240,6 +240,207 @@ def _marginals(
     log_partition = (alphas[-1] + end_transitions).logsumexp(dim=1)  # shape: (batch_size,)
     marginals = (alpha + beta - log_partition[:, None, None]).exp().clamp(0.0, 1.0)
     return marginals.masked_fill(~word_mask.unsqueeze(-1), 0.0)
+
+
+def _scan_pays(emissions: torch.Tensor, cpu_max_labels: int) -> bool:
+    """Whether the CRF runs as a scan over positions (`_viterbi_scan`, `_marginals_scan`, the tree of
+    `crf_negative_log_likelihood`) rather than as a loop over them: on an accelerator, where each of the loop's small
+    per-word operations costs a kernel launch, for heads of at most `SCAN_MAX_LABELS` labels; on the CPU, where an
+    operation costs little more than its arithmetic and the scan does `num_labels` times more of it, only up to
+    `cpu_max_labels` labels."""
+    num_words, num_labels = emissions.shape[1:]
+    max_labels = cpu_max_labels if emissions.device.type == "cpu" else SCAN_MAX_LABELS
+    return num_words > 0 and num_labels <= max_labels
+
+
+def _viterbi(start_transitions, end_transitions, transitions, emissions, word_mask) -> torch.LongTensor:
+    """Batched Viterbi (`_viterbi_scan` where it pays, see `_scan_pays`, else `_viterbi_loop`). Transition scores are
+    shared, `(num_labels,)` / `(num_labels, num_labels)`, or per example, `(batch_size, num_labels)` /
+    `(batch_size, num_labels, num_labels)`."""
+    function = _viterbi_scan if _scan_pays(emissions, CPU_SCAN_MAX_LABELS["viterbi"]) else _viterbi_loop
+    return function(start_transitions, end_transitions, transitions, emissions, word_mask)
+
+
+def _marginals(start_transitions, end_transitions, transitions, emissions, word_mask) -> torch.FloatTensor:
+    """Batched forward-backward (`_marginals_scan` where it pays, see `_scan_pays`, else `_marginals_loop`).
+    Transition scores are shared or per example, as in `_viterbi`."""
+    function = _marginals_scan if _scan_pays(emissions, CPU_SCAN_MAX_LABELS["marginals"]) else _marginals_loop
+    return function(start_transitions, end_transitions, transitions, emissions, word_mask)
+
+
+SCAN_MAX_LABELS = 12
+"""Most labels of a head whose CRF runs as a parallel scan over word positions on an accelerator: a few dozen tensor
+operations per batch, whatever its length, where the loop over positions takes a few per word. The scan multiplies
+label-by-label matrices, `num_labels` times the arithmetic of the loop, so heads with many labels (BioNLP13CG has 33)
+keep the loop."""
+CPU_SCAN_MAX_LABELS = {"viterbi": 0, "marginals": 0, "nll": 5}
+"""The same bound on the CPU, per computation, from `benchmarks/crf_scan.py` (docs/benchmarks.md): there the loop
+decodes and computes marginals faster at every label count, and the scan computes the training loss and its gradient
+faster up to 5 labels."""
+
+
+def _transfer_matrices(transitions: torch.Tensor, emissions: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+    """`M[b, t - 1, i, j]`, the score of moving from label i at word t - 1 to label j at word t (transition plus
+    emission), for t >= 1; the identity of the (max, +) and (logsumexp, +) semirings (0 on the diagonal, -inf off it)
+    at padding words, so that scores carry across them unchanged."""
+    num_labels = emissions.shape[-1]
+    # shape: (batch_size or 1, 1, num_labels_from, num_labels_to)
+    transitions = transitions.unsqueeze(-3) if transitions.dim() == 3 else transitions.expand(1, 1, -1, -1)
+    # shape: (batch_size, num_words - 1, num_labels_from, num_labels_to)
+    matrices = transitions + emissions[:, 1:].unsqueeze(-2)
+    identity = torch.full((num_labels, num_labels), float("-inf"), dtype=matrices.dtype, device=matrices.device)
+    identity.fill_diagonal_(0.0)
+    return torch.where(word_mask[:, 1:, None, None], matrices, identity)
+
+
+def _max_plus_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """`left @ right` in the (max, +) semiring, over the last two dims: `out[i, j] = max_k left[i, k] + right[k, j]`."""
+    # shape: (..., num_labels_i, num_labels_k, num_labels_j), reduced over k
+    return (left.unsqueeze(-1) + right.unsqueeze(-3)).amax(dim=-2)
+
+
+def _log_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """`left @ right` in the (logsumexp, +) semiring: `out[i, j] = log sum_k exp(left[i, k] + right[k, j])`, as a
+    real matrix product of exponentials shifted by the row maxima of `left` and the column maxima of `right` (every
+    exponential is at most 1, so nothing overflows; the matrix product is one fast kernel)."""
+    left_max = left.amax(dim=-1, keepdim=True).clamp(min=torch.finfo(left.dtype).min)
+    right_max = right.amax(dim=-2, keepdim=True).clamp(min=torch.finfo(right.dtype).min)
+    return torch.matmul((left - left_max).exp(), (right - right_max).exp()).log() + left_max + right_max
+
+
+def _scan(matrices: torch.Tensor, product, reverse: bool = False) -> torch.Tensor:
+    """Inclusive prefix products `M[0] ... M[t]` along dim 1 (suffix products `M[t] ... M[n - 1]` when `reverse`), in
+    ceil(log2 n) steps (Hillis-Steele). Each product is shifted by its largest entry: only differences between the
+    entries of one product matter to Viterbi and to marginals, and small numbers keep float32 exact to ~1e-7."""
+    num_matrices, step = matrices.shape[1], 1
+    while step < num_matrices:
+        # forward: x[t] <- x[t - step] x[t] for t >= step; reverse: x[t] <- x[t] x[t + step] for t < n - step
+        combined = product(matrices[:, :-step], matrices[:, step:])
+        combined = combined - combined.amax(dim=(-2, -1), keepdim=True)
+        kept = matrices[:, num_matrices - step:] if reverse else matrices[:, :step]
+        matrices = torch.cat([combined, kept] if reverse else [kept, combined], dim=1)
+        step *= 2
+    return matrices
+
+
+def _viterbi_scan(start_transitions, end_transitions, transitions, emissions, word_mask) -> torch.LongTensor:
+    """`_viterbi_loop`'s result from two parallel scans: max-plus prefix products give every word's best path scores
+    (up to a constant per word), and composing the back-pointer maps from the last word back gives every word's label."""
+    batch_size, num_words, num_labels = emissions.shape
+    # shape: (batch_size, num_labels): best score of a path ending in each label at word 0
+    first = start_transitions + emissions[:, 0]
+    if num_words > 1:
+        prefix = _scan(_transfer_matrices(transitions, emissions, word_mask), _max_plus_product)
+        # shape: (batch_size, num_words - 1, num_labels): best score of a path ending in each label at words 1..
+        later = _max_plus_product(first[:, None, None, :], prefix).squeeze(-2)
+        scores = torch.cat([first.unsqueeze(1), later], dim=1)
+        # back_pointers[b, t - 1, j]: the best label at word t - 1 before label j at word t (identity past the end)
+        transitions_per_row = transitions.unsqueeze(1) if transitions.dim() == 3 else transitions
+        candidates = scores[:, :-1].unsqueeze(3) + transitions_per_row + emissions[:, 1:].unsqueeze(2)
+        labels = torch.arange(num_labels, device=emissions.device)
+        back_pointers = torch.where(word_mask[:, 1:, None], candidates.argmax(dim=2), labels)
+        # to_word[b, t, j]: the label at word t on the best path that ends in label j at the last word
+        to_word = torch.cat([_compose_scan(back_pointers), labels.expand(batch_size, 1, num_labels)], dim=1)
+        last_scores = scores[:, -1]
+    else:
+        to_word, last_scores = None, first
+    last_label = (last_scores + end_transitions).argmax(dim=1)  # shape: (batch_size,)
+    if to_word is None:
+        path = last_label.unsqueeze(1)
+    else:
+        path = to_word.gather(2, last_label[:, None, None].expand(-1, num_words, 1)).squeeze(2)
+    return path.masked_fill(~word_mask, PAD_LABEL_ID)
+
+
+def _compose_scan(back_pointers: torch.LongTensor) -> torch.LongTensor:
+    """Suffix compositions of label maps: `out[:, t] = f_t o f_(t+1) o ... o f_(n-1)` with `f_t = back_pointers[:, t]`,
+    maps as index arrays `(batch_size, n, num_labels)`, in ceil(log2 n) gather steps."""
+    num_maps, step = back_pointers.shape[1], 1
+    while step < num_maps:
+        # (f o g)[j] = f[g[j]]: the earlier map applied to the later one's result
+        combined = back_pointers[:, :-step].gather(2, back_pointers[:, step:])
+        back_pointers = torch.cat([combined, back_pointers[:, num_maps - step:]], dim=1)
+        step *= 2
+    return back_pointers
+
+
+def _marginals_scan(start_transitions, end_transitions, transitions, emissions, word_mask) -> torch.FloatTensor:
+    """`_marginals_loop`'s result from a prefix and a suffix scan in the (logsumexp, +) semiring; each word's
+    forward and backward scores are known up to a constant, which a softmax over its labels removes."""
+    batch_size, num_words, num_labels = emissions.shape
+    emissions = emissions.float()
+    start_transitions, end_transitions = start_transitions.float(), end_transitions.float()
+    # shape: (batch_size, num_labels)
+    first = start_transitions + emissions[:, 0]
+    end = end_transitions.expand(batch_size, num_labels)
+    if num_words > 1:
+        matrices = _transfer_matrices(transitions.float(), emissions, word_mask)
+        prefix, suffix = _scan(matrices, _log_product), _scan(matrices, _log_product, reverse=True)
+        # shape: (batch_size, num_words, num_labels)
+        alpha = torch.cat([first.unsqueeze(1),
+                           _log_product(first[:, None, None, :], prefix).squeeze(-2)], dim=1)
+        beta = torch.cat([_log_product(suffix, end[:, None, :, None]).squeeze(-1),
+                          end.unsqueeze(1)], dim=1)
+    else:
+        alpha, beta = first.unsqueeze(1), end.unsqueeze(1)
+    marginals = (alpha + beta).softmax(dim=-1)
+    return marginals.masked_fill(~word_mask.unsqueeze(-1), 0.0)
+
+
+def crf_negative_log_likelihood(
+    crf: CRF, emissions: torch.Tensor, labels: torch.LongTensor, word_mask: torch.Tensor
+) -> torch.Tensor:
+    """
+    Per-example negative log-likelihood of `labels` under `crf`: pytorch-crf's `-crf(emissions, labels, mask,
+    reduction="none")`, with the log partition from a tree of (logsumexp, +) matrix products (ceil(log2 num_words)
+    steps) rather than a loop over words where that pays (`_scan_pays`).
+
+    Args:
+        crf: a batch-first `torchcrf.CRF`.
+        emissions: `(batch_size, num_words, num_labels)`.
+        labels: `(batch_size, num_words)` label ids; any value where `word_mask` is False.
+        word_mask: `(batch_size, num_words)` bool, real words first, the first word of every row on.
+
+    Returns:
+        `(batch_size,)`.
+    """
+    if not _scan_pays(emissions, CPU_SCAN_MAX_LABELS["nll"]):
+        return -crf(emissions, labels, mask=word_mask, reduction="none")
+    return _negative_log_likelihood_scan(crf, emissions, labels, word_mask)
+
+
+def _negative_log_likelihood_scan(
+    crf: CRF, emissions: torch.Tensor, labels: torch.LongTensor, word_mask: torch.Tensor
+) -> torch.Tensor:
+    """`crf_negative_log_likelihood` by a tree of matrix products over positions, whatever the device."""
+    batch_size, num_words, _ = emissions.shape
+    labels = labels.masked_fill(~word_mask, 0)
+    rows = torch.arange(batch_size, device=emissions.device)
+    # Score of the gold path: start, emissions and transitions of the real words, end after the last one.
+    gold_emissions = emissions.gather(2, labels.unsqueeze(2)).squeeze(2)  # shape: (batch_size, num_words)
+    gold_transitions = crf.transitions[labels[:, :-1], labels[:, 1:]]  # shape: (batch_size, num_words - 1)
+    last_label = labels[rows, word_mask.long().sum(dim=1) - 1]
+    gold_score = (crf.start_transitions[labels[:, 0]] + crf.end_transitions[last_label]
+                  + (gold_emissions * word_mask).sum(dim=1) + (gold_transitions * word_mask[:, 1:]).sum(dim=1))
+    # log partition: first word, then the product of all transfer matrices, then the end transitions
+    log_partition_start = crf.start_transitions + emissions[:, 0]  # shape: (batch_size, num_labels)
+    if num_words > 1:
+        product = _tree_product(_transfer_matrices(crf.transitions, emissions, word_mask))
+        log_partition_start = _log_product(log_partition_start[:, None, :], product).squeeze(1)
+    log_partition = (log_partition_start + crf.end_transitions).logsumexp(dim=1)
+    return log_partition - gold_score
+
+
+def _tree_product(matrices: torch.Tensor) -> torch.Tensor:
+    """`M[:, 0] ... M[:, n - 1]` in the (logsumexp, +) semiring by pairwise products, `(batch_size, L, L)`; exact
+    scores (no shift), as the log partition needs them."""
+    while matrices.shape[1] > 1:
+        if matrices.shape[1] % 2:
+            identity = torch.full_like(matrices[:, :1], float("-inf"))
+            identity[..., range(matrices.shape[-1]), range(matrices.shape[-1])] = 0.0
+            matrices = torch.cat([matrices, identity], dim=1)
+        matrices = _log_product(matrices[:, 0::2], matrices[:, 1::2])
+    return matrices[:, 0]
 
 
 class HSTLFamilyLayer(nn.Module):
@@ -275,8 +476,8 @@ class HSTLTaskHead(nn.Module):
         crf_mask = word_mask.clone()
         crf_mask[:, 0] = True
         crf_labels = labels.masked_fill(~crf_mask | (labels == PAD_LABEL_ID), 0)
-        log_likelihood = self.crf(emissions, crf_labels, mask=crf_mask, reduction="none")
-        return torch.where(has_words, -log_likelihood, torch.zeros_like(log_likelihood))
+        negative_log_likelihood = crf_negative_log_likelihood(self.crf, emissions, crf_labels, crf_mask)
+        return torch.where(has_words, negative_log_likelihood, torch.zeros_like(negative_log_likelihood))
 
 
 class HSTLPreTrainedModel(PreTrainedModel):

@@ -367,13 +367,13 @@ def test_task_order_differs_between_epochs(tmp_path, tiny_tokenizer_dir, monkeyp
     from hstl import training
 
     seen: dict[int, list[int]] = {}
-    original = training._train_on_batch
+    original = training.train_on_batch
 
     def recording(run, batch, running):
         seen.setdefault(run.state.epoch, []).append(int(batch["task_ids"][0]))
         return original(run, batch, running)
 
-    monkeypatch.setattr(training, "_train_on_batch", recording)
+    monkeypatch.setattr(training, "train_on_batch", recording)
     values = _values(tiny_tokenizer_dir, batch_mode="homogeneous", checkpointing_steps=0, sampling_strategy="uniform")
     for task in values["tasks"]:
         task["max_train_sentences"] = 12
