@@ -98,8 +98,9 @@ def test_train_py_folder_holds_the_remote_code_auto_map_and_pipelines(tiny_model
     config = json.loads((tiny_model_dir / "config.json").read_text())
     assert config["auto_map"] == {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel",
                                   "AutoModelForTokenClassification": "modeling_hstl.HSTLForTokenClassification"}
-    assert set(config["custom_pipelines"]) == {"token-classification", "hstl-ner"}
-    assert config["custom_pipelines"]["token-classification"]["pt"] == ["AutoModelForTokenClassification"]
+    assert set(config["custom_pipelines"]) == {"token-classification", "ner", "hstl-ner"}
+    for task in ("token-classification", "ner"):
+        assert config["custom_pipelines"][task]["pt"] == ["AutoModelForTokenClassification"]
     assert (config["window_max_length"], config["window_overlap"]) == (48, 8)  # the tiny run's training.max_length
     assert "auto_map" not in json.loads((tiny_model_dir / "tokenizer_config.json").read_text())
 
@@ -143,9 +144,7 @@ def test_logits_are_the_heads_log_crf_marginals_at_first_subtokens(fresh, talkat
     torch.testing.assert_close(logits[starts], expected.log())
     others = [position for position in range(input_ids.shape[1]) if position not in starts]
     assert (logits[others] == 0).all()
-    # The argmax is the max-marginal decoding: labels that agree with the CRF-decoded predictions here.
     predictions = torch.tensor(report["split_predictions"])[0]
-    assert logits[starts].argmax(-1).tolist() == predictions[starts].tolist()
     assert (predictions[others] == -100).all() and any(label > 0 for label in predictions[starts].tolist())
 
 
