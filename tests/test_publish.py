@@ -361,3 +361,26 @@ def test_publish_errors_are_one_line(talkative_model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         publish.main(["--model", str(talkative_model_dir), "--repo_id", "no-slash", "--dry-run", str(tmp_path / "c")])
     assert "--repo_id: expected user/name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_publishing_without_the_hub_fails_in_one_line(offline, talkative_model_dir, monkeypatch, capsys):
+    """HF_HUB_OFFLINE set (huggingface_hub refuses), or a Hub that cannot be reached (the connection refused here, as
+    with no network): one `error:` line naming the repository, exit status 2, no traceback."""
+    import socket
+
+    from huggingface_hub import constants
+
+    if offline:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    else:
+        def refuse(*args, **kwargs):
+            raise ConnectionRefusedError("connection refused (no network in this test)")
+
+        monkeypatch.setattr(socket.socket, "connect", refuse)
+        monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    status = publish.main(["--model", str(talkative_model_dir), "--repo_id", REPO_ID, "--token", "hf_test"])
+    error = capsys.readouterr().err.strip()
+    assert status == 2
+    assert error.startswith(f"error: {REPO_ID}: expected to create and upload to this Hub repository, got ")
+    assert "\n" not in error and "Traceback" not in error, error
