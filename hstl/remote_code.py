@@ -1,13 +1,13 @@
 """What every HSTL model folder needs to load as Hub remote code, in one place.
 
-The remote-code group is the four `*_hstl.py` files at the repository root (`GROUP_MODULES`); `complete_model_folder`
+The remote-code group is the `*_hstl.py` files at the repository root (`GROUP_MODULES`); `complete_model_folder`
 copies them into a folder that `save_pretrained` wrote and adds to its config.json the `auto_map` of `AutoConfig`,
 `AutoModel` and `AutoModelForTokenClassification` and the `custom_pipelines` of `"token-classification"` (with its
 aliases, `"ner"`) and `"hstl-ner"`; `model.save_pretrained` and the pipeline's `save_pretrained` write the same
 (the model imports the pipeline, so transformers copies the whole group). `train.py`, `finetune.py` (through
-`hstl.checkpointing.save_model_folder`) and `publish.py` (through `hstl.hub`) all call it, so each folder they write is a complete Hub repository. `remote_code_problems` is the static
-check that the shipped code imports only what remote code may import and neither touches the network, evaluates
-strings nor writes files.
+`hstl.checkpointing.save_model_folder`) and `publish.py` (through `hstl.hub`) all call it, so each folder they write
+is a complete Hub repository. `remote_code_problems` is the static check that the shipped code imports only what
+remote code may import and neither touches the network, evaluates strings nor writes files.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from pathlib import Path
 from modeling_hstl import AUTO_MAP  # config.json's auto_map: one home, the model's own file
 
 
-GROUP_MODULES = ("configuration_hstl", "modeling_hstl", "pipeline_hstl", "processing_hstl")
+GROUP_MODULES = ("configuration_hstl", "entity_types_hstl", "labels_hstl", "mentions_hstl", "modeling_hstl",
+                 "pipeline_hstl", "text_hstl", "windows_hstl")
 """The remote-code group: top-level modules of the installed package, shipped as files in every model folder."""
 ALLOWED_IMPORTS = frozenset({"torch", "transformers", "torchcrf", "__future__", "abc", "bisect", "collections",
                              "dataclasses", "enum", "functools", "itertools", "math", "re", "typing"})

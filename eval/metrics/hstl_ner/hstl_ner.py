@@ -4,7 +4,7 @@
 Load it offline from its folder, with or without the `hstl` package installed:
 `evaluate.load("<repo>/eval/metrics/hstl_ner")`. It needs only `evaluate` (and `datasets`, which `evaluate`
 installs): the default `pip install -e .` of hstl is enough. It reads mentions with conlleval's chunk rules (the rules
-of `processing_hstl.extract_chunks`, restated here so that the metric folder stands alone) and counts them as
+of `labels_hstl.extract_chunks`, restated here so that the metric folder stands alone) and counts them as
 `hstl.scoring` does: the numbers equal `hstl.scoring` (`python -m eval.score`, `eval/evaluate_model.py`), conlleval's
 and seqeval's default mode, bit for bit (tests/test_evaluate_metric.py checks both), and the keys are those of
 `evaluate`'s `seqeval` metric.
