@@ -41,6 +41,7 @@ def test_a_full_corpus_run_names_hub_datasets_only_where_they_exist(tiny_model_d
     types = {result.dataset_name: result.dataset_type for result in card.data.eval_results}
     assert types == {"chem": "bigbio/bc5cdr", "disease": "BC2GM"}
     assert "| chem | BC5CDR-chem | test | 12 sentences, 7 mentions | 1.0000 | 1.0000 | 1.0000 |" in card.text
+    assert "Its `logits` are log CRF marginals, at each word's first sub-token" in card.text  # what logits hold
 
 
 def test_a_stage_2_card_names_its_own_data_and_its_demo_origin(tiny_model_dir, tmp_path):
