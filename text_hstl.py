@@ -77,6 +77,7 @@ _DOTTED_INITIALS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
 _GLUED_PERIOD = re.compile(r"\.(?=[^\W\d_][^\W\d_])")
 _FIRST_WORD = re.compile(r"[^\W\d_]+")
 _OPENING_CHARACTERS = frozenset("([{\"'\u201c\u2018")
+_CLOSING_CHARACTERS = "\"'\u201d\u2019)]}"
 
 
 def tokenize(text: str, start: int = 0) -> list[tuple[str, int, int]]:
@@ -108,21 +109,48 @@ def _next_word(text: str, position: int) -> str:
 
 
 def _previous_word_in_sentence(text: str, word_start: int) -> str:
-    """The whitespace-separated word before the one starting at `word_start`; empty when there is none or when it
-    ends with sentence-final punctuation (the word at `word_start` may then start the sentence)."""
+    """The whitespace-separated word before the one starting at `word_start` (from its sentence's start); empty when
+    there is none or when it ends with sentence-final punctuation (and closers): the word at `word_start` may then
+    start the sentence."""
     end = word_start
     while end > 0 and text[end - 1].isspace():
         end -= 1
     if end == word_start and word_start > 0:
         return ""  # not separated by whitespace: no previous word of its own
-    previous = _word_before(text, end)
-    return "" if not previous or previous[-1] in ".!?" else previous
+    previous = _word_in_sentence_before(text, end)
+    return "" if not previous or previous.rstrip(_CLOSING_CHARACTERS)[-1:] in ("", ".", "!", "?") else previous
+
+
+def _word_in_sentence_before(text: str, position: int) -> str:
+    """`_word_before`, cut after a glued sentence end inside it ("0.Dr" is "Dr" when "0." ends a sentence), so that
+    a word's rules read the same from the sentence start as from the whole text."""
+    run_start = position
+    while run_start > 0 and not text[run_start - 1].isspace():
+        run_start -= 1
+    word_start = run_start
+    for match in _GLUED_PERIOD.finditer(text, run_start, position):
+        if match.end() < position and _is_glued_boundary(text, match.start()):
+            word_start = match.end()
+    return text[word_start:position].lstrip("([{\"'\u201c\u2018")
+
+
+def _is_glued_boundary(text: str, period: int) -> bool:
+    """Whether the period at `period`, directly followed by a capitalized word, ends a sentence ("mg/kg.The")."""
+    next_position = period + 1
+    if period == 0 or next_position + 1 >= len(text):
+        return False
+    if not (text[next_position].isupper() and text[next_position + 1].islower()):
+        return False
+    before = text[period - 1]
+    if not (before.islower() or before.isdigit() or before in ")]}"):
+        return False
+    return not _is_abbreviation(text, period, next_position)
 
 
 def _is_abbreviation(text: str, period: int, next_position: int) -> bool:
     """Whether the period at `period`, followed by the sentence-like start at `next_position`, belongs to the word
     before it (see the module docstring for the rules)."""
-    word = _word_before(text, period)
+    word = _word_in_sentence_before(text, period)
     lowered = word.lower()
     if lowered in TITLES:
         return True
@@ -157,16 +185,7 @@ def _boundaries(text: str) -> list[int]:
         if match.group().startswith(".") and _is_abbreviation(text, match.start(), next_position):
             continue
         boundaries.append(punctuation_end)
-    for match in _GLUED_PERIOD.finditer(text):
-        period, next_position = match.start(), match.end()
-        before = text[period - 1] if period > 0 else ""
-        if not (text[next_position].isupper() and text[next_position + 1].islower()):
-            continue
-        if not (before.islower() or before.isdigit() or before in ")]}"):
-            continue
-        if _is_abbreviation(text, period, next_position):
-            continue
-        boundaries.append(next_position)
+    boundaries.extend(match.end() for match in _GLUED_PERIOD.finditer(text) if _is_glued_boundary(text, match.start()))
     return sorted(boundaries)
 
 

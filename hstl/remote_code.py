@@ -17,8 +17,6 @@ import json
 import shutil
 from pathlib import Path
 
-from modeling_hstl import AUTO_MAP  # config.json's auto_map: one home, the model's own file
-
 
 GROUP_MODULES = ("configuration_hstl", "entity_types_hstl", "labels_hstl", "mentions_hstl", "modeling_hstl",
                  "pipeline_hstl", "text_hstl", "windows_hstl")
@@ -131,6 +129,8 @@ def complete_model_folder(folder: str | Path) -> None:
     config = json.loads(config_path.read_text(encoding="utf-8"))
     if config.get("model_type") != "hstl":
         raise ValueError(f"{config_path}: expected model_type 'hstl', got {config.get('model_type')!r}")
+    from modeling_hstl import AUTO_MAP  # here, not at import: commands check their arguments before loading torch
+
     for source in remote_code_files():
         shutil.copyfile(source, folder / source.name)
     config["auto_map"] = {**config.get("auto_map", {}), **AUTO_MAP}

@@ -469,8 +469,13 @@ def test_save_and_load_round_trip(tmp_path, tester, model):
     assert (tmp_path / "model.safetensors").exists()
     assert not list(tmp_path.glob("*.bin"))
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel"}
-    assert (tmp_path / "modeling_hstl.py").exists() and (tmp_path / "configuration_hstl.py").exists()
+    # Whichever class saves it, the folder names every Auto class and pipeline, and holds the whole remote-code group.
+    assert config["auto_map"] == {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel",
+                                  "AutoModelForTokenClassification": "modeling_hstl.HSTLForTokenClassification"}
+    assert set(config["custom_pipelines"]) == {"token-classification", "ner", "hstl-ner"}
+    from hstl.remote_code import remote_code_files
+
+    assert sorted(path.name for path in tmp_path.glob("*.py")) == sorted(path.name for path in remote_code_files())
     loaded = HSTLModel.from_pretrained(tmp_path).eval()
     inputs = tester.prepare_inputs()
     expected, got = model(**inputs), loaded(**inputs)

@@ -15,7 +15,8 @@ import predict
 import publish
 from fresh_process import run_without_hstl
 from hstl.hub import PICKLE_SUFFIXES
-from hstl.remote_code import AUTO_MAP, remote_code_problems
+from hstl.remote_code import remote_code_problems
+from modeling_hstl import AUTO_MAP
 from test_evaluate_model import talkative_copy
 
 

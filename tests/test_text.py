@@ -92,6 +92,8 @@ def test_corpora_tokenization_is_reproduced(bioner_dir):
         ("Rats got 5 mg/kg.The rats died.", ["Rats got 5 mg/kg.", "The rats died."]),
         ("It rose (10 mg/kg).Then 0.5.Next e.g.Aspirin", ["It rose (10 mg/kg).", "Then 0.5.", "Next e.g.Aspirin"]),
         ("In the U.S.Food trial and E.Coli.", ["In the U.S.Food trial and E.Coli."]),
+        (".Dr. 0", [".Dr.", "0"]),  # a period that starts the text ends no sentence
+        ("0.Dr. 0", ["0.", "Dr. 0"]),  # a title after a glued sentence end is still a title
     ],
 )
 def test_split_sentences_examples(text, expected):
