@@ -76,12 +76,27 @@ def _is_merged_label_space(id2label: dict) -> bool:
         return False
 
 
+FAMILY_ENTITY_TYPES = {"chemical": "Chemical", "disease": "Disease", "gene/protein": "Gene", "gene": "Gene",
+                       "protein": "Gene", "species": "Species"}
+"""Entity family -> the shared entity type of a head of that family whose one label type the defaults do not know
+(a species corpus labelled `NCBITaxon`): the family says what the head finds."""
+
+
+def _default_entity_type(task: dict[str, Any], label_type: str) -> str:
+    """`entity_types_hstl.DEFAULT_ENTITY_TYPES`' type of `label_type`; for a label type it does not know, the type of the
+    task's family (`FAMILY_ENTITY_TYPES`) when it is the task's only label type, else the label type itself."""
+    if default_entity_type(label_type) != label_type or len(label_types_of(task["labels"])) != 1:
+        return default_entity_type(label_type)
+    return FAMILY_ENTITY_TYPES.get(task["family"], label_type)
+
+
 def _resolve_entity_types(tasks: list[dict[str, Any]], overrides: Any) -> dict[str, dict[str, str]]:
     """Task -> {label type: shared entity type} for every task and label type: `overrides` (checked) over the
-    defaults of `entity_types_hstl.DEFAULT_ENTITY_TYPES`."""
+    defaults (`_default_entity_type`)."""
     overrides = overrides or {}
     _check_entity_type_overrides(tasks, overrides)
-    return {task["name"]: {label_type: overrides.get(task["name"], {}).get(label_type, default_entity_type(label_type))
+    return {task["name"]: {label_type: overrides.get(task["name"], {}).get(label_type,
+                                                                          _default_entity_type(task, label_type))
                            for label_type in label_types_of(task["labels"])}
             for task in tasks}
 

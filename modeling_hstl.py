@@ -20,14 +20,18 @@ from transformers.utils import ModelOutput
 
 # Relative imports when loaded from a model folder as remote code, top-level ones from the installed package;
 # transformers' import check skips `try` blocks.
+# The pipeline is imported so that `save_pretrained` (which copies this file and every file it imports relatively)
+# ships it too: a saved folder then loads with `pipeline(..., trust_remote_code=True)`.
 try:
     from .configuration_hstl import HSTLConfig
     from .labels_hstl import PAD_LABEL_ID
     from .mentions_hstl import mentions_to_labels, merge_mentions, word_marginals
+    from .pipeline_hstl import custom_pipelines_entry
 except ImportError:
     from configuration_hstl import HSTLConfig
     from labels_hstl import PAD_LABEL_ID
     from mentions_hstl import mentions_to_labels, merge_mentions, word_marginals
+    from pipeline_hstl import custom_pipelines_entry
 
 
 try:
@@ -480,8 +484,21 @@ class HSTLTaskHead(nn.Module):
         return torch.where(has_words, negative_log_likelihood, torch.zeros_like(negative_log_likelihood))
 
 
+AUTO_MAP = {
+    "AutoConfig": "configuration_hstl.HSTLConfig",
+    "AutoModel": "modeling_hstl.HSTLModel",
+    "AutoModelForTokenClassification": "modeling_hstl.HSTLForTokenClassification",
+}
+"""config.json's `auto_map`: the Auto classes that load an HSTL folder (both models share one set of weights)."""
+
+
 class HSTLPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and loading for HSTL models."""
+    """Weight initialisation and loading for HSTL models.
+
+    Its config names every Auto class (`AUTO_MAP`) and pipeline (`pipeline_hstl.custom_pipelines_entry`) of an HSTL
+    folder, so that `save_pretrained` and `push_to_hub` write a folder that loads both ways, whichever model class
+    saves it.
+    """
 
     config_class = HSTLConfig
     # HSTLForTokenClassification holds an HSTLModel as `hstl`: transformers adds or strips this prefix per weight, so
@@ -489,6 +506,11 @@ class HSTLPreTrainedModel(PreTrainedModel):
     base_model_prefix = "hstl"
     supports_gradient_checkpointing = True
     _no_split_modules = ["HSTLTaskHead"]
+
+    def __init__(self, config: HSTLConfig, *inputs, **kwargs):
+        super().__init__(config, *inputs, **kwargs)
+        config.auto_map = {**(getattr(config, "auto_map", None) or {}), **AUTO_MAP}
+        config.custom_pipelines = custom_pipelines_entry()
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -759,11 +781,14 @@ class HSTLTokenClassificationOutput(ModelOutput):
 
     Args:
         logits (`torch.FloatTensor` of shape `(batch_size, seq_len, config.num_labels)`):
-            Scores over `config.id2label` (the merged label space of the heads, over shared entity types). At each
-            word's first sub-token: for each label, the highest log-probability that a head gives a label of its own
-            that is this label once its type is mapped to the shared entity type (`config.entity_labels`; log-softmax
-            of the head's emission scores; `-inf` when no head applied has it); 0 at other sub-tokens. These are
-            scores before the CRF: their argmax ignores the label transitions, `predictions` holds the CRF decoding.
+            Log CRF marginals over `config.id2label` (the merged label space of the heads, over shared entity types).
+            At each word's first sub-token, for each label: the log of the highest probability that a head's CRF
+            gives the word that label (forward-backward over the whole input, transitions included; a head's labels
+            that map to one shared label, as JNLPBA's B-DNA and B-protein both map to B-Gene, add up), `-inf` when no
+            head applied has it; 0 at other sub-tokens. So `logits.argmax(-1)` at word starts is the max-marginal
+            decoding, which agrees with the Viterbi decoding of `predictions` on nearly every word (they can differ
+            where a head is unsure) and a run_ner-style evaluation that takes the argmax at first sub-tokens scores
+            the CRF's words.
         predictions (`torch.LongTensor` of shape `(batch_size, seq_len)`):
             Label ids in `config.id2label` at each word's first sub-token, `-100` elsewhere: each head decoded by its
             own CRF, the heads' mentions merged by the "confidence" policy (`mentions_hstl.merge_mentions`), as
@@ -833,10 +858,10 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
     mentions dropped) and written back as IOB2 labels of the merged space. Pass `tasks` to use only some heads, in
     priority order.
 
-    It accepts a plain tokenizer's output, `model(**tokenizer(text, return_tensors="pt"))`: without `word_ids` every
-    attended sub-token (special tokens included) counts as a word; pass `word_ids` (the tokenizer's `word_ids()`, -1
-    at special tokens) to have each word read at its first sub-token as in training, or `word_start_positions` as
-    `HSTLModel` takes them. Inference only: training goes through `HSTLModel` (`train.py`, `finetune.py`).
+    HSTL tags words, each read at its first sub-token, and `input_ids` alone do not say where words start: pass
+    `word_ids` (the tokenizer's `word_ids()`, -1 at special tokens and padding) or `word_start_positions` as
+    `HSTLModel` takes them; a call with neither raises `ValueError` rather than tag sub-word fragments as words.
+    Inference only: training goes through `HSTLModel` (`train.py`, `finetune.py`).
     """
 
     def __init__(self, config: HSTLConfig):
@@ -874,11 +899,16 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if word_start_positions is None:
+            if word_ids is None:
+                raise ValueError(
+                    "word_ids: expected the tokenizer's word_ids() as a tensor (-1 at special tokens and padding) or "
+                    "word_start_positions, got neither: HSTL labels words at their first sub-token, and input_ids "
+                    "alone do not say where words start")
             word_start_positions = word_start_positions_from(attention_mask, word_ids)
         task_names = self.config.task_names if tasks is None else list(tasks)
         tagged = self.hstl.tag(input_ids, word_start_positions, attention_mask, token_type_ids, tasks=task_names,
                                return_marginals=True)
-        word_logits = self._merged_log_probabilities(tagged.emissions, tagged.word_mask)
+        word_logits = self._merged_log_marginals(tagged.marginals, tagged.word_mask)
         word_predictions = self._merged_predictions(tagged.predictions, tagged.marginals, tagged.word_mask)
         batch_size, seq_len = input_ids.shape
         # Word values go to their first sub-token; padding words (-1) are sent to an extra column that is cut off.
@@ -895,17 +925,18 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
             task_predictions=tagged.predictions,
         )
 
-    def _merged_log_probabilities(self, emissions: dict[str, torch.Tensor], word_mask: torch.Tensor) -> torch.Tensor:
-        """`(batch_size, num_words, num_labels)`: per merged label, the best log-probability any head gives it."""
-        first = next(iter(emissions.values()))
-        merged = first.new_full((*first.shape[:2], self.config.num_labels), float("-inf"))
-        for name, head_emissions in emissions.items():
-            # Several label types of one head may share an entity type (JNLPBA's B-DNA and B-protein are both B-Gene):
-            # scatter_reduce takes the best of them.
+    def _merged_log_marginals(self, marginals: dict[str, torch.Tensor], word_mask: torch.Tensor) -> torch.Tensor:
+        """`(batch_size, num_words, num_labels)`: per merged label, the log of the highest CRF marginal any head gives
+        it (a head's labels of one merged label summed first)."""
+        first = next(iter(marginals.values()))
+        merged = first.new_zeros((*first.shape[:2], self.config.num_labels))
+        for name, head_marginals in marginals.items():
             merged_ids = torch.tensor([self.config.label2id[label] for label in self.config.entity_labels(name)],
-                                      device=merged.device).expand_as(head_emissions)
-            merged = merged.scatter_reduce(-1, merged_ids, head_emissions.float().log_softmax(-1), reduce="amax")
-        return merged.masked_fill(~word_mask.unsqueeze(-1), 0.0)
+                                      device=merged.device).expand_as(head_marginals)
+            # shape: (batch_size, num_words, num_labels): this head's probability of each merged label
+            head_probabilities = first.new_zeros(merged.shape).scatter_add(-1, merged_ids, head_marginals.float())
+            merged = torch.maximum(merged, head_probabilities)
+        return merged.log().masked_fill(~word_mask.unsqueeze(-1), 0.0)
 
     def _merged_predictions(self, predictions: dict[str, torch.Tensor], marginals: dict[str, torch.Tensor],
                             word_mask: torch.Tensor) -> torch.LongTensor:

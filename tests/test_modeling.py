@@ -587,8 +587,13 @@ def test_save_and_load_round_trip(tmp_path, tester, model):
     assert (tmp_path / "model.safetensors").exists()
     assert not list(tmp_path.glob("*.bin"))
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel"}
-    assert (tmp_path / "modeling_hstl.py").exists() and (tmp_path / "configuration_hstl.py").exists()
+    # Whichever class saves it, the folder names every Auto class and pipeline, and holds the whole remote-code group.
+    assert config["auto_map"] == {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel",
+                                  "AutoModelForTokenClassification": "modeling_hstl.HSTLForTokenClassification"}
+    assert set(config["custom_pipelines"]) == {"token-classification", "ner", "hstl-ner"}
+    from hstl.remote_code import remote_code_files
+
+    assert sorted(path.name for path in tmp_path.glob("*.py")) == sorted(path.name for path in remote_code_files())
     loaded = HSTLModel.from_pretrained(tmp_path).eval()
     inputs = tester.prepare_inputs()
     expected, got = model(**inputs), loaded(**inputs)
@@ -768,10 +773,53 @@ def test_token_classification_logits_and_predictions_merge_the_heads(tester, mod
         others = [position for position in range(seq_len) if position not in starts]
         assert (output.predictions[row, others] == PAD_LABEL_ID).all() and (output.logits[row, others] == 0).all()
         for word, start in enumerate(starts):
-            for merged_label, label in enumerate(MERGED):  # the best log-probability a head having the label gives it
-                best = max(tagged.emissions[task["name"]][row, word].log_softmax(-1)[head_index]
-                           for task in TASKS
-                           for head_index, head_label in enumerate(model.config.entity_labels(task["name"]))
-                           if head_label == label)
-                torch.testing.assert_close(output.logits[row, start, merged_label], best)
+            for merged_label, label in enumerate(MERGED):  # the log of the best CRF marginal a head gives the label
+                best = max(sum(tagged.marginals[task["name"]][row, word, head_index]
+                               for head_index, head_label in enumerate(model.config.entity_labels(task["name"]))
+                               if head_label == label)
+                           for task in TASKS)
+                torch.testing.assert_close(output.logits[row, start, merged_label], torch.as_tensor(best).log())
     assert found_mentions > 3
+
+
+def test_logits_are_log_crf_marginals_summed_over_a_heads_labels_of_one_type(tester):
+    """One head whose label types DNA and protein both map to Gene: each word's logit of B-Gene is the log of the
+    probability, summed over every label sequence (brute force), that the word is B-DNA or B-protein."""
+    import itertools
+
+    labels = ["O", "B-DNA", "I-DNA", "B-protein", "I-protein"]
+    config = HSTLConfig(encoder_config=tester.encoder_config().to_dict(),
+                        tasks=[{"name": "jnlpba", "labels": labels, "family": "gene"}])
+    assert [config.id2label[index] for index in range(3)] == ["O", "B-Gene", "I-Gene"]
+    torch.manual_seed(5)
+    classifier = HSTLForTokenClassification(config).eval()
+    with torch.no_grad():
+        classifier.hstl.heads["jnlpba"].emission.weight.normal_(std=2.0)
+    inputs = tester.prepare_inputs(seed=6, padding_side="right")
+    row, starts = 0, inputs["word_start_positions"][0].tolist()  # the 6-word sentence
+    output = classifier(input_ids=inputs["input_ids"][:1], attention_mask=inputs["attention_mask"][:1],
+                        word_start_positions=inputs["word_start_positions"][:1])
+    emissions = classifier.hstl.tag(inputs["input_ids"][:1], inputs["word_start_positions"][:1],
+                                    inputs["attention_mask"][:1]).emissions["jnlpba"][row]
+    crf = classifier.hstl.heads["jnlpba"].crf
+    merged_of = [config.label2id[label] for label in config.entity_labels("jnlpba")]
+    probability = torch.zeros(len(starts), config.num_labels, dtype=torch.float64)
+    total = 0.0
+    for sequence in itertools.product(range(len(labels)), repeat=len(starts)):
+        score = crf.start_transitions[sequence[0]] + crf.end_transitions[sequence[-1]] + sum(
+            emissions[word, label] for word, label in enumerate(sequence)) + sum(
+            crf.transitions[previous, label] for previous, label in zip(sequence, sequence[1:]))
+        weight = float(score.detach().double().exp())
+        total += weight
+        for word, label in enumerate(sequence):
+            probability[word, merged_of[label]] += weight
+    expected = (probability / total).log().float()
+    torch.testing.assert_close(output.logits[row, starts], expected, atol=1e-4, rtol=1e-4)
+    assert output.logits[row, starts].argmax(-1).tolist() == expected.argmax(-1).tolist()
+
+
+def test_token_classification_without_word_ids_is_refused(tester, model):
+    classifier = HSTLForTokenClassification(model.config).eval()
+    inputs = tester.prepare_inputs(seed=1)
+    with pytest.raises(ValueError, match=r"^word_ids: expected the tokenizer's word_ids\(\)"):
+        classifier(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
