@@ -18,10 +18,12 @@ try:
     from .entity_types_hstl import default_entity_type, entity_label
     from .labels_hstl import check_iob2_labels, merged_labels
     from .labels_hstl import entity_types as label_types_of
+    from .windows_hstl import DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP, check_window_size
 except ImportError:
     from entity_types_hstl import default_entity_type, entity_label
     from labels_hstl import check_iob2_labels, merged_labels
     from labels_hstl import entity_types as label_types_of
+    from windows_hstl import DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP, check_window_size
 
 
 LOSS_REDUCTIONS = ("mean", "sum", "token_mean")
@@ -74,12 +76,27 @@ def _is_merged_label_space(id2label: dict) -> bool:
         return False
 
 
+FAMILY_ENTITY_TYPES = {"chemical": "Chemical", "disease": "Disease", "gene/protein": "Gene", "gene": "Gene",
+                       "protein": "Gene", "species": "Species"}
+"""Entity family -> the shared entity type of a head of that family whose one label type the defaults do not know
+(a species corpus labelled `NCBITaxon`): the family says what the head finds."""
+
+
+def _default_entity_type(task: dict[str, Any], label_type: str) -> str:
+    """`entity_types_hstl.DEFAULT_ENTITY_TYPES`' type of `label_type`; for a label type it does not know, the type of the
+    task's family (`FAMILY_ENTITY_TYPES`) when it is the task's only label type, else the label type itself."""
+    if default_entity_type(label_type) != label_type or len(label_types_of(task["labels"])) != 1:
+        return default_entity_type(label_type)
+    return FAMILY_ENTITY_TYPES.get(task["family"], label_type)
+
+
 def _resolve_entity_types(tasks: list[dict[str, Any]], overrides: Any) -> dict[str, dict[str, str]]:
     """Task -> {label type: shared entity type} for every task and label type: `overrides` (checked) over the
-    defaults of `entity_types_hstl.DEFAULT_ENTITY_TYPES`."""
+    defaults (`_default_entity_type`)."""
     overrides = overrides or {}
     _check_entity_type_overrides(tasks, overrides)
-    return {task["name"]: {label_type: overrides.get(task["name"], {}).get(label_type, default_entity_type(label_type))
+    return {task["name"]: {label_type: overrides.get(task["name"], {}).get(label_type,
+                                                                          _default_entity_type(task, label_type))
                            for label_type in label_types_of(task["labels"])}
             for task in tasks}
 
@@ -153,8 +170,8 @@ class HSTLConfig(PretrainedConfig):
         loss_reduction: str = "mean",
         initializer_range: float = 0.02,
         crf_init_range: float = 0.1,
-        window_max_length: int = 128,
-        window_overlap: int = 16,
+        window_max_length: int = DEFAULT_MAX_LENGTH,
+        window_overlap: int = DEFAULT_OVERLAP,
         entity_types: dict[str, dict[str, str]] | None = None,
         **kwargs,
     ):
@@ -183,11 +200,7 @@ class HSTLConfig(PretrainedConfig):
                 f"initializer_range/crf_init_range: expected > 0 and >= 0, got {initializer_range}, {crf_init_range}"
             )
 
-        if not isinstance(window_max_length, int) or window_max_length < 2:
-            raise ValueError(f"window_max_length: expected an int >= 2, got {window_max_length!r}")
-        if not isinstance(window_overlap, int) or not 0 <= window_overlap < window_max_length // 2:
-            raise ValueError(f"window_overlap: expected 0 <= window_overlap < window_max_length // 2 = "
-                             f"{window_max_length // 2}, got {window_overlap!r}")
+        check_window_size(window_max_length, window_overlap, names=("window_max_length", "window_overlap"))
 
         self.encoder_config = encoder_config
         self.tasks = tasks

@@ -20,14 +20,18 @@ from transformers.utils import ModelOutput
 
 # Relative imports when loaded from a model folder as remote code, top-level ones from the installed package;
 # transformers' import check skips `try` blocks.
+# The pipeline is imported so that `save_pretrained` (which copies this file and every file it imports relatively)
+# ships it too: a saved folder then loads with `pipeline(..., trust_remote_code=True)`.
 try:
     from .configuration_hstl import HSTLConfig
     from .labels_hstl import PAD_LABEL_ID
     from .mentions_hstl import mentions_to_labels, merge_mentions, word_marginals
+    from .pipeline_hstl import custom_pipelines_entry
 except ImportError:
     from configuration_hstl import HSTLConfig
     from labels_hstl import PAD_LABEL_ID
     from mentions_hstl import mentions_to_labels, merge_mentions, word_marginals
+    from pipeline_hstl import custom_pipelines_entry
 
 
 try:
@@ -166,7 +170,7 @@ def _per_head_stacked(crf_function, crfs: list[CRF], emissions: list[torch.Tenso
     return results
 
 
-def _viterbi(
+def _viterbi_loop(
     start_transitions: torch.Tensor,
     end_transitions: torch.Tensor,
     transitions: torch.Tensor,
@@ -174,7 +178,7 @@ def _viterbi(
     word_mask: torch.Tensor,
 ) -> torch.LongTensor:
     """
-    Batched Viterbi. Transition scores are shared, `(num_labels,)` / `(num_labels, num_labels)`, or per example,
+    Batched Viterbi, one step per word. Transition scores are shared, `(num_labels,)` / `(num_labels, num_labels)`, or per example,
     `(batch_size, num_labels)` / `(batch_size, num_labels, num_labels)`; the arithmetic is the same either way.
     """
     batch_size, num_words, _ = emissions.shape
@@ -203,7 +207,7 @@ def _viterbi(
     return predictions
 
 
-def _marginals(
+def _marginals_loop(
     start_transitions: torch.Tensor,
     end_transitions: torch.Tensor,
     transitions: torch.Tensor,
@@ -211,8 +215,8 @@ def _marginals(
     word_mask: torch.Tensor,
 ) -> torch.FloatTensor:
     """
-    Batched forward-backward in log space (float32, whatever the emissions' dtype). Transition scores are shared or
-    per example, as in `_viterbi`.
+    Batched forward-backward in log space (float32, whatever the emissions' dtype), one step per word. Transition
+    scores are shared or per example, as in `_viterbi_loop`.
     """
     batch_size, num_words, num_labels = emissions.shape
     if num_words == 0:
@@ -240,6 +244,207 @@ def _marginals(
     log_partition = (alphas[-1] + end_transitions).logsumexp(dim=1)  # shape: (batch_size,)
     marginals = (alpha + beta - log_partition[:, None, None]).exp().clamp(0.0, 1.0)
     return marginals.masked_fill(~word_mask.unsqueeze(-1), 0.0)
+
+
+def _scan_pays(emissions: torch.Tensor, cpu_max_labels: int) -> bool:
+    """Whether the CRF runs as a scan over positions (`_viterbi_scan`, `_marginals_scan`, the tree of
+    `crf_negative_log_likelihood`) rather than as a loop over them: on an accelerator, where each of the loop's small
+    per-word operations costs a kernel launch, for heads of at most `SCAN_MAX_LABELS` labels; on the CPU, where an
+    operation costs little more than its arithmetic and the scan does `num_labels` times more of it, only up to
+    `cpu_max_labels` labels."""
+    num_words, num_labels = emissions.shape[1:]
+    max_labels = cpu_max_labels if emissions.device.type == "cpu" else SCAN_MAX_LABELS
+    return num_words > 0 and num_labels <= max_labels
+
+
+def _viterbi(start_transitions, end_transitions, transitions, emissions, word_mask) -> torch.LongTensor:
+    """Batched Viterbi (`_viterbi_scan` where it pays, see `_scan_pays`, else `_viterbi_loop`). Transition scores are
+    shared, `(num_labels,)` / `(num_labels, num_labels)`, or per example, `(batch_size, num_labels)` /
+    `(batch_size, num_labels, num_labels)`."""
+    function = _viterbi_scan if _scan_pays(emissions, CPU_SCAN_MAX_LABELS["viterbi"]) else _viterbi_loop
+    return function(start_transitions, end_transitions, transitions, emissions, word_mask)
+
+
+def _marginals(start_transitions, end_transitions, transitions, emissions, word_mask) -> torch.FloatTensor:
+    """Batched forward-backward (`_marginals_scan` where it pays, see `_scan_pays`, else `_marginals_loop`).
+    Transition scores are shared or per example, as in `_viterbi`."""
+    function = _marginals_scan if _scan_pays(emissions, CPU_SCAN_MAX_LABELS["marginals"]) else _marginals_loop
+    return function(start_transitions, end_transitions, transitions, emissions, word_mask)
+
+
+SCAN_MAX_LABELS = 12
+"""Most labels of a head whose CRF runs as a parallel scan over word positions on an accelerator: a few dozen tensor
+operations per batch, whatever its length, where the loop over positions takes a few per word. The scan multiplies
+label-by-label matrices, `num_labels` times the arithmetic of the loop, so heads with many labels (BioNLP13CG has 33)
+keep the loop."""
+CPU_SCAN_MAX_LABELS = {"viterbi": 0, "marginals": 0, "nll": 5}
+"""The same bound on the CPU, per computation, from `benchmarks/crf_scan.py` (docs/benchmarks.md): there the loop
+decodes and computes marginals faster at every label count, and the scan computes the training loss and its gradient
+faster up to 5 labels."""
+
+
+def _transfer_matrices(transitions: torch.Tensor, emissions: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+    """`M[b, t - 1, i, j]`, the score of moving from label i at word t - 1 to label j at word t (transition plus
+    emission), for t >= 1; the identity of the (max, +) and (logsumexp, +) semirings (0 on the diagonal, -inf off it)
+    at padding words, so that scores carry across them unchanged."""
+    num_labels = emissions.shape[-1]
+    # shape: (batch_size or 1, 1, num_labels_from, num_labels_to)
+    transitions = transitions.unsqueeze(-3) if transitions.dim() == 3 else transitions.expand(1, 1, -1, -1)
+    # shape: (batch_size, num_words - 1, num_labels_from, num_labels_to)
+    matrices = transitions + emissions[:, 1:].unsqueeze(-2)
+    identity = torch.full((num_labels, num_labels), float("-inf"), dtype=matrices.dtype, device=matrices.device)
+    identity.fill_diagonal_(0.0)
+    return torch.where(word_mask[:, 1:, None, None], matrices, identity)
+
+
+def _max_plus_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """`left @ right` in the (max, +) semiring, over the last two dims: `out[i, j] = max_k left[i, k] + right[k, j]`."""
+    # shape: (..., num_labels_i, num_labels_k, num_labels_j), reduced over k
+    return (left.unsqueeze(-1) + right.unsqueeze(-3)).amax(dim=-2)
+
+
+def _log_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """`left @ right` in the (logsumexp, +) semiring: `out[i, j] = log sum_k exp(left[i, k] + right[k, j])`, as a
+    real matrix product of exponentials shifted by the row maxima of `left` and the column maxima of `right` (every
+    exponential is at most 1, so nothing overflows; the matrix product is one fast kernel)."""
+    left_max = left.amax(dim=-1, keepdim=True).clamp(min=torch.finfo(left.dtype).min)
+    right_max = right.amax(dim=-2, keepdim=True).clamp(min=torch.finfo(right.dtype).min)
+    return torch.matmul((left - left_max).exp(), (right - right_max).exp()).log() + left_max + right_max
+
+
+def _scan(matrices: torch.Tensor, product, reverse: bool = False) -> torch.Tensor:
+    """Inclusive prefix products `M[0] ... M[t]` along dim 1 (suffix products `M[t] ... M[n - 1]` when `reverse`), in
+    ceil(log2 n) steps (Hillis-Steele). Each product is shifted by its largest entry: only differences between the
+    entries of one product matter to Viterbi and to marginals, and small numbers keep float32 exact to ~1e-7."""
+    num_matrices, step = matrices.shape[1], 1
+    while step < num_matrices:
+        # forward: x[t] <- x[t - step] x[t] for t >= step; reverse: x[t] <- x[t] x[t + step] for t < n - step
+        combined = product(matrices[:, :-step], matrices[:, step:])
+        combined = combined - combined.amax(dim=(-2, -1), keepdim=True)
+        kept = matrices[:, num_matrices - step:] if reverse else matrices[:, :step]
+        matrices = torch.cat([combined, kept] if reverse else [kept, combined], dim=1)
+        step *= 2
+    return matrices
+
+
+def _viterbi_scan(start_transitions, end_transitions, transitions, emissions, word_mask) -> torch.LongTensor:
+    """`_viterbi_loop`'s result from two parallel scans: max-plus prefix products give every word's best path scores
+    (up to a constant per word), and composing the back-pointer maps from the last word back gives every word's label."""
+    batch_size, num_words, num_labels = emissions.shape
+    # shape: (batch_size, num_labels): best score of a path ending in each label at word 0
+    first = start_transitions + emissions[:, 0]
+    if num_words > 1:
+        prefix = _scan(_transfer_matrices(transitions, emissions, word_mask), _max_plus_product)
+        # shape: (batch_size, num_words - 1, num_labels): best score of a path ending in each label at words 1..
+        later = _max_plus_product(first[:, None, None, :], prefix).squeeze(-2)
+        scores = torch.cat([first.unsqueeze(1), later], dim=1)
+        # back_pointers[b, t - 1, j]: the best label at word t - 1 before label j at word t (identity past the end)
+        transitions_per_row = transitions.unsqueeze(1) if transitions.dim() == 3 else transitions
+        candidates = scores[:, :-1].unsqueeze(3) + transitions_per_row + emissions[:, 1:].unsqueeze(2)
+        labels = torch.arange(num_labels, device=emissions.device)
+        back_pointers = torch.where(word_mask[:, 1:, None], candidates.argmax(dim=2), labels)
+        # to_word[b, t, j]: the label at word t on the best path that ends in label j at the last word
+        to_word = torch.cat([_compose_scan(back_pointers), labels.expand(batch_size, 1, num_labels)], dim=1)
+        last_scores = scores[:, -1]
+    else:
+        to_word, last_scores = None, first
+    last_label = (last_scores + end_transitions).argmax(dim=1)  # shape: (batch_size,)
+    if to_word is None:
+        path = last_label.unsqueeze(1)
+    else:
+        path = to_word.gather(2, last_label[:, None, None].expand(-1, num_words, 1)).squeeze(2)
+    return path.masked_fill(~word_mask, PAD_LABEL_ID)
+
+
+def _compose_scan(back_pointers: torch.LongTensor) -> torch.LongTensor:
+    """Suffix compositions of label maps: `out[:, t] = f_t o f_(t+1) o ... o f_(n-1)` with `f_t = back_pointers[:, t]`,
+    maps as index arrays `(batch_size, n, num_labels)`, in ceil(log2 n) gather steps."""
+    num_maps, step = back_pointers.shape[1], 1
+    while step < num_maps:
+        # (f o g)[j] = f[g[j]]: the earlier map applied to the later one's result
+        combined = back_pointers[:, :-step].gather(2, back_pointers[:, step:])
+        back_pointers = torch.cat([combined, back_pointers[:, num_maps - step:]], dim=1)
+        step *= 2
+    return back_pointers
+
+
+def _marginals_scan(start_transitions, end_transitions, transitions, emissions, word_mask) -> torch.FloatTensor:
+    """`_marginals_loop`'s result from a prefix and a suffix scan in the (logsumexp, +) semiring; each word's
+    forward and backward scores are known up to a constant, which a softmax over its labels removes."""
+    batch_size, num_words, num_labels = emissions.shape
+    emissions = emissions.float()
+    start_transitions, end_transitions = start_transitions.float(), end_transitions.float()
+    # shape: (batch_size, num_labels)
+    first = start_transitions + emissions[:, 0]
+    end = end_transitions.expand(batch_size, num_labels)
+    if num_words > 1:
+        matrices = _transfer_matrices(transitions.float(), emissions, word_mask)
+        prefix, suffix = _scan(matrices, _log_product), _scan(matrices, _log_product, reverse=True)
+        # shape: (batch_size, num_words, num_labels)
+        alpha = torch.cat([first.unsqueeze(1),
+                           _log_product(first[:, None, None, :], prefix).squeeze(-2)], dim=1)
+        beta = torch.cat([_log_product(suffix, end[:, None, :, None]).squeeze(-1),
+                          end.unsqueeze(1)], dim=1)
+    else:
+        alpha, beta = first.unsqueeze(1), end.unsqueeze(1)
+    marginals = (alpha + beta).softmax(dim=-1)
+    return marginals.masked_fill(~word_mask.unsqueeze(-1), 0.0)
+
+
+def crf_negative_log_likelihood(
+    crf: CRF, emissions: torch.Tensor, labels: torch.LongTensor, word_mask: torch.Tensor
+) -> torch.Tensor:
+    """
+    Per-example negative log-likelihood of `labels` under `crf`: pytorch-crf's `-crf(emissions, labels, mask,
+    reduction="none")`, with the log partition from a tree of (logsumexp, +) matrix products (ceil(log2 num_words)
+    steps) rather than a loop over words where that pays (`_scan_pays`).
+
+    Args:
+        crf: a batch-first `torchcrf.CRF`.
+        emissions: `(batch_size, num_words, num_labels)`.
+        labels: `(batch_size, num_words)` label ids; any value where `word_mask` is False.
+        word_mask: `(batch_size, num_words)` bool, real words first, the first word of every row on.
+
+    Returns:
+        `(batch_size,)`.
+    """
+    if not _scan_pays(emissions, CPU_SCAN_MAX_LABELS["nll"]):
+        return -crf(emissions, labels, mask=word_mask, reduction="none")
+    return _negative_log_likelihood_scan(crf, emissions, labels, word_mask)
+
+
+def _negative_log_likelihood_scan(
+    crf: CRF, emissions: torch.Tensor, labels: torch.LongTensor, word_mask: torch.Tensor
+) -> torch.Tensor:
+    """`crf_negative_log_likelihood` by a tree of matrix products over positions, whatever the device."""
+    batch_size, num_words, _ = emissions.shape
+    labels = labels.masked_fill(~word_mask, 0)
+    rows = torch.arange(batch_size, device=emissions.device)
+    # Score of the gold path: start, emissions and transitions of the real words, end after the last one.
+    gold_emissions = emissions.gather(2, labels.unsqueeze(2)).squeeze(2)  # shape: (batch_size, num_words)
+    gold_transitions = crf.transitions[labels[:, :-1], labels[:, 1:]]  # shape: (batch_size, num_words - 1)
+    last_label = labels[rows, word_mask.long().sum(dim=1) - 1]
+    gold_score = (crf.start_transitions[labels[:, 0]] + crf.end_transitions[last_label]
+                  + (gold_emissions * word_mask).sum(dim=1) + (gold_transitions * word_mask[:, 1:]).sum(dim=1))
+    # log partition: first word, then the product of all transfer matrices, then the end transitions
+    log_partition_start = crf.start_transitions + emissions[:, 0]  # shape: (batch_size, num_labels)
+    if num_words > 1:
+        product = _tree_product(_transfer_matrices(crf.transitions, emissions, word_mask))
+        log_partition_start = _log_product(log_partition_start[:, None, :], product).squeeze(1)
+    log_partition = (log_partition_start + crf.end_transitions).logsumexp(dim=1)
+    return log_partition - gold_score
+
+
+def _tree_product(matrices: torch.Tensor) -> torch.Tensor:
+    """`M[:, 0] ... M[:, n - 1]` in the (logsumexp, +) semiring by pairwise products, `(batch_size, L, L)`; exact
+    scores (no shift), as the log partition needs them."""
+    while matrices.shape[1] > 1:
+        if matrices.shape[1] % 2:
+            identity = torch.full_like(matrices[:, :1], float("-inf"))
+            identity[..., range(matrices.shape[-1]), range(matrices.shape[-1])] = 0.0
+            matrices = torch.cat([matrices, identity], dim=1)
+        matrices = _log_product(matrices[:, 0::2], matrices[:, 1::2])
+    return matrices[:, 0]
 
 
 class HSTLFamilyLayer(nn.Module):
@@ -275,12 +480,25 @@ class HSTLTaskHead(nn.Module):
         crf_mask = word_mask.clone()
         crf_mask[:, 0] = True
         crf_labels = labels.masked_fill(~crf_mask | (labels == PAD_LABEL_ID), 0)
-        log_likelihood = self.crf(emissions, crf_labels, mask=crf_mask, reduction="none")
-        return torch.where(has_words, -log_likelihood, torch.zeros_like(log_likelihood))
+        negative_log_likelihood = crf_negative_log_likelihood(self.crf, emissions, crf_labels, crf_mask)
+        return torch.where(has_words, negative_log_likelihood, torch.zeros_like(negative_log_likelihood))
+
+
+AUTO_MAP = {
+    "AutoConfig": "configuration_hstl.HSTLConfig",
+    "AutoModel": "modeling_hstl.HSTLModel",
+    "AutoModelForTokenClassification": "modeling_hstl.HSTLForTokenClassification",
+}
+"""config.json's `auto_map`: the Auto classes that load an HSTL folder (both models share one set of weights)."""
 
 
 class HSTLPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and loading for HSTL models."""
+    """Weight initialisation and loading for HSTL models.
+
+    Its config names every Auto class (`AUTO_MAP`) and pipeline (`pipeline_hstl.custom_pipelines_entry`) of an HSTL
+    folder, so that `save_pretrained` and `push_to_hub` write a folder that loads both ways, whichever model class
+    saves it.
+    """
 
     config_class = HSTLConfig
     # HSTLForTokenClassification holds an HSTLModel as `hstl`: transformers adds or strips this prefix per weight, so
@@ -288,6 +506,11 @@ class HSTLPreTrainedModel(PreTrainedModel):
     base_model_prefix = "hstl"
     supports_gradient_checkpointing = True
     _no_split_modules = ["HSTLTaskHead"]
+
+    def __init__(self, config: HSTLConfig, *inputs, **kwargs):
+        super().__init__(config, *inputs, **kwargs)
+        config.auto_map = {**(getattr(config, "auto_map", None) or {}), **AUTO_MAP}
+        config.custom_pipelines = custom_pipelines_entry()
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -558,11 +781,14 @@ class HSTLTokenClassificationOutput(ModelOutput):
 
     Args:
         logits (`torch.FloatTensor` of shape `(batch_size, seq_len, config.num_labels)`):
-            Scores over `config.id2label` (the merged label space of the heads, over shared entity types). At each
-            word's first sub-token: for each label, the highest log-probability that a head gives a label of its own
-            that is this label once its type is mapped to the shared entity type (`config.entity_labels`; log-softmax
-            of the head's emission scores; `-inf` when no head applied has it); 0 at other sub-tokens. These are
-            scores before the CRF: their argmax ignores the label transitions, `predictions` holds the CRF decoding.
+            Log CRF marginals over `config.id2label` (the merged label space of the heads, over shared entity types).
+            At each word's first sub-token, for each label: the log of the highest probability that a head's CRF
+            gives the word that label (forward-backward over the whole input, transitions included; a head's labels
+            that map to one shared label, as JNLPBA's B-DNA and B-protein both map to B-Gene, add up), `-inf` when no
+            head applied has it; 0 at other sub-tokens. So `logits.argmax(-1)` at word starts is the max-marginal
+            decoding, which agrees with the Viterbi decoding of `predictions` on nearly every word (they can differ
+            where a head is unsure) and a run_ner-style evaluation that takes the argmax at first sub-tokens scores
+            the CRF's words.
         predictions (`torch.LongTensor` of shape `(batch_size, seq_len)`):
             Label ids in `config.id2label` at each word's first sub-token, `-100` elsewhere: each head decoded by its
             own CRF, the heads' mentions merged by the "confidence" policy (`mentions_hstl.merge_mentions`), as
@@ -632,10 +858,10 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
     mentions dropped) and written back as IOB2 labels of the merged space. Pass `tasks` to use only some heads, in
     priority order.
 
-    It accepts a plain tokenizer's output, `model(**tokenizer(text, return_tensors="pt"))`: without `word_ids` every
-    attended sub-token (special tokens included) counts as a word; pass `word_ids` (the tokenizer's `word_ids()`, -1
-    at special tokens) to have each word read at its first sub-token as in training, or `word_start_positions` as
-    `HSTLModel` takes them. Inference only: training goes through `HSTLModel` (`train.py`, `finetune.py`).
+    HSTL tags words, each read at its first sub-token, and `input_ids` alone do not say where words start: pass
+    `word_ids` (the tokenizer's `word_ids()`, -1 at special tokens and padding) or `word_start_positions` as
+    `HSTLModel` takes them; a call with neither raises `ValueError` rather than tag sub-word fragments as words.
+    Inference only: training goes through `HSTLModel` (`train.py`, `finetune.py`).
     """
 
     def __init__(self, config: HSTLConfig):
@@ -673,11 +899,16 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if word_start_positions is None:
+            if word_ids is None:
+                raise ValueError(
+                    "word_ids: expected the tokenizer's word_ids() as a tensor (-1 at special tokens and padding) or "
+                    "word_start_positions, got neither: HSTL labels words at their first sub-token, and input_ids "
+                    "alone do not say where words start")
             word_start_positions = word_start_positions_from(attention_mask, word_ids)
         task_names = self.config.task_names if tasks is None else list(tasks)
         tagged = self.hstl.tag(input_ids, word_start_positions, attention_mask, token_type_ids, tasks=task_names,
                                return_marginals=True)
-        word_logits = self._merged_log_probabilities(tagged.emissions, tagged.word_mask)
+        word_logits = self._merged_log_marginals(tagged.marginals, tagged.word_mask)
         word_predictions = self._merged_predictions(tagged.predictions, tagged.marginals, tagged.word_mask)
         batch_size, seq_len = input_ids.shape
         # Word values go to their first sub-token; padding words (-1) are sent to an extra column that is cut off.
@@ -694,17 +925,18 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
             task_predictions=tagged.predictions,
         )
 
-    def _merged_log_probabilities(self, emissions: dict[str, torch.Tensor], word_mask: torch.Tensor) -> torch.Tensor:
-        """`(batch_size, num_words, num_labels)`: per merged label, the best log-probability any head gives it."""
-        first = next(iter(emissions.values()))
-        merged = first.new_full((*first.shape[:2], self.config.num_labels), float("-inf"))
-        for name, head_emissions in emissions.items():
-            # Several label types of one head may share an entity type (JNLPBA's B-DNA and B-protein are both B-Gene):
-            # scatter_reduce takes the best of them.
+    def _merged_log_marginals(self, marginals: dict[str, torch.Tensor], word_mask: torch.Tensor) -> torch.Tensor:
+        """`(batch_size, num_words, num_labels)`: per merged label, the log of the highest CRF marginal any head gives
+        it (a head's labels of one merged label summed first)."""
+        first = next(iter(marginals.values()))
+        merged = first.new_zeros((*first.shape[:2], self.config.num_labels))
+        for name, head_marginals in marginals.items():
             merged_ids = torch.tensor([self.config.label2id[label] for label in self.config.entity_labels(name)],
-                                      device=merged.device).expand_as(head_emissions)
-            merged = merged.scatter_reduce(-1, merged_ids, head_emissions.float().log_softmax(-1), reduce="amax")
-        return merged.masked_fill(~word_mask.unsqueeze(-1), 0.0)
+                                      device=merged.device).expand_as(head_marginals)
+            # shape: (batch_size, num_words, num_labels): this head's probability of each merged label
+            head_probabilities = first.new_zeros(merged.shape).scatter_add(-1, merged_ids, head_marginals.float())
+            merged = torch.maximum(merged, head_probabilities)
+        return merged.log().masked_fill(~word_mask.unsqueeze(-1), 0.0)
 
     def _merged_predictions(self, predictions: dict[str, torch.Tensor], marginals: dict[str, torch.Tensor],
                             word_mask: torch.Tensor) -> torch.LongTensor:

@@ -6,9 +6,11 @@
     ner("Cisplatin-induced nephrotoxicity in rats.", tasks=["BC5CDR-chem"])
     # [{"entity_group": "Chemical", "score": 0.97, "word": "Cisplatin", "start": 0, "end": 9, "task": "BC5CDR-chem"}]
 
-A model folder registers this class for two tasks in config.json's `custom_pipelines`: `"token-classification"`
-(loading the model with `AutoModelForTokenClassification`) and `"hstl-ner"` (with `AutoModel`); both behave the same.
-As the folder names two tasks, `pipeline(...)` needs the task named.
+A model folder registers this class in config.json's `custom_pipelines` under `"token-classification"` and every
+alias transformers resolves to it (`"ner"`), loading the model with `AutoModelForTokenClassification`, and under
+`"hstl-ner"` (with `AutoModel`); all behave the same. As the folder names several tasks, `pipeline(...)` needs the
+task named. `model.save_pretrained`, the pipeline's own `save_pretrained` and `push_to_hub` keep every entry and copy
+this file with its siblings.
 
 Text is split into sentences and words, sentences are cut into overlapping encoder windows of
 `config.window_max_length` sub-tokens sharing `config.window_overlap` (the training run's settings; nothing is
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoModel, Pipeline
+from transformers import AutoModel, AutoModelForTokenClassification, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 try:
@@ -76,8 +78,8 @@ class HSTLNERPipeline(Pipeline):
         aggregation_strategy (`str`, *optional*, defaults to `"simple"`): see `AGGREGATION_STRATEGIES`.
         ignore_labels (`list[str]`, *optional*, defaults to `["O"]`): entities whose `entity_group` (or, with
             `aggregation_strategy="none"`, whose `entity`) is listed are left out.
-        window_batch_size (`int`, *optional*, defaults to 32): windows per forward pass. The pipeline's own
-            `batch_size` must stay 1: one text's windows are batched already.
+        batch_size (`int`, *optional*, defaults to 32): encoder windows per forward pass; the windows of all the
+            texts of a list input are batched together. `window_batch_size` is another name of it.
 
     Windows come from the model's config (`window_max_length`, `window_overlap`). Each entity is `{"entity_group",
     "score", "word", "start", "end", "task"}` (offsets in characters, end exclusive), sorted by start, end, then head
@@ -92,11 +94,27 @@ class HSTLNERPipeline(Pipeline):
     _load_video_processor = False
 
     def __call__(self, inputs: str | list[str], **kwargs: Any):
-        batch_size = kwargs.get("batch_size")
-        if batch_size not in (None, 1):
-            raise ValueError(f"batch_size: expected 1 (a text's windows are batched by window_batch_size), "
-                             f"got {batch_size}")
-        return super().__call__(inputs, **kwargs)
+        """Tags one text (a list of entity dicts) or a list of texts (a list of such lists). `batch_size` is the
+        number of encoder windows per forward pass, as in transformers' token-classification pipeline, whose items
+        are a text's chunks: the windows of all the texts of a list are sorted by length and batched together
+        (`window_batch_size` is the same setting under its older name)."""
+        batch_size = kwargs.pop("batch_size", None)
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+                raise ValueError(f"batch_size: expected an int >= 1 (encoder windows per forward pass), "
+                                 f"got {batch_size!r}")
+            if kwargs.get("window_batch_size", batch_size) != batch_size:
+                raise ValueError(f"batch_size: expected the same value as window_batch_size (two names of one "
+                                 f"setting), got {batch_size} and {kwargs['window_batch_size']}")
+            kwargs["window_batch_size"] = batch_size
+        if not isinstance(inputs, (list, tuple)):
+            return super().__call__(inputs, **kwargs)
+        preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
+        forward_params = {**self._forward_params, **forward_params}
+        postprocess_params = {**self._postprocess_params, **postprocess_params}
+        texts = [self.preprocess(text, **preprocess_params) for text in inputs]
+        return [self.postprocess(output, **postprocess_params)
+                for output in self._forward_texts(texts, **forward_params)]
 
     def _sanitize_parameters(self, tasks: list[str] | None = None, merge: str | None = None,
                              aggregation_strategy: str | None = None, ignore_labels: list[str] | None = None,
@@ -151,8 +169,13 @@ class HSTLNERPipeline(Pipeline):
     def _forward(self, model_inputs: dict[str, Any], tasks: list[str] | None = None,
                  window_batch_size: int = DEFAULT_WINDOW_BATCH_SIZE) -> dict[str, Any]:
         """Per head and window: the label id and the CRF marginals (one row per label) of each window word."""
+        return self._forward_texts([model_inputs], tasks, window_batch_size)[0]
+
+    def _forward_texts(self, texts: list[dict[str, Any]], tasks: list[str] | None = None,
+                       window_batch_size: int = DEFAULT_WINDOW_BATCH_SIZE) -> list[dict[str, Any]]:
+        """`_forward` of several preprocessed texts, their windows batched together."""
         task_names = list(tasks) if tasks is not None else list(self.model.config.task_names)
-        windows = model_inputs["windows"]
+        windows = [window for text in texts for window in text["windows"]]
         window_labels = {name: [None] * len(windows) for name in task_names}
         window_marginals = {name: [None] * len(windows) for name in task_names}
         collator = HSTLDataCollator(self.tokenizer)
@@ -160,7 +183,8 @@ class HSTLNERPipeline(Pipeline):
         order = length_sorted_order([len(window["input_ids"]) for window in windows])
         for batch_start in range(0, len(order), window_batch_size):
             batch_indices = order[batch_start:batch_start + window_batch_size]
-            batch = self._ensure_tensor_on_device(collator([windows[index] for index in batch_indices]), self.device)
+            batch = self._ensure_tensor_on_device(collator([windows[index] for index in batch_indices]),
+                                                  self.device)
             output = self.model.tag(batch["input_ids"], batch["word_start_positions"], batch["attention_mask"],
                                     batch.get("token_type_ids"), tasks=task_names, return_marginals=True)
             for name in task_names:
@@ -169,8 +193,15 @@ class HSTLNERPipeline(Pipeline):
                     num_words = len(windows[index]["word_start_positions"])
                     window_labels[name][index] = labels[row][:num_words]
                     window_marginals[name][index] = marginals[row][:num_words]
-        return {**model_inputs, "task_names": task_names, "window_labels": window_labels,
-                "window_marginals": window_marginals}
+        outputs, first = [], 0
+        for text in texts:  # a text's windows are consecutive in `windows`
+            last = first + len(text["windows"])
+            outputs.append({**text, "task_names": task_names,
+                            "window_labels": {name: labels[first:last] for name, labels in window_labels.items()},
+                            "window_marginals": {name: marginals[first:last]
+                                                 for name, marginals in window_marginals.items()}})
+            first = last
+        return outputs
 
     def postprocess(self, model_outputs: dict[str, Any], merge: str = "confidence",
                     aggregation_strategy: str = "simple", ignore_labels: list[str] | None = None,
@@ -222,14 +253,37 @@ def words_of_sentences(text: str) -> list[list[Word]]:
     return [tokenize(text[start:end], start) for start, end in split_sentences(text)]
 
 
+TOKEN_CLASSIFICATION = "token-classification"
+
+
+def token_classification_task_names() -> list[str]:
+    """`"token-classification"` and every alias that transformers resolves to it (`"ner"`): `pipeline(name, ...)`
+    reads a folder's `custom_pipelines` under the name it is given, before resolving aliases, so each needs an entry
+    or the call silently builds transformers' own pipeline."""
+    aliases = [alias for alias, task in PIPELINE_REGISTRY.task_aliases.items() if task == TOKEN_CLASSIFICATION]
+    return [TOKEN_CLASSIFICATION, *sorted(aliases)]
+
+
+def pipeline_tasks() -> dict[str, dict[str, Any]]:
+    """Every pipeline task name this class serves, as `PIPELINE_REGISTRY` holds one (`impl`, `pt`, `type`): the
+    token-classification names with `AutoModelForTokenClassification`, `"hstl-ner"` with `AutoModel`."""
+    tasks = {name: {"impl": HSTLNERPipeline, "pt": (AutoModelForTokenClassification,), "type": "text"}
+             for name in token_classification_task_names()}
+    tasks[PIPELINE_TASK] = {"impl": HSTLNERPipeline, "pt": (AutoModel,), "type": "text"}
+    return tasks
+
+
 def custom_pipelines_entry() -> dict[str, dict[str, Any]]:
-    """The `custom_pipelines` value of config.json: `pipeline("token-classification", model=...,
-    trust_remote_code=True)` and `pipeline("hstl-ner", ...)` both find this class."""
+    """The `custom_pipelines` value of config.json (`pipeline_tasks` with class names): `pipeline(name,
+    model=..., trust_remote_code=True)` finds this class for each of its names."""
     impl = f"{__name__.split('.')[-1]}.{HSTLNERPipeline.__name__}"
-    return {"token-classification": {"impl": impl, "pt": ["AutoModelForTokenClassification"], "type": "text"},
-            PIPELINE_TASK: {"impl": impl, "pt": ["AutoModel"], "type": "text"}}
+    return {name: {"impl": impl, "pt": [model_class.__name__ for model_class in task["pt"]], "type": task["type"]}
+            for name, task in pipeline_tasks().items()}
 
 
 # In-process use (`pipeline("hstl-ner", model=model, tokenizer=tokenizer)`) needs the task registered; the remote copy
 # of this file registers itself again when the Hub loads it, which is harmless.
 PIPELINE_REGISTRY.register_pipeline(PIPELINE_TASK, pipeline_class=HSTLNERPipeline, pt_model=AutoModel, type="text")
+# `Pipeline.save_pretrained` writes config.json's `custom_pipelines` from `_registered_impl`, which registering sets to
+# the one task registered: all of them, so that a saved pipeline keeps "token-classification" and its aliases.
+HSTLNERPipeline._registered_impl = pipeline_tasks()

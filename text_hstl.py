@@ -16,14 +16,26 @@ does and never ends up inside a mention, and offsets still count it. Every other
 characters included, belongs to exactly one token, so no text is lost.
 
 Sentences end at `.`, `!` or `?` (optionally followed by closing quotes or brackets) when whitespace and then a capital
-letter, a digit or an opening bracket or quote follow, except after an abbreviation: a known one ("e.g.", "i.e.",
-"et al.", "Fig.", "vs.", "Dr.", "approx.", ...), dotted initials ("U.S.", "a.m."), a single capital letter ("E. coli",
-"J. Smith") and "no."/"vol."/"p."/"pp." before a number. A blank line (a paragraph break) always ends a sentence; a
-single line break is only whitespace, so hard-wrapped text reads as it would unwrapped.
+letter, a digit or an opening bracket or quote follow, except after an abbreviation. A period followed directly by a
+capitalized word ("mg/kg.The") ends a sentence too when a lowercase letter, a digit or a closing bracket precedes it
+and the word is no abbreviation: a missing space after the full stop. The abbreviations:
 
-Each boundary depends only on the word before it and the first character after the whitespace that follows it, so
-splitting any text that starts at a sentence start gives the same later boundaries as splitting the whole text:
-readers can split a long stream piece by piece.
+- titles ("Dr.", "Prof.", "St.", ...): always, a name follows;
+- known ones ("e.g.", "i.e.", "et al.", "Fig.", "vs.", "approx.", ...) and dotted initials ("U.S.", "a.m."): unless the
+  next word is one that starts sentences and is rarely capitalized inside one (`SENTENCE_STARTERS`: "The", "In",
+  "We", "However", ...): "in the U.S. Food trial" is one sentence, "in the U.S. The study" two, as is "et al. The";
+- "no."/"vol."/"p."/"pp." before a number;
+- a single capital letter ("E. coli", "J. Smith") is an initial, except after a lowercase word of the same sentence
+  or before a sentence starter: there it names something ("vitamin C. The", "gene A. Expression", "hepatitis B. In"),
+  which in biomedical text is far more frequent at a sentence's end than an initial after a lowercase word ("by J.
+  Smith" is cut after "J.").
+
+A blank line (a paragraph break) always ends a sentence; a single line break is only whitespace, so hard-wrapped text
+reads as it would unwrapped.
+
+Each boundary depends only on the text of its own sentence and on the next word, so splitting any text that starts at
+a sentence start gives the same later boundaries as splitting the whole text: readers can split a long stream piece
+by piece.
 """
 
 from __future__ import annotations
@@ -41,6 +53,19 @@ ABBREVIATIONS = frozenset({
 NUMBER_ABBREVIATIONS = frozenset({"no", "nos", "vol", "p", "pp"})
 """Lower-cased words that abbreviate only before a number ("no. 5"); "... the answer was no. The" still ends."""
 
+TITLES = frozenset({"dr", "drs", "mr", "mrs", "ms", "prof", "st", "jr", "sr"})
+"""Lower-cased abbreviations that a name always follows: their period never ends a sentence."""
+
+SENTENCE_STARTERS = frozenset({
+    "The", "This", "These", "That", "Those", "There", "Here", "It", "Its", "We", "Our", "They", "Their", "A", "An",
+    "In", "On", "At", "By", "For", "From", "To", "With", "Within", "Without", "Of", "As", "After", "Before", "During",
+    "Although", "Though", "However", "Moreover", "Furthermore", "Thus", "Therefore", "Hence", "Finally", "Since",
+    "When", "While", "Whereas", "If", "Among", "Both", "All", "Such", "Each", "Further", "Additionally", "Similarly",
+    "Conversely", "Taken", "Together", "Overall", "Notably", "Interestingly", "Importantly", "Nevertheless",
+})
+"""Words that start sentences and are rarely capitalized inside one: after an abbreviation or initial, one of them
+means the period ended the sentence ("in the U.S. The study")."""
+
 _WORD_RUN = r"(?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])+"
 # A token: letters and digits (plus the combining diacritics of decomposed accented letters), or one other character.
 _BLANK = r"\s\x00-\x1f\x7f-\x9f"
@@ -52,7 +77,11 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r]*\n\s*")
 # A paragraph break is a line of nothing but ASCII spaces and TABs (`hstl.formats.common.is_separator`): a line
 # holding U+3000 or U+00A0 is text, as it is in every reader.
 _DOTTED_INITIALS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
+# A period with no space before a capitalized word: "mg/kg.The".
+_GLUED_PERIOD = re.compile(r"\.(?=[^\W\d_][^\W\d_])")
+_FIRST_WORD = re.compile(r"[^\W\d_]+")
 _OPENING_CHARACTERS = frozenset("([{\"'\u201c\u2018")
+_CLOSING_CHARACTERS = "\"'\u201d\u2019)]}"
 
 
 def is_blank(character: str) -> bool:
@@ -82,15 +111,69 @@ def _word_before(text: str, position: int) -> str:
     return text[word_start:position].lstrip("([{\"'\u201c\u2018")
 
 
-def _is_abbreviation(word: str, next_character: str) -> bool:
-    """Whether a period right after `word`, followed by whitespace and `next_character`, belongs to the word."""
+def _next_word(text: str, position: int) -> str:
+    """The run of letters that starts at `position` (empty when a letter does not start there)."""
+    match = _FIRST_WORD.match(text, position)
+    return match.group() if match else ""
+
+
+def _previous_word_in_sentence(text: str, word_start: int) -> str:
+    """The whitespace-separated word before the one starting at `word_start` (from its sentence's start); empty when
+    there is none or when it ends with sentence-final punctuation (and closers): the word at `word_start` may then
+    start the sentence."""
+    end = word_start
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+    if end == word_start and word_start > 0:
+        return ""  # not separated by whitespace: no previous word of its own
+    previous = _word_in_sentence_before(text, end)
+    return "" if not previous or previous.rstrip(_CLOSING_CHARACTERS)[-1:] in ("", ".", "!", "?") else previous
+
+
+def _word_in_sentence_before(text: str, position: int) -> str:
+    """`_word_before`, cut after a glued sentence end inside it ("0.Dr" is "Dr" when "0." ends a sentence), so that
+    a word's rules read the same from the sentence start as from the whole text."""
+    run_start = position
+    while run_start > 0 and not text[run_start - 1].isspace():
+        run_start -= 1
+    word_start = run_start
+    for match in _GLUED_PERIOD.finditer(text, run_start, position):
+        if match.end() < position and _is_glued_boundary(text, match.start()):
+            word_start = match.end()
+    return text[word_start:position].lstrip("([{\"'\u201c\u2018")
+
+
+def _is_glued_boundary(text: str, period: int) -> bool:
+    """Whether the period at `period`, directly followed by a capitalized word, ends a sentence ("mg/kg.The")."""
+    next_position = period + 1
+    if period == 0 or next_position + 1 >= len(text):
+        return False
+    if not (text[next_position].isupper() and text[next_position + 1].islower()):
+        return False
+    before = text[period - 1]
+    if not (before.islower() or before.isdigit() or before in ")]}"):
+        return False
+    return not _is_abbreviation(text, period, next_position)
+
+
+def _is_abbreviation(text: str, period: int, next_position: int) -> bool:
+    """Whether the period at `period`, followed by the sentence-like start at `next_position`, belongs to the word
+    before it (see the module docstring for the rules)."""
+    word = _word_in_sentence_before(text, period)
     lowered = word.lower()
+    if lowered in TITLES:
+        return True
+    next_word = _next_word(text, next_position)
+    starter = next_word in SENTENCE_STARTERS
     if lowered in ABBREVIATIONS or _DOTTED_INITIALS.fullmatch(word):
+        return not starter
+    if lowered in NUMBER_ABBREVIATIONS and text[next_position].isdigit():
         return True
-    if lowered in NUMBER_ABBREVIATIONS and next_character.isdigit():
-        return True
-    # "E. coli", "J. Smith": a lone capital is an initial far more often than a sentence-final word.
-    return len(word) == 1 and word.isupper()
+    if len(word) == 1 and word.isupper():
+        # "E. coli", "J. Smith" are initials; "vitamin C. The", "gene A. Expression" end a sentence.
+        previous = _previous_word_in_sentence(text, period - 1)
+        return not starter and not previous[:1].islower()
+    return False
 
 
 def _starts_sentence(character: str) -> bool:
@@ -108,10 +191,11 @@ def _boundaries(text: str) -> list[int]:
         next_character = text[next_position]
         if not _starts_sentence(next_character):
             continue
-        if match.group().startswith(".") and _is_abbreviation(_word_before(text, match.start()), next_character):
+        if match.group().startswith(".") and _is_abbreviation(text, match.start(), next_position):
             continue
         boundaries.append(punctuation_end)
-    return boundaries
+    boundaries.extend(match.end() for match in _GLUED_PERIOD.finditer(text) if _is_glued_boundary(text, match.start()))
+    return sorted(boundaries)
 
 
 def _stripped_span(text: str, start: int, end: int) -> tuple[int, int] | None:

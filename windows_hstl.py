@@ -43,6 +43,30 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
+DEFAULT_MAX_LENGTH = 128
+"""Sub-tokens per encoder window, special tokens included, when neither a run config nor a model config says."""
+
+DEFAULT_OVERLAP = 16
+"""Sub-tokens of context shared by consecutive windows of a long sentence, by default."""
+
+
+def check_window_size(max_length: Any, overlap: Any, names: tuple[str, str] = ("max_length", "overlap")) -> None:
+    """The one rule for window settings, wherever they come from (a run config's `training.max_length` and
+    `training.window_overlap`, `HSTLConfig.window_max_length` and `window_overlap`, `predict.py --max_length
+    --overlap`): `max_length` an int >= 2, and `0 <= overlap < max_length // 2`, so that consecutive windows share
+    less than half of either. `names` are the two settings as the caller's user spells them.
+
+    Raises:
+        ValueError: naming the setting, what was expected and what came.
+    """
+    max_length_name, overlap_name = names
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"{max_length_name}: expected an int >= 2, got {max_length!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < max_length // 2:
+        raise ValueError(f"{overlap_name}: expected an int with 0 <= {overlap_name} < {max_length_name} // 2 = "
+                         f"{max_length // 2}, got {overlap!r}")
+
+
 PADDING_WORD_POSITION = -1
 """`word_start_positions` entry of padding words."""
 
@@ -289,7 +313,9 @@ def _encode_window(
 
 
 def _window_budget(max_length: int, overlap: int, template: SpecialTokensTemplate) -> int:
-    """Sub-tokens a window may hold once the special tokens are in, after checking `max_length` and `overlap`."""
+    """Sub-tokens a window may hold once the special tokens are in, after checking `max_length` and `overlap`
+    (`check_window_size`, then that the tokenizer's special tokens leave room for more than the overlap)."""
+    check_window_size(max_length, overlap)
     budget = max_length - template.num_special_tokens
     if budget < 1:
         raise ValueError(

@@ -209,12 +209,35 @@ def push_model_folder(folder: str | Path, repo_id: str, *, token: str | None = N
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    commit = api.upload_folder(
-        folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message, revision=revision,
-        ignore_patterns=["checkpoints/**", "tokenizer/**", "*.incomplete/**", "runs/**", "best_model/**"],
-    )
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(
+            folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message=commit_message,
+            revision=revision,
+            ignore_patterns=["checkpoints/**", "tokenizer/**", "*.incomplete/**", "runs/**", "best_model/**"],
+        )
+    except _hub_errors() as error:
+        raise PublishError(f"{repo_id}: expected to create and upload to this Hub repository, got "
+                           f"{type(error).__name__}: {_first_line(error)} (check the network and `hf auth login`; "
+                           f"--dry-run OUT writes the folder without uploading)") from None
     return str(getattr(commit, "commit_url", commit))
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """What a Hub call raises when the Hub refuses it or cannot be reached: huggingface_hub's HTTP errors, OSError
+    (offline mode, DNS, refused connections) and the HTTP client's own transport errors (`httpx`, or the `httpx2`
+    that some huggingface_hub releases use)."""
+    import importlib
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError, OSError]
+    for client in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(client).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
 
 
 def publish_model(model_dir: str | Path, repo_id: str, *, results=None, token: str | None = None,

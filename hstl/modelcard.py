@@ -1,8 +1,8 @@
 """The model card (README.md) of a model folder, built with `huggingface_hub.ModelCard`.
 
 The card's YAML metadata carries the licence, tags, base model (the encoder's Hub id), the corpora as Hub dataset ids
-where they have one, a widget example, the pipeline tag and a `model-index` with one entry per corpus, split
-(`validation`, `test`) and metric (entity-level precision, recall and F1 as conlleval and seqeval's default mode count
+where the full corpus was used and has one (a sample is named as the sample, with the size of each scored split), a
+widget example, the pipeline tag and a `model-index` with one entry per corpus, split (`validation`, `test`) and metric (entity-level precision, recall and F1 as conlleval and seqeval's default mode count
 them), so the Hub shows the scores; the body says what the model is (the hierarchy, its tasks and entity families),
 how it was trained (from the folder's `run_config.yaml`; a demo, trained on the sample shipped with `hstl`, and a
 model trained from scratch say so), its results, its intended use and limitations, how to use it, what
@@ -15,6 +15,7 @@ Scores come from `eval/evaluate_model.py`'s `results.json` (`{corpus: {split: sc
 from __future__ import annotations
 
 import json
+import os
 import re
 from importlib import metadata
 from pathlib import Path
@@ -213,14 +214,42 @@ def trained_from_scratch(run_config: dict[str, Any] | None) -> bool:
     return not model.get("encoder")
 
 
+def trained_on_sample(run_config: dict[str, Any] | None) -> bool:
+    """Whether the run's own training data is the small sample shipped with `hstl` (a `sample:` data folder), as
+    configs/demo.yaml and configs/demo-xlnet-scratch.yaml train it."""
+    return any(is_sample_task(task) for task in (run_config or {}).get("tasks") or [])
+
+
+def is_sample_task(task: dict[str, Any]) -> bool:
+    """Whether a run-config task reads the sample shipped with `hstl` (`data_dir: sample:NAME`)."""
+    return str(task.get("data_dir") or "").startswith(SAMPLE_PREFIX)
+
+
+def started_from_demo(run_config: dict[str, Any] | None) -> bool:
+    """Whether a stage-2 run started from a model trained on the shipped sample (False when the stage-1 model's run
+    config cannot be read)."""
+    stage_one = stage_one_run_config((run_config or {}).get("model") or {})
+    return stage_one is not None and (trained_on_sample(stage_one) or started_from_demo(stage_one))
+
+
 def is_demo(run_config: dict[str, Any] | None) -> bool:
-    """Whether the model was trained on the small sample shipped with `hstl` (a `sample:` data folder), as
-    configs/demo.yaml and configs/demo-xlnet-scratch.yaml train it; for stage 2, also when the stage-1 model was."""
-    run_config = run_config or {}
-    if any(str(task.get("data_dir") or "").startswith(SAMPLE_PREFIX) for task in run_config.get("tasks") or []):
-        return True
-    stage_one = stage_one_run_config(run_config.get("model") or {})
-    return stage_one is not None and is_demo(stage_one)
+    """Whether the model was trained on the sample shipped with `hstl`, itself or in its stage-1 model."""
+    return trained_on_sample(run_config) or started_from_demo(run_config)
+
+
+def sample_split_sizes(corpus: str) -> dict[str, int]:
+    """Sentences per split (`train`, `validation`, `test`) of the shipped sample of `corpus`; empty when there is no
+    such sample."""
+    from .data import read_split_dir, sample_data_dir
+
+    folder = sample_data_dir() / corpus
+    if not folder.is_dir():
+        return {}
+    return {split: len(sentences) for split, sentences in read_split_dir(folder).items()}
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
 def corpus_of(task: dict[str, Any]) -> str:
@@ -254,17 +283,45 @@ def runtime_requirements() -> list[str]:
 # Metadata
 
 
-def eval_results_from(results: ScoresByCorpus, corpus_by_task: dict[str, str] | None = None) -> list[EvalResult]:
-    """One `EvalResult` per corpus (or task), split and metric: the dataset name is the results' key, its type the
-    corpus's Hub dataset id (or name), and the split `validation` for the corpora's `devel`."""
-    corpus_by_task = corpus_by_task or {}
+def sample_corpora(run_config: dict[str, Any] | None) -> set[str]:
+    """Task names and corpora of the run that were read from the shipped sample, not the full corpus."""
+    tasks = [task for task in (run_config or {}).get("tasks") or [] if is_sample_task(task)]
+    return {task.get("name") for task in tasks} | {corpus_of(task) for task in tasks}
+
+
+def split_size(corpus: str, split: str, scores: dict[str, Any], sample: bool) -> str:
+    """The size of the scored split: its sentences (from the scores, else for a sample split from the sample's files)
+    and gold mentions, as the card prints it; `"?"` parts when not recorded."""
+    sentences = scores.get("num_sentences")
+    if sentences is None and sample:
+        sentences = sample_split_sizes(corpus).get(split if split != "devel" else "validation")
+    mentions = scores.get("num_gold")
+    return (f"{sentences if sentences is not None else '?'} sentences, "
+            f"{mentions if mentions is not None else '?'} mentions")
+
+
+def eval_results_from(results: ScoresByCorpus, corpus_by_task: dict[str, str] | None = None,
+                      samples: set[str] | None = None) -> list[EvalResult]:
+    """One `EvalResult` per corpus (or task), split and metric. A full corpus is named by its Hub dataset id where it
+    has one (`HUB_DATASET_IDS`), else by its name; a sample (`samples`: the task names and corpora read from the
+    sample shipped with `hstl`) never by a Hub id, but as the sample, with the size of the scored split. The split
+    is `validation` for the corpora's `devel`."""
+    corpus_by_task, samples = corpus_by_task or {}, samples or set()
     eval_results = []
-    for corpus, by_split in results.items():
+    for name, by_split in results.items():
+        corpus = corpus_by_task.get(name, name)
+        sample = name in samples or corpus in samples
         for split, scores in by_split.items():
+            if sample:
+                dataset_type = f"{corpus} sample (hstl)"  # spaces: never read as a Hub dataset id
+                dataset_name = (f"{name}: the sample of {corpus} shipped with hstl "
+                                f"({split_size(corpus, split, scores, True)})")
+            else:
+                dataset_type, dataset_name = dataset_id(corpus), name
             for metric in CARD_METRICS:
                 eval_results.append(EvalResult(
                     task_type="token-classification", task_name="Named entity recognition",
-                    dataset_type=dataset_id(corpus_by_task.get(corpus, corpus)), dataset_name=corpus,
+                    dataset_type=dataset_type, dataset_name=dataset_name,
                     dataset_split=CARD_SPLIT_NAMES.get(split, split),
                     metric_type=metric, metric_name=METRIC_NAMES[metric], metric_value=scores[metric],
                 ))
@@ -281,7 +338,10 @@ def corpora_of(config: dict[str, Any], results: ScoresByCorpus, run_config: dict
 def card_data(config: dict[str, Any], repo_id: str, results: ScoresByCorpus,
               run_config: dict[str, Any] | None) -> ModelCardData:
     corpus_by_task = corpora_of(config, results, run_config)
-    datasets = list(dict.fromkeys(dataset_id(corpus) for corpus in corpus_by_task.values()))
+    samples = sample_corpora(run_config)
+    # `datasets` lists Hub datasets the model was trained or scored on: only full corpora that have a Hub id.
+    datasets = list(dict.fromkeys(HUB_DATASET_IDS[corpus] for name, corpus in corpus_by_task.items()
+                                  if corpus in HUB_DATASET_IDS and name not in samples and corpus not in samples))
     return ModelCardData(
         license="apache-2.0",
         language=["en"],
@@ -292,7 +352,7 @@ def card_data(config: dict[str, Any], repo_id: str, results: ScoresByCorpus,
         base_model=base_model_of(run_config),
         metrics=["seqeval"],
         model_name=repo_id.split("/")[-1],
-        eval_results=eval_results_from(results, corpus_by_task) or None,
+        eval_results=eval_results_from(results, corpus_by_task, samples) or None,
         widget=[{"text": EXAMPLE_TEXT}],
     )
 
@@ -318,7 +378,7 @@ A hierarchical shared transfer learning (HSTL) tagger for biomedical named entit
 {level_two}
 3. per corpus (task): an emission layer and a linear-chain CRF over words (the first sub-token of each word).
 
-It has {len(tasks)} heads in {len(families)} entity families. Each head tags text with its own corpus's annotation
+It has {_plural(len(tasks), "head")} in {_plural(len(families), "entity family", "entity families")}. Each head tags text with its own corpus's annotation
 guidelines, so heads of one family may disagree on span boundaries: pick the head whose corpus suits your text.
 
 | head (task) | entity family | label types |
@@ -390,32 +450,43 @@ those with the best mean validation F1. The full run configuration is the `run_c
 """
 
 
-def results_section(results: ScoresByCorpus) -> str:
+def results_section(results: ScoresByCorpus, run_config: dict[str, Any] | None = None) -> str:
     if not results:
         return "## Results\n\nNo evaluation results were given for this model.\n"
-    rows = "\n".join(
-        f"| {corpus} | {CARD_SPLIT_NAMES.get(split, split)} | {scores['precision']:.4f} | {scores['recall']:.4f} | "
-        f"{scores['f1']:.4f} |"
-        for corpus, by_split in results.items() for split, scores in by_split.items()
-    )
+    corpus_by_task = {task.get("name"): corpus_of(task) for task in (run_config or {}).get("tasks", [])}
+    samples = sample_corpora(run_config)
+    rows = []
+    for name, by_split in results.items():
+        corpus = corpus_by_task.get(name, name)
+        sample = name in samples or corpus in samples
+        for split, scores in by_split.items():
+            data = f"{corpus}, the sample shipped with hstl" if sample else corpus
+            rows.append(f"| {name} | {data} | {CARD_SPLIT_NAMES.get(split, split)} | "
+                        f"{split_size(corpus, split, scores, sample)} | {scores['precision']:.4f} | "
+                        f"{scores['recall']:.4f} | {scores['f1']:.4f} |")
+    sample_note = ("\nScores on a sample (a few hundred sentences per corpus, 100 per test split) vary by several "
+                   "points between runs and are not comparable with scores on the full corpora.\n" if samples else "")
+    rows_text = "\n".join(rows)
     return f"""## Results
 
 Entity-level precision, recall and F1, micro-averaged over mentions, as `python -m eval.evaluate_model` computes them:
 a predicted mention counts only with its exact type, start and end, and mentions are read from IOB2 labels with
 conlleval's chunk rules. These are the numbers of conlleval and of seqeval's default mode (`evaluate`'s `seqeval`,
 or this repository's `eval/metrics/hstl_ner`), not of seqeval's `strict` mode, which reads ill-formed label
-sequences (an `I-` without a `B-`) differently.
-
-| corpus | split | precision | recall | F1 |
-|---|---|---:|---:|---:|
-{rows}
+sequences (an `I-` without a `B-`) differently. Each row names the data scored and its size (sentences, gold
+mentions; `?` where the results did not record it).
+{sample_note}
+| head | data | split | size | precision | recall | F1 |
+|---|---|---|---|---:|---:|---:|
+{rows_text}
 """
 
 
 def usage_code(repo_id: str, example_task: str | None) -> str:
     """The Python usage example of the card; tests run it against a local folder."""
     tasks_argument = f", tasks=[{json.dumps(example_task)}]" if example_task else ""
-    return f"""from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer, pipeline
+    return f"""import torch
+from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer, pipeline
 
 repo_id = {json.dumps(repo_id)}
 revision = None  # better: the commit hash of the revision whose code you have read (see "Remote code")
@@ -426,11 +497,15 @@ for entity in ner("{EXAMPLE_TEXT}"{tasks_argument}):
     print(entity["task"], entity["entity_group"], entity["start"], entity["end"], entity["word"],
           round(entity["score"], 3))
 
-# The token-classification view: logits over config.id2label (the heads' merged labels), CRF-decoded predictions.
+# The token-classification view over config.id2label (the heads' merged labels). It tags words, each at its first
+# sub-token, so it takes the tokenizer's word_ids (-1 at special tokens). `logits` are log CRF marginals: their argmax
+# at a word's first sub-token is the max-marginal label; `predictions` the CRF's Viterbi labels (-100 elsewhere).
 # AutoTokenizer reads config.json, which names this repository's code: it needs trust_remote_code too.
 tokenizer = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True, revision=revision)
 classifier = AutoModelForTokenClassification.from_pretrained(repo_id, trust_remote_code=True, revision=revision)
-output = classifier(**tokenizer("{EXAMPLE_TEXT}", return_tensors="pt"))
+encoding = tokenizer("{EXAMPLE_TEXT}", return_tensors="pt")
+word_ids = torch.tensor([[-1 if word is None else word for word in encoding.word_ids(0)]])
+output = classifier(**encoding, word_ids=word_ids)
 labels = [classifier.config.id2label[label] for label in output.predictions[0].tolist() if label >= 0]
 print(output.logits.shape, labels)
 
@@ -464,7 +539,12 @@ ties to the head listed first; `"none"` keeps every head's mentions, overlaps in
 with its IOB2 label as `entity`) and `ignore_labels` (entity types to leave out).
 
 `config.id2label` is the merged label space of the heads (`O`, then `B-`/`I-` of every entity type); the
-token-classification model decodes each head with its CRF and merges their mentions the same way. For CoNLL,
+token-classification model decodes each head with its CRF and merges their mentions the same way (`predictions`).
+Its `logits` are log CRF marginals, at each word's first sub-token (0 elsewhere): for each label, the log of the
+highest probability a head's CRF gives the word that label (forward-backward over the input; a head's label types
+that share an entity type add up). So `logits.argmax(-1)` at word starts, as a run_ner-style evaluation reads it, is
+the max-marginal decoding, which agrees with the Viterbi `predictions` on nearly every word. Pass the tokenizer's
+`word_ids` (as above): without them the model cannot tell where words start and raises `ValueError`. For CoNLL,
 plain-text or PubTator files, use `predict.py` of the `hstl` package.
 """
 
@@ -474,11 +554,17 @@ def origin_note(run_config: dict[str, Any] | None) -> str:
     scratch = trained_from_scratch(run_config)
     encoder = ("its encoder was trained from scratch (no pretrained weights)" if scratch
                else "its encoder started from pretrained weights")
-    if is_demo(run_config):
+    if trained_on_sample(run_config):
         return (f"**This model is a demonstration.** It was trained on the small sample of corpora shipped with the "
                 f"`hstl` package (a few hundred sentences per corpus) and {encoder}, so its scores are far below what "
                 f"HSTL reaches on whole corpora: use it to try the package and its Hub integration, not to tag text "
                 f"you care about.")
+    if started_from_demo(run_config):
+        data = ", ".join(_data_source(task) for task in (run_config or {}).get("tasks") or []) or "its own data"
+        return (f"**This model was fine-tuned from a demonstration model.** Its stage-1 model was trained on the "
+                f"small sample of corpora shipped with the `hstl` package and {encoder}; this model was then "
+                f"fine-tuned on {data} (see Training). Expect scores below what HSTL reaches from a stage-1 model "
+                f"trained on whole corpora.")
     if scratch:
         return ("**This model's encoder was trained from scratch** (no pretrained weights), so expect lower scores "
                 "than HSTL reaches with a pretrained encoder.")
@@ -554,18 +640,25 @@ The corpora:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def local_model_id(folder: Path) -> str:
+    """How the usage code of a card names a folder that is not published yet: its path relative to the working
+    directory, or its name when it lies outside it."""
+    relative = os.path.relpath(folder.resolve())
+    return folder.resolve().name if relative.startswith("..") else relative
+
+
 def build_model_card(folder: str | Path, repo_id: str | None = None,
                      results: ScoresByCorpus | None = None) -> ModelCard:
     """The card of the model folder `folder`, to be published as `repo_id`.
 
     Args:
         folder: a model folder (config.json; run_config.yaml and the remote-code `.py` files are described when there).
-        repo_id: the Hub repository the usage code loads; default: the folder's absolute path, so that the card of a
-            folder that is not published yet (training writes one) shows code that runs as it is.
+        repo_id: the Hub repository the usage code loads; default: the folder's path relative to the working
+            directory (its name when it lies elsewhere), never an absolute path of the machine that wrote it.
         results: `{corpus: {split: scores}}`; default: the folder's results.json or training's all_results.json.
     """
     folder = Path(folder)
-    repo_id = repo_id or str(folder.resolve())
+    repo_id = repo_id or local_model_id(folder)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder}: expected a model folder holding config.json, got none")
     config = _read_json(folder / "config.json", "a model config")
@@ -574,15 +667,20 @@ def build_model_card(folder: str | Path, repo_id: str | None = None,
     data = card_data(config, repo_id, results, run_config)
     code_files = sorted(path.name for path in folder.glob("*.py"))
     corpora = list(dict.fromkeys(corpora_of(config, results, run_config).values()))
-    num_heads = len(config.get("tasks", []))
+    heads = _plural(len(config.get("tasks", [])), "corpus-specific head")
     scratch = ", trained from scratch" if trained_from_scratch(run_config) else ""
-    demo = (f" A demonstration model{scratch}, on the sample shipped with `hstl`: not for real use (see Intended use)."
-            if is_demo(run_config) else " Its encoder was trained from scratch (see Intended use)." if scratch else "")
+    if trained_on_sample(run_config):
+        demo = f" A demonstration model{scratch}, on the sample shipped with `hstl`: not for real use (see Intended use)."
+    elif started_from_demo(run_config):
+        demo = " Fine-tuned from a demonstration model trained on the sample shipped with `hstl` (see Intended use)."
+    else:
+        demo = " Its encoder was trained from scratch (see Intended use)." if scratch else ""
     sections = [
-        f"# {repo_id.split('/')[-1]}\n\nA biomedical named entity recognition model with {num_heads} corpus-specific "
-        f"heads on one shared encoder, trained with hierarchical shared transfer learning (Chai et al., BMC "
+        f"# {repo_id.split('/')[-1]}\n\nA biomedical named entity recognition model with {heads} "
+        f"on one shared encoder, trained with hierarchical shared transfer learning (Chai et al., BMC "
         f"Bioinformatics 23:8, 2022) by the `hstl` package.{demo}\n",
-        model_section(config), entity_types_section(config), training_section(run_config), results_section(results),
+        model_section(config), entity_types_section(config), training_section(run_config),
+        results_section(results, run_config),
         intended_use_section(run_config), usage_section(repo_id, config), remote_code_section(code_files),
         licence_section(), citation_section(corpora),
     ]

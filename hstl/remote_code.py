@@ -2,11 +2,12 @@
 
 The remote-code group is the `*_hstl.py` files at the repository root (`GROUP_MODULES`); `complete_model_folder`
 copies them into a folder that `save_pretrained` wrote and adds to its config.json the `auto_map` of `AutoConfig`,
-`AutoModel` and `AutoModelForTokenClassification` and the `custom_pipelines` of `"token-classification"` and
-`"hstl-ner"`. `train.py`, `finetune.py` (through `hstl.checkpointing.save_model_folder`) and `publish.py` (through
-`hstl.hub`) all call it, so each folder they write is a complete Hub repository. `remote_code_problems` is the static
-check that the shipped code imports only what remote code may import and neither touches the network, evaluates
-strings nor writes files.
+`AutoModel` and `AutoModelForTokenClassification` and the `custom_pipelines` of `"token-classification"` (with its
+aliases, `"ner"`) and `"hstl-ner"`; `model.save_pretrained` and the pipeline's `save_pretrained` write the same
+(the model imports the pipeline, so transformers copies the whole group). `train.py`, `finetune.py` (through
+`hstl.checkpointing.save_model_folder`) and `publish.py` (through `hstl.hub`) all call it, so each folder they write
+is a complete Hub repository. `remote_code_problems` is the static check that the shipped code imports only what
+remote code may import and neither touches the network, evaluates strings nor writes files.
 """
 
 from __future__ import annotations
@@ -20,11 +21,6 @@ from pathlib import Path
 GROUP_MODULES = ("configuration_hstl", "entity_types_hstl", "labels_hstl", "mentions_hstl", "modeling_hstl",
                  "pipeline_hstl", "text_hstl", "windows_hstl")
 """The remote-code group: top-level modules of the installed package, shipped as files in every model folder."""
-AUTO_MAP = {
-    "AutoConfig": "configuration_hstl.HSTLConfig",
-    "AutoModel": "modeling_hstl.HSTLModel",
-    "AutoModelForTokenClassification": "modeling_hstl.HSTLForTokenClassification",
-}
 ALLOWED_IMPORTS = frozenset({"torch", "transformers", "torchcrf", "__future__", "abc", "bisect", "collections",
                              "dataclasses", "enum", "functools", "itertools", "math", "re", "typing"})
 """Top-level modules remote code may import: the model stack and pure-computation parts of the standard library."""
@@ -133,6 +129,8 @@ def complete_model_folder(folder: str | Path) -> None:
     config = json.loads(config_path.read_text(encoding="utf-8"))
     if config.get("model_type") != "hstl":
         raise ValueError(f"{config_path}: expected model_type 'hstl', got {config.get('model_type')!r}")
+    from modeling_hstl import AUTO_MAP  # here, not at import: commands check their arguments before loading torch
+
     for source in remote_code_files():
         shutil.copyfile(source, folder / source.name)
     config["auto_map"] = {**config.get("auto_map", {}), **AUTO_MAP}

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from windows_hstl import DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP, check_window_size
+
 from .errors import RunConfigError
 
 
@@ -107,8 +109,8 @@ class TrainingSpec:
     batch_mode: str = "homogeneous"
     # Batch training windows of similar length together (transformers' `group_by_length`): less padding, same rows.
     group_by_length: bool = True
-    max_length: int = 128
-    window_overlap: int = 16
+    max_length: int = DEFAULT_MAX_LENGTH
+    window_overlap: int = DEFAULT_OVERLAP
     eval_steps: int = 200
     checkpointing_steps: int = 200
     keep_checkpoints: int = 2
@@ -343,11 +345,11 @@ def _validate(config: RunConfig, where: str) -> None:
             f"{where}: training.early_stopping_patience: expected a positive number of evaluations with eval_steps > 0, "
             f"got {training.early_stopping_patience} with eval_steps {training.eval_steps}"
         )
-    if not 0 <= training.window_overlap < training.max_length // 2:
-        raise RunConfigError(
-            f"{where}: training.window_overlap: expected 0 <= overlap < max_length/2 = {training.max_length // 2}, "
-            f"got {training.window_overlap}"
-        )
+    try:
+        check_window_size(training.max_length, training.window_overlap,
+                          names=("training.max_length", "training.window_overlap"))
+    except ValueError as error:
+        raise RunConfigError(f"{where}: {error}") from None
 
 
 def _validate_entity_types(entity_types: Any, task_names: list[str], where: str) -> None:

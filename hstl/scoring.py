@@ -132,9 +132,9 @@ class EntityScorer:
         """Micro-averaged scores over all sentences added so far.
 
         Returns:
-            `{"precision", "recall", "f1", "num_gold", "num_pred", "num_correct", "per_type"}`, where `per_type`
-            maps every type seen in gold or predicted labels (sorted by name) to a dict with the same keys but
-            `per_type`.
+            `{"precision", "recall", "f1", "num_gold", "num_pred", "num_correct", "per_type", "num_sentences"}`,
+            where `per_type` maps every type seen in gold or predicted labels (sorted by name) to a dict with the
+            first six keys.
         """
         overall = precision_recall_f1(
             sum(self.correct_counts.values()), sum(self.pred_counts.values()), sum(self.gold_counts.values())
@@ -146,6 +146,7 @@ class EntityScorer:
             )
             for entity_type in entity_types
         }
+        overall["num_sentences"] = self.num_sentences
         return overall
 
 

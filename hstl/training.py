@@ -495,7 +495,7 @@ def _prepare_run(run_config: RunConfig, args: LoopArguments, accelerator: Accele
     from windows_hstl import HSTLDataCollator
 
     collator = HSTLDataCollator(tokenizer)
-    sampler, train_dataloader = _build_train_loader(train_sets, collator, training)
+    sampler, train_dataloader = build_train_loader(train_sets, collator, training)
     training.resolve_max_steps(len(sampler))  # num_train_epochs, when given, becomes a number of steps here
     optimizer = build_optimizer(model, run_config)
     scheduler = get_scheduler(
@@ -534,7 +534,7 @@ def _build_datasets(run_config: RunConfig, tasks: list[TaskData], tokenizer, con
     return train_sets, eval_sets
 
 
-def _build_train_loader(train_sets: list, collator, training: TrainingSpec) -> tuple[MultiTaskBatchSampler, DataLoader]:
+def build_train_loader(train_sets: list, collator, training: TrainingSpec) -> tuple[MultiTaskBatchSampler, DataLoader]:
     """The multi-task sampler over every task's windows, and the loader that uses it.
 
     An epoch is one pass's worth of rows, rounded up to whole optimizer steps (an epoch ending inside an accumulation
@@ -598,12 +598,12 @@ def _train(run: TrainingRun) -> None:
                                                                                run.args.stop_after_steps)
     progress = tqdm(range(training.max_steps), initial=state.completed_steps,
                     disable=not run.accelerator.is_local_main_process)
-    running = _RunningLoss(len(run.task_names), run.accelerator.device)
+    running = RunningLoss(len(run.task_names), run.accelerator.device)
     run.model.train()
     for batch in _batches_from(run):
         if state.completed_steps >= stop_at or state.stopped_early:
             break
-        if not _train_on_batch(run, batch, running):
+        if not train_on_batch(run, batch, running):
             continue
         state.completed_steps += 1
         progress.update(1)
@@ -627,7 +627,7 @@ def _batches_from(run: TrainingRun):
         state.batches_in_epoch = 0
 
 
-def _train_on_batch(run: TrainingRun, batch, running: "_RunningLoss") -> bool:
+def train_on_batch(run: TrainingRun, batch, running: "RunningLoss") -> bool:
     """Forward, backward and (every `gradient_accumulation_steps` batches) an optimizer step.
 
     Returns True when an optimizer step was taken. A non-finite loss or gradient norm stops the run or skips the step,
@@ -653,7 +653,7 @@ def _train_on_batch(run: TrainingRun, batch, running: "_RunningLoss") -> bool:
     return accelerator.sync_gradients
 
 
-def _after_step(run: TrainingRun, running: "_RunningLoss", progress) -> None:
+def _after_step(run: TrainingRun, running: "RunningLoss", progress) -> None:
     """Logs, evaluates (keeping the best model) and checkpoints, each when its interval says."""
     training, step = run.training, run.state.completed_steps
     if step % training.logging_steps == 0 or step == training.max_steps:
@@ -773,7 +773,7 @@ def _end_training(accelerator: Accelerator) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class _RunningLoss:
+class RunningLoss:
     """Sums per-example losses per task between logging steps (on device, synced only when logged)."""
 
     def __init__(self, num_tasks: int, device):

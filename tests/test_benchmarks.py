@@ -128,3 +128,18 @@ def test_estimate_compare_full_refuses_runs_that_do_not_give_a_step_time():
     assert per_step_seconds(10.0, 12.0, 2, 12) == pytest.approx(0.2)  # 2 s more for 10 steps more
     with pytest.raises(ValueError, match=r"--short 1 and --long 2 steps took 5\.00 s and 4\.40 s: .*raise --long"):
         per_step_seconds(5.0, 4.4, 1, 2)  # the longer run took less time: noise, not a step time
+
+
+def test_crf_scan_prints_a_ratio_per_computation_and_label_count():
+    lines = run_benchmark("crf_scan.py", "--quick", "--threads", "1", quick=False)
+    names = [name for name, _ in ratios(lines)]
+    assert names == [f"crf_{kind}_scan_vs_loop_L{count}" for count in (5, 3) for kind in ("viterbi", "marginals", "nll")]
+    assert all(value > 0 for _, value in ratios(lines))
+
+
+def test_train_step_overhead_compares_steps_on_batches_of_the_same_padded_size():
+    lines = run_benchmark("train_step_overhead.py")
+    assert [name for name, _ in ratios(lines)] == ["train_step_vs_plain_token_classification"]
+    assert ratios(lines)[0][1] > 0 and RATIO_LINE.fullmatch(lines[-1])
+    slots = dict(re.findall(r"# sub-token slots incl\. padding, first 20 steps: (hstl|plain) (\d+)", "\n".join(lines)))
+    assert slots.keys() == {"hstl", "plain"} and slots["hstl"] == slots["plain"]

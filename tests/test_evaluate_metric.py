@@ -96,9 +96,11 @@ def test_metric_streams_through_add_batch(metric):
     assert metric.compute() == seqeval_default_mode(gold, pred)
 
 
-def test_metric_refuses_sentences_of_different_lengths(metric):
+def test_metric_refuses_sentences_of_different_lengths_and_labels_that_are_not_iob2(metric):
     with pytest.raises(ValueError, match="sentence 1: expected 2 predicted labels"):
         metric.compute(predictions=[["O"], ["B-X"]], references=[["O"], ["B-X", "I-X"]])
+    with pytest.raises(ValueError, match=r"sentence 0, predictions, position 1: expected an IOB2 label .*got 'E-X'"):
+        metric.compute(predictions=[["B-X", "E-X"]], references=[["B-X", "I-X"]])
 
 
 FRESH_SCRIPT = r'''
@@ -112,15 +114,31 @@ print(json.dumps([metric.compute(predictions=pred, references=gold) for gold, pr
 '''
 
 
-def test_metric_imports_only_evaluate_datasets_seqeval_and_the_standard_library():
+def test_metric_imports_only_evaluate_datasets_and_the_standard_library():
     import ast
 
     tree = ast.parse((METRIC_DIR / "hstl_ner.py").read_text(encoding="utf-8"))
     imported = {alias.name.split(".")[0]
                 for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported == {"warnings", "datasets", "evaluate", "seqeval"}
-    assert (METRIC_DIR / "requirements.txt").read_text().split() == ["evaluate>=0.4.3", "seqeval>=1.2.2"]
+    assert imported == {"collections", "datasets", "evaluate"}  # no seqeval: hstl's default install runs it
+    assert (METRIC_DIR / "requirements.txt").read_text().split() == ["evaluate>=0.4.3"]
+
+
+def test_metric_loads_and_scores_where_seqeval_is_not_installed(tmp_path, monkeypatch):
+    import sys
+
+    import evaluate
+
+    # seqeval is in the dev extra only: after `pip install -e .` it is absent. None in sys.modules makes its import fail.
+    for name in [name for name in sys.modules if name.split(".")[0] == "seqeval"] + ["seqeval"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError):
+        import seqeval  # noqa: F401
+    metric = evaluate.load(str(METRIC_DIR), cache_dir=str(tmp_path / "cache"))
+    monkeypatch.undo()
+    for gold, pred in random_cases("hstl-metric-no-seqeval", 50):
+        assert metric.compute(predictions=pred, references=gold) == seqeval_default_mode(gold, pred)
 
 
 @pytest.mark.slow  # ~25 s: a fresh interpreter imports evaluate and datasets

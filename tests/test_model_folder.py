@@ -1,6 +1,6 @@
 """A model folder straight out of train.py is a complete Hub repository: in a fresh process where hstl cannot be
 imported, AutoConfig, AutoModel, AutoModelForTokenClassification, AutoTokenizer and pipeline("token-classification")
-load it, with real label names, logits from a plain tokenizer's output, and the spans of predict.py."""
+load it, with real label names, log CRF marginals as logits, and the spans of predict.py."""
 
 from __future__ import annotations
 
@@ -37,7 +37,11 @@ for folder in folders:
     plain = tokenizer(" ".join(words), return_tensors="pt")
     split = tokenizer(words, is_split_into_words=True, return_tensors="pt")
     word_ids = torch.tensor([[-1 if index is None else index for index in split.word_ids()]])
-    plain_output = classifier(**plain)
+    try:
+        classifier(**plain)
+        plain_error = None
+    except ValueError as error:
+        plain_error = str(error)
     split_output = classifier(**split, word_ids=word_ids)
     ner = pipeline("token-classification", model=folder, trust_remote_code=True)
     report[folder] = {
@@ -45,11 +49,11 @@ for folder in folders:
                     for item in (config, model, classifier, ner)] + [type(tokenizer).__name__],
         "config_id2label": config.id2label,
         "classifier_id2label": classifier.config.id2label,
-        "plain_input_ids": plain["input_ids"].tolist(),
-        "plain_attention_mask": plain["attention_mask"].tolist(),
-        "plain_logits": plain_output.logits.tolist(),
-        "plain_predictions": plain_output.predictions.tolist(),
+        "plain_error": plain_error,
         "split_input_ids": split["input_ids"].tolist(),
+        "split_attention_mask": split["attention_mask"].tolist(),
+        "split_logits": split_output.logits.tolist(),
+        "split_predictions": split_output.predictions.tolist(),
         "split_word_ids": word_ids.tolist(),
         "split_word_predictions": split_output.word_predictions.tolist(),
         "split_word_start_positions": split_output.word_start_positions.tolist(),
@@ -95,8 +99,9 @@ def test_train_py_folder_holds_the_remote_code_auto_map_and_pipelines(tiny_model
     config = json.loads((tiny_model_dir / "config.json").read_text())
     assert config["auto_map"] == {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel",
                                   "AutoModelForTokenClassification": "modeling_hstl.HSTLForTokenClassification"}
-    assert set(config["custom_pipelines"]) == {"token-classification", "hstl-ner"}
-    assert config["custom_pipelines"]["token-classification"]["pt"] == ["AutoModelForTokenClassification"]
+    assert set(config["custom_pipelines"]) == {"token-classification", "ner", "hstl-ner"}
+    for task in ("token-classification", "ner"):
+        assert config["custom_pipelines"][task]["pt"] == ["AutoModelForTokenClassification"]
     assert (config["window_max_length"], config["window_overlap"]) == (48, 8)  # the tiny run's training.max_length
     assert "auto_map" not in json.loads((tiny_model_dir / "tokenizer_config.json").read_text())
 
@@ -117,24 +122,31 @@ def test_id2label_names_the_merged_labels(fresh):
     assert fresh["train"]["classifier_id2label"] == expected
 
 
-def test_logits_of_a_plain_tokenizer_output_are_the_heads_log_probabilities(fresh, talkative_train_dir):
-    # Every attended sub-token is a word: recompute the merged scores from HSTLModel.tag, head by head.
+def test_a_plain_tokenizer_output_without_word_ids_is_refused(fresh):
+    # Without word_ids every sub-token would be tagged as a word: sub-word fragments as entities.
+    assert fresh["talkative"]["plain_error"].startswith("word_ids: expected the tokenizer's word_ids()")
+
+
+def test_logits_are_the_heads_log_crf_marginals_at_first_subtokens(fresh, talkative_train_dir):
+    # Recomputed from HSTLModel.tag's CRF marginals, head by head: per merged label, the best head's probability.
     report = fresh["talkative"]
     model, _ = _load_in_process(talkative_train_dir)
-    input_ids = torch.tensor(report["plain_input_ids"])
-    seq_len = input_ids.shape[1]
-    tagged = model.tag(input_ids, torch.arange(seq_len).unsqueeze(0), torch.tensor(report["plain_attention_mask"]))
-    expected = torch.full((1, seq_len, len(MERGED_LABELS)), float("-inf"))
-    for name, emissions in tagged.emissions.items():
+    input_ids = torch.tensor(report["split_input_ids"])
+    starts = report["split_word_start_positions"][0]
+    tagged = model.tag(input_ids, torch.tensor([starts]), torch.tensor(report["split_attention_mask"]),
+                       return_marginals=True)
+    expected = torch.zeros((len(starts), len(MERGED_LABELS)))
+    for name, marginals in tagged.marginals.items():
         for head_index, label in enumerate(model.config.task(name)["labels"]):
             merged_index = MERGED_LABELS.index(label)
-            expected[..., merged_index] = torch.maximum(expected[..., merged_index],
-                                                        emissions.log_softmax(-1)[..., head_index])
-    logits = torch.tensor(report["plain_logits"])
-    assert logits.shape == (1, seq_len, len(MERGED_LABELS))
-    torch.testing.assert_close(logits, expected)
-    predictions = report["plain_predictions"][0]
-    assert len(predictions) == seq_len and all(0 <= label < len(MERGED_LABELS) for label in predictions)
+            expected[:, merged_index] = torch.maximum(expected[:, merged_index], marginals[0, :, head_index])
+    logits = torch.tensor(report["split_logits"])[0]
+    assert logits.shape == (input_ids.shape[1], len(MERGED_LABELS))
+    torch.testing.assert_close(logits[starts], expected.log())
+    others = [position for position in range(input_ids.shape[1]) if position not in starts]
+    assert (logits[others] == 0).all()
+    predictions = torch.tensor(report["split_predictions"])[0]
+    assert (predictions[others] == -100).all() and any(label > 0 for label in predictions[starts].tolist())
 
 
 def test_word_ids_read_each_word_at_its_first_subtoken_and_predict_like_predict_py(fresh, talkative_train_dir):

@@ -383,6 +383,124 @@ def _brute_force_score(crf, emissions, sequence):
     return score + crf.end_transitions[sequence[-1]]
 
 
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The CRF as a scan over positions (what an accelerator runs) against brute force and the loop over positions
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _random_crfs(label_counts, generator, std=2.0):
+    from torchcrf import CRF
+
+    crfs = [CRF(count, batch_first=True) for count in label_counts]
+    for crf in crfs:
+        for parameter in crf.parameters():
+            torch.nn.init.normal_(parameter, std=std, generator=generator)
+    return crfs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scan_decodes_and_computes_marginals_as_brute_force_and_the_loop_with_all_heads_stacked(seed):
+    import modeling_hstl
+
+    generator = torch.Generator().manual_seed(100 + seed)
+    label_counts = [3, 3 + seed % 3, 3]  # equal label counts are stacked into one batch with per-row transitions
+    crfs = _random_crfs(label_counts, generator)
+    lengths = [5, 1, 0, 3, 2, 4][: 3 + seed % 4]  # a row of one word, a row without words, padding after each
+    num_words = max(lengths)
+    word_mask = torch.arange(num_words).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    emissions = [torch.randn(len(lengths), num_words, count, generator=generator) * 3 for count in label_counts]
+    scan_paths = modeling_hstl._per_head_stacked(modeling_hstl._viterbi_scan, crfs, emissions, word_mask)
+    scan_marginals = modeling_hstl._per_head_stacked(modeling_hstl._marginals_scan, crfs, emissions, word_mask)
+    loop_paths = modeling_hstl._per_head_stacked(modeling_hstl._viterbi_loop, crfs, emissions, word_mask)
+    loop_marginals = modeling_hstl._per_head_stacked(modeling_hstl._marginals_loop, crfs, emissions, word_mask)
+    for crf, head_emissions, paths, marginals, old_paths, old_marginals in zip(
+            crfs, emissions, scan_paths, scan_marginals, loop_paths, loop_marginals):
+        assert torch.equal(paths, old_paths)
+        torch.testing.assert_close(marginals, old_marginals, rtol=0, atol=1e-5)
+        start, end, transitions = crf.start_transitions.tolist(), crf.end_transitions.tolist(), crf.transitions.tolist()
+        for row, length in enumerate(lengths):
+            assert (paths[row, length:] == PAD_LABEL_ID).all() and (marginals[row, length:] == 0).all()
+            if length == 0:
+                continue
+            best, _ = _brute_force(crf, head_emissions[row, :length], length)
+            assert paths[row, :length].tolist() == best
+            expected = _brute_force_marginals(start, end, transitions, head_emissions[row, :length].tolist())
+            # The scan works on scores shifted to small numbers, so it is closer to exact than the loop's 1e-5.
+            torch.testing.assert_close(marginals[row, :length], torch.tensor(expected), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scan_loss_and_its_gradients_equal_pytorch_crf_and_brute_force(seed):
+    import modeling_hstl
+
+    generator = torch.Generator().manual_seed(200 + seed)
+    (crf,) = _random_crfs([3 + seed % 3], generator, std=1.0)
+    lengths = [4, 1, 3, 2]
+    word_mask = torch.arange(4).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    emissions = torch.randn(4, 4, crf.num_tags, generator=generator) * 2
+    labels = torch.randint(0, crf.num_tags, (4, 4), generator=generator).masked_fill(~word_mask, 0)
+    parameters = [crf.start_transitions, crf.end_transitions, crf.transitions]
+
+    def loss_and_gradients(loss_function):
+        trainable = emissions.clone().requires_grad_()
+        loss = loss_function(trainable)
+        return loss.detach(), torch.autograd.grad(loss.sum(), [trainable, *parameters])
+
+    scan_loss, scan_gradients = loss_and_gradients(
+        lambda trainable: modeling_hstl._negative_log_likelihood_scan(crf, trainable, labels, word_mask))
+    reference_loss, reference_gradients = loss_and_gradients(
+        lambda trainable: -crf(trainable, labels, mask=word_mask, reduction="none"))
+    torch.testing.assert_close(scan_loss, reference_loss, rtol=1e-5, atol=1e-5)
+    for scan_gradient, reference_gradient in zip(scan_gradients, reference_gradients):
+        torch.testing.assert_close(scan_gradient, reference_gradient, rtol=1e-5, atol=1e-5)
+    for row, length in enumerate(lengths):
+        _, log_partition = _brute_force(crf, emissions[row, :length], length)
+        gold = _brute_force_score(crf, emissions[row, :length], labels[row, :length].tolist())
+        torch.testing.assert_close(scan_loss[row], (log_partition - gold).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_trained_model_tags_the_shipped_test_splits_alike_with_the_scan_and_the_loop(tiny_model_dir, monkeypatch):
+    """What an accelerator computes (the scan) against what the CPU computes (the loop), on a trained model's own
+    emissions over every shipped sample's test split: the same labels, marginals within 1e-5."""
+    import modeling_hstl
+    from conftest import sample_sentences
+    from hstl.inference import load_model_and_tokenizer, tag_sentences_with_marginals
+    from hstl.inference.loading import window_settings
+
+    model, tokenizer = load_model_and_tokenizer(tiny_model_dir)
+    sentences = sample_sentences("test")
+    settings = window_settings(tiny_model_dir)
+    loop = tag_sentences_with_marginals(model, tokenizer, sentences, settings=settings)
+    every_head = dict.fromkeys(modeling_hstl.CPU_SCAN_MAX_LABELS, modeling_hstl.SCAN_MAX_LABELS)
+    monkeypatch.setattr(modeling_hstl, "CPU_SCAN_MAX_LABELS", every_head)
+    scan = tag_sentences_with_marginals(model, tokenizer, sentences, settings=settings)
+    assert sum(map(len, sentences)) > 1000 and list(scan.labels) == ["chem", "disease"]
+    assert scan.labels == loop.labels
+    assert any(label != "O" for labels in scan.labels["chem"] for label in labels)  # the model tags something
+    for task, sentence_marginals in loop.marginals.items():
+        for sentence_index, word_marginals in enumerate(sentence_marginals):
+            for word_index, marginals in enumerate(word_marginals):
+                scanned = scan.marginals[task][sentence_index][word_index]
+                assert scanned.keys() == marginals.keys()
+                assert max(abs(scanned[label] - marginals[label]) for label in marginals) < 1e-5
+
+
+def test_the_scan_runs_on_accelerators_for_heads_with_few_labels_and_on_the_cpu_where_it_was_measured_faster():
+    import modeling_hstl
+
+    def pays(num_labels, device, kind):
+        emissions = torch.empty(2, 7, num_labels, device=device)
+        return modeling_hstl._scan_pays(emissions, modeling_hstl.CPU_SCAN_MAX_LABELS[kind])
+
+    for kind in ("viterbi", "marginals", "nll"):
+        assert pays(3, "meta", kind) and pays(modeling_hstl.SCAN_MAX_LABELS, "meta", kind)
+        assert not pays(modeling_hstl.SCAN_MAX_LABELS + 1, "meta", kind)
+    assert pays(3, "cpu", "nll") and not pays(9, "cpu", "nll")
+    assert not pays(3, "cpu", "viterbi") and not pays(3, "cpu", "marginals")
+    assert not modeling_hstl._scan_pays(torch.empty(2, 0, 3, device="meta"), 5)  # no words: the loop handles it
+
+
 def test_model_decoding_matches_brute_force_with_token_padding_on_either_side(tester, model):
     for padding_side in ("left", "right"):
         inputs = tester.prepare_inputs(seed=3, padding_side=padding_side)
@@ -469,8 +587,13 @@ def test_save_and_load_round_trip(tmp_path, tester, model):
     assert (tmp_path / "model.safetensors").exists()
     assert not list(tmp_path.glob("*.bin"))
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel"}
-    assert (tmp_path / "modeling_hstl.py").exists() and (tmp_path / "configuration_hstl.py").exists()
+    # Whichever class saves it, the folder names every Auto class and pipeline, and holds the whole remote-code group.
+    assert config["auto_map"] == {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel",
+                                  "AutoModelForTokenClassification": "modeling_hstl.HSTLForTokenClassification"}
+    assert set(config["custom_pipelines"]) == {"token-classification", "ner", "hstl-ner"}
+    from hstl.remote_code import remote_code_files
+
+    assert sorted(path.name for path in tmp_path.glob("*.py")) == sorted(path.name for path in remote_code_files())
     loaded = HSTLModel.from_pretrained(tmp_path).eval()
     inputs = tester.prepare_inputs()
     expected, got = model(**inputs), loaded(**inputs)
@@ -650,10 +773,53 @@ def test_token_classification_logits_and_predictions_merge_the_heads(tester, mod
         others = [position for position in range(seq_len) if position not in starts]
         assert (output.predictions[row, others] == PAD_LABEL_ID).all() and (output.logits[row, others] == 0).all()
         for word, start in enumerate(starts):
-            for merged_label, label in enumerate(MERGED):  # the best log-probability a head having the label gives it
-                best = max(tagged.emissions[task["name"]][row, word].log_softmax(-1)[head_index]
-                           for task in TASKS
-                           for head_index, head_label in enumerate(model.config.entity_labels(task["name"]))
-                           if head_label == label)
-                torch.testing.assert_close(output.logits[row, start, merged_label], best)
+            for merged_label, label in enumerate(MERGED):  # the log of the best CRF marginal a head gives the label
+                best = max(sum(tagged.marginals[task["name"]][row, word, head_index]
+                               for head_index, head_label in enumerate(model.config.entity_labels(task["name"]))
+                               if head_label == label)
+                           for task in TASKS)
+                torch.testing.assert_close(output.logits[row, start, merged_label], torch.as_tensor(best).log())
     assert found_mentions > 3
+
+
+def test_logits_are_log_crf_marginals_summed_over_a_heads_labels_of_one_type(tester):
+    """One head whose label types DNA and protein both map to Gene: each word's logit of B-Gene is the log of the
+    probability, summed over every label sequence (brute force), that the word is B-DNA or B-protein."""
+    import itertools
+
+    labels = ["O", "B-DNA", "I-DNA", "B-protein", "I-protein"]
+    config = HSTLConfig(encoder_config=tester.encoder_config().to_dict(),
+                        tasks=[{"name": "jnlpba", "labels": labels, "family": "gene"}])
+    assert [config.id2label[index] for index in range(3)] == ["O", "B-Gene", "I-Gene"]
+    torch.manual_seed(5)
+    classifier = HSTLForTokenClassification(config).eval()
+    with torch.no_grad():
+        classifier.hstl.heads["jnlpba"].emission.weight.normal_(std=2.0)
+    inputs = tester.prepare_inputs(seed=6, padding_side="right")
+    row, starts = 0, inputs["word_start_positions"][0].tolist()  # the 6-word sentence
+    output = classifier(input_ids=inputs["input_ids"][:1], attention_mask=inputs["attention_mask"][:1],
+                        word_start_positions=inputs["word_start_positions"][:1])
+    emissions = classifier.hstl.tag(inputs["input_ids"][:1], inputs["word_start_positions"][:1],
+                                    inputs["attention_mask"][:1]).emissions["jnlpba"][row]
+    crf = classifier.hstl.heads["jnlpba"].crf
+    merged_of = [config.label2id[label] for label in config.entity_labels("jnlpba")]
+    probability = torch.zeros(len(starts), config.num_labels, dtype=torch.float64)
+    total = 0.0
+    for sequence in itertools.product(range(len(labels)), repeat=len(starts)):
+        score = crf.start_transitions[sequence[0]] + crf.end_transitions[sequence[-1]] + sum(
+            emissions[word, label] for word, label in enumerate(sequence)) + sum(
+            crf.transitions[previous, label] for previous, label in zip(sequence, sequence[1:]))
+        weight = float(score.detach().double().exp())
+        total += weight
+        for word, label in enumerate(sequence):
+            probability[word, merged_of[label]] += weight
+    expected = (probability / total).log().float()
+    torch.testing.assert_close(output.logits[row, starts], expected, atol=1e-4, rtol=1e-4)
+    assert output.logits[row, starts].argmax(-1).tolist() == expected.argmax(-1).tolist()
+
+
+def test_token_classification_without_word_ids_is_refused(tester, model):
+    classifier = HSTLForTokenClassification(model.config).eval()
+    inputs = tester.prepare_inputs(seed=1)
+    with pytest.raises(ValueError, match=r"^word_ids: expected the tokenizer's word_ids\(\)"):
+        classifier(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])

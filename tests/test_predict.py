@@ -223,28 +223,53 @@ def test_tag_sentences_labels_every_word_including_long_and_invisible_ones(loade
         tag_sentences(model, tokenizer, sentences, ["gene"])
 
 
-def test_window_settings_come_from_arguments_then_run_config_then_the_config_then_defaults(model_dir, tmp_path):
+def test_window_settings_come_from_arguments_then_the_config_then_defaults_never_the_run_config(model_dir, tmp_path):
     from configuration_hstl import HSTLConfig
-    from hstl.run_config import TrainingSpec
+    from hstl.inference.loading import DEFAULT_BATCH_SIZE
+    from windows_hstl import DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP
 
-    defaults = TrainingSpec()
     config = load_model_config(model_dir)
     config.window_max_length, config.window_overlap = None, None  # a config without window fields
     assert window_settings(model_dir, config=config) == WindowSettings(
-        defaults.max_length, defaults.window_overlap, defaults.eval_batch_size)
+        DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP, DEFAULT_BATCH_SIZE)
     folder = tmp_path / "model"
     stored = HSTLConfig.from_pretrained(model_dir)
     stored.window_max_length, stored.window_overlap = 24, 3
     stored.save_pretrained(folder)
-    assert window_settings(folder) == WindowSettings(24, 3, defaults.eval_batch_size)  # as the pipeline reads them
+    assert window_settings(folder) == WindowSettings(24, 3, DEFAULT_BATCH_SIZE)  # as the pipeline reads them
     (folder / "run_config.yaml").write_text(
         "model: {encoder_config: {model_type: xlnet}}\n"
         "tasks: [{name: chem, family: chemical, data_dir: 'sample:BC5CDR-chem'}]\n"
         "training: {max_length: 40, window_overlap: 8, eval_batch_size: 5}\n"
     )
-    assert window_settings(folder) == WindowSettings(40, 8, 5)  # the training run's own record
-    assert window_settings(folder, 32, None, 7) == WindowSettings(32, 8, 7)
+    assert window_settings(folder) == WindowSettings(24, 3, DEFAULT_BATCH_SIZE)  # a published folder has no run config
+    assert window_settings(folder, 32, None, 7) == WindowSettings(32, 3, 7)
     assert window_settings(folder, 32, 2, 7) == WindowSettings(32, 2, 7)
+
+
+def test_window_settings_follow_one_rule_whether_from_the_command_line_a_run_config_or_a_model_config(model_dir):
+    from configuration_hstl import HSTLConfig
+    from hstl.errors import RunConfigError
+    from hstl.run_config import TrainingSpec, run_config_from_dict
+
+    # max_length 32 with overlap 16: the windows would share half of each; every entry point refuses it alike.
+    with pytest.raises(PredictionInputError, match=r"^--overlap: expected an int with 0 <= --overlap < "
+                                                   r"--max_length // 2 = 16, got 16$"):
+        window_settings(model_dir, 32, 16)
+    with pytest.raises(ValueError, match=r"^window_overlap: expected an int with 0 <= window_overlap < "
+                                         r"window_max_length // 2 = 16, got 16$"):
+        HSTLConfig(window_max_length=32, window_overlap=16)
+    run_config = {"model": {"encoder_config": {"model_type": "xlnet"}},
+                  "tasks": [{"name": "chem", "family": "chemical", "data_dir": "sample:BC5CDR-chem"}],
+                  "training": {"max_length": 32, "window_overlap": 16}}
+    with pytest.raises(RunConfigError, match=r"training\.window_overlap: expected an int with 0 <= "
+                                             r"training\.window_overlap < training\.max_length // 2 = 16, got 16"):
+        run_config_from_dict(run_config)
+    assert window_settings(model_dir, 32, 15).overlap == 15  # one below the bound passes everywhere
+    assert HSTLConfig(window_max_length=32, window_overlap=15).window_overlap == 15
+    with pytest.raises(ValueError, match=r"^overlap: expected"):
+        WindowSettings(32, 16, 8)
+    assert TrainingSpec().max_length == HSTLConfig().window_max_length
 
 
 def test_windows_are_batched_longest_first_and_stably():
@@ -622,7 +647,8 @@ def test_bad_inputs_exit_2_with_one_line_naming_the_problem(model_dir, tmp_path,
                                  "without config.json"]
 
     code, err = cli(["--model", str(model_dir), "--input", str(good), "--output", out, "--max_length", "2"], capsys)
-    assert code == 2 and len(err) == 1 and err[0].startswith("error: --max_length/--overlap: max_length: expected more")
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: --overlap: expected an int with 0 <= --overlap < "
+                                                             "--max_length // 2 = 1, got ")
     assert not Path(out).exists()
 
 

@@ -15,7 +15,8 @@ import predict
 import publish
 from fresh_process import run_without_hstl
 from hstl.hub import PICKLE_SUFFIXES
-from hstl.remote_code import AUTO_MAP, remote_code_problems
+from hstl.remote_code import remote_code_problems
+from modeling_hstl import AUTO_MAP
 from test_evaluate_model import talkative_copy
 
 
@@ -110,6 +111,7 @@ def test_dry_run_folder_holds_exactly_the_repository_files(published_dir):
     assert config["custom_pipelines"] == {
         "token-classification": {"impl": "pipeline_hstl.HSTLNERPipeline", "pt": ["AutoModelForTokenClassification"],
                                  "type": "text"},
+        "ner": {"impl": "pipeline_hstl.HSTLNERPipeline", "pt": ["AutoModelForTokenClassification"], "type": "text"},
         "hstl-ner": {"impl": "pipeline_hstl.HSTLNERPipeline", "pt": ["AutoModel"], "type": "text"}}
     assert (config["window_max_length"], config["window_overlap"]) == (48, 8)  # the tiny run's training settings
     assert "data_root" not in (published_dir / "run_config.yaml").read_text()  # a path of the training machine
@@ -151,8 +153,10 @@ def test_card_metadata_parses_back_with_the_exact_scores(published_dir):
     assert set(data.tags) >= {"bioner", "ner", "token-classification", "hstl", "biomedical"}
     found = {(result.dataset_name, result.dataset_type, result.dataset_split, result.metric_type): result.metric_value
              for result in data.eval_results}
-    hub_ids = {"BC5CDR-chem": "bigbio/bc5cdr", "NCBI-disease": "bigbio/ncbi_disease"}
-    expected = {(corpus, hub_ids[corpus], {"devel": "validation"}.get(split, split), metric): scores[metric]
+    # The tiny run trained on the shipped sample (100 sentences per validation and test split): its scores are named
+    # as the sample, never by the full corpus's Hub dataset id; RESULTS records no mention counts.
+    expected = {(f"{corpus}: the sample of {corpus} shipped with hstl (100 sentences, ? mentions)",
+                 f"{corpus} sample (hstl)", {"devel": "validation"}.get(split, split), metric): scores[metric]
                 for corpus, by_split in RESULTS.items() for split, scores in by_split.items()
                 for metric in ("precision", "recall", "f1")}
     assert found == expected  # == on floats: exact
@@ -160,7 +164,8 @@ def test_card_metadata_parses_back_with_the_exact_scores(published_dir):
     assert all("strict" not in result.metric_name and "seqeval default mode" in result.metric_name
                for result in data.eval_results)
     for needed in ("trust_remote_code", "revision=", "10.1186/s12859-021-04551-4", "| `chem` | chemical | Chemical |",
-                   "| max_length | 48 |", "pipeline_hstl.py", "| BC5CDR-chem | validation |"):
+                   "| max_length | 48 |", "pipeline_hstl.py",
+                   "| BC5CDR-chem | BC5CDR-chem, the sample shipped with hstl | validation | 100 sentences, ? mentions |"):
         assert needed in card.text, needed
 
 
@@ -194,7 +199,7 @@ def test_card_of_a_demo_and_a_dry_run_folder_loads_with_every_field(which, tiny_
     data = card.data
     assert data.widget == [{"text": EXAMPLE_TEXT}]
     assert data.base_model is None  # the tiny encoder was built from scratch: there is no Hub model to point at
-    assert data.datasets == ["bigbio/bc5cdr", "bigbio/ncbi_disease"]  # the sample corpora's Hub datasets
+    assert data.datasets is None  # trained and scored on the shipped sample, not on the corpora of the Hub
     assert data.metrics == ["seqeval"] and "demo" in data.tags
     assert {result.dataset_split for result in data.eval_results} == {"validation", "test"}
     assert "strict" not in str(data.to_dict()).lower()
@@ -273,8 +278,10 @@ def test_pipeline_arguments_are_checked(published_dir):
     ner = pipeline("hstl-ner", model=model, tokenizer=tokenizer, device="cpu")
     with pytest.raises(ValueError, match=r"unknown task 'gene'; known tasks: \['chem', 'disease'\]"):
         ner("Aspirin.", tasks=["gene"])
-    with pytest.raises(ValueError, match="batch_size: expected 1"):
-        ner(["Aspirin.", "Ibuprofen."], batch_size=2)
+    with pytest.raises(ValueError, match=r"batch_size: expected an int >= 1 \(encoder windows per forward pass\)"):
+        ner(["Aspirin.", "Ibuprofen."], batch_size=0)
+    with pytest.raises(ValueError, match="batch_size: expected the same value as window_batch_size"):
+        ner(["Aspirin.", "Ibuprofen."], batch_size=2, window_batch_size=3)
     with pytest.raises(ValueError, match=r"expected the arguments tasks, .*, got \['task'\]"):
         ner("Aspirin.", task="chem")
     with pytest.raises(ValueError, match="inputs: expected a string"):
@@ -355,3 +362,26 @@ def test_publish_errors_are_one_line(talkative_model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         publish.main(["--model", str(talkative_model_dir), "--repo_id", "no-slash", "--dry-run", str(tmp_path / "c")])
     assert "--repo_id: expected user/name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_publishing_without_the_hub_fails_in_one_line(offline, talkative_model_dir, monkeypatch, capsys):
+    """HF_HUB_OFFLINE set (huggingface_hub refuses), or a Hub that cannot be reached (the connection refused here, as
+    with no network): one `error:` line naming the repository, exit status 2, no traceback."""
+    import socket
+
+    from huggingface_hub import constants
+
+    if offline:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    else:
+        def refuse(*args, **kwargs):
+            raise ConnectionRefusedError("connection refused (no network in this test)")
+
+        monkeypatch.setattr(socket.socket, "connect", refuse)
+        monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    status = publish.main(["--model", str(talkative_model_dir), "--repo_id", REPO_ID, "--token", "hf_test"])
+    error = capsys.readouterr().err.strip()
+    assert status == 2
+    assert error.startswith(f"error: {REPO_ID}: expected to create and upload to this Hub repository, got ")
+    assert "\n" not in error and "Traceback" not in error, error

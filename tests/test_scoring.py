@@ -114,7 +114,7 @@ def test_score_sentences_hand_case() -> None:
         "precision": 0.0, "recall": 0.0, "f1": 0.0, "num_gold": 1, "num_pred": 0, "num_correct": 0,
     }
     assert result["per_type"]["DNA"]["precision"] == 0.5 and result["per_type"]["DNA"]["recall"] == 1.0
-    assert set(result) == SCORE_KEYS | {"per_type"}
+    assert set(result) == SCORE_KEYS | {"per_type", "num_sentences"} and result["num_sentences"] == 2
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ def test_undefined_ratios_are_zero_like_seqeval(gold: list[list[str]], pred: lis
 def test_score_sentences_empty_input() -> None:
     result = score_sentences([], [])
     assert result == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "num_gold": 0, "num_pred": 0, "num_correct": 0,
-                      "per_type": {}}
+                      "per_type": {}, "num_sentences": 0}
 
 
 def test_score_sentences_rejects_length_mismatches() -> None:
@@ -272,7 +272,8 @@ def test_cli_prints_json_and_writes_output(tmp_path: Path, capsys: pytest.Captur
     assert (status, err) == (0, "")
     printed = json.loads(out)
     assert printed == json.loads(output.read_text(encoding="utf-8"))
-    assert set(printed) == SCORE_KEYS | {"per_type"} and set(printed["per_type"]) == {"protein", "cell_type"}
+    assert set(printed) == SCORE_KEYS | {"per_type", "num_sentences"}
+    assert set(printed["per_type"]) == {"protein", "cell_type"}
     assert set(printed["per_type"]["protein"]) == SCORE_KEYS
     assert (printed["num_gold"], printed["num_pred"], printed["num_correct"]) == (2, 2, 1)
     gold_labels = [[label for _, label in sentence] for sentence in GOLD_SENTENCES]

@@ -81,6 +81,20 @@ def test_corpora_tokenization_is_reproduced(bioner_dir):
                                                                             "A new paragraph\nstarts here"]),
         ("no final stop", ["no final stop"]),
         ("   ", []),
+        # A single capital after a lowercase word, or before a sentence starter, names something and ends a sentence.
+        ("Given vitamin C. The rats died.", ["Given vitamin C.", "The rats died."]),
+        ("Low in gene A. Expression rose.", ["Low in gene A.", "Expression rose."]),
+        ("J. Smith found hepatitis B. In mice, E. coli grew.", ["J. Smith found hepatitis B.", "In mice, E. coli grew."]),
+        # Dotted initials and known abbreviations end a sentence before a sentence starter only.
+        ("Most cases were in the U.S. The study ended.", ["Most cases were in the U.S.", "The study ended."]),
+        ("As Smith et al. The data agree.", ["As Smith et al.", "The data agree."]),
+        ("Dr. The Smith and Prof. In Lee met.", ["Dr. The Smith and Prof. In Lee met."]),  # titles: names follow
+        # A missing space after the full stop.
+        ("Rats got 5 mg/kg.The rats died.", ["Rats got 5 mg/kg.", "The rats died."]),
+        ("It rose (10 mg/kg).Then 0.5.Next e.g.Aspirin", ["It rose (10 mg/kg).", "Then 0.5.", "Next e.g.Aspirin"]),
+        ("In the U.S.Food trial and E.Coli.", ["In the U.S.Food trial and E.Coli."]),
+        (".Dr. 0", [".Dr.", "0"]),  # a period that starts the text ends no sentence
+        ("0.Dr. 0", ["0.", "Dr. 0"]),  # a title after a glued sentence end is still a title
     ],
 )
 def test_split_sentences_examples(text, expected):
@@ -89,7 +103,8 @@ def test_split_sentences_examples(text, expected):
 
 # Arbitrary Unicode (controls, zero-width and combining characters, astral planes), and text dense in what the
 # splitter looks at: sentence ends, abbreviations, brackets, quotes, capitals, digits, line breaks.
-SPLITTER_PIECES = st.sampled_from(list("aZ9 .!?\n\t()\"'-\u200b\x07\u0301E") + ["e.g.", "et al.", " Fig. ", "\n\n"])
+SPLITTER_PIECES = st.sampled_from(list("aZ9 .!?\n\t()\"'-\u200b\x07\u0301E") + ["e.g.", "et al.", " Fig. ", "\n\n",
+                                                                              "The", "Dr.", "U.S.", "Th", "In"])
 TEXT = st.one_of(st.text(alphabet=st.characters(codec="utf-8"), max_size=200),
                 st.lists(SPLITTER_PIECES, max_size=60).map("".join))
 

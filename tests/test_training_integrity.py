@@ -376,13 +376,13 @@ def test_task_order_differs_between_epochs(tmp_path, tiny_tokenizer_dir, monkeyp
     from hstl import training
 
     seen: dict[int, list[int]] = {}
-    original = training._train_on_batch
+    original = training.train_on_batch
 
     def recording(run, batch, running):
         seen.setdefault(run.state.epoch, []).append(int(batch["task_ids"][0]))
         return original(run, batch, running)
 
-    monkeypatch.setattr(training, "_train_on_batch", recording)
+    monkeypatch.setattr(training, "train_on_batch", recording)
     values = _values(tiny_tokenizer_dir, batch_mode="homogeneous", checkpointing_steps=0, sampling_strategy="uniform")
     for task in values["tasks"]:
         task["max_train_sentences"] = 12
@@ -419,11 +419,43 @@ def test_nan_weights_are_never_saved_as_the_best_model(tmp_path, tiny_tokenizer_
     assert outcome.best_score == pytest.approx(0.2)
 
 
-def test_accumulating_two_batches_equals_one_batch_of_twice_the_size(tmp_path, tiny_tokenizer_dir, monkeypatch):
+def test_the_kept_model_has_the_best_mean_validation_f1(tmp_path, tiny_tokenizer_dir, monkeypatch):
+    """Three evaluations whose best first-task F1 (step 1) and best mean F1 (step 2) differ: the folder ends with the
+    weights of step 2, and the run reports step 2's mean."""
+    from hstl import training
+
+    validation = {1: {"chem": 0.9, "disease": 0.1}, 2: {"chem": 0.2, "disease": 0.9}, 3: {"chem": 0.5, "disease": 0.4}}
+    weights_at: dict[int, dict[str, torch.Tensor]] = {}
+
+    def scripted(run, split):
+        step = run.state.completed_steps
+        scores = validation[step] if split == "validation" and step not in weights_at else {"chem": 0.0,
+                                                                                              "disease": 0.0}
+        if split == "validation" and step not in weights_at:
+            model = run.accelerator.unwrap_model(run.model)
+            weights_at[step] = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        results = {name: {"f1": f1} for name, f1 in scores.items()}
+        return {**results, "mean_f1": sum(scores.values()) / len(scores)}
+
+    monkeypatch.setattr(training, "_evaluate", scripted)
+    values = _values(tiny_tokenizer_dir, max_steps=3, eval_steps=1, checkpointing_steps=0)
+    outcome = _run(tmp_path, values, "out")
+    assert outcome.best_score == pytest.approx(0.55)
+    final = load_file(tmp_path / "out/model.safetensors")
+    assert sorted(weights_at) == [1, 2, 3]
+    assert not all(torch.equal(weights_at[1][key], weights_at[2][key]) for key in final)  # the steps differ
+    for key, value in final.items():
+        assert torch.equal(value, weights_at[2][key]), key
+
+
+@pytest.mark.parametrize("max_grad_norm", [1.0, float("inf")], ids=["clipped", "clipping_off"])
+def test_accumulating_two_batches_equals_one_batch_of_twice_the_size(max_grad_norm, tmp_path, tiny_tokenizer_dir,
+                                                                     monkeypatch):
     """One optimizer step over 2 accumulated batches of 4 ends with the weights of one step over a batch of 8 (the same
     8 examples: in mixed mode the sampler's slots are one stream, whatever the batch size). Dropout is 0. Adam's
     epsilon is raised so that an update is smooth in the gradient (with the default, a ~1e-9 gradient would move a
-    weight by a whole learning rate in either direction), so float noise stays float noise."""
+    weight by a whole learning rate in either direction), so float noise stays float noise. With clipping off the
+    gradient's scale reaches the weights: clipping to norm 1 would hide a loss scaled wrongly by the accumulation."""
     from hstl import training
     from hstl.sampling import MultiTaskBatchSampler
 
@@ -445,7 +477,8 @@ def test_accumulating_two_batches_equals_one_batch_of_twice_the_size(tmp_path, t
     monkeypatch.setattr(training, "build_optimizer", smooth_adam)
     # Without length grouping: the sampler then serves the premise's slots (grouping forms batches by length, so
     # batches of 4 and of 8 would hold other examples).
-    common = dict(max_steps=1, checkpointing_steps=0, batch_mode="mixed", warmup_ratio=0.0, group_by_length=False)
+    common = dict(max_steps=1, checkpointing_steps=0, batch_mode="mixed", warmup_ratio=0.0, group_by_length=False,
+                  max_grad_norm=max_grad_norm)
     _run(tmp_path, _values(tiny_tokenizer_dir, train_batch_size=8, **common), "one_batch")
     _run(tmp_path, _values(tiny_tokenizer_dir, train_batch_size=4, gradient_accumulation_steps=2, **common),
          "accumulated")

@@ -74,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", required=True, type=Path, help="Where results.json, results.md, f1.png "
                         "and errors/ go (created if needed).")
     parser.add_argument("--batch_size", type=int, default=None,
-                        help="Windows per batch (default: training.eval_batch_size of the model folder's "
-                             "run_config.yaml, else 64), as predict.py.")
+                        help="Windows per batch (default 64), as predict.py.")
     parser.add_argument("--max_length", type=int, default=None,
                         help="Sub-tokens per window, special tokens included (default: what the model was trained "
                              "with, else 128), as predict.py.")

@@ -59,14 +59,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--format", choices=INPUT_FORMATS, default=None,
                         help="Input format (default: from the --input file name).")
     parser.add_argument("--batch_size", type=int, default=None,
-                        help="Windows per batch (default: training.eval_batch_size of the model's run_config.yaml, "
-                             "else 64).")
+                        help="Windows per batch (default 64).")
     parser.add_argument("--max_length", type=int, default=None,
                         help="Sub-tokens per window, special tokens included; longer sentences are windowed "
                              "(default: what the model was trained with, else 128).")
     parser.add_argument("--overlap", type=int, default=None,
-                        help="Sub-tokens of context shared by the windows of a long sentence (default: what the "
-                             "model was trained with, else 16).")
+                        help="Sub-tokens of context shared by the windows of a long sentence, below half of "
+                             "--max_length (default: what the model was trained with, else 16).")
     parser.add_argument("--merge", choices=MERGE_POLICIES, default="confidence",
                         help="Several heads: 'confidence' keeps the most confident of overlapping mentions (the "
                              "smallest CRF marginal over its words; ties: the longer, then the head listed first); "

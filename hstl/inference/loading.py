@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from windows_hstl import DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP, check_window_size
+
 from ..errors import PredictionInputError, first_line
 from ..formats.common import PathLike
 
@@ -107,56 +109,48 @@ def _named_tasks(config, tasks: Sequence[str] | None) -> list[str]:
 
 @dataclass(frozen=True)
 class WindowSettings:
-    """How sentences become encoder windows and batches."""
+    """How sentences become encoder windows (`windows_hstl.check_window_size` holds their rule) and batches."""
 
     max_length: int
     overlap: int
     batch_size: int
 
+    def __post_init__(self) -> None:
+        check_window_size(self.max_length, self.overlap)
 
-def _saved_window_values(model_dir: PathLike, config: Any) -> dict[str, int]:
-    """What the model was trained with: the folder's `run_config.yaml` (the training run's own record) when there is
-    one, else the config's `window_max_length` / `window_overlap` (what the pipeline uses; a published or downloaded
-    folder has no run config), else the defaults of `hstl.run_config.TrainingSpec`."""
-    from ..run_config import TrainingSpec, load_run_config
 
-    saved = Path(model_dir) / "run_config.yaml"
-    if saved.is_file():
-        training = load_run_config(saved).training
-        return {"max_length": training.max_length, "overlap": training.window_overlap,
-                "batch_size": training.eval_batch_size}
-    defaults = TrainingSpec()
-    stored_max_length = getattr(config, "window_max_length", None)
-    stored_overlap = getattr(config, "window_overlap", None)
-    return {
-        "max_length": defaults.max_length if stored_max_length is None else stored_max_length,
-        "overlap": defaults.window_overlap if stored_overlap is None else stored_overlap,
-        "batch_size": defaults.eval_batch_size,
-    }
+DEFAULT_BATCH_SIZE = 64
+"""Windows per batch when tagging, unless given."""
 
 
 def window_settings(
     model_dir: PathLike, max_length: int | None = None, overlap: int | None = None, batch_size: int | None = None,
     *, config: Any = None,
 ) -> WindowSettings:
-    """The window settings to tag with, for `predict.py`, evaluation and the benchmarks: given values win, then what
-    the model was trained with (its `run_config.yaml`, else its config's window fields, as the pipeline reads them),
-    then `train.py`'s defaults. `config` saves reading the folder's config again.
+    """The window settings to tag with, for `predict.py`, evaluation and the benchmarks: given values win, then the
+    model's config.json (`window_max_length`, `window_overlap`: what the model was trained with, and what the
+    pipeline reads), then the defaults of `windows_hstl`. `config` saves reading the folder's config again.
 
     Raises:
-        PredictionInputError: naming `--batch_size`, for a batch size below 1.
+        PredictionInputError: naming `--max_length`, `--overlap` or `--batch_size`, for settings that break
+            `windows_hstl.check_window_size` or a batch size below 1.
     """
     if config is None and (Path(model_dir) / "config.json").is_file():
         config = load_model_config(model_dir)
-    saved = _saved_window_values(model_dir, config)
-    settings = WindowSettings(
-        max_length=saved["max_length"] if max_length is None else max_length,
-        overlap=saved["overlap"] if overlap is None else overlap,
-        batch_size=saved["batch_size"] if batch_size is None else batch_size,
-    )
-    if settings.batch_size < 1:
-        raise PredictionInputError(f"--batch_size: expected a positive number of windows, got {settings.batch_size}")
-    return settings
+    stored_max_length = getattr(config, "window_max_length", None)
+    stored_overlap = getattr(config, "window_overlap", None)
+    if max_length is None:
+        max_length = DEFAULT_MAX_LENGTH if stored_max_length is None else stored_max_length
+    if overlap is None:
+        overlap = DEFAULT_OVERLAP if stored_overlap is None else stored_overlap
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    try:
+        check_window_size(max_length, overlap, names=("--max_length", "--overlap"))
+    except ValueError as error:
+        raise PredictionInputError(str(error)) from None
+    if batch_size < 1:
+        raise PredictionInputError(f"--batch_size: expected a positive number of windows, got {batch_size}")
+    return WindowSettings(max_length, overlap, batch_size)
 
 
 def check_window_settings(tokenizer, settings: WindowSettings) -> None:

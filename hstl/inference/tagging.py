@@ -24,11 +24,12 @@ from tqdm.auto import tqdm
 
 from mentions_hstl import word_marginals
 from windows_hstl import (
-    HSTLDataCollator, METADATA_KEYS, length_sorted_order, make_windowing_map_fn, stitch_predictions, stitch_words,
+    DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP, METADATA_KEYS, HSTLDataCollator, length_sorted_order, make_windowing_map_fn,
+    stitch_predictions, stitch_words,
 )
 
 from ..formats.conll import Sentence
-from .loading import WindowSettings, resolve_tasks
+from .loading import DEFAULT_BATCH_SIZE, WindowSettings, resolve_tasks
 
 if TYPE_CHECKING:
     from datasets import Dataset  # imported where needed: prediction does not need it
@@ -239,7 +240,8 @@ def tag_sentences(
         tokenizer: its fast tokenizer.
         sentences_tokens: sentences as lists of words; any strings, empty sentences included.
         tasks: head names (default: all of the model's, in its order).
-        settings: windows and batches (`hstl.inference.loading.window_settings`); default: train.py's defaults.
+        settings: windows and batches (`hstl.inference.loading.window_settings`); default: `windows_hstl`'s window
+            defaults and `DEFAULT_BATCH_SIZE`.
         accelerator: an `accelerate.Accelerator`; default: one on the model's device.
         show_progress: show a progress bar over batches.
         across_processes: split the batches among the processes and gather the labels (False: this process tags
@@ -273,9 +275,7 @@ def tag_sentences_with_marginals(
 def _tag(model, tokenizer, sentences_tokens, tasks, settings, accelerator, show_progress, across_processes,
          on_sentences_tagged, return_marginals: bool) -> TaggedSentences:
     if settings is None:
-        from ..run_config import TrainingSpec
-
-        settings = WindowSettings(TrainingSpec.max_length, TrainingSpec.window_overlap, TrainingSpec.eval_batch_size)
+        settings = WindowSettings(DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP, DEFAULT_BATCH_SIZE)
     if accelerator is None:
         accelerator = Accelerator(cpu=model.device.type == "cpu")
     config = accelerator.unwrap_model(model).config

@@ -1,18 +1,19 @@
 # Copyright 2026 The HSTL developers. Licensed under the Apache License, Version 2.0.
-"""hstl_ner: entity-level NER scores as HSTL reports them, as an `evaluate` metric, computed by `seqeval`.
+"""hstl_ner: entity-level NER scores as HSTL reports them, as an `evaluate` metric.
 
 Load it offline from its folder, with or without the `hstl` package installed:
-`evaluate.load("<repo>/eval/metrics/hstl_ner")`. It needs `evaluate` and `seqeval` (`pip install evaluate seqeval`).
-It is a thin wrapper over seqeval's default mode, which reads mentions with conlleval's chunk rules: the numbers equal
-`hstl.scoring` (`python -m eval.score`, `eval/evaluate_model.py`) and conlleval's, and the keys are those of
+`evaluate.load("<repo>/eval/metrics/hstl_ner")`. It needs only `evaluate` (and `datasets`, which `evaluate`
+installs): the default `pip install -e .` of hstl is enough. It reads mentions with conlleval's chunk rules (the rules
+of `labels_hstl.extract_chunks`, restated here so that the metric folder stands alone) and counts them as
+`hstl.scoring` does: the numbers equal `hstl.scoring` (`python -m eval.score`, `eval/evaluate_model.py`), conlleval's
+and seqeval's default mode, bit for bit (tests/test_evaluate_metric.py checks both), and the keys are those of
 `evaluate`'s `seqeval` metric.
 """
 
-import warnings
+from collections import Counter
 
 import datasets
 import evaluate
-from seqeval.metrics import accuracy_score, classification_report
 
 _CITATION = """\
 @article{chai2022hstl,
@@ -76,30 +77,58 @@ class HstlNer(evaluate.Metric):
                     "references": datasets.Sequence(datasets.Value("string", id="label"), id="sequence"),
                 }
             ),
-            codebase_urls=["https://github.com/chakki-works/seqeval"],
+            codebase_urls=[],
             reference_urls=["https://www.clips.uantwerpen.be/conll2000/chunking/output.html"],
         )
 
     def _compute(self, predictions: list[list[str]], references: list[list[str]]) -> dict:
+        gold_counts, pred_counts, correct_counts = Counter(), Counter(), Counter()
+        num_tokens = num_right_tokens = 0
         for index, (predicted, gold) in enumerate(zip(predictions, references)):
             if len(predicted) != len(gold):
                 raise ValueError(f"sentence {index}: expected {len(gold)} predicted labels (one per reference "
                                  f"label), got {len(predicted)}")
-        # mode=None is seqeval's default (conlleval) mode; zero_division=0 makes undefined ratios 0.0 without warnings.
-        with warnings.catch_warnings():  # numpy warns on the weighted average of a report without any mention
-            warnings.simplefilter("ignore", RuntimeWarning)
-            report = classification_report(references, predictions, mode=None, output_dict=True, zero_division=0)
-        report.pop("macro avg")
-        report.pop("weighted avg")
-        overall = report.pop("micro avg")
-        scores = {
-            entity_type: {"precision": float(values["precision"]), "recall": float(values["recall"]),
-                          "f1": float(values["f1-score"]), "number": int(values["support"])}
-            for entity_type, values in report.items()
-        }
-        scores["overall_precision"] = float(overall["precision"])
-        scores["overall_recall"] = float(overall["recall"])
-        scores["overall_f1"] = float(overall["f1-score"])
-        num_tokens = sum(len(gold) for gold in references)
-        scores["overall_accuracy"] = float(accuracy_score(references, predictions)) if num_tokens else 0.0
+            gold_mentions = mentions(gold, f"sentence {index}, references")
+            pred_mentions = mentions(predicted, f"sentence {index}, predictions")
+            gold_counts.update(entity_type for entity_type, _, _ in gold_mentions)
+            pred_counts.update(entity_type for entity_type, _, _ in pred_mentions)
+            correct_counts.update(entity_type for entity_type, _, _ in gold_mentions & pred_mentions)
+            num_tokens += len(gold)
+            num_right_tokens += sum(p == g for p, g in zip(predicted, gold))
+        scores = {}
+        for entity_type in sorted(set(gold_counts) | set(pred_counts)):
+            precision, recall, f1 = precision_recall_f1(
+                correct_counts[entity_type], pred_counts[entity_type], gold_counts[entity_type])
+            scores[entity_type] = {"precision": precision, "recall": recall, "f1": f1,
+                                   "number": gold_counts[entity_type]}
+        precision, recall, f1 = precision_recall_f1(
+            sum(correct_counts.values()), sum(pred_counts.values()), sum(gold_counts.values()))
+        scores["overall_precision"], scores["overall_recall"], scores["overall_f1"] = precision, recall, f1
+        scores["overall_accuracy"] = num_right_tokens / num_tokens if num_tokens else 0.0
         return scores
+
+
+def mentions(labels: list[str], where: str) -> set[tuple[str, int, int]]:
+    """`(type, start, end)` of every mention of one sentence's IOB2 labels, by conlleval's rules: a mention runs from
+    a `B-X`, or from an `I-X` that does not continue a mention of type X, over the `I-X` that follow it."""
+    found, start, current = set(), 0, None
+    for position, label in enumerate([*labels, "O"]):
+        tag, entity_type = label[:2], label[2:]
+        if label != "O" and (tag not in ("B-", "I-") or not entity_type):
+            raise ValueError(f"{where}, position {position}: expected an IOB2 label ('O', 'B-X', 'I-X'), "
+                             f"got {label!r}")
+        if current is not None and (tag != "I-" or entity_type != current):
+            found.add((current, start, position))
+            current = None
+        if tag == "B-" or (tag == "I-" and current is None):
+            start, current = position, entity_type
+    return found
+
+
+def precision_recall_f1(num_correct: int, num_pred: int, num_gold: int) -> tuple[float, float, float]:
+    """Scores from mention counts; an undefined ratio is 0.0 (seqeval's `zero_division=0`); the F1 expression in
+    seqeval's order, so that the floats are identical."""
+    precision = num_correct / num_pred if num_pred else 0.0
+    recall = num_correct / num_gold if num_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
