@@ -218,7 +218,7 @@ def push_model_folder(folder: str | Path, repo_id: str, *, token: str | None = N
         )
     except _hub_errors() as error:
         raise PublishError(f"{repo_id}: expected to create and upload to this Hub repository, got "
-                           f"{type(error).__name__}: {_first_line(error)} (check the network and `hf auth login`; "
+                           f"{type(error).__name__}: {first_line(error)} (check the network and `hf auth login`; "
                            f"--dry-run OUT writes the folder without uploading)") from None
     return str(getattr(commit, "commit_url", commit))
 
