@@ -28,7 +28,8 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from processing_hstl import METADATA_KEYS, HSTLDataCollator, length_sorted_order
 
@@ -154,7 +155,7 @@ def _words_padded_to_tokens(batch: dict[str, torch.Tensor]) -> dict[str, torch.T
     return batch
 
 
-def _read_and_prepare(item: tuple[FileRange, int], format_name: str, tokenizer, window: WindowSettings,
+def read_and_prepare(item: tuple[FileRange, int], format_name: str, tokenizer, window: WindowSettings,
                       feed: FeedSettings) -> PreparedPiece:
     """A worker's job: the units of a piece after its first `skip` (done by an interrupted run), prepared."""
     piece, skip = item
@@ -267,22 +268,66 @@ class Renderer:
 
     def __call__(self, results: BatchResults) -> list[str]:
         """The rendered text of each unit of the piece, in order."""
-        import torch
-
-        from .tagging import WindowPredictions, tagged_sentences
-
         results.wait()
-        windows = WindowPredictions({name: [] for name in self.tasks}, [], {name: [] for name in self.tasks})
-        for batch, (predictions, marginals) in zip(results.piece.batches, results.outputs):
-            # shape: (batch, 4)
-            metadata = torch.stack([batch[key] for key in METADATA_KEYS], dim=1).tolist()
-            windows.metadata.extend(dict(zip(METADATA_KEYS, row)) for row in metadata)
-            for name in self.tasks:
-                windows.labels[name].extend(predictions[name].tolist())
-                windows.marginals[name].extend(marginals[name].float().tolist())
-        tagged = tagged_sentences(self.config, self.tasks, results.piece.num_words, windows)
+        tagged = self.tagged(results)
         return render_units(results.piece.units, results.piece.sentences_per_unit, tagged, self.input_format,
                             self.merge, self.entity_type_of, self.entity_types)
+
+    def tagged(self, results: BatchResults):
+        """`TaggedSentences` of the piece's sentences. The windows are stitched once for all heads; each word's
+        marginals become a `{label: probability}` only when read (`_WordMarginals`)."""
+        import torch
+
+        from processing_hstl import stitch_predictions
+
+        from .tagging import TaggedSentences
+
+        metadata, word_ranges, labels, marginals = [], [], {name: [] for name in self.tasks}, \
+            {name: [] for name in self.tasks}
+        first = 0
+        for batch, (predictions, batch_marginals) in zip(results.piece.batches, results.outputs):
+            real_words = batch["word_start_positions"] >= 0  # shape: (batch, words), real words left-aligned
+            # shape: (batch, 4)
+            rows = torch.stack([batch[key] for key in METADATA_KEYS], dim=1).tolist()
+            metadata.extend(dict(zip(METADATA_KEYS, row)) for row in rows)
+            for count in real_words.sum(dim=1).tolist():
+                word_ranges.append(range(first, first + count))
+                first += count
+            for name in self.tasks:
+                labels[name].append(predictions[name][real_words])  # shape: (words of the batch,)
+                marginals[name].append(batch_marginals[name][real_words])  # shape: (words of the batch, labels)
+        num_words = results.piece.num_words
+        non_empty = [index for index, count in enumerate(num_words) if count]
+        owners = stitch_predictions(word_ranges, metadata, [num_words[index] for index in non_empty])
+        tagged = TaggedSentences({name: [[] for _ in num_words] for name in self.tasks},
+                                 {name: [[] for _ in num_words] for name in self.tasks})
+        for name in self.tasks:
+            if not word_ranges:
+                break
+            head_labels = self.config.task(name)["labels"]
+            label_names = [head_labels[label_id] for label_id in torch.cat(labels[name]).tolist()]
+            head_marginals = torch.cat(marginals[name]).float()
+            for index, words in zip(non_empty, owners):
+                tagged.labels[name][index] = [label_names[word] for word in words]
+                tagged.marginals[name][index] = _WordMarginals(head_labels, head_marginals, words)
+        return tagged
+
+
+class _WordMarginals(Sequence):
+    """One sentence's word marginals under one head as `processing_hstl.word_marginals` gives them, `{label:
+    probability}` per word, each built only when read: a mention's confidence reads its own words and the next, and
+    most words are in no mention."""
+
+    def __init__(self, labels: Sequence[str], rows, words: list[int]) -> None:
+        self._labels, self._rows, self._words = labels, rows, words
+
+    def __len__(self) -> int:
+        return len(self._words)
+
+    def __getitem__(self, position):
+        if isinstance(position, slice):
+            return [self[index] for index in range(*position.indices(len(self)))]
+        return dict(zip(self._labels, self._rows[self._words[position]].tolist()))
 
 
 def render_units(units: Sequence[Any], sentences_per_unit: Sequence[int], tagged, input_format: InputFormat,
@@ -374,7 +419,7 @@ def run_feed(model, tokenizer, input_format: InputFormat, jobs: Iterable[tuple[F
              feed: FeedSettings, device: torch.device, dtype: str, render: Renderer, writer: ChunkWriter) -> bool:
     """Tags the units of `jobs` ((piece, units of it to skip), in input order) through the workers, the device and
     `writer`; False when the writer stopped early (`stop_after_chunks`)."""
-    prepare = functools.partial(_read_and_prepare, format_name=input_format.name, tokenizer=tokenizer,
+    prepare = functools.partial(read_and_prepare, format_name=input_format.name, tokenizer=tokenizer,
                                 window=window, feed=feed)
     try:
         for piece in in_workers(prepare, jobs, feed.num_workers, pin_memory=device.type == "cuda"):

@@ -229,8 +229,8 @@ class LoadedModel:
     """The model `predict_file` tags with, loaded (quantized, prepared by the accelerator) at its first use and kept:
     `predict_path` hands one to every file of a folder, so that the model is loaded once, not once per file."""
 
-    def __init__(self) -> None:
-        self._model = None
+    def __init__(self, model: Any = None) -> None:
+        self._model = model  # given: a model (or a stand-in with its `tag` and `config`) already loaded
 
     def get(self, load: Callable[[], Any]) -> Any:
         if self._model is None:
