@@ -1,8 +1,8 @@
 # Copyright 2026 The HSTL developers. Licensed under the Apache License, Version 2.0.
 """HSTL model configuration.
 
-This file is Hub remote code, copied into every saved model folder with its siblings: it imports only `transformers`
-and `processing_hstl` (the label rules).
+This file is Hub remote code, copied into every saved model folder with its siblings: it imports only `transformers`,
+`labels_hstl` (the label rules) and `entity_types_hstl` (the shared entity types).
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from transformers import AutoConfig, PretrainedConfig, XLNetConfig
 # A model folder loads these files as the package `transformers_modules.<folder>` (relative imports); the installed
 # package imports them as top-level modules. transformers' import check skips `try` blocks.
 try:
-    from .processing_hstl import check_iob2_labels, default_entity_type, entity_label, merged_labels
-    from .processing_hstl import entity_types as label_types_of
+    from .entity_types_hstl import default_entity_type, entity_label
+    from .labels_hstl import check_iob2_labels, merged_labels
+    from .labels_hstl import entity_types as label_types_of
 except ImportError:
-    from processing_hstl import check_iob2_labels, default_entity_type, entity_label, merged_labels
-    from processing_hstl import entity_types as label_types_of
+    from entity_types_hstl import default_entity_type, entity_label
+    from labels_hstl import check_iob2_labels, merged_labels
+    from labels_hstl import entity_types as label_types_of
 
 
 LOSS_REDUCTIONS = ("mean", "sum", "token_mean")
@@ -74,7 +76,7 @@ def _is_merged_label_space(id2label: dict) -> bool:
 
 def _resolve_entity_types(tasks: list[dict[str, Any]], overrides: Any) -> dict[str, dict[str, str]]:
     """Task -> {label type: shared entity type} for every task and label type: `overrides` (checked) over the
-    defaults of `processing_hstl.DEFAULT_ENTITY_TYPES`."""
+    defaults of `entity_types_hstl.DEFAULT_ENTITY_TYPES`."""
     overrides = overrides or {}
     _check_entity_type_overrides(tasks, overrides)
     return {task["name"]: {label_type: overrides.get(task["name"], {}).get(label_type, default_entity_type(label_type))
@@ -126,13 +128,13 @@ class HSTLConfig(PretrainedConfig):
             window_max_length // 2`.
         entity_types (`dict[str, dict[str, str]]`, *optional*):
             Task -> {label type: shared entity type}, e.g. `{"BioNLP09": {"Protein": "Gene"}}`: the type that every
-            output gives a head's mentions. Entries given override the defaults (`processing_hstl.DEFAULT_ENTITY_TYPES`;
+            output gives a head's mentions. Entries given override the defaults (`entity_types_hstl.DEFAULT_ENTITY_TYPES`;
             a label type missing there keeps its name); the config holds every task's full mapping, which follows
             `add_task` and `keep_tasks`.
 
     `id2label` / `label2id` are not arguments: they are derived from `tasks` and `entity_types` (and follow
     `add_task`), as the merged label space of all heads over shared entity types: `O`, then `B-<type>`, `I-<type>` per
-    type in order of first appearance (`processing_hstl.merged_labels`); heads whose label types share an entity type
+    type in order of first appearance (`labels_hstl.merged_labels`); heads whose label types share an entity type
     share its labels. These are the labels of [`HSTLForTokenClassification`]'s `logits`. A given `id2label` (config.json
     holds one) must be such a label space, and is derived again: editing `entity_types` in config.json is enough.
     """

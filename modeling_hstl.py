@@ -6,7 +6,7 @@ One encoder shared by all tasks (level 1), one layer per entity family shared by
 task an emission layer and a linear-chain CRF over words (level 3).
 
 This file is copied into every saved model folder and loaded as Hub remote code: it imports only torch, transformers,
-torchcrf and its siblings `configuration_hstl` and `processing_hstl`.
+torchcrf and its siblings `configuration_hstl`, `labels_hstl` and `mentions_hstl`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from transformers.utils import ModelOutput
 # transformers' import check skips `try` blocks.
 try:
     from .configuration_hstl import HSTLConfig
-    from .processing_hstl import PAD_LABEL_ID, merge_mentions, mentions_to_labels, word_marginals
+    from .labels_hstl import PAD_LABEL_ID
+    from .mentions_hstl import mentions_to_labels, merge_mentions, word_marginals
 except ImportError:
     from configuration_hstl import HSTLConfig
-    from processing_hstl import PAD_LABEL_ID, merge_mentions, mentions_to_labels, word_marginals
+    from labels_hstl import PAD_LABEL_ID
+    from mentions_hstl import mentions_to_labels, merge_mentions, word_marginals
 
 
 try:
@@ -310,7 +312,7 @@ class HSTLModel(HSTLPreTrainedModel):
     Hierarchical shared transfer learning tagger: a shared encoder, one layer per entity family and one emission layer +
     CRF per task. Words are represented by their first sub-token; the CRF runs over words.
 
-    Inputs are batches as `processing_hstl.HSTLDataCollator` builds them: `input_ids` and `attention_mask` over sub-tokens
+    Inputs are batches as `windows_hstl.HSTLDataCollator` builds them: `input_ids` and `attention_mask` over sub-tokens
     (padded on either side), `word_start_positions` giving the sub-token index of each word's first sub-token (words
     left-aligned, `-1` at padding words), and the task of each example.
     """
@@ -563,7 +565,7 @@ class HSTLTokenClassificationOutput(ModelOutput):
             scores before the CRF: their argmax ignores the label transitions, `predictions` holds the CRF decoding.
         predictions (`torch.LongTensor` of shape `(batch_size, seq_len)`):
             Label ids in `config.id2label` at each word's first sub-token, `-100` elsewhere: each head decoded by its
-            own CRF, the heads' mentions merged by the "confidence" policy (`processing_hstl.merge_mentions`), as
+            own CRF, the heads' mentions merged by the "confidence" policy (`mentions_hstl.merge_mentions`), as
             `predict.py` and the pipeline merge them by default.
         word_start_positions (`torch.LongTensor` of shape `(batch_size, num_words)`):
             Sub-token index of each word's first sub-token; words left-aligned, `-1` at padding words.
@@ -625,7 +627,7 @@ class HSTLForTokenClassification(HSTLPreTrainedModel):
     then `B-<type>`, `I-<type>` for every shared entity type of any head (`config.entity_types`: `Protein` and `GENE`
     heads both give `Gene`, and heads that share a type share its labels). Every
     head tags the words from one encoder pass and is decoded by its own CRF; the heads' mentions are merged by the
-    "confidence" policy, `predict.py`'s default (most confident mention first, by `processing_hstl.mention_confidence`
+    "confidence" policy, `predict.py`'s default (most confident mention first, by `mentions_hstl.mention_confidence`
     on the CRF marginals; ties to the longer mention, then to the head listed first in `config.tasks`; overlapping
     mentions dropped) and written back as IOB2 labels of the merged space. Pass `tasks` to use only some heads, in
     priority order.

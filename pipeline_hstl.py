@@ -14,16 +14,17 @@ Text is split into sentences and words, sentences are cut into overlapping encod
 `config.window_max_length` sub-tokens sharing `config.window_overlap` (the training run's settings; nothing is
 truncated), every chosen head tags every word from ONE encoder pass per batch of windows, each head's B-/I- labels
 become mentions by conlleval's chunk rules, and the heads' mentions are merged by the policy `merge` of `predict.py`:
-all of it by `processing_hstl.py`, the code `predict.py` uses too.
+all of it by the sibling files `text_hstl.py`, `windows_hstl.py` and `mentions_hstl.py`, the code `predict.py` uses
+too.
 
-An entity's `score` is its confidence under the head's CRF (`processing_hstl.mention_confidence`): the smallest
+An entity's `score` is its confidence under the head's CRF (`mentions_hstl.mention_confidence`): the smallest
 CRF marginal, over its words, of the label the mention gives each word, and of "not I-<type>" at the word after it;
 with `aggregation_strategy="none"`, a word's `score` is the CRF marginal of its label. Marginals are computed per
 window by forward-backward and stitched as labels are (each word's from the window that owns it), exactly as
 `predict.py` does, so both give the same scores.
 
-This file is Hub remote code, shipped in the model folder with its siblings `modeling_hstl.py`,
-`configuration_hstl.py` and `processing_hstl.py`: it imports only torch, transformers and them. In-process, importing
+This file is Hub remote code, shipped in the model folder with its `*_hstl.py` siblings: it imports
+only torch, transformers and them. In-process, importing
 this module registers the `hstl-ner` task: `pipeline("hstl-ner", model=model, tokenizer=tokenizer)`.
 """
 
@@ -35,15 +36,15 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 try:
-    from .processing_hstl import (
-        MERGE_POLICIES, HSTLDataCollator, encode_sentences, keep_entity_types, length_sorted_order, merge_mentions,
-        split_sentences, stitch_words, tokenize, word_marginals,
-    )
+    from .entity_types_hstl import keep_entity_types
+    from .mentions_hstl import MERGE_POLICIES, merge_mentions, word_marginals
+    from .text_hstl import split_sentences, tokenize
+    from .windows_hstl import HSTLDataCollator, encode_sentences, length_sorted_order, stitch_words
 except ImportError:
-    from processing_hstl import (
-        MERGE_POLICIES, HSTLDataCollator, encode_sentences, keep_entity_types, length_sorted_order, merge_mentions,
-        split_sentences, stitch_words, tokenize, word_marginals,
-    )
+    from entity_types_hstl import keep_entity_types
+    from mentions_hstl import MERGE_POLICIES, merge_mentions, word_marginals
+    from text_hstl import split_sentences, tokenize
+    from windows_hstl import HSTLDataCollator, encode_sentences, length_sorted_order, stitch_words
 
 
 PIPELINE_TASK = "hstl-ner"
@@ -69,7 +70,7 @@ class HSTLNERPipeline(Pipeline):
             maps each head's label types to them), as `predict.py --entity_types`: only the heads (among `tasks`)
             that produce one of them run, and a type that none produces raises `ValueError` listing those produced.
         merge (`str`, *optional*, defaults to `"confidence"`): how the heads' mentions combine, as `predict.py
-            --merge` (`processing_hstl.MERGE_POLICIES`): `"confidence"` keeps the most confident of overlapping
+            --merge` (`mentions_hstl.MERGE_POLICIES`): `"confidence"` keeps the most confident of overlapping
             mentions (ties: the longer, then the head listed first), `"longest"` the longest (ties: the head listed
             first), `"none"` keeps every head's mentions, overlaps included.
         aggregation_strategy (`str`, *optional*, defaults to `"simple"`): see `AGGREGATION_STRATEGIES`.

@@ -20,7 +20,7 @@ import torch
 import yaml
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from processing_hstl import HSTLDataCollator, encode_sentences
+from windows_hstl import HSTLDataCollator, encode_sentences
 from hstl.data import Sentence, read_conll, sample_data_dir
 
 

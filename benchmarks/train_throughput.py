@@ -35,7 +35,7 @@ import torch
 
 import _common
 from modeling_hstl import HSTLModel
-from processing_hstl import HSTLDataCollator
+from windows_hstl import HSTLDataCollator
 from hstl.run_config import ModelSpec, RunConfig
 from hstl.sampling import MultiTaskBatchSampler
 from hstl.training import build_optimizer

@@ -43,7 +43,10 @@ from .run_config import (
 )
 
 
-METHODS = ("single_task", "multi_task", "finetune_only", "hstl")
+METHODS = ("single_task", "multi_task", "finetune_only", "hstl", "single_task_matched")
+# A config without `methods` runs these; the compute-matched control (as long as stage 1 and stage 2 together) is asked
+# for by name.
+DEFAULT_METHODS = ("single_task", "multi_task", "finetune_only", "hstl")
 
 
 @dataclass
@@ -53,7 +56,7 @@ class ComparisonConfig:
     model: ModelSpec
     corpora: list[TaskSpec]
     seeds: list[int] = field(default_factory=lambda: [1, 2])
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     training: TrainingSpec = field(default_factory=TrainingSpec)  # stage 1 and single-task runs
     finetune_training: TrainingSpec = field(default_factory=TrainingSpec)  # stage 2 of HSTL
     # Stage 2 of finetune_only. Its target head (and, for a new family, its family layer) starts untrained, unlike
@@ -70,6 +73,14 @@ class ComparisonConfig:
     # finetune_only costs one stage 1 per target and seed: run it on these targets and seeds only (default: all).
     finetune_only_targets: list[str] | None = None
     finetune_only_seeds: list[int] | None = None
+    # single_task_matched runs on these targets (default: all): a single-task run given as many optimizer steps as
+    # HSTL's stage 1 plus its stage 2 on the target (same seed), with no early stopping.
+    matched_targets: list[str] | None = None
+    # Methods whose cells are rerun until converged: a cell that its budget ended (not early stopping) is trained
+    # again from scratch with its budget multiplied by `rerun_budget_factor` per round, up to `rerun_max_rounds`.
+    rerun_unconverged: list[str] = field(default_factory=list)
+    rerun_budget_factor: int = 3
+    rerun_max_rounds: int = 2
     bootstrap_samples: int = 10_000
     data_root: str | None = None
     source: str = "<comparison>"
@@ -85,11 +96,12 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
     values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     known = {"model", "corpora", "seeds", "methods", "training", "finetune_training", "finetune_only_training",
              "stage1_max_steps", "stage1_training", "targets", "finetune_only_targets", "finetune_only_seeds",
+             "matched_targets", "rerun_unconverged", "rerun_budget_factor", "rerun_max_rounds",
              "bootstrap_samples", "data_root"}
     unknown = set(values) - known
     if unknown:
         raise RunConfigError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-    methods = _checked_methods(values.get("methods", list(METHODS)), f"{path}: methods")
+    methods = _checked_methods(values.get("methods", list(DEFAULT_METHODS)), f"{path}: methods")
     seeds = _checked_seeds(values.get("seeds", [1, 2]), f"{path}: seeds")
     corpora = [build_spec(TaskSpec, task, f"{path}: corpora[{index}]") for index, task in enumerate(values.get("corpora") or [])]
     if len(corpora) < 2:
@@ -102,6 +114,10 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
     if values.get("stage1_training") and values.get("stage1_max_steps"):
         raise RunConfigError(f"{path}: stage1_max_steps: expected it only without stage1_training (whose max_steps "
                              f"counts), got both")
+    matched_targets = _checked_names(values.get("matched_targets"), targets or names, f"{path}: matched_targets")
+    rerun = values.get("rerun_unconverged", [])
+    if rerun:
+        rerun = _checked_methods(rerun, f"{path}: rerun_unconverged")
     finetune_only_seeds = values.get("finetune_only_seeds")
     if finetune_only_seeds is not None:
         finetune_only_seeds = _checked_seeds(finetune_only_seeds, f"{path}: finetune_only_seeds")
@@ -121,6 +137,10 @@ def load_comparison_config(path: str | Path) -> ComparisonConfig:
         targets=targets,
         finetune_only_targets=finetune_only_targets,
         finetune_only_seeds=finetune_only_seeds,
+        matched_targets=matched_targets,
+        rerun_unconverged=rerun,
+        rerun_budget_factor=_coerce_positive(values.get("rerun_budget_factor", 3), f"{path}: rerun_budget_factor"),
+        rerun_max_rounds=_coerce_positive(values.get("rerun_max_rounds", 2), f"{path}: rerun_max_rounds"),
         bootstrap_samples=_coerce_positive(values.get("bootstrap_samples", 10_000), f"{path}: bootstrap_samples"),
         data_root=str((path.parent / data_root).resolve()) if data_root else str(path.parent.resolve()),
         source=str(path),
@@ -249,6 +269,9 @@ class _Cell:
     run_dir: str
     results: dict
     run_dirs: list[str]
+    patience: int | None = None  # the early-stopping patience of the cell's own run
+    budget_round: int = 0  # 0: the config's budget; k: rerun with it multiplied by rerun_budget_factor ** k
+    extra: dict = field(default_factory=dict)  # method-specific facts (stage-1 steps, the matched budget)
 
 
 def _write_cell(cells_dir: Path, config: ComparisonConfig, cell: _Cell) -> None:
@@ -256,6 +279,7 @@ def _write_cell(cells_dir: Path, config: ComparisonConfig, cell: _Cell) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     name = cell.corpus.name
     timings = [read_wall_time(run_dir) for run_dir in cell.run_dirs]
+    earlier = json.loads(path.read_text()) if path.is_file() else None  # the round this one reruns
     record = {
         "method": cell.method, "corpus": name, "family": cell.corpus.family, "seed": cell.seed,
         "run_dir": cell.run_dir, "test": cell.results["test"][name],
@@ -265,11 +289,33 @@ def _write_cell(cells_dir: Path, config: ComparisonConfig, cell: _Cell) -> None:
         "wall_seconds": [timing["wall_seconds"] if timing else None for timing in timings],
         "test_counts": _test_counts(config, cell.corpus, cell.run_dir),
         # Kept in the cell, so that a report built where the run folders are gone (a new machine) still has it.
-        "convergence": validation_convergence(cell.run_dir, name),
+        "convergence": cell_convergence(cell.run_dir, name, cell.results, cell.patience),
+        "budget_round": cell.budget_round,
+        **cell.extra,
     }
+    if earlier is not None and cell.budget_round > earlier.get("budget_round", 0):
+        record["previous_rounds"] = earlier.get("previous_rounds", []) + [
+            {key: earlier.get(key) for key in ("budget_round", "run_dir", "completed_steps", "convergence")}
+            | {"test_f1": earlier["test"]["f1"]}]
     staging = path.with_suffix(".json.incomplete")
     staging.write_text(json.dumps(record))
     staging.replace(path)
+
+
+def cell_convergence(run_dir: str | Path, corpus: str, results: dict, patience: int | None) -> dict[str, Any]:
+    """How a cell's own run ended: its validation curve (`validation_convergence`), its budget (`max_steps`), the
+    early-stopping `patience`, and `stop_reason`: "early_stopping" when `patience` evaluations in a row gained no more
+    than the threshold, "budget" when the run used all its steps. A cell is `converged` when early stopping ended
+    it."""
+    stopped_at = results.get("stopped_early_at_step")
+    return (validation_convergence(run_dir, corpus) or {}) | {
+        "max_steps": results.get("max_steps"), "patience": patience,
+        "stop_reason": "budget" if stopped_at is None else "early_stopping", "converged": stopped_at is not None}
+
+
+def is_converged(cell: dict) -> bool:
+    """Whether early stopping ended the cell's own run (see `cell_convergence`); a cell that does not say is not."""
+    return bool((cell.get("convergence") or {}).get("converged"))
 
 
 def _test_counts(config: ComparisonConfig, corpus: TaskSpec, run_dir: str) -> list[list[int]] | None:
@@ -309,45 +355,136 @@ def run_comparison(config: ComparisonConfig, output_dir: str | Path, train: Trai
 
 def _run_seed(config: ComparisonConfig, output_dir: Path, cells_dir: Path, seed: int, train: TrainFunction,
               log: Callable[[str], None]) -> None:
-    """Every unfinished cell of one seed: single-task runs, stage 1 and its cells, then finetune_only."""
+    """Every unfinished cell of one seed: single-task runs, stage 1 and its cells, the compute-matched single-task
+    runs, then finetune_only. A cell is unfinished when it has no record, or when its method is in
+    `rerun_unconverged`, its budget (not early stopping) ended it and rounds are left: it is trained again from
+    scratch with a larger budget (`_budget_round`)."""
     runs = output_dir / "runs"
     names = [corpus.name for corpus in config.corpora]
 
-    def pending(method: str) -> list[TaskSpec]:
-        return [c for c in config.target_corpora()
-                if method in config.methods and not _cell_path(cells_dir, method, c.name, seed).exists()]
+    def pending(method: str, only: list[str] | None = None):
+        """Yields (corpus, budget round) of the method's unfinished cells of this seed (of the corpora in `only`, if
+        given), looking again after each: the caller writes the cell in between, so a rerun cell comes again until
+        it is final."""
+        for corpus in config.target_corpora() if method in config.methods else []:
+            if only is not None and corpus.name not in only:
+                continue
+            while (budget_round := _budget_round(config, cells_dir, method, corpus.name, seed)) is not None:
+                yield corpus, budget_round
 
-    for corpus in pending("single_task"):
-        run_dir = str(runs / "single_task" / corpus.name / f"seed{seed}")
-        log(f"[seed {seed}] single_task {corpus.name}")
-        results = train(_run_config(config, [corpus], config.training, seed, config.model), run_dir)
-        _write_cell(cells_dir, config, _Cell("single_task", corpus, seed, run_dir, results, [run_dir]))
-    if pending("multi_task") or pending("hstl"):
+    def any_pending(method: str) -> bool:
+        return next(pending(method), None) is not None
+
+    def own_run_dir(method: str, corpus: TaskSpec, budget_round: int) -> str:
+        return str(runs / method / corpus.name / f"seed{seed}" / (f"round{budget_round}" if budget_round else ""))
+
+    for corpus, budget_round in pending("single_task"):
+        run_dir = own_run_dir("single_task", corpus, budget_round)
+        training = scaled_budget(config.training, config.rerun_budget_factor ** budget_round)
+        log(f"[seed {seed}] single_task {corpus.name}" + (f" (budget round {budget_round})" if budget_round else ""))
+        results = train(_run_config(config, [corpus], training, seed, config.model), run_dir)
+        _write_cell(cells_dir, config, _Cell("single_task", corpus, seed, run_dir, results, [run_dir],
+                                             training.early_stopping_patience, budget_round))
+    if any_pending("multi_task") or any_pending("hstl"):
         stage1_dir = str(stage1_run_dir(output_dir, seed))
         log(f"[seed {seed}] stage 1 on {names}")
-        stage1 = train(_run_config(config, config.corpora, config.training, seed, config.model), stage1_dir)
-        for corpus in pending("multi_task"):
-            _write_cell(cells_dir, config, _Cell("multi_task", corpus, seed, stage1_dir, stage1, [stage1_dir]))
-        for corpus in pending("hstl"):
-            run_dir = str(runs / "hstl" / corpus.name / f"seed{seed}")
-            log(f"[seed {seed}] hstl stage 2 on {corpus.name}")
-            results = train(_run_config(config, [corpus], config.finetune_training, seed,
-                                        _finetune_model(stage1_dir)), run_dir)
-            _write_cell(cells_dir, config, _Cell("hstl", corpus, seed, run_dir, results, [stage1_dir, run_dir]))
+        stage1_config = _run_config(config, config.corpora, config.training, seed, config.model)
+        stage1 = train(stage1_config, stage1_dir)
+        _check_stage1_reproduces(cells_dir, seed, stage1, log)
+        for corpus, budget_round in pending("multi_task"):
+            _write_cell(cells_dir, config, _Cell("multi_task", corpus, seed, stage1_dir, stage1, [stage1_dir],
+                                                 stage1_config.training.early_stopping_patience))
+        for corpus, budget_round in pending("hstl"):
+            run_dir = own_run_dir("hstl", corpus, budget_round)
+            training = scaled_budget(config.finetune_training, config.rerun_budget_factor ** budget_round)
+            log(f"[seed {seed}] hstl stage 2 on {corpus.name}" +
+                (f" (budget round {budget_round})" if budget_round else ""))
+            results = train(_run_config(config, [corpus], training, seed, _finetune_model(stage1_dir)), run_dir)
+            _write_cell(cells_dir, config, _Cell("hstl", corpus, seed, run_dir, results, [stage1_dir, run_dir],
+                                                 training.early_stopping_patience, budget_round,
+                                                 {"stage1_completed_steps": stage1["completed_steps"]}))
+    for corpus in config.target_corpora() if "single_task_matched" in config.methods else []:
+        if ((config.matched_targets is not None and corpus.name not in config.matched_targets)
+                or _cell_path(cells_dir, "single_task_matched", corpus.name, seed).is_file()):
+            continue  # never rerun: its budget is fixed and early stopping is off
+        budget = matched_budget(config, cells_dir, corpus.name, seed)
+        if budget is None:
+            log(f"[seed {seed}] single_task_matched {corpus.name}: waits for a final hstl cell of this seed")
+            continue
+        run_dir = own_run_dir("single_task_matched", corpus, 0)
+        training = copy.deepcopy(config.training)
+        training.max_steps, training.num_train_epochs, training.early_stopping_patience = sum(budget.values()), None, None
+        log(f"[seed {seed}] single_task_matched {corpus.name}: {training.max_steps} steps ({budget})")
+        results = train(_run_config(config, [corpus], training, seed, config.model), run_dir)
+        _write_cell(cells_dir, config, _Cell("single_task_matched", corpus, seed, run_dir, results, [run_dir],
+                                             None, 0, {"matched_to_hstl": budget}))
     if config.finetune_only_seeds is not None and seed not in config.finetune_only_seeds:
         return
-    for corpus in pending("finetune_only"):
-        if config.finetune_only_targets is not None and corpus.name not in config.finetune_only_targets:
-            continue
+    for corpus, budget_round in pending("finetune_only", config.finetune_only_targets):
         others = [c for c in config.corpora if c.name != corpus.name]
         pretrain_dir = str(runs / "pretrain_without" / corpus.name / f"seed{seed}")
         log(f"[seed {seed}] finetune_only: pretraining without {corpus.name}")
         train(_run_config(config, others, config.training, seed, config.model), pretrain_dir)
-        run_dir = str(runs / "finetune_only" / corpus.name / f"seed{seed}")
+        run_dir = own_run_dir("finetune_only", corpus, budget_round)
+        training = scaled_budget(config.finetune_only_training or config.training,
+                                 config.rerun_budget_factor ** budget_round)
         log(f"[seed {seed}] finetune_only: fine-tuning on {corpus.name}")
-        results = train(_run_config(config, [corpus], config.finetune_only_training or config.training, seed,
-                                    _finetune_model(pretrain_dir)), run_dir)
-        _write_cell(cells_dir, config, _Cell("finetune_only", corpus, seed, run_dir, results, [pretrain_dir, run_dir]))
+        results = train(_run_config(config, [corpus], training, seed, _finetune_model(pretrain_dir)), run_dir)
+        _write_cell(cells_dir, config, _Cell("finetune_only", corpus, seed, run_dir, results, [pretrain_dir, run_dir],
+                                             training.early_stopping_patience, budget_round))
+
+
+def _budget_round(config: ComparisonConfig, cells_dir: Path, method: str, corpus: str, seed: int) -> int | None:
+    """The budget round a cell is to be trained in next: 0 when it has no record, the next round when its method is
+    rerun until converged and its record is neither converged nor out of rounds; None when it is final."""
+    path = _cell_path(cells_dir, method, corpus, seed)
+    if not path.is_file():
+        return 0
+    cell = json.loads(path.read_text())
+    done = cell.get("budget_round", 0)
+    if method in config.rerun_unconverged and not is_converged(cell) and done < config.rerun_max_rounds:
+        return done + 1
+    return None
+
+
+def scaled_budget(training: TrainingSpec, factor: int) -> TrainingSpec:
+    """`training` with its budget (epochs or steps) multiplied by `factor`; everything else as it is."""
+    training = copy.deepcopy(training)
+    if training.num_train_epochs is not None:
+        training.num_train_epochs *= factor
+    else:
+        training.max_steps *= factor
+    return training
+
+
+def matched_budget(config: ComparisonConfig, cells_dir: Path, corpus: str, seed: int) -> dict[str, int] | None:
+    """The optimizer steps HSTL's encoder took for `corpus` and `seed`: its stage 1 plus its stage 2, from the hstl
+    cell (its stage-1 steps, or those of the seed's multi_task cell, which is that stage 1). None while the hstl
+    cell is missing or still to be rerun. A single-task run given this many steps updates its encoder as often as
+    HSTL does and its head at least as often (HSTL's head sees its target in only a share of the stage-1 steps)."""
+    path = _cell_path(cells_dir, "hstl", corpus, seed)
+    if not path.is_file() or _budget_round(config, cells_dir, "hstl", corpus, seed) is not None:
+        return None
+    cell = json.loads(path.read_text())
+    stage1_steps = cell.get("stage1_completed_steps")
+    if stage1_steps is None:
+        multi = _cell_path(cells_dir, "multi_task", corpus, seed)
+        stage1_steps = json.loads(multi.read_text())["completed_steps"] if multi.is_file() else None
+    if stage1_steps is None:
+        return None
+    return {"stage1_steps": stage1_steps, "stage2_steps": cell["completed_steps"]}
+
+
+def _check_stage1_reproduces(cells_dir: Path, seed: int, stage1: dict, log: Callable[[str], None]) -> None:
+    """A stage 1 retrained for a rerun must be the one the seed's multi_task cells recorded (training is
+    deterministic under its seed): says whether its test F1 per corpus matches them."""
+    recorded = {cell["corpus"]: cell["test"]["f1"] for cell in read_cells(cells_dir)
+                if cell["method"] == "multi_task" and cell["seed"] == seed}
+    differ = {name: (f1, stage1["test"][name]["f1"]) for name, f1 in recorded.items()
+              if name in stage1.get("test", {}) and stage1["test"][name]["f1"] != f1}
+    if recorded:
+        log(f"[seed {seed}] stage 1 " + (f"differs from the recorded multi_task cells: {differ}" if differ else
+                                         "reproduces the recorded multi_task cells' test F1"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -427,7 +564,8 @@ def validation_convergence(run_dir: str | Path | None, corpus: str) -> dict[str,
     best, last_step = max(score for _, score in curve), curve[-1][0]
     early = [score for step, score in curve if 3 * step <= 2 * last_step]  # the first two thirds, exactly
     return {"best_step": best_step, "last_step": last_step, "best_f1": best,
-            "late_gain": best - max(early) if early else None}
+            "late_gain": best - max(early) if early else None,
+            "evaluations_after_best": sum(1 for step, _ in means if step > best_step)}
 
 
 def _local_run_dir(output_dir: Path, run_dir: str | None) -> Path | None:
@@ -515,7 +653,7 @@ def format_markdown(summary: dict[str, Any]) -> str:
 
 
 def _convergence_text(per_seed: list[dict[str, Any] | None]) -> str:
-    known = [seed for seed in per_seed if seed is not None]
+    known = [seed for seed in per_seed if seed is not None and seed.get("best_step") is not None]
     if not known:
         return "-"
     gains = [seed["late_gain"] for seed in known if seed["late_gain"] is not None]

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from .errors import CorpusFormatError, DatasetInputError
 from .formats.common import PathLike
 from .formats.conll import DOCSTART, IOB_EXPECTATION, Sentence, is_blank_token, iter_conll, read_conll, write_conll
-from processing_hstl import OUTSIDE_LABEL, entity_types, split_label
+from labels_hstl import OUTSIDE_LABEL, entity_types, split_label
 
 logger = logging.getLogger(__name__)
 

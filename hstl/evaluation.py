@@ -34,7 +34,7 @@ def score_head(model, tokenizer, sentences: Sequence[Sentence], head: str, setti
     Returns:
         The filled `EntityScorer`: `.result()` for the scores, `.false_positives` / `.false_negatives` for errors.
     """
-    from processing_hstl import HSTLDataCollator
+    from windows_hstl import HSTLDataCollator
     from .inference.tagging import build_task_dataset, predict_task_labels
 
     if accelerator is None:

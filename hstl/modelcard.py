@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from processing_hstl import default_entity_type, entity_types
+from entity_types_hstl import default_entity_type
+from labels_hstl import entity_types
 
 from .run_config import SAMPLE_PREFIX
 
@@ -328,7 +329,7 @@ guidelines, so heads of one family may disagree on span boundaries: pick the hea
 
 def entity_types_section(config: dict[str, Any]) -> str:
     """The table head -> label type -> shared entity type (config.json's `entity_types`; the defaults of
-    `processing_hstl.DEFAULT_ENTITY_TYPES` for a folder saved before it existed)."""
+    `entity_types_hstl.DEFAULT_ENTITY_TYPES` for a folder saved before it existed)."""
     saved = config.get("entity_types") or {}
     rows = "\n".join(
         f"| `{task['name']}` | {label_type} | "

@@ -1,6 +1,6 @@
 """What every HSTL model folder needs to load as Hub remote code, in one place.
 
-The remote-code group is the four `*_hstl.py` files at the repository root (`GROUP_MODULES`); `complete_model_folder`
+The remote-code group is the `*_hstl.py` files at the repository root (`GROUP_MODULES`); `complete_model_folder`
 copies them into a folder that `save_pretrained` wrote and adds to its config.json the `auto_map` of `AutoConfig`,
 `AutoModel` and `AutoModelForTokenClassification` and the `custom_pipelines` of `"token-classification"` and
 `"hstl-ner"`. `train.py`, `finetune.py` (through `hstl.checkpointing.save_model_folder`) and `publish.py` (through
@@ -17,7 +17,8 @@ import shutil
 from pathlib import Path
 
 
-GROUP_MODULES = ("configuration_hstl", "modeling_hstl", "pipeline_hstl", "processing_hstl")
+GROUP_MODULES = ("configuration_hstl", "entity_types_hstl", "labels_hstl", "mentions_hstl", "modeling_hstl",
+                 "pipeline_hstl", "text_hstl", "windows_hstl")
 """The remote-code group: top-level modules of the installed package, shipped as files in every model folder."""
 AUTO_MAP = {
     "AutoConfig": "configuration_hstl.HSTLConfig",

@@ -62,7 +62,7 @@ class ModelSpec:
     from a run config without being listed here.
 
     `entity_types: {task: {label type: entity type}}` overrides the shared entity types of some label types of the
-    run's tasks (`processing_hstl.DEFAULT_ENTITY_TYPES` gives the rest), e.g. `{BioNLP13CG: {Cell: CellLine}}`; it is
+    run's tasks (`entity_types_hstl.DEFAULT_ENTITY_TYPES` gives the rest), e.g. `{BioNLP13CG: {Cell: CellLine}}`; it is
     applied to the model whether it is new or `init_from` (finetune.py takes it from its `--config` too).
     """
 

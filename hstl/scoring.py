@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Optional, Sequence
 
-from processing_hstl import Chunk, extract_chunks
+from labels_hstl import Chunk, extract_chunks
 
 
 def precision_recall_f1(num_correct: int, num_pred: int, num_gold: int) -> dict[str, Any]:

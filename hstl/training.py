@@ -397,7 +397,7 @@ def _prepare_run(run_config: RunConfig, args: LoopArguments, accelerator: Accele
     model = build_model(run_config, tasks, tokenizer)
     apply_freeze(model, training.freeze)
     train_sets, eval_sets = _build_datasets(run_config, tasks, tokenizer, model.config, accelerator)
-    from processing_hstl import HSTLDataCollator
+    from windows_hstl import HSTLDataCollator
 
     collator = HSTLDataCollator(tokenizer)
     sampler, train_dataloader = _build_train_loader(train_sets, collator, training)
@@ -648,6 +648,8 @@ def _finish(run: TrainingRun) -> TrainingOutcome:
     save_model_folder(accelerator, run.model, run.tokenizer, output_dir)
     run.model.eval()
     results = {"completed_steps": run.state.completed_steps, "num_processes": accelerator.num_processes,
+               "max_steps": run.training.max_steps,  # the budget, in optimizer steps
+               "stopped_early_at_step": run.state.early_stopping.get("stopped_at_step"),  # None: the budget ended it
                "best_validation_mean_f1": run.state.best_score,
                "validation": _evaluate(run, "validation"), "test": _evaluate(run, "test")}
     results["wall_seconds"] = run.wall_seconds()

@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 
 from hstl.data import Sentence, read_conll, sample_data_dir, write_conll
-from processing_hstl import extract_chunks
+from labels_hstl import extract_chunks
 
 DEFAULT_CORPORA = ("BC5CDR-chem", "BC5CDR-disease", "NCBI-disease", "BC2GM", "linnaeus")
 DEFAULT_SIZES = {"train": 400, "devel": 100, "test": 100}

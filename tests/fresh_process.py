@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BLOCKED_MODULES = ("hstl", "configuration_hstl", "modeling_hstl", "pipeline_hstl", "processing_hstl", "train",
-                   "finetune", "predict", "publish", "eval")
+BLOCKED_MODULES = ("hstl", "configuration_hstl", "entity_types_hstl", "labels_hstl", "mentions_hstl", "modeling_hstl",
+                   "pipeline_hstl", "text_hstl", "windows_hstl", "train", "finetune", "predict", "publish", "eval")
 """The package, the top-level copies of the remote-code group and the repository's scripts."""
 TRUST_PROMPT = "Do you wish to run the custom code?"
 """What transformers asks on a terminal when remote code is loaded without `trust_remote_code`."""

@@ -1,4 +1,4 @@
-"""Tests of processing_hstl's windows: word -> sub-token alignment, windowing, collation and stitching, on XLNet and BERT."""
+"""Tests of windows_hstl: word -> sub-token alignment, windowing, collation and stitching, on XLNet and BERT."""
 
 from __future__ import annotations
 
@@ -13,16 +13,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processing_hstl import (
-    HSTLDataCollator,
-    Window,
-    encode_sentences,
-    make_windowing_map_fn,
-    plan_windows,
-    special_tokens_template,
-    stitch_predictions,
-    stitch_words,
-    subtokens_per_word,
+from windows_hstl import (
+    HSTLDataCollator, Window, encode_sentences, make_windowing_map_fn, plan_windows, special_tokens_template,
+    stitch_predictions, stitch_words, subtokens_per_word,
 )
 from hstl.data import read_conll
 from hstl.tokenization import load_tokenizer, train_xlnet_tokenizer

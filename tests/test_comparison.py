@@ -326,3 +326,116 @@ def test_cells_kept_elsewhere_outlive_the_run_folders(tmp_path, tiny_tokenizer_d
         (convergence,) = summary["corpora"][corpus]["convergence"]["single_task"]
         assert (convergence["best_step"], convergence["last_step"], convergence["best_f1"]) == (300, 400, 0.8)
         assert convergence["late_gain"] == pytest.approx(0.2)
+
+
+def _stand_in_train(runs: dict, stop_early_below: int | None = None):
+    """A training function that records each run's budget and reports early stopping when the budget is at least
+    `stop_early_below` steps (None: never), as training's all_results.json does."""
+
+    def train(run_config, output_dir):
+        training = run_config.training
+        runs[str(output_dir)] = (training.max_steps, training.num_train_epochs, training.early_stopping_patience)
+        steps = training.max_steps or 10
+        stopped = stop_early_below is not None and steps >= stop_early_below
+        return {"test": {task.name: {"f1": 0.5} for task in run_config.tasks}, "validation": {},
+                "completed_steps": steps - 1 if stopped else steps, "max_steps": steps,
+                "stopped_early_at_step": steps - 1 if stopped else None}
+
+    return train
+
+
+def test_unconverged_cells_are_rerun_with_larger_budgets_until_early_stopping_ends_them(tmp_path, tiny_tokenizer_dir):
+    path = _write_config(tmp_path, tiny_tokenizer_dir)
+    values = yaml.safe_load(path.read_text())
+    values.update(methods=["single_task", "multi_task"], rerun_unconverged=["single_task"], rerun_budget_factor=3,
+                  rerun_max_rounds=2)
+    values["training"]["early_stopping_patience"] = 3
+    path.write_text(yaml.safe_dump(values))
+    config = load_comparison_config(path)
+    out, runs = tmp_path / "out", {}
+    # budgets 2, then 6, then 18: early stopping ends the run only with 18 steps
+    summary = run_comparison(config, out, train=_stand_in_train(runs, stop_early_below=18), log=lambda message: None)
+    single = {run: budget for run, budget in runs.items() if "single_task/chem" in run}
+    assert single == {str(out / "runs/single_task/chem/seed1"): (2, None, 3),
+                      str(out / "runs/single_task/chem/seed1/round1"): (6, None, 3),
+                      str(out / "runs/single_task/chem/seed1/round2"): (18, None, 3)}
+    cell = json.loads((out / "cells/single_task/chem/seed1.json").read_text())
+    assert (cell["budget_round"], cell["completed_steps"], cell["convergence"]["converged"]) == (2, 17, True)
+    assert cell["convergence"]["stop_reason"] == "early_stopping"
+    assert [(r["budget_round"], r["convergence"]["stop_reason"]) for r in cell["previous_rounds"]] == [
+        (0, "budget"), (1, "budget")]
+    # multi_task is not rerun: its budget-ended cell is final and says so
+    multi = json.loads((out / "cells/multi_task/chem/seed1.json").read_text())
+    assert (multi["budget_round"], multi["convergence"]["converged"]) == (0, False)
+    assert summary["corpora"]["chem"]["methods"]["single_task"] == [50.0]
+    # a second invocation finds every cell final and trains nothing
+    runs.clear()
+    run_comparison(config, out, train=_stand_in_train(runs, stop_early_below=18), log=lambda message: None)
+    assert runs == {}
+
+
+def test_rounds_end_at_rerun_max_rounds_and_converged_cells_are_kept(tmp_path, tiny_tokenizer_dir):
+    path = _write_config(tmp_path, tiny_tokenizer_dir)
+    values = yaml.safe_load(path.read_text())
+    values.update(methods=["single_task"], rerun_unconverged=["single_task"], rerun_budget_factor=2,
+                  rerun_max_rounds=1)
+    path.write_text(yaml.safe_dump(values))
+    out, runs = tmp_path / "out", {}
+    run_comparison(load_comparison_config(path), out, train=_stand_in_train(runs), log=lambda message: None)
+    assert sorted(budget[0] for run, budget in runs.items() if "chem" in run) == [2, 4]  # one rerun, never stopped
+    assert json.loads((out / "cells/single_task/chem/seed1.json").read_text())["convergence"]["converged"] is False
+    # a cell that early stopping ended is final at round 0
+    out, runs = tmp_path / "out2", {}
+    run_comparison(load_comparison_config(path), out, train=_stand_in_train(runs, stop_early_below=1),
+                   log=lambda message: None)
+    assert sorted(runs) == [str(out / "runs/single_task/chem/seed1"), str(out / "runs/single_task/disease/seed1")]
+
+
+def test_single_task_matched_gets_hstls_stage1_plus_stage2_steps_without_early_stopping(tmp_path,
+                                                                                         tiny_tokenizer_dir):
+    path = _write_config(tmp_path, tiny_tokenizer_dir)
+    values = yaml.safe_load(path.read_text())
+    values.update(methods=["hstl", "single_task_matched"], matched_targets=["disease"],
+                  stage1_training=dict(values["training"], max_steps=7))
+    values["training"]["early_stopping_patience"] = 2
+    values["finetune_training"]["max_steps"] = 3
+    path.write_text(yaml.safe_dump(values))
+    out, runs = tmp_path / "out", {}
+    summary = run_comparison(load_comparison_config(path), out, train=_stand_in_train(runs), log=lambda m: None)
+    matched = {run: budget for run, budget in runs.items() if "/runs/single_task_matched/" in run}
+    assert matched == {str(out / "runs/single_task_matched/disease/seed1"): (7 + 3, None, None)}
+    cell = json.loads((out / "cells/single_task_matched/disease/seed1.json").read_text())
+    assert cell["matched_to_hstl"] == {"stage1_steps": 7, "stage2_steps": 3}
+    assert "single_task_matched" in summary["methods"]
+    hstl = json.loads((out / "cells/hstl/disease/seed1.json").read_text())
+    assert hstl["stage1_completed_steps"] == 7
+
+
+def test_single_task_matched_waits_for_an_hstl_cell_still_to_be_rerun(tmp_path, tiny_tokenizer_dir):
+    path = _write_config(tmp_path, tiny_tokenizer_dir)
+    values = yaml.safe_load(path.read_text())
+    values.update(methods=["single_task_matched"], rerun_unconverged=["hstl"])
+    path.write_text(yaml.safe_dump(values))
+    out = tmp_path / "out"
+    cell = out / "cells/hstl/chem/seed1.json"
+    cell.parent.mkdir(parents=True)
+    cell.write_text(json.dumps({"method": "hstl", "corpus": "chem", "seed": 1, "test": {"f1": 0.5},
+                                "completed_steps": 4, "stage1_completed_steps": 9, "budget_round": 0,
+                                "convergence": {"converged": False}}))
+    runs, messages = {}, []
+    run_comparison(load_comparison_config(path), out, train=_stand_in_train(runs), log=messages.append)
+    assert runs == {}
+    assert any("single_task_matched chem: waits" in message for message in messages)
+
+
+def test_an_epoch_budget_grows_in_epochs(tmp_path, tiny_tokenizer_dir):
+    path = _write_config(tmp_path, tiny_tokenizer_dir)
+    values = yaml.safe_load(path.read_text())
+    del values["training"]["max_steps"]
+    values["training"]["num_train_epochs"] = 1.5
+    values.update(methods=["single_task"], rerun_unconverged=["single_task"], rerun_budget_factor=3,
+                  rerun_max_rounds=1)
+    path.write_text(yaml.safe_dump(values))
+    out, runs = tmp_path / "out", {}
+    run_comparison(load_comparison_config(path), out, train=_stand_in_train(runs), log=lambda message: None)
+    assert {budget for run, budget in runs.items() if "/chem/" in run} == {(None, 1.5, None), (None, 4.5, None)}

@@ -26,7 +26,7 @@ from hstl.data import (
     sample_data_dir,
     write_conll,
 )
-from processing_hstl import entity_types, extract_chunks
+from labels_hstl import entity_types, extract_chunks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -467,7 +467,7 @@ def test_every_real_corpus_file_is_canonical(bioner_dir):
 
 @pytest.mark.corpora
 def test_demo_abstract_is_the_bc5cdr_test_document_it_is_attributed_to(bioner_dir):
-    """hstl/sample_data/README.md: abstract.txt, split and tokenized by processing_hstl, gives back sentences 46-50 of
+    """hstl/sample_data/README.md: abstract.txt, split and tokenized by text_hstl, gives back sentences 46-50 of
     BC5CDR-chem/test.tsv, token for token (so its attribution and licence are those of that corpus)."""
     from hstl.formats.text import iter_text_sentences
 

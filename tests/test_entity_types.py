@@ -18,7 +18,9 @@ from test_evaluate_model import talkative_copy
 
 from configuration_hstl import HSTLConfig
 from modeling_hstl import HSTLForTokenClassification
-from processing_hstl import DEFAULT_ENTITY_TYPES, entity_types, to_entity_labels
+from entity_types_hstl import DEFAULT_ENTITY_TYPES, to_entity_labels
+from hstl.remote_code import GROUP_MODULES
+from labels_hstl import entity_types
 
 TEXT = ("Cisplatin-induced nephrotoxicity and naloxone-induced hypertension were seen in rats.\n\n"
         "Lithium carbonate caused diabetes insipidus and renal failure in two patients with bipolar disorder.\n")
@@ -205,8 +207,8 @@ def test_run_config_override_errors_name_the_key(tmp_path, tiny_tokenizer_dir, c
 def typed_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     """A talkative copy of the tiny model (heads chem and disease) whose config.json maps Disease to Illness by hand."""
     folder = talkative_copy(tiny_model_dir, tmp_path_factory.mktemp("typed_model"))
-    for name in ("configuration_hstl.py", "modeling_hstl.py", "pipeline_hstl.py", "processing_hstl.py"):
-        shutil.copy(tiny_model_dir / name, folder / name)
+    for name in GROUP_MODULES:
+        shutil.copy(tiny_model_dir / f"{name}.py", folder / f"{name}.py")
     config = json.loads((folder / "config.json").read_text())
     config["entity_types"]["disease"] = {"Disease": "Illness"}  # id2label is left as it was: it is derived again
     (folder / "config.json").write_text(json.dumps(config))

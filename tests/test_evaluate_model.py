@@ -11,7 +11,7 @@ import torch
 
 from hstl.commands import evaluate as evaluate_model
 from hstl.data import read_split_dir, sample_data_dir
-from processing_hstl import extract_chunks
+from labels_hstl import extract_chunks
 
 
 SAMPLE_CORPORA = {"BC5CDR-chem": "chem", "NCBI-disease": "disease"}

@@ -90,7 +90,8 @@ def _load_in_process(folder: Path):
 
 def test_train_py_folder_holds_the_remote_code_auto_map_and_pipelines(tiny_model_dir):
     files = {path.name for path in tiny_model_dir.iterdir()}
-    assert {"configuration_hstl.py", "modeling_hstl.py", "pipeline_hstl.py", "processing_hstl.py"} <= files
+    assert {"configuration_hstl.py", "entity_types_hstl.py", "labels_hstl.py", "mentions_hstl.py", "modeling_hstl.py",
+            "pipeline_hstl.py", "text_hstl.py", "windows_hstl.py"} <= files
     config = json.loads((tiny_model_dir / "config.json").read_text())
     assert config["auto_map"] == {"AutoConfig": "configuration_hstl.HSTLConfig", "AutoModel": "modeling_hstl.HSTLModel",
                                   "AutoModelForTokenClassification": "modeling_hstl.HSTLForTokenClassification"}
@@ -225,7 +226,7 @@ def test_pipeline_word_scores_are_the_crf_marginals_of_their_labels(fresh, talka
     predict.py's tagging computes it (the same windows: the folder's window settings)."""
     from hstl.inference.loading import window_settings
     from hstl.inference.tagging import tag_sentences_with_marginals
-    from processing_hstl import split_sentences, tokenize
+    from text_hstl import split_sentences, tokenize
 
     text = _sample_text()
     sentences = [tokenize(text[start:end], start) for start, end in split_sentences(text)]

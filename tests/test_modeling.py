@@ -620,7 +620,7 @@ def test_token_classification_view_loads_the_same_weights_both_ways(tmp_path, mo
 
 
 def test_token_classification_logits_and_predictions_merge_the_heads(tester, model):
-    from processing_hstl import merge_mentions, mentions_to_labels
+    from mentions_hstl import mentions_to_labels, merge_mentions
 
     torch.manual_seed(3)
     with torch.no_grad():  # loud heads, so that the heads find (overlapping) mentions

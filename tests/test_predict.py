@@ -32,8 +32,9 @@ from hstl.inference.loading import WindowSettings, load_model_and_tokenizer, loa
 from hstl.inference.merging import Mention, merge_mentions, mentions_to_labels
 from hstl.inference.streaming import PredictionOptions, PredictionSummary, predict_file, tag_units
 from hstl.inference.tagging import labels_per_sentence, tag_sentences
-from processing_hstl import length_sorted_order
-from processing_hstl import extract_chunks, split_label, split_sentences, tokenize
+from labels_hstl import extract_chunks, split_label
+from text_hstl import split_sentences, tokenize
+from windows_hstl import length_sorted_order
 
 import predict  # the script at the repository root (pytest's pythonpath holds it)
 from hstl.commands import predict as predict_command
@@ -146,7 +147,7 @@ def test_confidences_lie_in_0_1_and_order_as_the_crf_marginals(seed):
     from torchcrf import CRF
 
     from modeling_hstl import crf_marginals, viterbi_decode
-    from processing_hstl import word_marginals
+    from mentions_hstl import word_marginals
     from test_modeling import _brute_force_marginals
 
     head_labels = ["O", "B-Gene", "I-Gene"]

@@ -26,8 +26,8 @@ RESULTS = {  # awkward floats: the card must carry them exactly
     "NCBI-disease": {"test": {"precision": 0.0, "recall": 0.0, "f1": 0.0}},
 }
 EXPECTED_FILES = {"README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                  "run_config.yaml", "results.json", "configuration_hstl.py", "modeling_hstl.py", "pipeline_hstl.py",
-                  "processing_hstl.py"}
+                  "run_config.yaml", "results.json", "configuration_hstl.py", "entity_types_hstl.py", "labels_hstl.py",
+                  "mentions_hstl.py", "modeling_hstl.py", "pipeline_hstl.py", "text_hstl.py", "windows_hstl.py"}
 
 # Run by tests/fresh_process.py in a fresh interpreter where hstl and the top-level *_hstl modules are blocked: the
 # folder's own copies must do all the work.
@@ -253,7 +253,7 @@ def test_pipeline_entities_equal_predict_py_on_text(fresh_process_output, publis
 
 
 def test_sample_text_has_a_sentence_longer_than_one_window(published_dir):
-    from processing_hstl import encode_sentences
+    from windows_hstl import encode_sentences
     from pipeline_hstl import words_of_sentences
     from hstl.inference.loading import load_model_and_tokenizer
 

@@ -21,7 +21,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 
 from hstl.data import read_conll
 from hstl.scoring import EntityScorer, score_sentences
-from processing_hstl import extract_chunks, split_label
+from labels_hstl import extract_chunks, split_label
 
 from hstl.commands.score import main as score_main
 

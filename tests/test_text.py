@@ -1,4 +1,4 @@
-"""Sentence splitting and word tokenization of plain text (`processing_hstl`): examples, the corpora's own tokenization, and
+"""Sentence splitting and word tokenization of plain text (`text_hstl`): examples, the corpora's own tokenization, and
 properties under arbitrary Unicode."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hstl.data import read_conll, sample_data_dir
-from processing_hstl import split_sentences, tokenize
+from text_hstl import split_sentences, tokenize
 
 
 def words(text: str) -> list[str]:
@@ -53,7 +53,7 @@ def test_shipped_sample_tokenization_is_reproduced():
 
 @pytest.mark.corpora
 def test_corpora_tokenization_is_reproduced(bioner_dir):
-    """Every corpus but JNLPBA (GENIA tokenization keeps "IL-2" whole; see processing_hstl.py) splits text as we do."""
+    """Every corpus but JNLPBA (GENIA tokenization keeps "IL-2" whole; see text_hstl.py) splits text as we do."""
     for corpus_dir in sorted(path for path in bioner_dir.iterdir() if (path / "devel.tsv").is_file()):
         if corpus_dir.name == "JNLPBA":
             continue

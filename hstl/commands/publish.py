@@ -5,7 +5,7 @@ model card and a pipeline.
     python publish.py --model runs/demo --repo_id user/hstl-demo --dry-run /tmp/hstl-demo    # uploads nothing
 
 The folder uploaded holds config.json (with `auto_map` and the custom pipelines), the remote-code group
-(configuration_hstl.py, modeling_hstl.py, pipeline_hstl.py, processing_hstl.py), the safetensors weights, the
+(the `*_hstl.py` files of `hstl.remote_code.GROUP_MODULES`), the safetensors weights, the
 tokenizer files, run_config.yaml and a README.md model card with the results. With `--dry-run OUT` that exact folder
 is written to OUT instead: load it with `pipeline("token-classification", model="OUT", trust_remote_code=True)` to
 check it before uploading.

@@ -17,7 +17,7 @@ Writing: the output repeats the collection (source, date, key, infons), every do
 (infons, offset, text) and every sentence element verbatim, and REPLACES the input's annotations and relations with
 predicted ones, as the PubTator writer does, so a file is never a mix of gold and predicted annotations. Each
 predicted annotation carries `infons` `type` (the entity type), `identifier` (`-`: HSTL links no concept), `score`
-(the mention's confidence, `processing_hstl.mention_confidence`, written with 4 decimals) and `annotator` (`HSTL:<head>`), one `location` (offset, length) in the
+(the mention's confidence, `mentions_hstl.mention_confidence`, written with 4 decimals) and `annotator` (`HSTL:<head>`), one `location` (offset, length) in the
 document's frame and the mention's `text`. Documents are rendered one by one (`render_bioc_document`), between a
 `bioc_header` and a `bioc_footer`, separated by `BIOC_SEPARATOR[fmt]`, so that output can be streamed and resumed.
 """

@@ -11,7 +11,7 @@ TABs only; a token made of other whitespace (U+00A0, U+3000, ...) is a token.
 
 `write_conll` writes the canonical form, so `write_conll(read_conll(path))` reproduces a canonical file byte for byte.
 
-Stdlib only (plus `processing_hstl` for the one definition of an IOB2 label).
+Stdlib only (plus `labels_hstl` for the one definition of an IOB2 label).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 
-from processing_hstl import OUTSIDE_LABEL, split_label
+from labels_hstl import OUTSIDE_LABEL, split_label
 
 from .common import SEPARATOR_WHITESPACE, CorpusFormatError, LineCounter, PathLike, strip_line
 
@@ -288,7 +288,7 @@ def render_conll_sentence(sentence: Sentence, labels_by_task: Mapping[str, Seque
     `scores_by_task`). CoNLL output carries labels only, no confidences. Labels name the shared entity types of
     `entity_type_of` (`HSTLConfig.entity_types`).
     """
-    from processing_hstl import to_entity_labels
+    from entity_types_hstl import to_entity_labels
 
     from ..inference.merging import merge_mentions, mentions_to_labels
 

@@ -8,7 +8,7 @@ the input's annotation (and relation) lines with predicted ones,
 gold and predicted annotations; score against the gold file instead. The sixth column is PubTator's concept id:
 always `-`, since HSTL links no concept (tools that read six columns see a well-formed file); the seventh, an HSTL
 addition, names the head that found the mention and, after `|score=`, the mention's confidence
-(`processing_hstl.mention_confidence`, 4 decimals). The confidence shares the seventh column rather than adding an
+(`mentions_hstl.mention_confidence`, 4 decimals). The confidence shares the seventh column rather than adding an
 eighth because readers accept seven columns but not eight: the `bioc` package's PubTator reader
 (`bioc.pubtator.loads_ann`) parses 6 or 7 tab-separated fields and raises on 8; with 7 it keeps the seventh as is
 (its composite-mention branch needs a `|` in the sixth column too, and `-` has none).

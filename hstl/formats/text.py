@@ -1,11 +1,11 @@
 """Plain UTF-8 text in, JSON Lines out: the lazy text reader (sentences and words with character offsets) and the
 writer of one JSON object per tagged sentence.
 
-Sentences and words come from `processing_hstl` (`split_sentences`, `tokenize`). Offsets are characters (end exclusive) into the whole input as
+Sentences and words come from `text_hstl` (`split_sentences`, `tokenize`). Offsets are characters (end exclusive) into the whole input as
 `open(path, encoding="utf-8-sig", newline="").read()` returns it: a leading byte order mark is not counted and a
 CRLF line end counts as two characters. Paragraphs end at separator lines (`hstl.formats.common.is_separator`).
 Output records: `{"document", "text", "start", "end", "entities": [{"start", "end", "text", "type", "task",
-"score"}]}`, `score` being the mention's confidence (`processing_hstl.mention_confidence`, rounded to 4 decimals);
+"score"}]}`, `score` being the mention's confidence (`mentions_hstl.mention_confidence`, rounded to 4 decimals);
 U+0085, U+2028 and U+2029 are written as JSON escapes, so that each object is one line for any line splitter. The
 document id of plain text is `<input file name>:<paragraph number>`, paragraphs counted from 1 among those holding
 text (e.g. `abstracts.txt:3` for the third abstract of a file with one abstract per paragraph).
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from processing_hstl import split_sentences, tokenize
+from text_hstl import split_sentences, tokenize
 from .common import FileRange, LineCounter, PathLike, is_separator, rounded_score
 
 _TEXT_CHARACTERS_PER_SPLIT = 65_536
@@ -53,7 +53,7 @@ def text_sentences(text: str, offset: int, document: str = "") -> list[TextSente
 def iter_text_sentences(path: PathLike) -> Iterator[TextSentence]:
     """The sentences of a UTF-8 text file, read lazily (a paragraph at a time, or 64k characters of a long one).
 
-    `processing_hstl.split_sentences` boundaries depend only on the text around them, so a paragraph split piece by piece (each piece
+    `text_hstl.split_sentences` boundaries depend only on the text around them, so a paragraph split piece by piece (each piece
     starting where a sentence starts) gives the same sentences as split whole.
 
     Raises:

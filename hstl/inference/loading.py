@@ -145,7 +145,7 @@ def window_settings(
 
 def check_window_settings(tokenizer, settings: WindowSettings) -> None:
     """Raises `PredictionInputError` naming `--max_length`/`--overlap` when the tokenizer cannot window with them."""
-    from processing_hstl import make_windowing_map_fn
+    from windows_hstl import make_windowing_map_fn
 
     try:
         make_windowing_map_fn(tokenizer, {}, 0, settings.max_length, settings.overlap)

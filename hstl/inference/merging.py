@@ -1,6 +1,6 @@
 """Merging the mentions that several heads found in one sentence, for `predict.py`.
 
-The rule itself lives once, in `processing_hstl.py` (`MERGE_POLICIES`, `mention_confidence`, `merge_mentions`),
+The rule itself lives once, in `mentions_hstl.py` (`MERGE_POLICIES`, `mention_confidence`, `merge_mentions`),
 because the Hub pipeline and the token-classification model, which cannot import `hstl`, apply it too; this module
 gives it `predict.py`'s `--merge` error message.
 
@@ -10,7 +10,7 @@ label the mention gives each word, and of "not I-<type>" at the word after the m
 
 Merge policies:
     "confidence" (default): collect the mentions of every head (type = the shared entity type of the head's label
-        type, e.g. "Gene" for "Protein", see `processing_hstl.DEFAULT_ENTITY_TYPES`; task = the head), then keep
+        type, e.g. "Gene" for "Protein", see `entity_types_hstl.DEFAULT_ENTITY_TYPES`; task = the head), then keep
         mentions greedily from the highest confidence down, dropping any that overlaps one already kept; on equal
         confidence the longer mention (in words) wins, then the head listed first, then the earlier start. "mice"
         tagged GENE (Gene) at 0.55 by BC2GM and Species at 0.98 by linnaeus is Species, whichever head is listed
@@ -20,17 +20,17 @@ Merge policies:
 "confidence" and "longest" leave no overlaps: the result becomes one IOB2 label sequence (rebuilt from the mentions,
 so it is always valid IOB2) or one entity list.
 
-Stdlib only (plus `processing_hstl`).
+Stdlib only (plus `mentions_hstl` and `entity_types_hstl`).
 """
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import processing_hstl
-from processing_hstl import (
-    MERGE_POLICIES, Mention, WordMarginals, collect_mentions, keep_entity_types, mention_confidence,
-    mentions_to_labels, resolve_overlaps,
+import mentions_hstl
+from entity_types_hstl import keep_entity_types
+from mentions_hstl import (
+    MERGE_POLICIES, Mention, WordMarginals, collect_mentions, mention_confidence, mentions_to_labels, resolve_overlaps,
 )
 
 from ..errors import PredictionInputError
@@ -48,18 +48,18 @@ def check_merge_policy(merge: str) -> None:
 def merge_mentions(labels_by_task: Mapping[str, Sequence[str]], merge: str = "confidence",
                    scores_by_task: Mapping[str, Sequence[WordMarginals]] | None = None,
                    entity_type_of: Mapping[str, Mapping[str, str]] | None = None) -> list[Mention]:
-    """`processing_hstl.merge_mentions` (one sentence's mentions from several heads, in the mapping's order, scored
+    """`mentions_hstl.merge_mentions` (one sentence's mentions from several heads, in the mapping's order, scored
     when the heads' word marginals are given, typed by `entity_type_of`: `HSTLConfig.entity_types`), with the
     `--merge` error of `check_merge_policy` for an unknown policy."""
     check_merge_policy(merge)
-    return processing_hstl.merge_mentions(labels_by_task, merge, scores_by_task, entity_type_of=entity_type_of)
+    return mentions_hstl.merge_mentions(labels_by_task, merge, scores_by_task, entity_type_of=entity_type_of)
 
 
 def keep_entity_types_of_heads(labels_by_task: Mapping[str, Sequence[Sequence[str]]],
                                entity_type_of: Mapping[str, Mapping[str, str]],
                                entity_types: Sequence[str]) -> dict[str, list[list[str]]]:
     """`{task: [sentence labels, ...]}` with every label whose shared type is not one of `entity_types` turned into
-    `O` (`processing_hstl.keep_entity_types`): `predict.py --entity_types` selects before merging, so a mention of a
+    `O` (`entity_types_hstl.keep_entity_types`): `predict.py --entity_types` selects before merging, so a mention of a
     type left out never hides one that was asked for."""
     return {task: [keep_entity_types(labels, entity_type_of.get(task, {}), entity_types) for labels in sentences]
             for task, sentences in labels_by_task.items()}

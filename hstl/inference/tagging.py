@@ -1,12 +1,12 @@
 """Tagging sentences with a model: batched, windowed prediction shared by evaluation (during training and in
 `hstl.evaluation`), `predict.py` and the benchmarks.
 
-Sentences become windows (`processing_hstl`), windows are sorted by length so batches carry little padding, the model
+Sentences become windows (`windows_hstl`), windows are sorted by length so batches carry little padding, the model
 tags each batch with one or several heads from one encoder pass, and `stitch_predictions` puts every word's label back
 in its sentence: every input word gets exactly one prediction. `tag_sentences` does all of it for lists of words and
 returns labels; `tag_sentences_with_marginals` also returns each word's CRF marginals (label -> probability, from
 the window that owns the word, as its label is), from which mention confidences are computed
-(`processing_hstl.mention_confidence`). Evaluation asks for labels only and pays nothing for marginals.
+(`mentions_hstl.mention_confidence`). Evaluation asks for labels only and pays nothing for marginals.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from accelerate.data_loader import prepare_data_loader
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from processing_hstl import (
-    METADATA_KEYS, HSTLDataCollator, length_sorted_order, make_windowing_map_fn, stitch_predictions, stitch_words,
-    word_marginals,
+from mentions_hstl import word_marginals
+from windows_hstl import (
+    HSTLDataCollator, METADATA_KEYS, length_sorted_order, make_windowing_map_fn, stitch_predictions, stitch_words,
 )
 
 from ..formats.conll import Sentence
@@ -217,7 +217,7 @@ class TaggedSentences:
     """Task name -> per sentence, one IOB2 label per word (`[]` for an empty sentence)."""
     marginals: dict[str, list[list[dict[str, float]]]]
     """Task name -> per sentence, per word, `{label: CRF marginal}` over the head's labels, from the window that
-    owns the word (`processing_hstl.word_marginals`)."""
+    owns the word (`mentions_hstl.word_marginals`)."""
 
 
 def tag_sentences(
