@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
-from processing_hstl import METADATA_KEYS, HSTLDataCollator, length_sorted_order
+from windows_hstl import METADATA_KEYS, HSTLDataCollator, length_sorted_order
 
 from ..errors import USER_ERRORS, PredictionInputError
 from ..formats import FORMATS, InputFormat
@@ -278,7 +278,7 @@ class Renderer:
         marginals become a `{label: probability}` only when read (`_WordMarginals`)."""
         import torch
 
-        from processing_hstl import stitch_predictions
+        from windows_hstl import stitch_predictions
 
         from .tagging import TaggedSentences
 
@@ -314,7 +314,7 @@ class Renderer:
 
 
 class _WordMarginals(Sequence):
-    """One sentence's word marginals under one head as `processing_hstl.word_marginals` gives them, `{label:
+    """One sentence's word marginals under one head as `mentions_hstl.word_marginals` gives them, `{label:
     probability}` per word, each built only when read: a mention's confidence reads its own words and the next, and
     most words are in no mention."""
 
