@@ -365,11 +365,14 @@ class ChunkWriter:
         self.chunks_written = 0
         self.stopped = False
         self.error: BaseException | None = None
+        # Started by the first `put`, once the DataLoader has forked its workers: a process forked while another
+        # thread runs may inherit a lock that thread held.
         self._thread = threading.Thread(target=self._run, name="hstl-writer", daemon=True)
-        self._thread.start()
 
     def put(self, results: BatchResults) -> bool:
         """Hands a piece's results to the thread; False once it stopped (or failed): feed it no more."""
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()
         while not (self.stopped or self.error):
             try:
                 self._queue.put(results, timeout=0.1)
@@ -380,6 +383,8 @@ class ChunkWriter:
 
     def finish(self) -> None:
         """Writes what is left (unless stopped), waits for the thread and raises what it met."""
+        if self._thread.ident is None:  # nothing was put
+            self._thread.start()
         while self._thread.is_alive():
             try:
                 self._queue.put(None, timeout=0.1)

@@ -319,11 +319,12 @@ def tagged_sentences(config, task_names: Sequence[str], num_words: Sequence[int]
     return tagged
 
 
-def labels_per_sentence(labels_by_task: Mapping[str, Sequence[Sequence[Any]]]) -> list[dict[str, list[Any]]]:
+def labels_per_sentence(labels_by_task: Mapping[str, Sequence[Sequence[Any]]]) -> list[dict[str, Sequence[Any]]]:
     """`{task: [sentence labels, ...]}` -> `[{task: sentence labels}, ...]`, tasks kept in order (for any per-word
-    values, e.g. marginals, too)."""
+    values, e.g. marginals, too). The sentences' sequences are shared, not copied: the feed's word marginals are
+    built only for the words a mention reads."""
     counts = {len(per_sentence) for per_sentence in labels_by_task.values()}
     assert len(counts) <= 1, "every task labels the same sentences"
     num_sentences = counts.pop() if counts else 0
-    return [{task: list(per_sentence[index]) for task, per_sentence in labels_by_task.items()}
+    return [{task: per_sentence[index] for task, per_sentence in labels_by_task.items()}
             for index in range(num_sentences)]
