@@ -81,7 +81,8 @@ def train_tiny_model(scratch: Path, steps: int) -> Path:
     """train.py on the shipped sample of the five targets, with a tiny BERT: its emissions find mentions about as
     often as a real model's do."""
     encoder = tiny_bert_encoder(scratch / "encoder")
-    tasks = "".join(f"  - {{name: {name}, family: {FAMILIES[name]}, data_dir: \"sample:{name}\"}}\n" for name in TARGETS)
+    tasks = "".join(f"  - {{name: {name}, family: {FAMILIES[name]}, data_dir: \"sample:{name}\"}}\n"
+                    for name in TARGETS)
     config = scratch / "tiny.yaml"
     config.write_text(
         f"model: {{encoder: {encoder}, use_family_layers: true, hidden_dropout: 0.1}}\ntasks:\n{tasks}"

@@ -53,6 +53,8 @@ def parse_args() -> argparse.Namespace:
                         help="The variants timed (default: all); a ratio is printed when both its variants are.")
     parser.add_argument("--num_workers", type=int, default=None,
                         help="predict.py --num_workers of the predict variants (default: its own).")
+    parser.add_argument("--batch_tokens", type=int, default=None,
+                        help="predict.py --batch_tokens of the predict variants (default: its own).")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="Also run `predict` once under cProfile (after the timing) and print its N top entries "
                         "by cumulative and by own time.")
@@ -90,7 +92,7 @@ def model_folder(args: argparse.Namespace, scratch: Path) -> Path:
     return scratch / "model"
 
 
-def file_path_tagger(folder: Path, quantize: str | None, num_workers: int):
+def file_path_tagger(folder: Path, quantize: str | None, num_workers: int | None, batch_tokens: int | None):
     """A function tagging a text file into a JSONL file through `predict_file` (count pass, feed workers, writer
     thread, resumable output), with the model loaded (and quantized) once."""
     from accelerate import Accelerator
@@ -104,7 +106,8 @@ def file_path_tagger(folder: Path, quantize: str | None, num_workers: int):
     model = Accelerator(cpu=True).prepare_model(quantize_linear_layers(model) if quantize else model,
                                                 evaluation_mode=True)
     loaded = streaming.LoadedModel(model)
-    options = streaming.PredictionOptions(show_progress=False, cpu=True, merge="longest", num_workers=num_workers)
+    options = streaming.PredictionOptions(show_progress=False, cpu=True, merge="longest", num_workers=num_workers,
+                                          **({"batch_tokens": batch_tokens} if batch_tokens else {}))
 
     def tag_file(input_path: Path, output_path: Path) -> None:
         assert streaming.predict_file(folder, input_path, output_path, options, loaded).complete
@@ -180,9 +183,9 @@ def main() -> None:
     text_path = scratch / "bc5cdr-chem-test.txt"
     text_path.write_text("\n\n".join(texts) + "\n", encoding="utf-8")
     folder = model_folder(args, scratch)
-    taggers = {"fp32": file_path_tagger(folder, None, args.num_workers)}
+    taggers = {"fp32": file_path_tagger(folder, None, args.num_workers, args.batch_tokens)}
     if "predict_int8" in args.variants:
-        taggers["int8"] = file_path_tagger(folder, "int8", args.num_workers)
+        taggers["int8"] = file_path_tagger(folder, "int8", args.num_workers, args.batch_tokens)
     factories = {
         "encoder": lambda: encoder_variant(sentences, taggers["fp32"][2].settings.max_length),
         "predict": lambda: lambda: taggers["fp32"][0](text_path, scratch / "fp32.jsonl"),

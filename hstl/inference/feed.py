@@ -13,12 +13,12 @@ that the device waits for neither.
          `chunk_size` units (what the progress record and `--resume` count)
 
 The output does not depend on the number of processes, workers, the piece size, `batch_tokens` or `--batch_size`:
-a window is padded to its own length rounded up to `PAD_TO_MULTIPLE_OF`, its words to the same length, and batched
-only with windows padded alike, so every tensor row of it has the same shape whatever its batch mates; on the CPU a
-row's result then does not depend on the other rows (tests/test_predict.py compares windows bit for bit and outputs
-byte for byte). On a GPU, a matrix product may take another kernel for another number of rows: there, runs with
-different batch settings agree to rounding, and runs with the same settings (any number of processes or workers:
-pieces are cut from the whole file the same way) to the byte.
+a window is padded to its own length rounded up to `PAD_TO_MULTIPLE_OF`, its words to their count rounded up alike,
+and batched only with windows padded alike, so every tensor row of it has the same shape whatever its batch mates;
+on the CPU a row's result then does not depend on the other rows (tests/test_predict.py compares windows bit for bit
+and outputs byte for byte). On a GPU, a matrix product may take another kernel for another number of rows: there,
+runs with different batch settings agree to rounding, and runs with the same settings (any number of processes or
+workers: pieces are cut from the whole file the same way) to the byte.
 """
 
 from __future__ import annotations
@@ -89,19 +89,23 @@ def padded_window_length(length: int) -> int:
     return -(-length // PAD_TO_MULTIPLE_OF) * PAD_TO_MULTIPLE_OF
 
 
-def plan_batches(lengths: Sequence[int], batch_tokens: int, max_windows: int | None = None) -> list[list[int]]:
-    """Window indices per batch: longest first; a batch holds windows of one padded length (`padded_window_length`),
-    at most `batch_tokens // padded length` of them (at least one) and at most `max_windows`."""
+def plan_batches(lengths: Sequence[int], word_counts: Sequence[int], batch_tokens: int,
+                 max_windows: int | None = None) -> list[list[int]]:
+    """Window indices per batch: longest first; a batch holds windows of one padded length and one padded word count
+    (`padded_window_length` of each), at most `batch_tokens // padded length` of them (at least one) and at most
+    `max_windows`."""
+    shapes = [(padded_window_length(length), padded_window_length(count)) for length, count in zip(lengths, word_counts)]
     batches: list[list[int]] = []
-    current_length = None
-    for index in length_sorted_order(lengths):
-        padded = padded_window_length(lengths[index])
-        rows = max(1, batch_tokens // padded)
+    current_shape = None
+    # Longest first, windows of one shape together (sorting by length alone would interleave the word counts).
+    for index in sorted(length_sorted_order(lengths), key=lambda index: (-shapes[index][0], -shapes[index][1])):
+        shape = shapes[index]
+        rows = max(1, batch_tokens // shape[0])
         if max_windows is not None:
             rows = min(rows, max_windows)
-        if not batches or padded != current_length or len(batches[-1]) >= rows:
+        if not batches or shape != current_shape or len(batches[-1]) >= rows:
             batches.append([])
-            current_length = padded
+            current_shape = shape
         batches[-1].append(index)
     return batches
 
@@ -136,21 +140,23 @@ def prepare_units(units: list[Any], input_format: InputFormat, tokenizer, window
     if non_empty:
         windows = build_task_dataset(tokenizer, non_empty, None, 0, window.max_length, window.overlap)
         lengths = [len(ids) for ids in windows["input_ids"]]
+        word_counts = [len(starts) for starts in windows["word_start_positions"]]
         collator = HSTLDataCollator(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
-        batches = [_words_padded_to_tokens(collator([windows[index] for index in rows]))
-                   for rows in plan_batches(lengths, feed.batch_tokens, feed.max_windows)]
+        batches = [_words_padded_alike(collator([windows[index] for index in rows]))
+                   for rows in plan_batches(lengths, word_counts, feed.batch_tokens, feed.max_windows)]
     return PreparedPiece(units, [len(sentences) for sentences in sentences_of_units],
                          [len(words) for words in sentences], batches)
 
 
-def _words_padded_to_tokens(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The batch with its word columns padded to its (padded) sub-token length, which no window's words exceed: the
-    family layers, heads and CRFs then also see a shape that depends on the window alone, not on its longest batch
-    mate (a matrix product may round a row differently when the number of rows changes its blocking)."""
+def _words_padded_alike(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch with its word columns padded to its windows' word count rounded up to `PAD_TO_MULTIPLE_OF` (one for
+    the whole batch, `plan_batches`): the family layers, heads and CRFs then also see a shape that depends on the
+    window alone, not on its longest batch mate (a matrix product may round a row differently when the number of rows
+    changes its blocking)."""
     import torch
 
     positions = batch["word_start_positions"]
-    extra = batch["input_ids"].shape[1] - positions.shape[1]
+    extra = padded_window_length(positions.shape[1]) - positions.shape[1]
     batch["word_start_positions"] = torch.nn.functional.pad(positions, (0, extra), value=-1)
     return batch
 
