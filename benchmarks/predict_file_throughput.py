@@ -31,6 +31,7 @@ import pstats
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -50,6 +51,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num_sentences", type=int, default=None, help="Test sentences used (default: all).")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="The variants timed (default: all); a ratio is printed when both its variants are.")
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="predict.py --num_workers of the predict variants (default: its own).")
+    parser.add_argument("--batch_tokens", type=int, default=None,
+                        help="predict.py --batch_tokens of the predict variants (default: its own).")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="Also run `predict` once under cProfile (after the timing) and print its N top entries "
                         "by cumulative and by own time.")
@@ -87,29 +92,27 @@ def model_folder(args: argparse.Namespace, scratch: Path) -> Path:
     return scratch / "model"
 
 
-def file_path_tagger(folder: Path, quantize: str | None):
-    """A function tagging a text file into a JSONL file the way `predict_file` does, with the model loaded once."""
+def file_path_tagger(folder: Path, quantize: str | None, num_workers: int | None, batch_tokens: int | None):
+    """A function tagging a text file into a JSONL file through `predict_file` (count pass, feed workers, writer
+    thread, resumable output), with the model loaded (and quantized) once."""
     from accelerate import Accelerator
 
-    from hstl.formats import FORMATS
     from hstl.inference import streaming
     from hstl.inference.loading import load_model_config, load_tokenizer_of, quantize_linear_layers, window_settings
     from modeling_hstl import HSTLModel
 
     config = load_model_config(folder)
     model = HSTLModel.from_pretrained(folder, config=config).eval()
-    model = quantize_linear_layers(model) if quantize else model
-    settings = window_settings(folder, None, None, 64, config=config)
-    tagger = streaming._ChunkTagger(model, load_tokenizer_of(folder), FORMATS["text"], config.task_names, settings,
-                                    "longest", Accelerator(cpu=True))
-    options = streaming.PredictionOptions(show_progress=False)
+    model = Accelerator(cpu=True).prepare_model(quantize_linear_layers(model) if quantize else model,
+                                                evaluation_mode=True)
+    loaded = streaming.LoadedModel(model)
+    options = streaming.PredictionOptions(show_progress=False, cpu=True, merge="longest", num_workers=num_workers,
+                                          **({"batch_tokens": batch_tokens} if batch_tokens else {}))
 
     def tag_file(input_path: Path, output_path: Path) -> None:
-        total = sum(1 for _ in FORMATS["text"].read_units(input_path))
-        output = streaming.ResumableOutput(output_path, {}, resume=False)
-        assert streaming._tag_in_chunks(tagger, input_path, output, total, options, show_bar=False)
-        output.finish()
+        assert streaming.predict_file(folder, input_path, output_path, options, loaded).complete
 
+    tagger = SimpleNamespace(tokenizer=load_tokenizer_of(folder), settings=window_settings(folder, config=config))
     return tag_file, model, tagger
 
 
@@ -180,9 +183,9 @@ def main() -> None:
     text_path = scratch / "bc5cdr-chem-test.txt"
     text_path.write_text("\n\n".join(texts) + "\n", encoding="utf-8")
     folder = model_folder(args, scratch)
-    taggers = {"fp32": file_path_tagger(folder, None)}
+    taggers = {"fp32": file_path_tagger(folder, None, args.num_workers, args.batch_tokens)}
     if "predict_int8" in args.variants:
-        taggers["int8"] = file_path_tagger(folder, "int8")
+        taggers["int8"] = file_path_tagger(folder, "int8", args.num_workers, args.batch_tokens)
     factories = {
         "encoder": lambda: encoder_variant(sentences, taggers["fp32"][2].settings.max_length),
         "predict": lambda: lambda: taggers["fp32"][0](text_path, scratch / "fp32.jsonl"),

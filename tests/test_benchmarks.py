@@ -143,3 +143,39 @@ def test_train_step_overhead_compares_steps_on_batches_of_the_same_padded_size()
     assert ratios(lines)[0][1] > 0 and RATIO_LINE.fullmatch(lines[-1])
     slots = dict(re.findall(r"# sub-token slots incl\. padding, first 20 steps: (hstl|plain) (\d+)", "\n".join(lines)))
     assert slots.keys() == {"hstl", "plain"} and slots["hstl"] == slots["plain"]
+
+
+def test_feed_throughput_prints_its_two_ratios_after_tagging_with_recorded_emissions():
+    # The benchmark itself checks that the stub's output equals the recording model's, byte for byte.
+    lines = run_benchmark("feed_throughput.py")
+    assert [name for name, _ in ratios(lines)] == ["feed_per_core_vs_10k", "feed_scaling_2_workers"], lines
+    recorded = re.search(r"^# 40 test sentences of .*: (\d+) mentions", "\n".join(lines), re.MULTILINE)
+    assert recorded is not None and int(recorded[1]) > 0, lines
+    timed = [line.split(":")[0] for line in lines if re.match(r"# workers_\d: \d+\.\d+ s, \d+ sentences/s", line)]
+    assert timed == ["# workers_1", "# workers_2"]
+
+
+def test_gpu_pass_summary_computes_every_figure_and_ratio_from_stage_times_and_logs(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    out.mkdir()
+    (work / "sentences.txt").write_text("Aspirin rose .\n" * 1000)
+    (out / "stages.txt").write_text("predict_bert_fp32_tiny 0 10.00\npredict_bert_fp32_big 0 20.00\n"
+                                    "predict_bert_bf16_big 0 15.00\ntrain_bert 0 40.00\ntrain_plain_anchor 0 9.00\n"
+                                    "predict_xlnet_tiny 0 12.00\npredict_xlnet_fp32_big 1 30.00\n")
+    (out / "train_bert.log").write_text("Training: 300/300 [02:30<00:00,  2.00it/s]\n")
+    (out / "train_plain_anchor.log").write_text("plain BertForTokenClassification: 4.00 steps/s (batch 32)\n")
+    (out / "predict_bert_fp32_big.log").write_text("Tagging: 100%|##########| 1000/1000 [00:09<00:00, 111.5sentence/s]\n")
+    (work / "pipelines.json").write_text('{"hf_pipeline_bert_fp32": 50.0, "hstl_pipeline_bert": 150.0}')
+    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_pass.py"), "summary", str(work),
+                                str(out), "300"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    # 1000 sentences in 20 - 10 s (fp32) and 15 - 10 s (bf16); the failed XLNet stage gives no figure.
+    assert "predict.py bert_fp32: 100 sentences/s (whole file path, 5 heads; marginal over a 20-sentence run; " \
+           "112/s inside the tagging loop)" in lines
+    assert any(line.startswith("predict.py bert_bf16: 200 sentences/s") for line in lines)
+    assert not any(line.startswith("predict.py xlnet") for line in lines)
+    assert "predict.py fixed cost (start-up, load, 20 sentences): 10.0 s" in lines
+    assert ratios(lines) == [("gpu_train_vs_plain_loop", 0.5), ("gpu_predict_vs_hf_pipeline_fp32", 2.0),
+                             ("gpu_hstl_pipeline_vs_hf_pipeline", 3.0), ("gpu_bf16_vs_fp32", 2.0)]

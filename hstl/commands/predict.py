@@ -28,6 +28,7 @@ from ..cli import run_cli
 from ..errors import PredictionInputError
 from ..formats import INPUT_FORMATS, detect_format
 from ..inference.loading import DTYPES, QUANTIZATIONS
+from ..inference.feed import DEFAULT_BATCH_TOKENS
 from ..inference.merging import MERGE_POLICIES
 from ..inference.outputs import is_stream
 
@@ -59,7 +60,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--format", choices=INPUT_FORMATS, default=None,
                         help="Input format (default: from the --input file name).")
     parser.add_argument("--batch_size", type=int, default=None,
-                        help="Windows per batch (default 64).")
+                        help="At most this many windows per batch (default: as many as --batch_tokens allows).")
+    parser.add_argument("--batch_tokens", type=int, default=DEFAULT_BATCH_TOKENS,
+                        help="Padded sub-tokens per batch: windows are sorted by length and batched up to this many "
+                             "(--batch_size, when given, also caps the windows of a batch). The output does not "
+                             "depend on it.")
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="Worker processes that read, split, tokenize and window the input ahead of the model "
+                             "(default: the machine's cores, shared among the processes of `accelerate launch`; 0: "
+                             "none). The output does not depend on it.")
     parser.add_argument("--max_length", type=int, default=None,
                         help="Sub-tokens per window, special tokens included; longer sentences are windowed "
                              "(default: what the model was trained with, else 128).")
@@ -105,7 +114,7 @@ def run(argv: list[str] | None = None) -> int:
     options = PredictionOptions(
         tasks=args.tasks, entity_types=args.entity_types, input_format=args.format, merge=args.merge,
         batch_size=args.batch_size, max_length=args.max_length, overlap=args.overlap, chunk_size=args.chunk_size,
-        resume=args.resume, cpu=args.cpu, dtype=args.dtype, quantize=args.quantize,
+        batch_tokens=args.batch_tokens, num_workers=args.num_workers, resume=args.resume, cpu=args.cpu, dtype=args.dtype, quantize=args.quantize,
         stop_after_chunks=args.stop_after_chunks,
     )
     summaries = predict_path(model_dir, args.input, args.output, options)

@@ -1,6 +1,6 @@
 """Using a trained model: `loading` (a model folder, its heads and window settings), `tagging` (sentences in, labels
-out, batched and windowed), `merging` (one sentence's mentions from several heads) and `streaming` (whole files,
-resumable; the engine of `predict.py`). File formats live in `hstl.formats`.
+out, batched and windowed), `merging` (one sentence's mentions from several heads), `feed` (workers ahead of the
+model, a writer behind it) and `streaming` (whole files, resumable; the engine of `predict.py`). File formats live in `hstl.formats`.
 
 Names are imported lazily, so that `import hstl.inference.merging` does not pay for torch.
 """

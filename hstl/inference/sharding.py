@@ -1,15 +1,17 @@
-"""Whole-file tagging split among the processes of `accelerate launch`: each process reads, tags and writes its own
-contiguous share of the input.
+"""Whole-file tagging split among the processes of `accelerate launch`, and the pieces every run reads: each process
+reads, tags and writes its own contiguous run of the input's pieces.
 
-Who reads what (`input_shares`): a line-based input (CoNLL, text, PubTator) is cut by bytes, in one cheap pass over
-its lines (no sentence splitting, no tokenization), into one `FileRange` per process of about equal size, each cut
-made before a block of lines (between separator lines) that starts a unit: a CoNLL sentence (not after a lone
-`-DOCSTART-`, which belongs to the sentence after it), a text paragraph holding text, a PubTator document. Each process
-then reads, checks and counts only its range, with the line, character and paragraph numbers its range starts at, so
-offsets, document ids and error lines are those of reading the whole file. BioC is cut the same way before a
-document: in XML a `<document` tag that follows a `</document>` (`hstl.formats.bioc.xml_document_cuts`), in JSON an
-object of the "documents" array (`json_document_starts`); its processes parse the collection's opening and their own
-range only.
+Who reads what: a line-based input (CoNLL, text, PubTator) is cut by bytes, in one cheap pass over its lines (no
+sentence splitting, no tokenization), into pieces of about a given size (`piece_ranges`), each cut made before a
+block of lines (between separator lines) that starts a unit: a CoNLL sentence (not after a lone `-DOCSTART-`, which
+belongs to the sentence after it), a text paragraph holding text, a PubTator document. BioC is cut the same way
+before a document: in XML a `<document` tag that follows a `</document>` (`hstl.formats.bioc.xml_document_cuts`), in
+JSON an object of the "documents" array (`json_document_starts`); a piece's reader parses the collection's opening
+and its own range only. Each piece is read with the line, character and paragraph numbers it starts at, so offsets,
+document ids and error lines are those of reading the whole file. Process `r` takes the pieces from the piece start
+nearest `size * r / N` bytes to the next process's (`pieces_of_process`): the pieces, and so the batches formed in
+them, are the same whatever the number of processes. (`file_ranges` and `input_shares` cut one range per process
+directly, at any unit start.)
 
 Each process tags its share in chunks of `chunk_size` units and appends them to its part `OUT.part{rank}-of{N}`;
 after each chunk, once the part's bytes are on disk, it appends the part's new length to
@@ -20,16 +22,19 @@ byte-identical to a one-process run's. Memory is bounded by a chunk in every pro
 
 `--resume` is per part: each process truncates its part to the length its index last recorded and skips the chunks
 already there. A run killed during the merge resumes with nothing to tag and merges again. The signature holds the
-input's size and time, the number of processes and the chunk size, which decide who tags what; resuming with others
-is refused.
+input's size and time, the number of processes, the chunk size and the piece size, which decide who tags what;
+resuming with others is refused.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -253,6 +258,66 @@ def file_ranges(path: Path, format_name: str, num_processes: int) -> list[FileRa
     ends = [start.start for start in starts[1:]] + [size]
     return [FileRange(start.path, start.start, end, start.first_line, start.first_character, start.first_paragraph)
             for start, end in zip(starts, ends)]
+
+
+def piece_ranges(within: FileRange, format_name: str, piece_bytes: int) -> list[FileRange]:
+    """`within` (a file's whole range, or one process's share) cut into consecutive pieces of about `piece_bytes`
+    bytes, each cut made where a range may start (`_range_starts`: before a unit no earlier unit continues into), so
+    that each piece reads as its own units with the line, character and paragraph numbers of the whole file. The
+    pieces are what the tagging feed's workers read (`hstl.inference.feed`); `within` itself when it has no cut."""
+    path = Path(within.path)
+    starts = [within]
+    if within.end > within.start:
+        for start in _range_starts(path, format_name):
+            if start.start >= within.end:
+                break
+            if start.start - starts[-1].start >= piece_bytes:
+                starts.append(start)
+    ends = [start.start for start in starts[1:]] + [within.end]
+    return [FileRange(start.path, start.start, end, start.first_line, start.first_character, start.first_paragraph)
+            for start, end in zip(starts, ends)]
+
+
+def _count_units(piece: FileRange, format_name: str) -> int:
+    from ..formats import FORMATS
+
+    return sum(1 for _ in FORMATS[format_name].read_units(piece))
+
+
+def _worker_context():
+    """Forked workers start at once and inherit what is loaded; spawned ones where fork is unavailable."""
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def count_units(pieces: list[FileRange], format_name: str, num_workers: int) -> list[int]:
+    """The units of each piece, read and checked by `num_workers` processes (0: this one) before anything is tagged;
+    the error of the first malformed piece (naming the file and line) is raised."""
+    count = functools.partial(_count_units, format_name=format_name)
+    if num_workers == 0 or len(pieces) <= 1:
+        return [count(piece) for piece in pieces]
+    with ProcessPoolExecutor(min(num_workers, len(pieces)), mp_context=_worker_context()) as pool:
+        return list(pool.map(count, pieces))
+
+
+def whole_file(path: Path) -> FileRange:
+    """All of `path` as one `FileRange` (what a one-process run reads)."""
+    return FileRange(str(path), 0, path.stat().st_size)
+
+
+def pieces_of_process(pieces: list[FileRange], rank: int, num_processes: int) -> list[FileRange]:
+    """The contiguous run of the whole file's `pieces` that process `rank` tags: process `r`'s run starts at the
+    piece start nearest to `size * r / num_processes` bytes (the later on a tie), as `file_ranges` cuts, but only
+    where a piece starts, so that the pieces, hence the batches, are those of a one-process run. A run may be empty
+    when there are fewer pieces than processes; process 0's always holds the first piece, even of an empty file."""
+    size = pieces[-1].end
+    cuts = [0]
+    for later_rank in range(1, num_processes):
+        target = size * later_rank // num_processes
+        starts = range(max(1, cuts[-1]), len(pieces) + 1)  # len(pieces): at the end of the file
+        cuts.append(min(starts, key=lambda index: (abs((pieces[index].start if index < len(pieces) else size) - target),
+                                                   -index)))
+    cuts.append(len(pieces))
+    return pieces[cuts[rank]:cuts[rank + 1]]
 
 
 def input_shares(input_format, path: Path, rank: int, num_processes: int) -> Share:

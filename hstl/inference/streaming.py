@@ -1,16 +1,18 @@
 """Tagging whole files, streamed and resumable: `predict_file`, the function behind `predict.py`.
 
-`predict_file` reads the input twice, lazily: once to check all of it (so a malformed line at the end fails in
-seconds, not after hours of tagging) and count units for the progress bar, then in chunks of `chunk_size` units
-(sentences; documents for PubTator): tag, write, flush. Memory is bounded by a chunk (and by the longest sentence), not
-by the file. Output goes to `OUT.partial`; after each chunk, `OUT.progress.json` records the units done and the bytes
-of `OUT.partial` that hold them. `resume=True` truncates `OUT.partial` to those bytes, skips the units done and carries
-on; at the end `OUT.partial` becomes `OUT`. A resumed run's output equals an uninterrupted one's.
+`predict_file` cuts the input into pieces (byte ranges that start where a unit starts) and reads it twice, lazily,
+piece by piece in worker processes: once to check all of it (so a malformed line at the end fails in seconds, not
+after hours of tagging) and count units for the progress bar, then to tag it through the feed of
+`hstl.inference.feed` (workers read, split, tokenize and batch ahead of the model; a thread stitches, merges and
+writes behind it), written in chunks of `chunk_size` units (sentences; documents for PubTator and BioC). Memory is
+bounded by a few pieces and chunks (and by the longest sentence), not by the file. Output goes to `OUT.partial`;
+after each chunk, `OUT.progress.json` records the units done and the bytes of `OUT.partial` that hold them.
+`resume=True` truncates `OUT.partial` to those bytes, skips the units done and carries on; at the end `OUT.partial`
+becomes `OUT`. A resumed run's output equals an uninterrupted one's.
 
-Under `accelerate launch` with several processes, each process reads (only its own byte range of a CoNLL, text or
-PubTator file), checks, tags, stitches and writes its own contiguous share of the units to its own resumable part, and
-the main process merges the parts in input order: the output is byte-identical to a one-process run's
-(`hstl.inference.sharding`).
+Under `accelerate launch` with several processes, each process checks, tags, stitches and writes its own contiguous
+run of the pieces to its own resumable part, and the main process merges the parts in input order: the output is
+byte-identical to a one-process run's (`hstl.inference.sharding`).
 
 Formats (picked from the input file name, or forced) are those of `hstl.formats`: CoNLL in gives CoNLL out (one label
 per input token; one column per head with merge "none"), text in gives JSON Lines, PubTator in gives PubTator with
@@ -20,13 +22,12 @@ predicted annotation lines in place of the input's. Merge policies: `hstl.infere
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import CorpusFormatError, PredictionInputError, disk_full_error, is_disk_full
 from ..fingerprint import file_sha256
@@ -35,16 +36,16 @@ from ..formats.common import PathLike
 from ..hub import model_source
 from ..locking import OutputLock, lock_for_all_processes
 from .loading import (
-    WindowSettings, autocast_to, check_speed_options, check_window_settings, load_model, load_model_config,
-    load_tokenizer_of,
+    WindowSettings, check_speed_options, check_window_settings, load_model, load_model_config, load_tokenizer_of,
     quantize_linear_layers, resolve_tasks, window_settings,
 )
-from .merging import check_merge_policy, keep_entity_types_of_heads
+from .feed import DEFAULT_BATCH_TOKENS
+from .merging import check_merge_policy
 from .outputs import STDIO, StreamOutput, check_output_path, check_same_run, is_stream, readable_input
+from .sharding import count_units, piece_ranges, whole_file
 
 logger = logging.getLogger(__name__)
 
-Unit = TypeVar("Unit")
 DEFAULT_CHUNK_SIZE = 1000
 PARTIAL_SUFFIX = ".partial"
 PROGRESS_SUFFIX = ".progress.json"
@@ -53,36 +54,21 @@ LOCK_SUFFIX = ".lock"
 
 def tag_units(
     model, tokenizer, units: Sequence[Any], input_format: InputFormat, tasks: Sequence[str], settings: WindowSettings,
-    merge: str, accelerator=None, across_processes: bool = True, on_sentences_tagged=None,
-    entity_type_of: Mapping[str, Mapping[str, str]] | None = None, entity_types: Sequence[str] | None = None,
+    merge: str, accelerator=None, entity_type_of: Mapping[str, Mapping[str, str]] | None = None,
+    entity_types: Sequence[str] | None = None, dtype: str = "fp32", feed_settings=None,
 ) -> str:
-    """Tags a chunk of units (all their sentences in one call) and renders them in the output format, typed by
-    `entity_type_of` (the model's `config.entity_types`), keeping only mentions of the shared types `entity_types`
-    when given; `across_processes=False`: this process tags the chunk alone (see `tag_sentences`)."""
-    from .tagging import labels_per_sentence, tag_sentences_with_marginals
+    """Tags a chunk of units in this thread, as the feed of `predict_file` does (`hstl.inference.feed`: same batches,
+    same output), and renders them in the output format, typed by `entity_type_of` (the model's
+    `config.entity_types`), keeping only mentions of the shared types `entity_types` when given."""
+    from .feed import FeedSettings, Renderer, prepare_units, tag_piece
 
-    sentences_of_units = [input_format.unit_sentences(unit) for unit in units]
-    all_sentences = [words for sentences in sentences_of_units for words in sentences]
-    tagged = tag_sentences_with_marginals(model, tokenizer, all_sentences, tasks, settings=settings,
-                                          accelerator=accelerator, across_processes=across_processes,
-                                          on_sentences_tagged=on_sentences_tagged)
-    labels_by_task = tagged.labels
-    if entity_types is not None:
-        labels_by_task = keep_entity_types_of_heads(labels_by_task, entity_type_of, entity_types)
-    labels, marginals = labels_per_sentence(labels_by_task), labels_per_sentence(tagged.marginals)
-    rendered, first = [], 0
-    for unit, sentences in zip(units, sentences_of_units):
-        last = first + len(sentences)
-        rendered.append(input_format.render_unit(unit, labels[first:last], merge, marginals[first:last],
-                                                 entity_type_of))
-        first = last
+    feed_settings = feed_settings or FeedSettings(max_windows=settings.batch_size)
+    device = accelerator.device if accelerator is not None else model.device
+    config = getattr(model, "module", model).config
+    piece = prepare_units(list(units), input_format, tokenizer, settings, feed_settings)
+    render = Renderer(config, input_format, list(tasks), merge, entity_type_of, entity_types)
+    rendered = render(tag_piece(model, piece, render.tasks, device, dtype))
     return input_format.separator.join(rendered)
-
-
-def _chunks(units: Iterable[Unit], size: int) -> Iterator[list[Unit]]:
-    iterator = iter(units)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
 
 
 class ResumableOutput:
@@ -185,6 +171,11 @@ class PredictionOptions:
     """Precision of the forward pass: fp32, bf16 (GPU or CPU), fp16 (GPU)."""
     quantize: str | None = None
     """"int8": dynamic int8 quantization of the Linear layers (CPU)."""
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
+    """Padded sub-tokens per batch (`hstl.inference.feed`); `batch_size`, when given, also caps windows per batch."""
+    num_workers: int | None = None
+    """Worker processes reading and preparing batches ahead of the model; None: the machine's cores, shared among
+    the processes of a launched run; 0: none (this process does it)."""
     show_progress: bool = True
     stop_after_chunks: int | None = None
     """Return (as if killed) after this many chunks, leaving the partial output and its progress: for tests."""
@@ -244,8 +235,8 @@ class LoadedModel:
     """The model `predict_file` tags with, loaded (quantized, prepared by the accelerator) at its first use and kept:
     `predict_path` hands one to every file of a folder, so that the model is loaded once, not once per file."""
 
-    def __init__(self) -> None:
-        self._model = None
+    def __init__(self, model: Any = None) -> None:
+        self._model = model  # given: a model (or a stand-in with its `tag` and `config`) already loaded
 
     def get(self, load: Callable[[], Any]) -> Any:
         if self._model is None:
@@ -274,8 +265,14 @@ def predict_file(
     config = load_model_config(model_dir)
     tasks = resolve_tasks(config, options.tasks, options.entity_types)
     settings = window_settings(model_dir, options.max_length, options.overlap, options.batch_size, config=config)
-    # Checks all of the input, holding none of it; under `accelerate launch`, each process checks its own share.
-    total_units = sum(1 for _ in input_format.read_units(input_path)) if _launched_processes() == 1 else 0
+    feed = _feed_settings(options)
+    # Checks all of the input, holding none of it, in the feed's pieces, read by its workers; under `accelerate
+    # launch`, each process checks its own share.
+    pieces, piece_counts = [], []
+    if _launched_processes() == 1:
+        pieces = piece_ranges(whole_file(input_path), input_format.name, feed.piece_bytes)
+        piece_counts = count_units(pieces, input_format.name, feed.num_workers)
+    total_units = sum(piece_counts)
     # torch and friends are imported only now, so that bad arguments and inputs are reported in a moment; every
     # check that can fail comes before the model loads (and prints its progress bar).
     from accelerate import Accelerator
@@ -297,21 +294,30 @@ def predict_file(
             model = quantize_linear_layers(model)
         return accelerator.prepare_model(model, evaluation_mode=True)
 
-    def load_tagger() -> _ChunkTagger:  # after the outputs are checked, so that a refused --resume fails at once
+    def load_tagger() -> _Tagger:  # after the outputs are checked, so that a refused --resume fails at once
         model = (loaded_model or LoadedModel()).get(load_prepared_model)
-        return _ChunkTagger(model, tokenizer, input_format, tasks, settings, options.merge, accelerator,
-                            across_processes=accelerator.num_processes == 1, dtype=options.dtype,
-                            entity_type_of=config.entity_types, entity_types=options.entity_types)
+        from .feed import Renderer
+
+        render = Renderer(config, input_format, tasks, options.merge, config.entity_types, options.entity_types)
+        return _Tagger(model, tokenizer, settings, feed, accelerator.device, options.dtype, render)
 
     if accelerator.num_processes > 1:
-        return _predict_sharded(load_tagger, accelerator, input_format, input_path, signature, summary, options)
+        return _predict_sharded(load_tagger, accelerator, input_format, input_path, signature, summary, options, feed)
     with _output_lock(output_path):
         output = StreamOutput(output_path) if is_stream(output_path) else \
             ResumableOutput(output_path, signature, options.resume)
         summary.units_done = output.units_done
         try:
-            summary.complete = _tag_in_chunks(load_tagger(), input_path, output, total_units, options,
-                                              show_bar=accelerator.is_local_main_process)
+            tagger = load_tagger()  # before the first write: a model that fails to load leaves no OUT.partial
+            if output.units_done == 0 and output.bytes_written == 0:
+                output.append(input_format.header(input_path), 0)
+
+            def write(text: str, units: int) -> None:
+                output.append((input_format.separator if output.units_done else "") + text, units)
+
+            summary.complete = _tag_pieces(tagger, _skipping(pieces, piece_counts, output.units_done), write,
+                                           total_units, output.units_done, options, "Tagging",
+                                           show_bar=accelerator.is_local_main_process)
             if summary.complete:
                 output.finish(input_format.footer)
         except (OSError, RuntimeError) as error:
@@ -340,60 +346,51 @@ def _disk_full(error: OSError, output) -> Exception:
                            else "run again")
 
 
+def _feed_settings(options: PredictionOptions):
+    from .feed import FeedSettings, default_num_workers
+
+    num_workers = default_num_workers(_launched_processes()) if options.num_workers is None else options.num_workers
+    return FeedSettings(options.batch_tokens, options.batch_size, num_workers)
+
+
 @dataclass(frozen=True)
-class _ChunkTagger:
-    """Everything `tag_units` needs besides the units."""
+class _Tagger:
+    """Everything the feed (`hstl.inference.feed.run_feed`) needs besides the input and the output."""
 
     model: Any
     tokenizer: Any
-    input_format: InputFormat
-    tasks: list[str]
     settings: WindowSettings
-    merge: str
-    accelerator: Any
-    across_processes: bool = True
-    dtype: str = "fp32"
-    entity_type_of: Mapping[str, Mapping[str, str]] | None = None
-    entity_types: Sequence[str] | None = None
-
-    def __call__(self, units: Sequence[Any], progress_bar=None) -> str:
-        """Tags and renders `units`; a `progress_bar` counting sentences moves batch by batch (units are sentences),
-        one counting documents chunk by chunk (by the caller)."""
-        per_batch = progress_bar.update if progress_bar is not None and self.input_format.unit_name == "sentences" \
-            else None
-        with autocast_to(self.dtype, self.accelerator.device.type):
-            return tag_units(self.model, self.tokenizer, units, self.input_format, self.tasks, self.settings,
-                             self.merge, self.accelerator, self.across_processes, on_sentences_tagged=per_batch,
-                             entity_type_of=self.entity_type_of, entity_types=self.entity_types)
+    feed: Any
+    device: Any
+    dtype: str
+    render: Any
 
 
-def _tag_chunk(tagger: _ChunkTagger, chunk: Sequence[Any], progress_bar) -> str:
-    """`tagger(chunk)` with the bar moved by every unit of the chunk: per batch where it can, the rest at the end
-    (documents, and sentences without words, which need no batch)."""
-    before = progress_bar.n
-    rendered = tagger(chunk, progress_bar)
-    progress_bar.update(len(chunk) - (progress_bar.n - before))
-    return rendered
+def _skipping(pieces: list, counts: list[int], units_done: int) -> list[tuple[Any, int]]:
+    """(piece, units of it to skip) for the pieces that hold units not done yet."""
+    jobs, first = [], 0
+    for piece, count in zip(pieces, counts):
+        if first + count > units_done:
+            jobs.append((piece, max(0, units_done - first)))
+        first += count
+    return jobs
 
 
-def _tag_in_chunks(tagger: _ChunkTagger, input_path: Path, output: ResumableOutput, total_units: int,
-                   options: PredictionOptions, show_bar: bool) -> bool:
-    """Tags and writes the units not done yet, chunk by chunk; False when stopped by `options.stop_after_chunks`."""
+def _tag_pieces(tagger: _Tagger, jobs: list[tuple[Any, int]], write: Callable[[str, int], None], total_units: int,
+                units_done: int, options: PredictionOptions, description: str, show_bar: bool) -> bool:
+    """Tags the units of `jobs` and writes them chunk by chunk through `write(text, units)`; False when stopped by
+    `options.stop_after_chunks`."""
     from tqdm.auto import tqdm
 
-    input_format = tagger.input_format
-    if output.units_done == 0 and output.bytes_written == 0:
-        output.append(input_format.header(input_path), 0)
-    units = itertools.islice(input_format.read_units(input_path), output.units_done, None)
-    show_bar = show_bar and options.show_progress
-    with tqdm(total=total_units, initial=output.units_done, unit=tagger.input_format.unit_name[:-1], desc="Tagging",
-              disable=not show_bar) as progress_bar:
-        for chunks_done, chunk in enumerate(_chunks(units, options.chunk_size)):
-            if options.stop_after_chunks is not None and chunks_done >= options.stop_after_chunks:
-                return False
-            separator = input_format.separator if output.units_done else ""
-            output.append(separator + _tag_chunk(tagger, chunk, progress_bar), len(chunk))
-    return True
+    from .feed import ChunkWriter, run_feed
+
+    input_format = tagger.render.input_format
+    with tqdm(total=total_units, initial=units_done, unit=input_format.unit_name[:-1], desc=description,
+              disable=not (show_bar and options.show_progress)) as progress_bar:
+        writer = ChunkWriter(tagger.render, write, options.chunk_size, input_format.separator,
+                             options.stop_after_chunks, progress_bar.update)
+        return run_feed(tagger.model, tagger.tokenizer, input_format, jobs, tagger.settings, tagger.feed,
+                        tagger.device, tagger.dtype, tagger.render, writer)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -415,35 +412,38 @@ def _check_process_group(accelerator) -> None:
         )
 
 
-def _own_share(accelerator, input_format: InputFormat, input_path: Path):
-    """This process's share of the input (`hstl.inference.sharding.input_shares`), checked in every process before
-    the model loads, and the unit counts of all shares; a malformed share stops every process, with its error."""
+def _own_share(accelerator, input_format: InputFormat, input_path: Path, feed):
+    """This process's share of the input, the feed's pieces of the whole file that start in its share of the bytes
+    (`hstl.inference.sharding.pieces_of_process`), and their unit counts, checked in every process before the model loads, and the unit counts of all shares; a malformed share
+    stops every process, with its error."""
     from accelerate.utils import gather_object
 
-    from .sharding import input_shares
+    from .sharding import pieces_of_process
 
-    share, error = None, None
+    pieces, counts, error = [], [], None
     try:
-        share = input_shares(input_format, input_path, accelerator.process_index, accelerator.num_processes)
+        pieces = pieces_of_process(piece_ranges(whole_file(input_path), input_format.name, feed.piece_bytes),
+                                   accelerator.process_index, accelerator.num_processes)
+        counts = count_units(pieces, input_format.name, feed.num_workers)
     except (CorpusFormatError, PredictionInputError) as caught:
         error = caught
-    outcomes = gather_object([(str(error) if error else None, share.count if share else 0)])
+    outcomes = gather_object([(str(error) if error else None, sum(counts))])
     if error is not None:
         raise error
     others_error = next((message for message, _ in outcomes if message is not None), None)
     if others_error is not None:
         raise PredictionInputError(others_error)
-    return share, [count for _, count in outcomes]
+    return pieces, counts, [count for _, count in outcomes]
 
 
 def _predict_sharded(load_tagger, accelerator, input_format: InputFormat, input_path: Path, signature: dict[str, Any],
-                     summary: PredictionSummary, options: PredictionOptions) -> PredictionSummary:
+                     summary: PredictionSummary, options: PredictionOptions, feed) -> PredictionSummary:
     """`predict_file` under `accelerate launch` with several processes: tag own share, then the main process merges,
     the output locked by the main process meanwhile."""
     signature = {**signature, "num_processes": accelerator.num_processes}
     lock = _lock_for_all_processes(accelerator, summary.output_path)
     try:
-        return _tag_shares(load_tagger, accelerator, input_format, input_path, signature, summary, options)
+        return _tag_shares(load_tagger, accelerator, input_format, input_path, signature, summary, options, feed)
     finally:
         if lock is not None:
             lock.release()
@@ -458,19 +458,27 @@ def _lock_for_all_processes(accelerator, output_path: Path) -> OutputLock | None
 
 
 def _tag_shares(load_tagger, accelerator, input_format: InputFormat, input_path: Path, signature: dict[str, Any],
-                summary: PredictionSummary, options: PredictionOptions) -> PredictionSummary:
+                summary: PredictionSummary, options: PredictionOptions, feed) -> PredictionSummary:
     """Each process tags its own share into its part; the main process merges the parts when all are complete."""
     from accelerate.utils import gather_object
 
     from .sharding import ShardOutput, merge_parts
 
     rank, num_processes = accelerator.process_index, accelerator.num_processes
-    share, counts = _own_share(accelerator, input_format, input_path)
+    signature = {**signature, "num_processes": num_processes, "chunk_size": options.chunk_size,
+                 "piece_bytes": feed.piece_bytes}
+    pieces, piece_counts, counts = _own_share(accelerator, input_format, input_path, feed)
     summary.total_units = sum(counts)
     shard = ShardOutput(summary.output_path, signature, options.resume, rank, num_processes)
     try:
-        complete = _tag_own_chunks(load_tagger(), share, shard, rank, num_processes, options,
-                                   show_bar=accelerator.is_local_main_process)
+        done_units = min(shard.chunks_done * options.chunk_size, sum(piece_counts))
+
+        def write(text: str, units: int) -> None:
+            shard.append((input_format.separator if shard.chunks_done else "") + text)
+
+        complete = _tag_pieces(load_tagger(), _skipping(pieces, piece_counts, done_units), write, sum(piece_counts),
+                               done_units, options, f"Tagging (process {rank} of {num_processes})",
+                               show_bar=accelerator.is_local_main_process)
     finally:
         shard.close()
     chunks_done = gather_object([(shard.chunks_done, complete)])  # also waits for every process
@@ -481,24 +489,6 @@ def _tag_shares(load_tagger, accelerator, input_format: InputFormat, input_path:
                     signature, input_format.header(input_path), input_format.separator, input_format.footer)
     accelerator.wait_for_everyone()  # no process returns before the output is in place
     return summary
-
-
-def _tag_own_chunks(tagger: _ChunkTagger, share, shard, rank: int, num_processes: int, options: PredictionOptions,
-                    show_bar: bool) -> bool:
-    """Tags and writes this process's chunks not done yet; False when stopped by `options.stop_after_chunks`."""
-    from tqdm.auto import tqdm
-
-    done_units = min(shard.chunks_done * options.chunk_size, share.count)
-    units = itertools.islice(share.read(), done_units, None)
-    show_bar = show_bar and options.show_progress
-    with tqdm(total=share.count, initial=done_units, unit=tagger.input_format.unit_name[:-1],
-              desc=f"Tagging (process {rank} of {num_processes})", disable=not show_bar) as progress_bar:
-        for tagged_now, chunk in enumerate(_chunks(units, options.chunk_size)):
-            if options.stop_after_chunks is not None and tagged_now >= options.stop_after_chunks:
-                return False
-            separator = tagger.input_format.separator if shard.chunks_done else ""
-            shard.append(separator + _tag_chunk(tagger, chunk, progress_bar))
-    return True
 
 
 # ---------------------------------------------------------------------------------------------------------------------

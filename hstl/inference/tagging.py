@@ -295,24 +295,36 @@ def _tag(model, tokenizer, sentences_tokens, tasks, settings, accelerator, show_
         show_progress=show_progress, across_processes=across_processes, on_sentences_tagged=on_sentences_tagged,
         return_marginals=return_marginals,
     )
-    num_words = [len(sentences[index]) for index in non_empty]
+    return tagged_sentences(config, task_names, [len(tokens) for tokens in sentences], windows)
+
+
+def tagged_sentences(config, task_names: Sequence[str], num_words: Sequence[int],
+                     windows: WindowPredictions) -> TaggedSentences:
+    """Labels and marginals of every sentence (`num_words[s]` words each; 0 for an empty sentence, which has no
+    window and gets empty lists) from the predictions of the windows of the non-empty ones, whose `sentence_index`
+    counts non-empty sentences only."""
+    non_empty = [index for index, count in enumerate(num_words) if count]
+    tagged = TaggedSentences({name: [[] for _ in num_words] for name in task_names},
+                             {name: [[] for _ in num_words] for name in task_names})
+    words_of_non_empty = [num_words[index] for index in non_empty]
     for name in task_names:
         head_labels = config.task(name)["labels"]
-        label_ids = stitch_predictions(windows.labels[name], windows.metadata, num_words)
+        label_ids = stitch_predictions(windows.labels[name], windows.metadata, words_of_non_empty)
         for index, sentence_label_ids in zip(non_empty, label_ids):
             tagged.labels[name][index] = [head_labels[label_id] for label_id in sentence_label_ids]
-        if return_marginals:
-            marginals = stitch_words(windows.marginals[name], windows.metadata, num_words)
+        if windows.marginals is not None:
+            marginals = stitch_words(windows.marginals[name], windows.metadata, words_of_non_empty)
             for index, sentence_marginals in zip(non_empty, marginals):
                 tagged.marginals[name][index] = word_marginals(head_labels, sentence_marginals)
     return tagged
 
 
-def labels_per_sentence(labels_by_task: Mapping[str, Sequence[Sequence[Any]]]) -> list[dict[str, list[Any]]]:
+def labels_per_sentence(labels_by_task: Mapping[str, Sequence[Sequence[Any]]]) -> list[dict[str, Sequence[Any]]]:
     """`{task: [sentence labels, ...]}` -> `[{task: sentence labels}, ...]`, tasks kept in order (for any per-word
-    values, e.g. marginals, too)."""
+    values, e.g. marginals, too). The sentences' sequences are shared, not copied: the feed's word marginals are
+    built only for the words a mention reads."""
     counts = {len(per_sentence) for per_sentence in labels_by_task.values()}
     assert len(counts) <= 1, "every task labels the same sentences"
     num_sentences = counts.pop() if counts else 0
-    return [{task: list(per_sentence[index]) for task, per_sentence in labels_by_task.items()}
+    return [{task: per_sentence[index] for task, per_sentence in labels_by_task.items()}
             for index in range(num_sentences)]

@@ -1,0 +1,441 @@
+"""The tagging feed behind `predict.py`: reading, sentence splitting, tokenization and windowing run ahead of the model
+in worker processes, the model tags on its device, and stitching, merging and writing run behind it in a thread, so
+that the device waits for neither.
+
+    pieces of the input: byte ranges of about `FeedSettings.piece_bytes`, cut where a unit starts
+    (`hstl.inference.sharding.piece_ranges`)
+      -> DataLoader workers (`num_workers`; 0: this process): read the piece's units, split them into sentences of
+         words, window and tokenize them, sort the windows by length and cut them into batches of at most
+         `batch_tokens` padded sub-tokens (pinned in memory when the device is a GPU)
+      -> this thread: each batch to the device (non-blocking), one encoder pass and every head's Viterbi and
+         marginals batched there (`HSTLModel.tag`); the results back to the CPU
+      -> a writer thread: stitch windows into sentences, merge the heads' mentions, render, and write in chunks of
+         `chunk_size` units (what the progress record and `--resume` count)
+
+The output does not depend on the number of processes, workers, the piece size, `batch_tokens` or `--batch_size`:
+a window is padded to its own length rounded up to `PAD_TO_MULTIPLE_OF`, its words to their count rounded up alike,
+and batched only with windows padded alike, so every tensor row of it has the same shape whatever its batch mates;
+on the CPU a row's result then does not depend on the other rows (tests/test_predict.py compares windows bit for bit
+and outputs byte for byte). On a GPU, a matrix product may take another kernel for another number of rows: there,
+runs with different batch settings agree to rounding, and runs with the same settings (any number of processes or
+workers: pieces are cut from the whole file the same way) to the byte.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
+
+from windows_hstl import METADATA_KEYS, HSTLDataCollator, length_sorted_order
+
+from ..errors import USER_ERRORS, PredictionInputError
+from ..formats import FORMATS, InputFormat
+from ..formats.common import FileRange
+from .loading import WindowSettings, autocast_to
+from .merging import keep_entity_types_of_heads
+
+if TYPE_CHECKING:
+    import torch  # imported where used: options are checked and the input counted before torch loads
+
+PAD_TO_MULTIPLE_OF = 8
+"""A window's padded length: its own length rounded up to a multiple of this (and batches hold one padded length)."""
+DEFAULT_BATCH_TOKENS = 16384
+"""`--batch_tokens` default: padded sub-tokens per batch (docs/benchmarks.md, "Tagging feed", has the measurement)."""
+PIECE_BYTES_PER_BATCH_TOKEN = 16
+"""A piece of the input holds about this many bytes per token of `batch_tokens` (a few batches of text): enough
+windows to sort into full batches of few padded lengths, few enough to keep every worker busy."""
+MIN_PIECE_BYTES = 256
+MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "word_start_positions")
+"""The collated columns the model reads; the window metadata stays on the CPU for stitching."""
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_num_workers(num_processes: int = 1) -> int:
+    """`--num_workers` default: the cores of the machine, shared among the processes of one run."""
+    return max(1, available_cores() // max(1, num_processes))
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    """How the feed cuts its work: tokens per batch, at most `max_windows` windows per batch (`--batch_size`; None:
+    no limit but the tokens), and how many worker processes prepare batches (0: this process does)."""
+
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
+    max_windows: int | None = None
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_tokens < 1:
+            raise PredictionInputError(f"--batch_tokens: expected a positive number of sub-tokens, got "
+                                       f"{self.batch_tokens}")
+        if self.num_workers < 0:
+            raise PredictionInputError(f"--num_workers: expected 0 or more worker processes, got {self.num_workers}")
+
+    @property
+    def piece_bytes(self) -> int:
+        return max(MIN_PIECE_BYTES, PIECE_BYTES_PER_BATCH_TOKEN * self.batch_tokens)
+
+
+def padded_window_length(length: int) -> int:
+    return -(-length // PAD_TO_MULTIPLE_OF) * PAD_TO_MULTIPLE_OF
+
+
+def plan_batches(lengths: Sequence[int], word_counts: Sequence[int], batch_tokens: int,
+                 max_windows: int | None = None) -> list[list[int]]:
+    """Window indices per batch: longest first; a batch holds windows of one padded length and one padded word count
+    (`padded_window_length` of each), at most `batch_tokens // padded length` of them (at least one) and at most
+    `max_windows`."""
+    shapes = [(padded_window_length(length), padded_window_length(count)) for length, count in zip(lengths, word_counts)]
+    batches: list[list[int]] = []
+    current_shape = None
+    # Longest first, windows of one shape together (sorting by length alone would interleave the word counts).
+    for index in sorted(length_sorted_order(lengths), key=lambda index: (-shapes[index][0], -shapes[index][1])):
+        shape = shapes[index]
+        rows = max(1, batch_tokens // shape[0])
+        if max_windows is not None:
+            rows = min(rows, max_windows)
+        if not batches or shape != current_shape or len(batches[-1]) >= rows:
+            batches.append([])
+            current_shape = shape
+        batches[-1].append(index)
+    return batches
+
+
+@dataclass
+class PreparedPiece:
+    """A piece of the input, ready for the model: its units, how many sentences each has, every sentence's word
+    count (0 for a sentence without words, which has no window), and the batches of its windows' tensors."""
+
+    units: list[Any]
+    sentences_per_unit: list[int]
+    num_words: list[int]
+    batches: list[dict[str, torch.Tensor]]
+
+    def pin_memory(self) -> PreparedPiece:
+        """Called by the DataLoader's pinning thread when the device is a GPU: page-locked batches copy to the
+        device without a staging copy, and without blocking this thread."""
+        self.batches = [{key: tensor.pin_memory() for key, tensor in batch.items()} for batch in self.batches]
+        return self
+
+
+def prepare_units(units: list[Any], input_format: InputFormat, tokenizer, window: WindowSettings,
+                  feed: FeedSettings) -> PreparedPiece:
+    """Units -> sentences of words -> windows (`hstl.inference.tagging.build_task_dataset`) -> length-sorted batches
+    (`plan_batches`) of tensors padded by the package's collator."""
+    from .tagging import build_task_dataset
+
+    sentences_of_units = [input_format.unit_sentences(unit) for unit in units]
+    sentences = [words for sentences in sentences_of_units for words in sentences]
+    non_empty = [words for words in sentences if words]
+    batches: list[dict[str, torch.Tensor]] = []
+    if non_empty:
+        windows = build_task_dataset(tokenizer, non_empty, None, 0, window.max_length, window.overlap)
+        lengths = [len(ids) for ids in windows["input_ids"]]
+        word_counts = [len(starts) for starts in windows["word_start_positions"]]
+        collator = HSTLDataCollator(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
+        batches = [_words_padded_alike(collator([windows[index] for index in rows]))
+                   for rows in plan_batches(lengths, word_counts, feed.batch_tokens, feed.max_windows)]
+    return PreparedPiece(units, [len(sentences) for sentences in sentences_of_units],
+                         [len(words) for words in sentences], batches)
+
+
+def _words_padded_alike(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch with its word columns padded to its windows' word count rounded up to `PAD_TO_MULTIPLE_OF` (one for
+    the whole batch, `plan_batches`): the family layers, heads and CRFs then also see a shape that depends on the
+    window alone, not on its longest batch mate (a matrix product may round a row differently when the number of rows
+    changes its blocking)."""
+    import torch
+
+    positions = batch["word_start_positions"]
+    extra = padded_window_length(positions.shape[1]) - positions.shape[1]
+    batch["word_start_positions"] = torch.nn.functional.pad(positions, (0, extra), value=-1)
+    return batch
+
+
+def read_and_prepare(item: tuple[FileRange, int], format_name: str, tokenizer, window: WindowSettings,
+                      feed: FeedSettings) -> PreparedPiece:
+    """A worker's job: the units of a piece after its first `skip` (done by an interrupted run), prepared."""
+    piece, skip = item
+    units = list(FORMATS[format_name].read_units(piece))[skip:]
+    return prepare_units(units, FORMATS[format_name], tokenizer, window, feed)
+
+
+@dataclass
+class _Failed:
+    """A user error met in a worker, sent back whole: the DataLoader would re-raise it with its traceback in the
+    message, and the command prints one line."""
+
+    error: BaseException
+
+
+class _Jobs:
+    """A map-style dataset whose indices are the jobs themselves, so that the DataLoader's sampler (iterated in this
+    process, lazily) hands each worker its job, and results come back in the jobs' order."""
+
+    def __init__(self, function: Callable[[Any], Any]) -> None:
+        self.function = function
+
+    def __getitem__(self, job: Any) -> Any:
+        try:
+            return self.function(job)
+        except USER_ERRORS as error:
+            return _Failed(error)
+
+
+def _as_is(result: Any) -> Any:
+    return result
+
+
+def in_workers(function: Callable[[Any], Any], jobs: Iterable[Any], num_workers: int,
+               pin_memory: bool = False) -> Iterator[Any]:
+    """`function(job)` for each job, in order, computed ahead by `num_workers` DataLoader worker processes (0: in
+    this process, when asked for); a user error raised by a job is raised here, as itself."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(_Jobs(function), sampler=jobs, batch_size=None, collate_fn=_as_is, num_workers=num_workers,
+                        pin_memory=pin_memory, prefetch_factor=2 if num_workers else None)
+    for result in loader:
+        if isinstance(result, _Failed):
+            raise result.error
+        yield result
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The device: one pass per batch
+
+
+def tag_batches(model, batches: Sequence[Mapping[str, torch.Tensor]], tasks: Sequence[str], device: torch.device,
+                dtype: str) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """Per batch, `({task: label ids (windows, words)}, {task: marginals (windows, words, labels)})` on the CPU; on a
+    GPU the copies back are queued without waiting (`BatchResults.wait` before reading them)."""
+    import torch
+
+    unwrapped = getattr(model, "module", model)
+    non_blocking = device.type == "cuda"
+    results = []
+    with torch.inference_mode(), autocast_to(dtype, device.type):
+        for batch in batches:
+            inputs = {key: batch[key].to(device, non_blocking=non_blocking) for key in MODEL_INPUT_KEYS if key in batch}
+            output = unwrapped.tag(**inputs, tasks=list(tasks), return_marginals=True)
+            results.append(({name: output.predictions[name].to("cpu", non_blocking=non_blocking) for name in tasks},
+                            {name: output.marginals[name].to("cpu", non_blocking=non_blocking) for name in tasks}))
+    return results
+
+
+@dataclass
+class BatchResults:
+    """What the device made of a piece's batches, and a way to wait until its copies to the CPU are done."""
+
+    piece: PreparedPiece
+    outputs: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]
+    copied: Any = None  # a CUDA event recorded after the copies; None on the CPU
+
+    def wait(self) -> None:
+        if self.copied is not None:
+            self.copied.synchronize()
+
+
+def tag_piece(model, piece: PreparedPiece, tasks: Sequence[str], device: torch.device, dtype: str) -> BatchResults:
+    import torch
+
+    outputs = tag_batches(model, piece.batches, tasks, device, dtype)
+    copied = None
+    if device.type == "cuda":
+        copied = torch.cuda.Event()
+        copied.record()
+    return BatchResults(piece, outputs, copied)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Behind the device: stitch, merge, render
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """What turning a piece's batch results into output text needs besides them."""
+
+    config: Any
+    input_format: InputFormat
+    tasks: Sequence[str]
+    merge: str
+    entity_type_of: Mapping[str, Mapping[str, str]] | None = None
+    """The model's `config.entity_types` (None: each label type is its own shared type)."""
+    entity_types: Sequence[str] | None = None
+    """Shared entity types to keep (`--entity_types`); None keeps all."""
+
+    def __call__(self, results: BatchResults) -> list[str]:
+        """The rendered text of each unit of the piece, in order."""
+        results.wait()
+        tagged = self.tagged(results)
+        return render_units(results.piece.units, results.piece.sentences_per_unit, tagged, self.input_format,
+                            self.merge, self.entity_type_of, self.entity_types)
+
+    def tagged(self, results: BatchResults):
+        """`TaggedSentences` of the piece's sentences. The windows are stitched once for all heads; each word's
+        marginals become a `{label: probability}` only when read (`_WordMarginals`)."""
+        import torch
+
+        from windows_hstl import stitch_predictions
+
+        from .tagging import TaggedSentences
+
+        metadata, word_ranges, labels, marginals = [], [], {name: [] for name in self.tasks}, \
+            {name: [] for name in self.tasks}
+        first = 0
+        for batch, (predictions, batch_marginals) in zip(results.piece.batches, results.outputs):
+            real_words = batch["word_start_positions"] >= 0  # shape: (batch, words), real words left-aligned
+            # shape: (batch, 4)
+            rows = torch.stack([batch[key] for key in METADATA_KEYS], dim=1).tolist()
+            metadata.extend(dict(zip(METADATA_KEYS, row)) for row in rows)
+            for count in real_words.sum(dim=1).tolist():
+                word_ranges.append(range(first, first + count))
+                first += count
+            for name in self.tasks:
+                labels[name].append(predictions[name][real_words])  # shape: (words of the batch,)
+                marginals[name].append(batch_marginals[name][real_words])  # shape: (words of the batch, labels)
+        num_words = results.piece.num_words
+        non_empty = [index for index, count in enumerate(num_words) if count]
+        owners = stitch_predictions(word_ranges, metadata, [num_words[index] for index in non_empty])
+        tagged = TaggedSentences({name: [[] for _ in num_words] for name in self.tasks},
+                                 {name: [[] for _ in num_words] for name in self.tasks})
+        for name in self.tasks:
+            if not word_ranges:
+                break
+            head_labels = self.config.task(name)["labels"]
+            label_names = [head_labels[label_id] for label_id in torch.cat(labels[name]).tolist()]
+            head_marginals = torch.cat(marginals[name]).float()
+            for index, words in zip(non_empty, owners):
+                tagged.labels[name][index] = [label_names[word] for word in words]
+                tagged.marginals[name][index] = _WordMarginals(head_labels, head_marginals, words)
+        return tagged
+
+
+class _WordMarginals(Sequence):
+    """One sentence's word marginals under one head as `mentions_hstl.word_marginals` gives them, `{label:
+    probability}` per word, each built only when read: a mention's confidence reads its own words and the next, and
+    most words are in no mention."""
+
+    def __init__(self, labels: Sequence[str], rows, words: list[int]) -> None:
+        self._labels, self._rows, self._words = labels, rows, words
+
+    def __len__(self) -> int:
+        return len(self._words)
+
+    def __getitem__(self, position):
+        if isinstance(position, slice):
+            return [self[index] for index in range(*position.indices(len(self)))]
+        return dict(zip(self._labels, self._rows[self._words[position]].tolist()))
+
+
+def render_units(units: Sequence[Any], sentences_per_unit: Sequence[int], tagged, input_format: InputFormat,
+                 merge: str, entity_type_of: Mapping[str, Mapping[str, str]] | None,
+                 entity_types: Sequence[str] | None) -> list[str]:
+    """Each unit rendered in the output format from its sentences' labels and marginals (`TaggedSentences`), typed by
+    `entity_type_of` (the model's `config.entity_types`), keeping only mentions of `entity_types` when given."""
+    from .tagging import labels_per_sentence
+
+    labels_by_task = tagged.labels
+    if entity_types is not None:
+        labels_by_task = keep_entity_types_of_heads(labels_by_task, entity_type_of, entity_types)
+    labels, marginals = labels_per_sentence(labels_by_task), labels_per_sentence(tagged.marginals)
+    rendered, first = [], 0
+    for unit, count in zip(units, sentences_per_unit):
+        last = first + count
+        rendered.append(input_format.render_unit(unit, labels[first:last], merge, marginals[first:last],
+                                                 entity_type_of))
+        first = last
+    return rendered
+
+
+class ChunkWriter:
+    """The writer thread: renders what the device made and writes it in chunks of `chunk_size` units through
+    `write(text, units)`, the units of a chunk joined by `separator`; stops (`stopped`) before the chunk after
+    `stop_after_chunks` when there is one. `put` blocks while two pieces wait, so memory stays bounded."""
+
+    def __init__(self, render: Callable[[BatchResults], list[str]], write: Callable[[str, int], None],
+                 chunk_size: int, separator: str, stop_after_chunks: int | None = None,
+                 on_units_written: Callable[[int], None] | None = None) -> None:
+        self._render, self._write, self._chunk_size, self._separator = render, write, chunk_size, separator
+        self._stop_after_chunks, self._on_units_written = stop_after_chunks, on_units_written
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._pending: list[str] = []
+        self.chunks_written = 0
+        self.stopped = False
+        self.error: BaseException | None = None
+        # Started by the first `put`, once the DataLoader has forked its workers: a process forked while another
+        # thread runs may inherit a lock that thread held.
+        self._thread = threading.Thread(target=self._run, name="hstl-writer", daemon=True)
+
+    def put(self, results: BatchResults) -> bool:
+        """Hands a piece's results to the thread; False once it stopped (or failed): feed it no more."""
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()
+        while not (self.stopped or self.error):
+            try:
+                self._queue.put(results, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def finish(self) -> None:
+        """Writes what is left (unless stopped), waits for the thread and raises what it met."""
+        if self._thread.ident is None:  # nothing was put
+            self._thread.start()
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        try:
+            while (results := self._queue.get()) is not None:
+                for text in self._render(results):
+                    self._pending.append(text)
+                    if len(self._pending) == self._chunk_size and not self._flush():
+                        return
+            if self._pending:
+                self._flush()
+        except BaseException as error:  # noqa: BLE001 (raised in the feeding thread by `finish`)
+            self.error = error
+
+    def _flush(self) -> bool:
+        if self._stop_after_chunks is not None and self.chunks_written >= self._stop_after_chunks:
+            self.stopped = True
+            return False
+        units = len(self._pending)
+        self._write(self._separator.join(self._pending), units)
+        self._pending = []
+        self.chunks_written += 1
+        if self._on_units_written is not None:
+            self._on_units_written(units)
+        return True
+
+
+def run_feed(model, tokenizer, input_format: InputFormat, jobs: Iterable[tuple[FileRange, int]], window: WindowSettings,
+             feed: FeedSettings, device: torch.device, dtype: str, render: Renderer, writer: ChunkWriter) -> bool:
+    """Tags the units of `jobs` ((piece, units of it to skip), in input order) through the workers, the device and
+    `writer`; False when the writer stopped early (`stop_after_chunks`)."""
+    prepare = functools.partial(read_and_prepare, format_name=input_format.name, tokenizer=tokenizer,
+                                window=window, feed=feed)
+    try:
+        for piece in in_workers(prepare, jobs, feed.num_workers, pin_memory=device.type == "cuda"):
+            if not writer.put(tag_piece(model, piece, render.tasks, device, dtype)):
+                break
+    finally:
+        writer.finish()
+    return not writer.stopped
