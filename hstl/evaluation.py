@@ -1,5 +1,6 @@
 """Scoring: a model's head on labelled sentences (the one predict -> labels -> score path, used by training's
-evaluation, `hstl-evaluate` and the comparison), and a predicted corpus file against a gold one (`hstl-score`).
+evaluation, `hstl-evaluate` and the comparison), a predicted corpus file against a gold one (`hstl-score`), and
+running text against the corpus's own sentences (`compare_text_and_conll`, `python -m eval.text_vs_conll`).
 
 Prediction is `hstl.inference.tagging` (windowed, every word predicted) and scoring is `hstl.scoring` (strict,
 conlleval chunks, micro-averaged, equal to seqeval's default mode).
@@ -8,11 +9,11 @@ conlleval chunks, micro-averaged, equal to seqeval's default mode).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Hashable, Iterable, Optional, Sequence
 
 from .formats.common import PathLike
 from .formats.conll import Sentence, read_conll
-from .scoring import EntityScorer
+from .scoring import EntityScorer, precision_recall_f1
 
 
 def score_head(model, tokenizer, sentences: Sequence[Sentence], head: str, settings, *, accelerator=None,
@@ -122,3 +123,140 @@ def score_files(gold_path: Path, pred_path: Path) -> EntityScorer:
     for gold_sentence, pred_sentence in zip(gold, pred):
         scorer.add(gold_sentence.labels, pred_sentence.labels, tokens=gold_sentence.tokens)
     return scorer
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Running text against the corpus's own sentences
+
+
+MAX_TEXT_CONLL_DIFFERENCE = 1.0
+"""Largest |text-in F1 - CoNLL-in F1|, in F1 points, that `compare_text_and_conll` accepts."""
+
+
+def score_spans(gold: Iterable[Hashable], predicted: Iterable[Hashable]) -> dict[str, Any]:
+    """Exact-match precision, recall and F1 of predicted mentions (e.g. `(document, start, end)`) against gold ones."""
+    gold_set, predicted_set = set(gold), set(predicted)
+    return precision_recall_f1(len(gold_set & predicted_set), len(predicted_set), len(gold_set))
+
+
+def _passage_starts(document) -> set[int]:
+    """Where each passage's first non-blank character is: a sentence starts there whatever the splitter does."""
+    from text_hstl import is_blank
+
+    starts = set()
+    for passage in document.passages:
+        first = next((index for index, character in enumerate(passage.text) if not is_blank(character)), None)
+        if first is not None:
+            starts.add(passage.offset + first)
+    return starts
+
+
+def split_starts(document) -> list[int]:
+    """Where `text_hstl.split_sentences` starts sentences in the document's passages (document frame)."""
+    from text_hstl import split_sentences
+
+    return sorted(passage.offset + start for passage in document.passages
+                  for start, _ in split_sentences(passage.text))
+
+
+def boundary_agreement(documents: Sequence) -> dict[str, Any]:
+    """Sentence boundaries inside passages: gold ones (`GoldDocument.sentence_starts`) that the splitter also
+    finds, misses, and the ones it adds; documents without gold starts are counted apart. Each missed or added
+    boundary is listed with its document and offset."""
+    found, missed, added, unknown = 0, [], [], 0
+    for document in documents:
+        if document.sentence_starts is None:
+            unknown += 1
+            continue
+        passage_starts = _passage_starts(document)
+        gold = set(document.sentence_starts) - passage_starts
+        split = set(split_starts(document)) - passage_starts
+        found += len(gold & split)
+        missed.extend((document.name, start) for start in sorted(gold - split))
+        added.extend((document.name, start) for start in sorted(split - gold))
+    gold_count = found + len(missed)
+    return {"gold": gold_count, "found": found, "missed": len(missed), "added": len(added),
+            "recall": found / gold_count if gold_count else 0.0, "documents_without_gold_boundaries": unknown,
+            "missed_at": missed, "added_at": added}
+
+
+def write_running_text(documents: Sequence, path: PathLike) -> list[list[int]]:
+    """Writes each passage of each document as a paragraph of a UTF-8 text file (a blank line between passages),
+    the input of predict.py's text path.
+
+    Returns:
+        Per document, per passage, where the passage starts in the file (characters).
+    """
+    starts, position, pieces = [], 0, []
+    for document in documents:
+        document_starts = []
+        for passage in document.passages:
+            if pieces:
+                pieces.append("\n\n")
+                position += 2
+            document_starts.append(position)
+            pieces.append(passage.text)
+            position += len(passage.text)
+        starts.append(document_starts)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write("".join(pieces) + "\n")
+    return starts
+
+
+def text_in_mentions(model_dir: PathLike, documents: Sequence, head: str, work_dir: PathLike,
+                     options=None) -> set[tuple[str, int, int]]:
+    """Tags the documents as plain text through predict.py's path (`predict_path`: sentence splitting, word
+    tokenization, windowing) with the head `head`; the predicted mentions as `(document name, start, end)` in the
+    documents' frames."""
+    import bisect
+    import json
+    from dataclasses import replace
+
+    from .inference.streaming import PredictionOptions, predict_path
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    text_path, output_path = work_dir / "running_text.txt", work_dir / "running_text.jsonl"
+    passage_starts = write_running_text(documents, text_path)
+    options = replace(options or PredictionOptions(), tasks=[head], input_format="text", show_progress=False)
+    predict_path(model_dir, text_path, output_path, options)
+    located = [(file_start, document, passage) for document, starts in zip(documents, passage_starts)
+               for file_start, passage in zip(starts, document.passages)]
+    file_starts = [file_start for file_start, _, _ in located]
+    mentions = set()
+    with open(output_path, encoding="utf-8") as handle:
+        for line in handle:
+            for entity in json.loads(line)["entities"]:
+                file_start, document, passage = located[bisect.bisect_right(file_starts, entity["start"]) - 1]
+                offset = passage.offset - file_start
+                mentions.add((document.name, entity["start"] + offset, entity["end"] + offset))
+    return mentions
+
+
+def compare_text_and_conll(model_dir: PathLike, documents: Sequence, sentences: Sequence[Sentence], head: str,
+                           work_dir: PathLike, *, options=None) -> dict[str, Any]:
+    """Tags a corpus twice with one head, as its CoNLL sentences (`score_head`: "CoNLL-in") and as running text
+    (`text_in_mentions`: "text-in"), and scores both at mention level: CoNLL-in with conlleval chunks, text-in by
+    exact character spans against the documents' gold spans (the head tags one entity type, so spans decide).
+
+    Returns:
+        `{"conll_in", "text_in"}` scores (`precision_recall_f1`), `"difference"` (text-in F1 minus CoNLL-in F1, in
+        points), `"within_limit"` (|difference| <= `MAX_TEXT_CONLL_DIFFERENCE`), `"boundaries"`
+        (`boundary_agreement`), and the text-in false negatives and positives.
+    """
+    from .inference.loading import load_model_and_tokenizer, window_settings
+
+    model_dir = Path(model_dir)
+    settings = window_settings(model_dir, options.max_length if options else None,
+                               options.overlap if options else None, options.batch_size if options else None)
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    conll_in = score_head(model, tokenizer, sentences, head, settings).result()
+    del model
+    predicted = text_in_mentions(model_dir, documents, head, work_dir, options)
+    gold = {(document.name, start, end) for document in documents for start, end, _ in document.mentions}
+    text_in = score_spans(gold, predicted)
+    difference = 100 * (text_in["f1"] - conll_in["f1"])
+    conll_in.pop("per_type", None)
+    return {"conll_in": conll_in, "text_in": text_in, "difference": difference,
+            "within_limit": abs(difference) <= MAX_TEXT_CONLL_DIFFERENCE, "boundaries": boundary_agreement(documents),
+            "text_in_false_negatives": sorted(gold - predicted), "text_in_false_positives": sorted(predicted - gold)}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Sequence
 
 from .common import SCORE_DECIMALS, CorpusFormatError, LineCounter, PathLike, is_separator
@@ -45,11 +45,14 @@ class PubTatorPassage:
 
 @dataclass
 class PubTatorDocument:
-    """A PubTator document: its passages (input annotation lines are not kept) and their sentences."""
+    """A PubTator document: its passages, its annotation lines as they came, and its sentences."""
 
     pmid: str
     passages: list[PubTatorPassage]
     line: int
+    annotation_lines: list[tuple[int, str]] = field(default_factory=list)
+    """`(file line number, line)` of each annotation (or relation) line, unparsed: prediction replaces them, and
+    `hstl.formats.gold_text.read_pubtator_gold` reads the mentions among them."""
 
     @functools.cached_property
     def sentences(self) -> list[TextSentence]:
@@ -82,7 +85,8 @@ class _DocumentBuilder:
         if line.split("\t", 1)[0] != self.document.pmid:
             raise _pubtator_error(self.path, line_number, f"expected an annotation line of document "
                                   f"{self.document.pmid} (or a blank line)", line)
-        self.seen_annotation = True  # dropped: predictions replace the input's annotations
+        self.seen_annotation = True
+        self.document.annotation_lines.append((line_number, line))  # not written back: predictions replace them
 
 
 def iter_pubtator_documents(path: PathLike) -> Iterator[PubTatorDocument]:
