@@ -16,9 +16,11 @@ does and never ends up inside a mention, and offsets still count it. Every other
 characters included, belongs to exactly one token, so no text is lost.
 
 Sentences end at `.`, `!` or `?` (optionally followed by closing quotes or brackets) when whitespace and then a capital
-letter, a digit or an opening bracket or quote follow, except after an abbreviation. A period followed directly by a
-capitalized word ("mg/kg.The") ends a sentence too when a lowercase letter, a digit or a closing bracket precedes it
-and the word is no abbreviation: a missing space after the full stop. The abbreviations:
+letter, a digit or an opening bracket or quote follow, except after an abbreviation, and except right after a
+comparison sign (`=`, `<`, `>`, U+2264, U+2265, U+00B1): in "(P <. 001)" the period is a decimal point spaced off, as
+some PubMed abstracts have it. A period followed directly by a capitalized word ("mg/kg.The") ends a sentence too
+when a lowercase letter, a digit or a closing bracket precedes it and the word is no abbreviation: a missing space
+after the full stop. The abbreviations:
 
 - titles ("Dr.", "Prof.", "St.", ...): always, a name follows;
 - known ones ("e.g.", "i.e.", "et al.", "Fig.", "vs.", "approx.", ...) and dotted initials ("U.S.", "a.m."): unless the
@@ -80,6 +82,8 @@ _DOTTED_INITIALS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
 # A period with no space before a capitalized word: "mg/kg.The".
 _GLUED_PERIOD = re.compile(r"\.(?=[^\W\d_][^\W\d_])")
 _FIRST_WORD = re.compile(r"[^\W\d_]+")
+_OPERATORS = frozenset("=<>\u2264\u2265\u00b1")
+# A period right after one of these starts a number ("P <. 001", "P =. 03"): no sentence ends there.
 _OPENING_CHARACTERS = frozenset("([{\"'\u201c\u2018")
 _CLOSING_CHARACTERS = "\"'\u201d\u2019)]}"
 
@@ -193,6 +197,8 @@ def _boundaries(text: str) -> list[int]:
             continue
         if match.group().startswith(".") and _is_abbreviation(text, match.start(), next_position):
             continue
+        if match.start() > 0 and text[match.start() - 1] in _OPERATORS:
+            continue  # "(P <. 001)": a number's decimal point, spaced off
         boundaries.append(punctuation_end)
     boundaries.extend(match.end() for match in _GLUED_PERIOD.finditer(text) if _is_glued_boundary(text, match.start()))
     return sorted(boundaries)

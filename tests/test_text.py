@@ -95,6 +95,9 @@ def test_corpora_tokenization_is_reproduced(bioner_dir):
         ("In the U.S.Food trial and E.Coli.", ["In the U.S.Food trial and E.Coli."]),
         (".Dr. 0", [".Dr.", "0"]),  # a period that starts the text ends no sentence
         ("0.Dr. 0", ["0.", "Dr. 0"]),  # a title after a glued sentence end is still a title
+        # A period after a comparison sign is a spaced-off decimal point.
+        ("Risk fell (P <. 001). Rats (P =. 03) and mice (P \u2264. 05) died.",
+         ["Risk fell (P <. 001).", "Rats (P =. 03) and mice (P \u2264. 05) died."]),
     ],
 )
 def test_split_sentences_examples(text, expected):
