@@ -59,7 +59,7 @@ class GoldDocument:
         name: PMID, or `<file>:<first sentence>-<last sentence>` (1-based) for a reconstruction.
         passages: in order; a sentence never spans two.
         mentions: `(start, end, type)`, end exclusive, sorted.
-        sentence_starts: where gold sentences start (the passages' starts included), or None when unknown.
+        sentence_starts: where gold sentences start, or None when unknown.
         line: the file line the document starts at.
     """
 
@@ -228,8 +228,7 @@ def align_sentence_starts(documents: Sequence[GoldDocument], sentences: Sequence
             found = corpus.find(characters, found + 1)
         if found < 0:
             continue
-        document.sentence_starts = sorted({positions[start - found] for start in sentence_start_at
-                                           if found <= start < found + len(characters)} |
-                                          {passage.offset for passage in document.passages})
+        document.sentence_starts = sorted(positions[start - found] for start in sentence_start_at
+                                          if found <= start < found + len(characters))
         aligned += 1
     return aligned
