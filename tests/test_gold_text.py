@@ -116,20 +116,21 @@ def test_score_spans_counts_exact_matches_only():
         "precision": 0.5, "recall": 1 / 3, "f1": 0.4, "num_gold": 3, "num_pred": 2, "num_correct": 1}
 
 
-def test_text_in_finds_the_mentions_that_conll_in_finds_when_the_text_splits_into_the_corpus_sentences(tmp_path):
-    """A random tiny model labels 40 sample sentences; those labels become the gold. Each sentence is its own
-    document, so text-in tags exactly these sentences: it must find every mention at its character span (F1 1.0,
-    as CoNLL-in by construction)."""
+@pytest.fixture(scope="module")
+def labelled_by_tiny_model(tmp_path_factory):
+    """A random tiny model and 40 sample sentences labelled by it: `(model folder, corpus folder, sentences)`, the
+    corpus folder holding them as test.tsv. With the model's own labels as gold, CoNLL-in F1 is 1.0."""
     import torch
 
     from configuration_hstl import HSTLConfig
+    from hstl.data import write_conll
     from hstl.inference.loading import load_model_and_tokenizer, window_settings
-    from hstl.inference.streaming import PredictionOptions
     from hstl.inference.tagging import tag_sentences
     from hstl.tokenization import train_xlnet_tokenizer
     from modeling_hstl import HSTLModel
 
-    model_dir = tmp_path / "model"
+    folder = tmp_path_factory.mktemp("labelled")
+    model_dir, corpus_dir = folder / "model", folder / "corpus"
     corpus = read_conll(sample_data_dir() / "NCBI-disease" / "test.tsv")[:40]
     tokenizer = train_xlnet_tokenizer([sentence.tokens for sentence in corpus], model_dir, vocab_size=300, seed=0)
     torch.manual_seed(3)
@@ -142,6 +143,18 @@ def test_text_in_finds_the_mentions_that_conll_in_finds_when_the_text_splits_int
                            settings=window_settings(model_dir, None, None, None))["disease"]
     sentences = [Sentence(sentence.tokens, sentence_labels, sentence.line)
                  for sentence, sentence_labels in zip(corpus, labels)]
+    corpus_dir.mkdir()
+    write_conll(corpus_dir / "test.tsv", sentences)
+    return model_dir, corpus_dir, read_conll(corpus_dir / "test.tsv")
+
+
+def test_text_in_finds_the_mentions_that_conll_in_finds_when_the_text_splits_into_the_corpus_sentences(
+        labelled_by_tiny_model, tmp_path):
+    """Each sentence is its own document, so text-in tags exactly the corpus's sentences: it must find every mention
+    the model finds in them, at its character span (F1 1.0, as CoNLL-in by construction)."""
+    from hstl.inference.streaming import PredictionOptions
+
+    model_dir, _, sentences = labelled_by_tiny_model
     documents = documents_from_conll(sentences, "test.tsv", sentences_per_document=1)
     result = compare_text_and_conll(model_dir, documents, sentences, "disease", tmp_path / "work",
                                     options=PredictionOptions(num_workers=0))
@@ -149,6 +162,24 @@ def test_text_in_finds_the_mentions_that_conll_in_finds_when_the_text_splits_int
     assert result["conll_in"]["num_gold"] >= 10 and result["conll_in"]["f1"] == 1.0
     assert result["text_in"] == {key: result["conll_in"][key] for key in result["text_in"]}
     assert result["difference"] == 0.0 and result["within_limit"]
+
+
+def test_text_vs_conll_command_exits_1_when_text_in_falls_more_than_a_point_behind(labelled_by_tiny_model, tmp_path,
+                                                                                    capsys):
+    from hstl.commands.text_vs_conll import main
+
+    model_dir, corpus_dir, _ = labelled_by_tiny_model
+    arguments = ["--model", str(model_dir), "--corpus", str(corpus_dir), "--head", "disease"]
+    assert main(arguments + ["--sentences_per_document", "1", "--output_dir", str(tmp_path / "out")]) == 0
+    shown = capsys.readouterr().out
+    assert "difference (text-in - CoNLL-in): +0.00 points" in shown and "OK: text-in F1 is within" in shown
+    assert (tmp_path / "out" / "text_vs_conll.json").is_file()
+    pubtator = tmp_path / "unannotated.pubtator"  # running text without gold mentions: text-in F1 0
+    pubtator.write_text("1|t|Cancer genes.\n1|a|Tumours grew in mice.\n", encoding="utf-8")
+    assert main(arguments + ["--pubtator", str(pubtator)]) == 1
+    shown = capsys.readouterr().out
+    assert "difference (text-in - CoNLL-in): -100.00 points" in shown
+    assert "FAILED: text-in F1 differs from CoNLL-in F1 by more than 1.0 point" in shown
 
 
 @pytest.mark.corpora
