@@ -380,6 +380,23 @@ def test_unconverged_cells_are_rerun_with_larger_budgets_until_early_stopping_en
     assert runs == {}
 
 
+def test_rerun_first_round_skips_the_smaller_rerun_budgets(tmp_path, tiny_tokenizer_dir):
+    path = _write_config(tmp_path, tiny_tokenizer_dir)
+    values = yaml.safe_load(path.read_text())
+    values.update(methods=["single_task"], rerun_unconverged=["single_task"], rerun_budget_factor=3,
+                  rerun_max_rounds=2, rerun_first_round=2)
+    path.write_text(yaml.safe_dump(values))
+    out, runs = tmp_path / "out", {}
+    # budgets 2, then straight to 2 * 3 ** 2 = 18 (no 6-step round), where early stopping ends the run
+    run_comparison(load_comparison_config(path), out, train=_stand_in_train(runs, stop_early_below=18),
+                   log=lambda message: None)
+    assert {run: budget[0] for run, budget in runs.items() if "single_task/chem" in run} == {
+        str(out / "runs/single_task/chem/seed1"): 2, str(out / "runs/single_task/chem/seed1/round2"): 18}
+    cell = json.loads((out / "cells/single_task/chem/seed1.json").read_text())
+    assert (cell["budget_round"], cell["convergence"]["converged"]) == (2, True)
+    assert [r["budget_round"] for r in cell["previous_rounds"]] == [0]
+
+
 def test_rounds_end_at_rerun_max_rounds_and_converged_cells_are_kept(tmp_path, tiny_tokenizer_dir):
     path = _write_config(tmp_path, tiny_tokenizer_dir)
     values = yaml.safe_load(path.read_text())
@@ -448,7 +465,8 @@ def test_an_epoch_budget_grows_in_epochs(tmp_path, tiny_tokenizer_dir):
 
 
 @pytest.mark.parametrize(("key", "value"), [("bootstrap_block_size", 0), ("rerun_unconverged", ["magic"]),
-                                            ("rerun_budget_factor", "x"), ("matched_targets", ["nope"])])
+                                            ("rerun_budget_factor", "x"), ("matched_targets", ["nope"]),
+                                            ("rerun_first_round", 3)])
 def test_bad_control_and_statistics_settings_name_the_file_and_key(tmp_path, tiny_tokenizer_dir, key, value):
     path = _write_config(tmp_path, tiny_tokenizer_dir)
     values = yaml.safe_load(path.read_text())

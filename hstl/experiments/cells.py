@@ -282,20 +282,20 @@ def _run_seed(config: ComparisonConfig, output_dir: Path, cells_dir: Path, seed:
 
 def _budget_round(config: ComparisonConfig, cells_dir: Path, method: str, corpus: str, seed: int) -> int | None:
     return next_budget_round(_cell_path(cells_dir, method, corpus, seed), method in config.rerun_unconverged,
-                             config.rerun_max_rounds)
+                             config.rerun_max_rounds, first_round=config.rerun_first_round)
 
 
 def next_budget_round(path: Path, rerun: bool, max_rounds: int,
-                      converged: Callable[[dict], bool] | None = None) -> int | None:
+                      converged: Callable[[dict], bool] | None = None, first_round: int = 1) -> int | None:
     """The budget round the cell recorded at `path` is to be trained in next: 0 when it has no record, the next
-    round when its method is rerun until converged (`rerun`) and its record is neither converged (`converged`,
-    default `is_converged`) nor out of rounds; None when it is final."""
+    round (at least `first_round`) when its method is rerun until converged (`rerun`) and its record is neither
+    converged (`converged`, default `is_converged`) nor out of rounds; None when it is final."""
     if not path.is_file():
         return 0
     cell = json.loads(path.read_text())
     done = cell.get("budget_round", 0)
     if rerun and not (converged or is_converged)(cell) and done < max_rounds:
-        return done + 1
+        return max(done + 1, first_round)
     return None
 
 

@@ -55,16 +55,22 @@ def check_positive(value: Any, name: str) -> None:
 class RerunSettings:
     """Which methods' cells are rerun until converged: a cell that its budget ended (not early stopping) is trained
     again from scratch with its budget multiplied by `rerun_budget_factor` per round, up to `rerun_max_rounds`.
-    A mix-in of the comparison and data-efficiency configs."""
+    Its first rerun is round `rerun_first_round` (default 1): 2 skips the factor-once round and goes straight to
+    the factor squared. A mix-in of the comparison and data-efficiency configs."""
 
     rerun_unconverged: list[str] = field(default_factory=list)
     rerun_budget_factor: int = 3
     rerun_max_rounds: int = 2
+    rerun_first_round: int = 1
 
     def check_reruns(self, methods: tuple[str, ...]) -> None:
         check_choices(self.rerun_unconverged, methods, "rerun_unconverged", allow_empty=True)
         check_positive(self.rerun_budget_factor, "rerun_budget_factor")
         check_positive(self.rerun_max_rounds, "rerun_max_rounds")
+        check_positive(self.rerun_first_round, "rerun_first_round")
+        if self.rerun_first_round > self.rerun_max_rounds:
+            raise ValueError(f"rerun_first_round: expected at most rerun_max_rounds ({self.rerun_max_rounds}), "
+                             f"got {self.rerun_first_round}")
 
 
 @dataclass

@@ -94,7 +94,8 @@ def run_data_efficiency(config: DataEfficiencyConfig, output_dir: str | Path, co
 
     def budget_round(method: str, fraction: float, seed: int) -> int | None:
         return next_budget_round(_cell_path(cells_dir, method, fraction, seed), method in config.rerun_unconverged,
-                                 config.rerun_max_rounds, lambda cell: _convergence(cell, config)["converged"])
+                                 config.rerun_max_rounds, lambda cell: _convergence(cell, config)["converged"],
+                                 first_round=config.rerun_first_round)
 
     for seed in config.seeds:
         stage1 = stage1_run_dir(comparison_dir, seed)
