@@ -8,12 +8,16 @@ conlleval chunks, micro-averaged, equal to seqeval's default mode).
 
 from __future__ import annotations
 
+import bisect
+import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Hashable, Iterable, Optional, Sequence
 
 from .formats.common import PathLike
 from .formats.conll import Sentence, read_conll
 from .scoring import EntityScorer, precision_recall_f1
+from text_hstl import is_blank, split_sentences
 
 
 def score_head(model, tokenizer, sentences: Sequence[Sentence], head: str, settings, *, accelerator=None,
@@ -141,8 +145,6 @@ def score_spans(gold: Iterable[Hashable], predicted: Iterable[Hashable]) -> dict
 
 def _passage_starts(document) -> set[int]:
     """Where each passage's first non-blank character is: a sentence starts there whatever the splitter does."""
-    from text_hstl import is_blank
-
     starts = set()
     for passage in document.passages:
         first = next((index for index, character in enumerate(passage.text) if not is_blank(character)), None)
@@ -153,8 +155,6 @@ def _passage_starts(document) -> set[int]:
 
 def split_starts(document) -> list[int]:
     """Where `text_hstl.split_sentences` starts sentences in the document's passages (document frame)."""
-    from text_hstl import split_sentences
-
     return sorted(passage.offset + start for passage in document.passages
                   for start, _ in split_sentences(passage.text))
 
@@ -208,10 +208,6 @@ def text_in_mentions(model_dir: PathLike, documents: Sequence, head: str, work_d
     """Tags the documents as plain text through predict.py's path (`predict_path`: sentence splitting, word
     tokenization, windowing) with the head `head`; the predicted mentions as `(document name, start, end)` in the
     documents' frames."""
-    import bisect
-    import json
-    from dataclasses import replace
-
     from .inference.streaming import PredictionOptions, predict_path
 
     work_dir = Path(work_dir)
