@@ -126,7 +126,7 @@ def _previous_word_in_sentence(text: str, word_start: int) -> str:
     there is none or when it ends with sentence-final punctuation (and closers): the word at `word_start` may then
     start the sentence."""
     end = word_start
-    while end > 0 and text[end - 1].isspace():
+    while end > 0 and is_blank(text[end - 1]):
         end -= 1
     if end == word_start and word_start > 0:
         return ""  # not separated by whitespace: no previous word of its own
@@ -138,7 +138,7 @@ def _word_in_sentence_before(text: str, position: int) -> str:
     """`_word_before`, cut after a glued sentence end inside it ("0.Dr" is "Dr" when "0." ends a sentence), so that
     a word's rules read the same from the sentence start as from the whole text."""
     run_start = position
-    while run_start > 0 and not text[run_start - 1].isspace():
+    while run_start > 0 and not is_blank(text[run_start - 1]):
         run_start -= 1
     word_start = run_start
     for match in _GLUED_PERIOD.finditer(text, run_start, position):
