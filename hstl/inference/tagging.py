@@ -1,9 +1,11 @@
 """Tagging sentences with a model: batched, windowed prediction shared by evaluation (during training and in
 `hstl.evaluation`), `predict.py` and the benchmarks.
 
-Sentences become windows (`windows_hstl`), windows are sorted by length so batches carry little padding, the model
-tags each batch with one or several heads from one encoder pass, and `stitch_predictions` puts every word's label back
-in its sentence: every input word gets exactly one prediction. `tag_sentences` does all of it for lists of words and
+Sentences become windows (`windows_hstl`), windows are batched as `predict.py`'s feed batches them (by padded shape,
+up to a number of padded sub-tokens: `hstl.inference.feed.plan_batches`), so that evaluation scores what `predict.py`
+tags, even where a row's result depends on its batch mates (dynamic int8 quantization); the model tags each batch
+with one or several heads from one encoder pass, and `stitch_predictions` puts every word's label back in its
+sentence: every input word gets exactly one prediction. `tag_sentences` does all of it for lists of words and
 returns labels; `tag_sentences_with_marginals` also returns each word's CRF marginals (label -> probability, from
 the window that owns the word, as its label is), from which mention confidences are computed
 (`mentions_hstl.mention_confidence`). Evaluation asks for labels only and pays nothing for marginals.
