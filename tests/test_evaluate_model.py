@@ -152,6 +152,15 @@ def test_missing_split_and_missing_model_are_one_line_errors(tiny_model_dir, tmp
     assert "no-model': no such folder, and not a valid Hub id" in capsys.readouterr().err
 
 
+def test_bad_batch_tokens_is_a_one_line_error_before_any_work(tiny_model_dir, tmp_path, capsys):
+    argv = ["--model", str(tiny_model_dir), "--data_root", str(sample_data_dir()), "--corpora", "BC5CDR-chem",
+            "--task_map", "BC5CDR-chem=chem", "--splits", "test", "--output_dir", str(tmp_path), "--no_plot",
+            "--batch_tokens", "0"]
+    assert evaluate_model.run_cli(lambda: evaluate_model.run(argv)) == 2
+    assert "--batch_tokens: expected a positive number of sub-tokens, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
+
+
 def test_missing_matplotlib_is_a_clear_error_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
     argv = ["--model", str(tiny_model_dir), "--data_root", str(sample_data_dir()), "--output_dir", str(tmp_path),
