@@ -98,6 +98,7 @@ def file_path_tagger(folder: Path, quantize: str | None, num_workers: int | None
     from accelerate import Accelerator
 
     from hstl.inference import streaming
+    from hstl.inference.feed import FeedSettings
     from hstl.inference.loading import load_model_config, load_tokenizer_of, quantize_linear_layers, window_settings
     from modeling_hstl import HSTLModel
 
@@ -112,7 +113,8 @@ def file_path_tagger(folder: Path, quantize: str | None, num_workers: int | None
     def tag_file(input_path: Path, output_path: Path) -> None:
         assert streaming.predict_file(folder, input_path, output_path, options, loaded).complete
 
-    tagger = SimpleNamespace(tokenizer=load_tokenizer_of(folder), settings=window_settings(folder, config=config))
+    tagger = SimpleNamespace(tokenizer=load_tokenizer_of(folder), settings=window_settings(folder, config=config),
+                             batching=FeedSettings(options.batch_tokens))
     return tag_file, model, tagger
 
 
@@ -144,7 +146,9 @@ def pipeline_variant(texts: list[str]):
 def chem_f1(model, tagger, sentences) -> float:
     from hstl.evaluation import score_head
 
-    return score_head(model, tagger.tokenizer, sentences, "BC5CDR-chem", tagger.settings).result()["f1"]
+    # batched as the predict variants batch (hstl-evaluate's path), so the F1 is that of their labels
+    return score_head(model, tagger.tokenizer, sentences, "BC5CDR-chem", tagger.settings,
+                      batching=tagger.batching).result()["f1"]
 
 
 def print_profile(run, top: int) -> None:

@@ -21,42 +21,62 @@ from text_hstl import is_blank, split_sentences
 
 
 def score_head(model, tokenizer, sentences: Sequence[Sentence], head: str, settings, *, accelerator=None,
-               dataset=None, show_progress: bool = False) -> EntityScorer:
+               dataset=None, batching=None, source: Optional[PathLike] = None,
+               show_progress: bool = False) -> EntityScorer:
     """Tags labelled `sentences` with the head `head` and scores the labels against theirs.
+
+    The windows are batched as `predict.py`'s feed batches them (`hstl.inference.tagging.predict_windows`), so that
+    what is scored is what `predict.py` tags with the same settings, dynamic int8 quantization included.
 
     Args:
         model: an `HSTLModel` (possibly prepared by `accelerator`).
         tokenizer: its fast tokenizer.
         sentences: labelled sentences.
         head: the task whose head tags them.
-        settings: a `hstl.inference.loading.WindowSettings` (max_length, overlap, batch_size), as `window_settings`
-            decides it for the model folder.
+        settings: a `hstl.inference.loading.WindowSettings` (its max_length and overlap make the windows), as
+            `window_settings` decides it for the model folder.
         accelerator: an `accelerate.Accelerator`; default: one on the model's device.
         dataset: the sentences already windowed by `build_task_dataset` with `settings` (training builds it once and
             scores it at every evaluation); default: built here.
+        batching: a `hstl.inference.feed.FeedSettings` (`batch_tokens`, `max_windows`); default: `predict.py`'s.
+        source: the CoNLL file `sentences` were read from (all of it): its windows are then batched within the
+            pieces `predict.py` cuts it into (`sentence_pieces`); default: all sentences as one piece.
         show_progress: show a progress bar over batches.
 
     Returns:
         The filled `EntityScorer`: `.result()` for the scores, `.false_positives` / `.false_negatives` for errors.
     """
-    from windows_hstl import HSTLDataCollator
-    from .inference.tagging import build_task_dataset, predict_task_labels
+    from .inference.feed import FeedSettings
+    from .inference.tagging import build_task_dataset, predict_labels
 
     if accelerator is None:
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=model.device.type == "cpu")
+    batching = batching or FeedSettings()
     config = accelerator.unwrap_model(model).config
     if dataset is None:
         dataset = build_task_dataset(tokenizer, sentences, None, config.task_index(head), settings.max_length,
                                      settings.overlap)
-    predicted_ids = predict_task_labels(model, dataset, HSTLDataCollator(tokenizer), accelerator, head,
-                                        [len(sentence.tokens) for sentence in sentences], settings.batch_size)
+    piece_starts = sentence_pieces(source, sentences, batching.piece_bytes) if source is not None else None
+    predicted_ids = predict_labels(model, dataset, tokenizer, accelerator, [head],
+                                   [len(sentence.tokens) for sentence in sentences], batching.max_windows,
+                                   batching.batch_tokens, piece_starts, show_progress)[head]
     id2label = config.task_id2label(head)
     scorer = EntityScorer()
     for sentence, label_ids in zip(sentences, predicted_ids):
         scorer.add(sentence.labels, [id2label[label_id] for label_id in label_ids], tokens=sentence.tokens)
     return scorer
+
+
+def sentence_pieces(path: PathLike, sentences: Sequence[Sentence], piece_bytes: int) -> list[int]:
+    """The indices of the first sentence of each piece of the CoNLL file `path` (whose sentences, all of them, are
+    `sentences`), cut into pieces of about `piece_bytes` as `predict.py` cuts it (`sharding.piece_ranges`)."""
+    from .inference.sharding import piece_ranges, whole_file
+
+    first_lines = [piece.first_line for piece in piece_ranges(whole_file(Path(path)), "conll", piece_bytes)]
+    sentence_lines = [sentence.line for sentence in sentences]
+    return sorted({bisect.bisect_left(sentence_lines, line) for line in first_lines} - {len(sentences)})
 
 
 def error_records(scorer: EntityScorer, sentences: Sequence[Sentence]) -> list[dict[str, Any]]:

@@ -43,6 +43,7 @@ from .locking import OutputLock, lock_for_all_processes
 from .early_stopping import EarlyStopping
 from .evaluation import score_head
 from .inference import build_task_dataset
+from .inference.feed import FeedSettings
 from .inference.loading import WindowSettings
 from .modelcard import write_model_card
 from .run_config import ModelSpec, RunConfig, TrainingSpec, resolve_model_source
@@ -693,7 +694,8 @@ def _evaluate(run: TrainingRun, split: str) -> dict[str, Any]:
         # The one predict -> labels -> score path, shared with hstl-evaluate; the windows were built once, up front.
         settings = WindowSettings(run.training.max_length, run.training.window_overlap, run.training.eval_batch_size)
         results[task.name] = score_head(run.model, run.collator.tokenizer, sentences, task.name, settings,
-                                        accelerator=run.accelerator, dataset=dataset).result()
+                                        accelerator=run.accelerator, dataset=dataset,
+                                        batching=FeedSettings(max_windows=settings.batch_size)).result()
     if results:
         results["mean_f1"] = sum(r["f1"] for r in results.values()) / len(results)
     return results

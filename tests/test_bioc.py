@@ -153,13 +153,21 @@ def _dump_with_the_bioc_package(path, texts: list[str], module, source: str = ""
         module.dump(collection, handle)
 
 
-def _documents_range_by_range(path, fmt: str, num_processes: int):
-    """The byte ranges of `num_processes` processes (checked to tile the file) and, read range after range, the
-    documents' ids with their passages' offsets and texts."""
-    from hstl.inference.sharding import file_ranges
+def _runs_of_processes(path, fmt: str, num_processes: int) -> list[list]:
+    """The pieces each of `num_processes` processes reads, as a launched predict.py cuts its input: the feed's pieces
+    of the whole file (1-byte pieces: each possible start starts one), each process its run of them."""
+    from hstl.inference.sharding import piece_ranges, pieces_of_process, whole_file
 
-    ranges = file_ranges(path, fmt, num_processes)
-    assert [r.start for r in ranges[1:]] == [r.end for r in ranges[:-1]] and ranges[-1].end == path.stat().st_size
+    pieces = piece_ranges(whole_file(path), fmt, 1)
+    return [pieces_of_process(pieces, rank, num_processes) for rank in range(num_processes)]
+
+
+def _documents_range_by_range(path, fmt: str, num_processes: int):
+    """The pieces of `num_processes` processes, run after run (checked to tile the file) and, read piece after piece,
+    the documents' ids with their passages' offsets and texts."""
+    ranges = [piece for run in _runs_of_processes(path, fmt, num_processes) for piece in run]
+    assert ranges[0].start == 0 and ranges[-1].end == path.stat().st_size
+    assert [r.start for r in ranges[1:]] == [r.end for r in ranges[:-1]]
     got = [(unit.document.id, [(p.offset, p.text) for p in unit.document.passages])
            for file_range in ranges if file_range.start < file_range.end
            for unit in iter_bioc_documents(file_range, fmt)]
@@ -199,8 +207,9 @@ def test_xml_byte_ranges_hold_the_documents_of_the_whole_file(tmp_path, layout, 
     num_documents = 8 if layout == "empty-first-document" else 7
     ranges, got = _documents_range_by_range(path, BIOC_XML, num_processes)
     assert got == expected and len(got) == num_documents
-    # Every document but the first may start a range, each after a </document>, and the first range starts at 0.
-    assert sum(r.start < r.end for r in ranges) == min(num_processes, 7)
+    # Every document but the first (and the one after an empty `<document/>`) starts a piece, each after a
+    # </document>, and the first piece starts at 0.
+    assert len(ranges) == 7 and all(r.start < r.end for r in ranges)
 
 
 def test_a_process_parses_only_its_range_and_names_the_file_line(tmp_path):
@@ -218,10 +227,10 @@ def test_a_process_parses_only_its_range_and_names_the_file_line(tmp_path):
     with pytest.raises(CorpusFormatError) as whole:
         list(iter_bioc_documents(path, BIOC_XML))
     assert f"{path}:8:" in str(whole.value)
-    first = sharding.input_shares(FORMATS[BIOC_XML], path, 0, 2)
-    assert first.count == 2 and [unit.document.id for unit in first.read()] == ["1", "2"]
+    first, second_run = _runs_of_processes(path, BIOC_XML, 2)
+    assert [unit.document.id for piece in first for unit in FORMATS[BIOC_XML].read_units(piece)] == ["1", "2"]
     with pytest.raises(CorpusFormatError) as second:
-        sharding.input_shares(FORMATS[BIOC_XML], path, 1, 2)
+        sharding.count_units(second_run, BIOC_XML, 0)
     assert f"{path}:8:" in str(second.value)
     # lxml's own message names lines too: the file's, as reading the whole file gives them
     assert re.findall(r"line \d+", str(second.value)) == re.findall(r"line \d+", str(whole.value))
@@ -237,9 +246,10 @@ def test_an_empty_file_is_reported_by_the_first_process(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(CorpusFormatError, match=str(path)):
         list(iter_bioc_documents(path, BIOC_XML))
+    first, second = _runs_of_processes(path, BIOC_XML, 2)
     with pytest.raises(CorpusFormatError, match=str(path)):
-        sharding.input_shares(FORMATS[BIOC_XML], path, 0, 2)
-    assert sharding.input_shares(FORMATS[BIOC_XML], path, 1, 2).count == 0
+        sharding.count_units(first, BIOC_XML, 0)
+    assert second == []
 
 
 def _json_document(pmid: str, text: str) -> str:
@@ -265,7 +275,7 @@ def test_json_byte_ranges_hold_the_documents_of_the_whole_file(tmp_path, layout,
     expected = [(d.id, [(p.offset, p.text) for p in d.passages]) for d in _load(path, BIOC_JSON).documents]
     ranges, got = _documents_range_by_range(path, BIOC_JSON, num_processes)
     assert got == expected and len(got) == 7
-    assert sum(r.start < r.end for r in ranges) == min(num_processes, 7)
+    assert len(ranges) == 7 and all(r.start < r.end for r in ranges)
 
 
 def test_a_json_range_names_the_file_line_of_its_error(tmp_path):
@@ -281,8 +291,8 @@ def test_a_json_range_names_the_file_line_of_its_error(tmp_path):
     with pytest.raises(CorpusFormatError) as whole:
         list(iter_bioc_documents(path, BIOC_JSON))
     assert f"{path}:5:" in str(whole.value)
-    first = sharding.input_shares(FORMATS[BIOC_JSON], path, 0, 2)
-    assert first.count == 2 and [unit.document.id for unit in first.read()] == ["1", "2"]
+    first, second_run = _runs_of_processes(path, BIOC_JSON, 2)
+    assert [unit.document.id for piece in first for unit in FORMATS[BIOC_JSON].read_units(piece)] == ["1", "2"]
     with pytest.raises(CorpusFormatError) as second:
-        sharding.input_shares(FORMATS[BIOC_JSON], path, 1, 2)
+        sharding.count_units(second_run, BIOC_JSON, 0)
     assert f"{path}:5:" in str(second.value)

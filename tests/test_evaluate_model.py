@@ -152,6 +152,15 @@ def test_missing_split_and_missing_model_are_one_line_errors(tiny_model_dir, tmp
     assert "no-model': no such folder, and not a valid Hub id" in capsys.readouterr().err
 
 
+def test_bad_batch_tokens_is_a_one_line_error_before_any_work(tiny_model_dir, tmp_path, capsys):
+    argv = ["--model", str(tiny_model_dir), "--data_root", str(sample_data_dir()), "--corpora", "BC5CDR-chem",
+            "--task_map", "BC5CDR-chem=chem", "--splits", "test", "--output_dir", str(tmp_path), "--no_plot",
+            "--batch_tokens", "0"]
+    assert evaluate_model.run_cli(lambda: evaluate_model.run(argv)) == 2
+    assert "--batch_tokens: expected a positive number of sub-tokens, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
+
+
 def test_missing_matplotlib_is_a_clear_error_before_any_work(tiny_model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
     argv = ["--model", str(tiny_model_dir), "--data_root", str(sample_data_dir()), "--output_dir", str(tmp_path),
@@ -196,24 +205,64 @@ def test_each_corpus_is_scored_with_its_own_head(tiny_model_dir, tmp_path):
     assert results["NCBI-disease"]["validation"]["num_pred"] == ncbi_words > 0
 
 
-@pytest.mark.xfail(strict=True, reason="dynamic int8 quantization scales activations per batch: evaluation batches "
-                   "windows by eval_batch_size (predict_windows), predict.py's feed by padded shape and tokens "
-                   "(feed.plan_batches), so their int8 labels can differ until evaluation batches like the feed")
-def test_quantize_int8_scores_what_predict_int8_tags(talkative_model_dir, evaluation_dir, tmp_path):
+@pytest.mark.parametrize("batch_tokens", [None, 256])
+def test_quantize_int8_scores_what_predict_int8_tags(talkative_model_dir, evaluation_dir, tmp_path, batch_tokens):
     """`--quantize int8` scores the int8 model: the same numbers as predict.py --quantize int8's CoNLL output scored
     against the gold file (hstl-score's path), and not those of the fp32 evaluation (the model's large random
-    emission weights make int8 rounding change some labels)."""
+    emission weights make int8 rounding change some labels). Dynamic int8 quantization scales each batch as a whole,
+    so this holds only if evaluation batches the windows exactly as predict.py does: by default (the file is one
+    piece), and with 256 tokens per batch, where predict.py cuts the file into pieces of 4 KiB and batches within
+    each."""
     from hstl.evaluation import score_files
     from hstl.inference.streaming import PredictionOptions, predict_file
 
     out = tmp_path / "int8"
+    batching = ["--batch_tokens", str(batch_tokens)] if batch_tokens else []
     argv = ["--model", str(talkative_model_dir), "--data_root", str(sample_data_dir()), "--corpora", "BC5CDR-chem",
-            "--task_map", "BC5CDR-chem=chem", "--splits", "test", "--output_dir", str(out), "--no_plot", "--cpu", "--quantize", "int8"]
+            "--task_map", "BC5CDR-chem=chem", "--splits", "test", "--output_dir", str(out), "--no_plot", "--cpu",
+            "--quantize", "int8", *batching]
     assert evaluate_model.run(argv) == 0
     int8 = json.loads((out / "results.json").read_text())["BC5CDR-chem"]["test"]
     gold = sample_data_dir() / "BC5CDR-chem" / "test.tsv"
     predict_file(talkative_model_dir, gold, tmp_path / "int8.pred.tsv",
-                 PredictionOptions(tasks=["chem"], cpu=True, quantize="int8", show_progress=False))
+                 PredictionOptions(tasks=["chem"], cpu=True, quantize="int8", show_progress=False,
+                                   **({"batch_tokens": batch_tokens} if batch_tokens else {})))
     assert int8 == score_files(gold, tmp_path / "int8.pred.tsv").result()
     fp32 = json.loads((evaluation_dir / "results.json").read_text())["BC5CDR-chem"]["test"]
     assert int8 != fp32
+
+
+def test_two_processes_score_what_one_process_scores(talkative_model_dir, evaluation_dir, tmp_path):
+    """`accelerate launch` with 2 processes and 1,024 tokens per batch: each tags its share of the batches (an odd
+    number of them for some splits, so the shares are uneven) and gets every window's labels back once; results.json
+    and the error files are those of one process with the default batches (on the CPU, fp32 labels do not depend on
+    the batches: a window is padded alike in any of them)."""
+    import os
+    import subprocess
+
+    from hstl.inference.loading import load_model_and_tokenizer, window_settings
+    from hstl.inference.tagging import build_task_dataset, window_batches
+
+    _, tokenizer = load_model_and_tokenizer(talkative_model_dir)
+    settings = window_settings(talkative_model_dir)
+    num_batches = [len(window_batches(build_task_dataset(tokenizer, sentences, None, 0, settings.max_length,
+                                                         settings.overlap), 1024))
+                   for corpus in SAMPLE_CORPORA for split, sentences in read_split_dir(sample_data_dir() / corpus).items()
+                   if split in ("validation", "test")]
+    assert any(count % 2 for count in num_batches), num_batches
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ACCELERATE_", "LOCAL_RANK"))}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    out = tmp_path / "two"
+    # Without a GPU, `--multi_gpu --num_processes 2` starts 2 gloo CPU processes (`--cpu` would start only one).
+    launched = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+         "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29541",
+         str(Path(__file__).resolve().parents[1] / "eval" / "evaluate_model.py"), "--model", str(talkative_model_dir),
+         "--data_root", str(sample_data_dir()), "--corpora", *SAMPLE_CORPORA, *_task_map_args(), "--splits",
+         "validation", "test", "--output_dir", str(out), "--no_plot", "--cpu", "--batch_tokens", "1024"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert json.loads((out / "results.json").read_text()) == json.loads((evaluation_dir / "results.json").read_text())
+    for errors in sorted((evaluation_dir / "errors").iterdir()):
+        assert (out / "errors" / errors.name).read_text() == errors.read_text(), errors.name

@@ -850,45 +850,56 @@ def _unit_fields(unit) -> tuple:
     return unit.tokens, unit.line, unit.starts_document
 
 
+def _runs_of_processes(path: Path, format_name: str, num_processes: int, piece_bytes: int = 1) -> list[list]:
+    """The pieces each of `num_processes` processes reads, as a launched predict.py cuts its input: the feed's pieces
+    of the whole file (`piece_bytes`; 1: every possible start starts a piece), each process its run of them."""
+    from hstl.inference.sharding import piece_ranges, pieces_of_process, whole_file
+
+    pieces = piece_ranges(whole_file(path), format_name, piece_bytes)
+    return [pieces_of_process(pieces, rank, num_processes) for rank in range(num_processes)]
+
+
+def _units_of_processes(path: Path, format_name: str, num_processes: int) -> list[list]:
+    return [[unit for piece in run for unit in FORMATS[format_name].read_units(piece)]
+            for run in _runs_of_processes(path, format_name, num_processes)]
+
+
 @pytest.mark.parametrize("format_name", ["conll", "text", "pubtator"])
 def test_byte_ranges_of_the_processes_read_the_units_of_the_whole_file(tmp_path, format_name):
-    from hstl.inference.sharding import file_ranges, input_shares
-
     path, input_format = _sharding_inputs(tmp_path)[format_name], FORMATS[format_name]
     whole = [_unit_fields(unit) for unit in input_format.read_units(path)]
     for num_processes in (1, 2, 3, 5, 60):
-        ranges = file_ranges(path, format_name, num_processes)
-        assert all(r.start <= r.end for r in ranges)
+        ranges = [piece for run in _runs_of_processes(path, format_name, num_processes) for piece in run]
+        assert all(r.start < r.end for r in ranges)
         assert ranges[0].start == 0 and ranges[-1].end == path.stat().st_size
         assert all(before.end == after.start for before, after in zip(ranges, ranges[1:]))
-        shares = [input_shares(input_format, path, rank, num_processes) for rank in range(num_processes)]
-        assert sum(share.count for share in shares) == len(whole)
-        assert [_unit_fields(unit) for share in shares for unit in share.read()] == whole
+        shares = _units_of_processes(path, format_name, num_processes)
+        assert [_unit_fields(unit) for share in shares for unit in share] == whole
         if num_processes in (2, 3):  # every process reads some units, none all
-            assert all(0 < share.count < len(whole) for share in shares)
+            assert all(0 < len(share) < len(whole) for share in shares)
 
 
 def test_each_range_starts_at_the_paragraph_nearest_its_share_of_the_bytes(tmp_path):
-    from hstl.inference.sharding import input_shares
-
     path = text_input(tmp_path)  # paragraphs of 10 and 13 sentences: the second starts before the middle byte
-    assert [input_shares(FORMATS["text"], path, rank, 2).count for rank in (0, 1)] == [10, 13]
-    assert [input_shares(FORMATS["text"], path, rank, 3).count for rank in (0, 1, 2)] == [10, 13, 0]
+    assert [len(share) for share in _units_of_processes(path, "text", 2)] == [10, 13]
+    # the second paragraph's start is also the one nearest two thirds of the bytes: process 1's run is empty
+    assert [len(share) for share in _units_of_processes(path, "text", 3)] == [10, 0, 13]
     path.write_text("\n\n".join(["Aspirin rose here. " * 5, "Aspirin rose here. " * 15, "Aspirin rose."]) + "\n")
     # the middle byte is nearer the second paragraph's start than the third's
-    assert [input_shares(FORMATS["text"], path, rank, 2).count for rank in (0, 1)] == [5, 16]
+    assert [len(share) for share in _units_of_processes(path, "text", 2)] == [5, 16]
 
 
 def test_a_range_names_the_line_of_its_malformed_input(tmp_path):
-    from hstl.inference.sharding import input_shares
+    from hstl.inference.sharding import count_units
 
     path = _sharding_inputs(tmp_path)["pubtator"]
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     lines[-2] = "not a pubtator line\n"
     path.write_text("".join(lines), encoding="utf-8")
-    input_shares(FORMATS["pubtator"], path, 0, 2)  # the first half is fine and read alone
+    first, second = _runs_of_processes(path, "pubtator", 2)
+    assert sum(count_units(first, "pubtator", 0)) > 0  # the first half is fine and read alone
     with pytest.raises(CorpusFormatError, match=f"in.pubtator:{len(lines) - 1}: expected a passage line"):
-        input_shares(FORMATS["pubtator"], path, 1, 2)
+        count_units(second, "pubtator", 0)
 
 
 def _launch_two_processes(model_dir: Path, input_path: Path, output_path: Path, cwd: Path, *extra: str):

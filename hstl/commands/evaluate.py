@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..cli import run_cli
-from ..data import Sentence, read_split_dir
+from ..data import Sentence, read_split_dir, split_files
+from ..inference.feed import DEFAULT_BATCH_TOKENS
 from ..inference.loading import QUANTIZATIONS
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class CorpusToScore:
     corpus: str
     head: str
     splits: dict[str, list[Sentence]]
+    files: dict[str, Path] | None = None
+    """The file of each split, when read from one (`--data_root`): its windows are then batched in the pieces
+    `predict.py` cuts the file into."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", required=True, type=Path, help="Where results.json, results.md, f1.png "
                         "and errors/ go (created if needed).")
     parser.add_argument("--batch_size", type=int, default=None,
-                        help="Windows per batch (default 64), as predict.py.")
+                        help="At most this many windows per batch (default: as many as --batch_tokens allows), as "
+                             "predict.py.")
+    parser.add_argument("--batch_tokens", type=int, default=DEFAULT_BATCH_TOKENS,
+                        help="Padded sub-tokens per batch, as predict.py: windows are batched as predict.py batches "
+                             "them, so that the scores are those of predict.py's labels (also with --quantize int8).")
     parser.add_argument("--max_length", type=int, default=None,
                         help="Sub-tokens per window, special tokens included (default: what the model was trained "
                              "with, else 128), as predict.py.")
@@ -145,9 +153,10 @@ def choose_heads(corpora: Sequence[str] | None, offered: Sequence[str], task_map
 def read_corpora(args: argparse.Namespace, run_config, head_of: dict[str, str]) -> list[CorpusToScore]:
     """Reads the requested splits of every chosen corpus; a missing split raises FileNotFoundError naming it."""
     if args.config is not None:
-        split_sets = _splits_from_run_config(run_config, list(head_of))
+        split_sets, files = _splits_from_run_config(run_config, list(head_of)), {}
     else:
         split_sets = {corpus: read_split_dir(args.data_root / corpus) for corpus in head_of}
+        files = {corpus: split_files(args.data_root / corpus) for corpus in head_of}
     to_score = []
     for corpus, head in head_of.items():
         missing = [split for split in args.splits if split not in split_sets[corpus]]
@@ -155,7 +164,8 @@ def read_corpora(args: argparse.Namespace, run_config, head_of: dict[str, str]) 
             source = args.config if args.config is not None else args.data_root / corpus
             raise FileNotFoundError(f"{source}: expected the split(s) {missing} of {corpus} for --splits, got only "
                                     f"{sorted(split_sets[corpus])}")
-        to_score.append(CorpusToScore(corpus, head, {split: split_sets[corpus][split] for split in args.splits}))
+        to_score.append(CorpusToScore(corpus, head, {split: split_sets[corpus][split] for split in args.splits},
+                                      files.get(corpus)))
     return to_score
 
 
@@ -252,6 +262,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     from accelerate import Accelerator
 
     from ..evaluation import error_records, score_head
+    from ..inference.feed import FeedSettings
     from ..inference.loading import (
         check_speed_options, check_window_settings, load_model_and_tokenizer, load_model_config, quantize_linear_layers,
     )
@@ -262,6 +273,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         if type(error) is not ValueError:  # CorpusFormatError, RunConfigError, ...: user errors of their own
             raise
         parser.error(str(error))
+    batching = FeedSettings(args.batch_tokens, args.batch_size)
     accelerator = Accelerator(cpu=args.cpu)
     check_speed_options("fp32", args.quantize, accelerator.device.type)
     model, tokenizer = load_model_and_tokenizer(model_dir)
@@ -274,7 +286,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     errors: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for corpus in to_score:
         for split, sentences in corpus.splits.items():
-            scorer = score_head(model, tokenizer, sentences, corpus.head, settings, accelerator=accelerator)
+            scorer = score_head(model, tokenizer, sentences, corpus.head, settings, accelerator=accelerator,
+                                batching=batching, source=corpus.files[split] if corpus.files else None)
             results.setdefault(corpus.corpus, {})[split] = scorer.result()
             errors[corpus.corpus, split] = error_records(scorer, sentences)
     if accelerator.is_main_process:

@@ -11,7 +11,6 @@ from typing import Any
 _LAZY = {
     "build_task_dataset": "tagging",
     "predict_labels": "tagging",
-    "predict_task_labels": "tagging",
     "predict_windows": "tagging",
     "tag_sentences": "tagging",
     "tag_sentences_with_marginals": "tagging",

@@ -10,8 +10,7 @@ JSON an object of the "documents" array (`json_document_starts`); a piece's read
 and its own range only. Each piece is read with the line, character and paragraph numbers it starts at, so offsets,
 document ids and error lines are those of reading the whole file. Process `r` takes the pieces from the piece start
 nearest `size * r / N` bytes to the next process's (`pieces_of_process`): the pieces, and so the batches formed in
-them, are the same whatever the number of processes. (`file_ranges` and `input_shares` cut one range per process
-directly, at any unit start.)
+them, are the same whatever the number of processes.
 
 Each process tags its share in chunks of `chunk_size` units and appends them to its part `OUT.part{rank}-of{N}`;
 after each chunk, once the part's bytes are on disk, it appends the part's new length to
@@ -29,7 +28,6 @@ resuming with others is refused.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import multiprocessing
@@ -37,7 +35,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterator
 
 from ..errors import PredictionInputError
 from ..formats.bioc import BIOC_JSON, BIOC_XML, json_document_starts, xml_document_cuts
@@ -161,14 +159,6 @@ def _copy_bytes(source, target, length: int) -> None:
 
 
 @dataclass
-class Share:
-    """One process's units: `read()` yields them lazily (parsing only them where the format allows), `count` of them."""
-
-    read: Callable[[], Iterable[Any]]
-    count: int
-
-
-@dataclass
 class _Block:
     """A run of lines between separator lines: where it starts, and what decides whether a cut may go before it."""
 
@@ -208,10 +198,6 @@ def _may_cut_before(format_name: str, block: _Block, previous: _Block | None) ->
     return True  # PubTator: every block is (or starts) a document
 
 
-CUT_BY_BYTES = ("conll", "text", "pubtator", BIOC_XML, BIOC_JSON)
-"""The formats `input_shares` cuts by bytes; the others' processes read all units and keep their share."""
-
-
 def _range_starts(path: Path, format_name: str) -> Iterator[FileRange]:
     """Where a range may start (end left 0): every block that may start one, but the first (range 0 starts at byte 0
     and must hold a unit, or its reader would report a file without any)."""
@@ -231,33 +217,6 @@ def _range_starts(path: Path, format_name: str) -> Iterator[FileRange]:
             first_seen = True
         paragraph += format_name == "text" and block.has_text
         previous = block
-
-
-def file_ranges(path: Path, format_name: str, num_processes: int) -> list[FileRange]:
-    """One `FileRange` per process, process `r`'s starting at the possible start nearest to `size * r / num_processes`
-    bytes (see the module docstring); a range may be empty when the input has fewer possible starts than processes."""
-    size = path.stat().st_size
-    targets = [size * rank // num_processes for rank in range(1, num_processes)]
-    starts, candidate = [FileRange(str(path), 0, 0)], None  # candidate: the last possible start, not taken
-    for start in _range_starts(path, format_name):
-        while len(starts) <= len(targets) and start.start >= targets[len(starts) - 1]:
-            target = targets[len(starts) - 1]
-            if candidate is not None and target - candidate.start < start.start - target:
-                starts.append(candidate)
-                candidate = None
-            else:
-                starts.append(start)
-                break
-        else:
-            candidate = start
-            continue
-        candidate = None
-    if candidate is not None and len(starts) < num_processes:
-        starts.append(candidate)
-    starts += [FileRange(str(path), size, size)] * (num_processes - len(starts))
-    ends = [start.start for start in starts[1:]] + [size]
-    return [FileRange(start.path, start.start, end, start.first_line, start.first_character, start.first_paragraph)
-            for start, end in zip(starts, ends)]
 
 
 def piece_ranges(within: FileRange, format_name: str, piece_bytes: int) -> list[FileRange]:
@@ -306,9 +265,10 @@ def whole_file(path: Path) -> FileRange:
 
 def pieces_of_process(pieces: list[FileRange], rank: int, num_processes: int) -> list[FileRange]:
     """The contiguous run of the whole file's `pieces` that process `rank` tags: process `r`'s run starts at the
-    piece start nearest to `size * r / num_processes` bytes (the later on a tie), as `file_ranges` cuts, but only
-    where a piece starts, so that the pieces, hence the batches, are those of a one-process run. A run may be empty
-    when there are fewer pieces than processes; process 0's always holds the first piece, even of an empty file."""
+    piece start nearest to `size * r / num_processes` bytes (the later on a tie), so that the pieces, hence the
+    batches, are those of a one-process run. A run may be empty (when there are fewer pieces than processes, or when
+    two processes' nearest piece start is the same); process 0's always holds the first piece, even of an empty
+    file."""
     size = pieces[-1].end
     cuts = [0]
     for later_rank in range(1, num_processes):
@@ -318,20 +278,3 @@ def pieces_of_process(pieces: list[FileRange], rank: int, num_processes: int) ->
                                                    -index)))
     cuts.append(len(pieces))
     return pieces[cuts[rank]:cuts[rank + 1]]
-
-
-def input_shares(input_format, path: Path, rank: int, num_processes: int) -> Share:
-    """This process's share of the input (see the module docstring), its units read and checked once to count them.
-
-    Raises:
-        CorpusFormatError: naming the file and line, for a malformed line of this process's range (all of the file
-            for BioC).
-    """
-    if input_format.name not in CUT_BY_BYTES:
-        total = sum(1 for _ in input_format.read_units(path))
-        first, last = total * rank // num_processes, total * (rank + 1) // num_processes
-        return Share(lambda: itertools.islice(input_format.read_units(path), first, last), last - first)
-    own = file_ranges(path, input_format.name, num_processes)[rank]
-    if own.start == own.end and rank > 0:  # process 0 reads even an empty file: its reader reports it, as unsharded
-        return Share(lambda: iter(()), 0)
-    return Share(lambda: input_format.read_units(own), sum(1 for _ in input_format.read_units(own)))

@@ -1,9 +1,11 @@
 """Tagging sentences with a model: batched, windowed prediction shared by evaluation (during training and in
 `hstl.evaluation`), `predict.py` and the benchmarks.
 
-Sentences become windows (`windows_hstl`), windows are sorted by length so batches carry little padding, the model
-tags each batch with one or several heads from one encoder pass, and `stitch_predictions` puts every word's label back
-in its sentence: every input word gets exactly one prediction. `tag_sentences` does all of it for lists of words and
+Sentences become windows (`windows_hstl`), windows are batched as `predict.py`'s feed batches them (by padded shape,
+up to a number of padded sub-tokens: `hstl.inference.feed.plan_batches`), so that evaluation scores what `predict.py`
+tags, even where a row's result depends on its batch mates (dynamic int8 quantization); the model tags each batch
+with one or several heads from one encoder pass, and `stitch_predictions` puts every word's label back in its
+sentence: every input word gets exactly one prediction. `tag_sentences` does all of it for lists of words and
 returns labels; `tag_sentences_with_marginals` also returns each word's CRF marginals (label -> probability, from
 the window that owns the word, as its label is), from which mention confidences are computed
 (`mentions_hstl.mention_confidence`). Evaluation asks for labels only and pays nothing for marginals.
@@ -11,24 +13,27 @@ the window that owns the word, as its label is), from which mention confidences 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import functools
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from accelerate import Accelerator
-from accelerate.data_loader import prepare_data_loader
+from accelerate.utils import gather_object
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mentions_hstl import word_marginals
 from windows_hstl import (
-    DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP, METADATA_KEYS, HSTLDataCollator, length_sorted_order, make_windowing_map_fn,
-    stitch_predictions, stitch_words,
+    DEFAULT_MAX_LENGTH, DEFAULT_OVERLAP, METADATA_KEYS, HSTLDataCollator, make_windowing_map_fn, stitch_predictions,
+    stitch_words,
 )
 
 from ..formats.conll import Sentence
+from .feed import DEFAULT_BATCH_TOKENS, MODEL_INPUT_KEYS, PAD_TO_MULTIPLE_OF, _words_padded_alike, plan_batches
 from .loading import DEFAULT_BATCH_SIZE, WindowSettings, resolve_tasks
 
 if TYPE_CHECKING:
@@ -106,11 +111,13 @@ class WindowPredictions:
 @torch.no_grad()
 def predict_windows(
     model,
-    dataset: Dataset,
-    collator: HSTLDataCollator,
+    dataset: Dataset | WindowRows,
+    tokenizer,
     accelerator: Accelerator,
     task_names: list[str],
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    piece_starts: Sequence[int] | None = None,
     show_progress: bool = False,
     across_processes: bool = True,
     on_sentences_tagged: Callable[[int], None] | None = None,
@@ -120,74 +127,102 @@ def predict_windows(
     Tags every window of `dataset` with the heads `task_names` (one encoder pass per batch); `return_marginals` adds
     each head's CRF marginals.
 
-    `across_processes=False` tags all of `dataset` in this process alone (no sharding, no gathering): for callers that
-    give each process its own sentences (`hstl.inference.sharding`). `on_sentences_tagged(n)` is called after each
-    batch with the number of sentences whose first window it held (this process's), for a progress bar.
+    The batches are those of `predict.py`'s feed (`window_batches`): windows of one padded shape, up to
+    `batch_tokens` padded sub-tokens and at most `batch_size` windows (None: no cap), formed within each piece of the
+    input. `piece_starts` are the `sentence_index` values that start a piece (None: one piece), as
+    `hstl.inference.sharding.piece_ranges` cuts a file for the feed: with the same pieces, every batch holds the same
+    windows padded alike as `predict.py`'s, which matters where a row's result depends on its batch mates (dynamic
+    int8 quantization scales each batch's activations as a whole).
+
+    The batches are formed alike whatever the number of processes; process `r` of `n` tags batches `r, r + n, ...`
+    and every process gets all results back, in the batches' order (unless `across_processes` is False: this process
+    tags all of `dataset` alone, as each process of a sharded `predict.py` does with its own sentences).
+    `on_sentences_tagged(n)` is called after each of this process's batches with the number of sentences whose first
+    window it held, for a progress bar.
 
     Returns:
-        Per-window labels, metadata (and marginals), in the same order, gathered from all processes (unless
-        `across_processes` is False).
+        Per-window labels, metadata (and marginals), in the same order: the batches', then the windows' within them.
     """
     unwrapped = accelerator.unwrap_model(model)
     was_training = unwrapped.training
     unwrapped.eval()
-    model_columns = [column for column in dataset.column_names if column != "labels"]
-    longest_first = dataset.select(length_sorted_order([len(ids) for ids in dataset["input_ids"]]))
-    dataloader = DataLoader(longest_first.select_columns(model_columns), batch_size=batch_size, collate_fn=collator)
-    # The module-level `prepare_data_loader` shards like `accelerator.prepare` but does not register the loader with
-    # the accelerator, whose checkpoints would otherwise grow by one entry per evaluation.
+    batches = window_batches(dataset, batch_tokens, batch_size, piece_starts)
     num_processes, process_index = (accelerator.num_processes, accelerator.process_index) if across_processes else (1, 0)
-    dataloader = prepare_data_loader(
-        dataloader, device=accelerator.device, num_processes=num_processes, process_index=process_index,
-        split_batches=False, put_on_device=True,
-    )
-    result = WindowPredictions({name: [] for name in task_names}, [],
-                               {name: [] for name in task_names} if return_marginals else None)
-    for batch in tqdm(dataloader, desc="Predicting", disable=not (show_progress and accelerator.is_local_main_process)):
-        output = unwrapped.tag(**batch, tasks=task_names, return_marginals=return_marginals)
-        # shape: (batch, 4)
-        metadata = torch.stack([batch[column] for column in METADATA_KEYS], dim=1)
+    own = range(process_index, len(batches), num_processes)
+    model_columns = [column for column in dataset.column_names if column != "labels"]
+    collate = functools.partial(collate_windows, HSTLDataCollator(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF))
+    loader = DataLoader(dataset.select_columns(model_columns), batch_sampler=[batches[index] for index in own],
+                        collate_fn=collate)
+    tagged = []  # (batch index, metadata rows, labels per task, marginals per task) of this process's batches
+    progress = tqdm(loader, desc="Predicting", disable=not (show_progress and accelerator.is_local_main_process))
+    for batch_index, batch in zip(own, progress):
+        inputs = {key: batch[key].to(accelerator.device) for key in MODEL_INPUT_KEYS if key in batch}
+        output = unwrapped.tag(**inputs, tasks=task_names, return_marginals=return_marginals)
         if on_sentences_tagged is not None:
             on_sentences_tagged(int((batch["word_offset"] == 0).sum()))
-        predictions = [output.predictions[name] for name in task_names]
-        marginals = [output.marginals[name] for name in task_names] if return_marginals else []
-        if across_processes:
-            predictions = [accelerator.pad_across_processes(tensor, dim=1, pad_index=-100) for tensor in predictions]
-            marginals = [accelerator.pad_across_processes(tensor, dim=1, pad_index=0) for tensor in marginals]
-            metadata, *gathered = accelerator.gather_for_metrics((metadata, *predictions, *marginals))
-            predictions, marginals = gathered[:len(task_names)], gathered[len(task_names):]
-        for name, tensor in zip(task_names, predictions):
-            result.labels[name].extend(tensor.tolist())
-        for name, tensor in zip(task_names, marginals):
-            result.marginals[name].extend(tensor.tolist())
-        result.metadata.extend(dict(zip(METADATA_KEYS, row)) for row in metadata.tolist())
+        # shape: (batch, 4)
+        metadata = torch.stack([batch[column] for column in METADATA_KEYS], dim=1).tolist()
+        tagged.append((batch_index, metadata, [output.predictions[name].tolist() for name in task_names],
+                       [output.marginals[name].tolist() for name in task_names] if return_marginals else []))
+    if num_processes > 1:
+        tagged = sorted(gather_object(tagged), key=lambda entry: entry[0])
+    assert [entry[0] for entry in tagged] == list(range(len(batches))), "every batch tagged once, in order"
+    result = WindowPredictions({name: [] for name in task_names}, [],
+                               {name: [] for name in task_names} if return_marginals else None)
+    for _, metadata, labels, marginals in tagged:
+        result.metadata.extend(dict(zip(METADATA_KEYS, row)) for row in metadata)
+        for name, rows in zip(task_names, labels):
+            result.labels[name].extend(rows)
+        for name, rows in zip(task_names, marginals):
+            result.marginals[name].extend(rows)
     unwrapped.train(was_training)
     return result
 
 
+def window_batches(dataset: Dataset | WindowRows, batch_tokens: int, batch_size: int | None = None,
+                   piece_starts: Sequence[int] | None = None) -> list[list[int]]:
+    """Window indices per batch, as `predict.py`'s feed batches them (`hstl.inference.feed.plan_batches`), within
+    each piece (`piece_starts`: the `sentence_index` values that start one; None: one piece), pieces in order."""
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    word_counts = [len(starts) for starts in dataset["word_start_positions"]]
+    pieces: dict[int, list[int]] = {}
+    for index, sentence_index in enumerate(dataset["sentence_index"]):
+        piece = bisect.bisect_right(piece_starts, sentence_index) - 1 if piece_starts else 0
+        pieces.setdefault(piece, []).append(index)
+    batches = []
+    for piece in sorted(pieces):
+        windows = pieces[piece]
+        batches += [[windows[row] for row in rows] for rows in plan_batches(
+            [lengths[index] for index in windows], [word_counts[index] for index in windows], batch_tokens,
+            batch_size)]
+    return batches
+
+
+def collate_windows(collator: HSTLDataCollator, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """A batch of windows as the feed collates it: sub-tokens padded by `collator` (with `PAD_TO_MULTIPLE_OF`), word
+    columns to the rounded-up word count."""
+    return _words_padded_alike(collator(list(rows)))
+
+
 def predict_labels(
     model,
-    dataset: Dataset,
-    collator: HSTLDataCollator,
+    dataset: Dataset | WindowRows,
+    tokenizer,
     accelerator: Accelerator,
     task_names: list[str],
     num_words: Sequence[int],
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    piece_starts: Sequence[int] | None = None,
     show_progress: bool = False,
-    across_processes: bool = True,
-    on_sentences_tagged: Callable[[int], None] | None = None,
 ) -> dict[str, list[list[int]]]:
-    """Task name -> label ids of every word of every sentence (sentence `i` has `num_words[i]` words)."""
+    """Task name -> label ids of every word of every sentence (sentence `i` has `num_words[i]` words), batched as
+    `predict_windows` says."""
     windows = predict_windows(
-        model, dataset, collator, accelerator, task_names, batch_size=batch_size, show_progress=show_progress,
-        across_processes=across_processes, on_sentences_tagged=on_sentences_tagged,
+        model, dataset, tokenizer, accelerator, task_names, batch_size=batch_size, batch_tokens=batch_tokens,
+        piece_starts=piece_starts, show_progress=show_progress,
     )
     return {name: stitch_predictions(windows.labels[name], windows.metadata, num_words) for name in task_names}
-
-
-def predict_task_labels(model, dataset, collator, accelerator, task_name, num_words, batch_size=64) -> list[list[int]]:
-    """Label ids of every word of every sentence with one task's head."""
-    return predict_labels(model, dataset, collator, accelerator, [task_name], num_words, batch_size)[task_name]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -291,7 +326,7 @@ def _tag(model, tokenizer, sentences_tokens, tasks, settings, accelerator, show_
         dataset = build_task_dataset(tokenizer, [sentences[index] for index in non_empty], None, 0,
                                      settings.max_length, settings.overlap)
     windows = predict_windows(
-        model, dataset, HSTLDataCollator(tokenizer), accelerator, task_names, batch_size=settings.batch_size,
+        model, dataset, tokenizer, accelerator, task_names, batch_size=settings.batch_size,
         show_progress=show_progress, across_processes=across_processes, on_sentences_tagged=on_sentences_tagged,
         return_marginals=return_marginals,
     )
