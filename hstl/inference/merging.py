@@ -50,9 +50,11 @@ def merge_mentions(labels_by_task: Mapping[str, Sequence[str]], merge: str = "co
                    entity_type_of: Mapping[str, Mapping[str, str]] | None = None) -> list[Mention]:
     """`mentions_hstl.merge_mentions` (one sentence's mentions from several heads, in the mapping's order, scored
     when the heads' word marginals are given, typed by `entity_type_of`: `HSTLConfig.entity_types`), with the
-    `--merge` error of `check_merge_policy` for an unknown policy."""
+    `--merge` error of `check_merge_policy` for an unknown policy. The labels of a sentence tagged by the feed carry
+    its mentions already collected (`hstl.inference.feed.SentenceLabels`), which are then used as they are."""
     check_merge_policy(merge)
-    return mentions_hstl.merge_mentions(labels_by_task, merge, scores_by_task, entity_type_of=entity_type_of)
+    return mentions_hstl.merge_mentions(labels_by_task, merge, scores_by_task, entity_type_of=entity_type_of,
+                                        mentions=getattr(labels_by_task, "mentions", None))
 
 
 def keep_entity_types_of_heads(labels_by_task: Mapping[str, Sequence[Sequence[str]]],
