@@ -1186,6 +1186,27 @@ def test_a_window_gets_the_same_labels_and_marginals_in_any_batch(bert_model_dir
             assert torch.equal(labels, other_labels) and torch.equal(marginals, other_marginals), key
 
 
+def test_a_piece_decoded_at_once_gives_each_batch_what_its_own_pass_gives(bert_model_dir, tmp_path):
+    """The feed runs the CRFs of all the batches of a piece at once, rows padded to the widest: each batch gets, bit
+    for bit, the labels and marginals of `HSTLModel.tag` on that batch alone."""
+    from hstl.inference.feed import MODEL_INPUT_KEYS, FeedSettings, prepare_units, tag_batches
+
+    model, tokenizer = load_model_and_tokenizer(bert_model_dir)
+    units = list(iter_text_sentences(long_text_input(tmp_path, 60)))
+    piece = prepare_units(units, FORMATS["text"], tokenizer, WindowSettings(max_length=48, overlap=8, batch_size=64),
+                          FeedSettings(batch_tokens=100))
+    assert len({batch["word_start_positions"].shape[1] for batch in piece.batches}) > 1  # batches of several widths
+    tasks = ["chem", "disease"]
+    for batch, (predictions, marginals) in zip(piece.batches, tag_batches(model, piece.batches, tasks,
+                                                                          torch.device("cpu"), "fp32")):
+        with torch.inference_mode():
+            own = model.tag(**{key: batch[key] for key in MODEL_INPUT_KEYS if key in batch}, tasks=tasks,
+                            return_marginals=True)
+        for name in tasks:
+            assert torch.equal(predictions[name], own.predictions[name])
+            assert torch.equal(marginals[name], own.marginals[name])
+
+
 @pytest.mark.parametrize("make_input", [long_text_input, bioc_xml_input])
 def test_output_bytes_do_not_depend_on_workers_pieces_or_batch_sizes(bert_model_dir, tmp_path, make_input):
     from hstl.inference.feed import FeedSettings

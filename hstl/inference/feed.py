@@ -221,14 +221,29 @@ def tag_batches(model, batches: Sequence[Mapping[str, torch.Tensor]], tasks: Seq
 
     unwrapped = getattr(model, "module", model)
     non_blocking = device.type == "cuda"
-    results = []
+    emissions, word_masks = [], []
     with torch.inference_mode(), autocast_to(dtype, device.type):
         for batch in batches:
             inputs = {key: batch[key].to(device, non_blocking=non_blocking) for key in MODEL_INPUT_KEYS if key in batch}
-            output = unwrapped.tag(**inputs, tasks=list(tasks), return_marginals=True)
-            results.append(({name: output.predictions[name].to("cpu", non_blocking=non_blocking) for name in tasks},
-                            {name: output.marginals[name].to("cpu", non_blocking=non_blocking) for name in tasks}))
-    return results
+            output = unwrapped.tag(**inputs, tasks=list(tasks), decode=False)
+            emissions.append(output.emissions)
+            word_masks.append(output.word_mask)
+        if not batches:
+            return []
+        # The CRFs of all the batches at once, rows padded to the widest (`HSTLModel.decode`): a row's result does not
+        # depend on its neighbours or its padding, and the loop over word positions runs once, not once a batch.
+        widths = [mask.shape[1] for mask in word_masks]
+        width = max(widths)
+        word_mask = torch.cat([torch.nn.functional.pad(mask, (0, width - mask.shape[1])) for mask in word_masks])
+        padded = {name: torch.cat([torch.nn.functional.pad(values[name], (0, 0, 0, width - values[name].shape[1]))
+                                   for values in emissions]) for name in tasks}
+        predictions, marginals = unwrapped.decode(padded, word_mask, return_marginals=True)
+    rows = [mask.shape[0] for mask in word_masks]
+    predictions = {name: values.split(rows) for name, values in predictions.items()}
+    marginals = {name: values.split(rows) for name, values in marginals.items()}
+    return [({name: predictions[name][index][:, :width].to("cpu", non_blocking=non_blocking) for name in tasks},
+             {name: marginals[name][index][:, :width].to("cpu", non_blocking=non_blocking) for name in tasks})
+            for index, width in enumerate(widths)]
 
 
 @dataclass
@@ -326,26 +341,50 @@ class Renderer:
                 marginals_of_heads[name] = torch.zeros(0, len(labels))
         mentions = collect_mentions_of_sentences(labels_of_heads, ids_of_heads, marginals_of_heads, num_words,
                                                  self.entity_type_of)
-        names = {name: [labels_of_heads[name][label_id] for label_id in ids_of_heads[name].tolist()]
-                 for name in self.tasks}
+        names = _LabelNames(labels_of_heads, ids_of_heads)
+        head_labels = {name: self.config.task(name)["labels"] for name in self.tasks}
         sentences, marginals, first = [], [], 0
         for count, sentence_mentions in zip(num_words, mentions):
             words = range(first, first + count)
-            sentences.append(SentenceLabels({name: names[name][first:first + count] for name in self.tasks},
-                                            sentence_mentions))
-            marginals.append({name: _WordMarginals(self.config.task(name)["labels"], marginals_of_heads[name], words)
+            sentences.append(SentenceLabels(names, words, sentence_mentions))
+            marginals.append({name: _WordMarginals(head_labels[name], marginals_of_heads[name], words)
                               for name in self.tasks})
             first += count
         return sentences, marginals
 
 
-class SentenceLabels(dict):
-    """One sentence's `{task: IOB2 labels}`, heads in order, with its heads' `mentions` already collected and scored
-    (`mentions_hstl.collect_mentions`' result, which `hstl.inference.merging.merge_mentions` then uses)."""
+class _LabelNames:
+    """Each head's label names of a piece's words, in sentence order, listed at the first read: rendering mentions
+    reads none (only CoNLL output reads labels)."""
 
-    def __init__(self, labels_by_task: Mapping[str, list[str]], mentions: list) -> None:
-        super().__init__(labels_by_task)
-        self.mentions = mentions
+    def __init__(self, labels_of_heads: Mapping[str, Sequence[str]], ids_of_heads: Mapping[str, torch.Tensor]) -> None:
+        self.tasks = list(labels_of_heads)
+        self._labels, self._ids, self._names = labels_of_heads, ids_of_heads, {}
+
+    def of(self, task: str) -> list[str]:
+        if task not in self._names:
+            self._names[task] = [self._labels[task][label_id] for label_id in self._ids[task].tolist()]
+        return self._names[task]
+
+
+class SentenceLabels(Mapping):
+    """One sentence's `{task: IOB2 labels}`, heads in order (each list built when read), with its heads' `mentions`
+    already collected and scored (`mentions_hstl.collect_mentions`' result, which
+    `hstl.inference.merging.merge_mentions` then uses)."""
+
+    def __init__(self, names: _LabelNames, words: range, mentions: list) -> None:
+        self._names, self._words, self.mentions = names, words, mentions
+
+    def __getitem__(self, task: str) -> list[str]:
+        if task not in self._names.tasks:
+            raise KeyError(task)
+        return self._names.of(task)[self._words.start:self._words.stop]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names.tasks)
+
+    def __len__(self) -> int:
+        return len(self._names.tasks)
 
 
 class _WordMarginals(Sequence):
