@@ -228,22 +228,26 @@ def tag_batches(model, batches: Sequence[Mapping[str, torch.Tensor]], tasks: Seq
             output = unwrapped.tag(**inputs, tasks=list(tasks), decode=False)
             emissions.append(output.emissions)
             word_masks.append(output.word_mask)
-        if not batches:
-            return []
-        # The CRFs of all the batches at once, rows padded to the widest (`HSTLModel.decode`): a row's result does not
-        # depend on its neighbours or its padding, and the loop over word positions runs once, not once a batch.
-        widths = [mask.shape[1] for mask in word_masks]
-        width = max(widths)
-        word_mask = torch.cat([torch.nn.functional.pad(mask, (0, width - mask.shape[1])) for mask in word_masks])
-        padded = {name: torch.cat([torch.nn.functional.pad(values[name], (0, 0, 0, width - values[name].shape[1]))
-                                   for values in emissions]) for name in tasks}
-        predictions, marginals = unwrapped.decode(padded, word_mask, return_marginals=True)
-    rows = [mask.shape[0] for mask in word_masks]
-    predictions = {name: values.split(rows) for name, values in predictions.items()}
-    marginals = {name: values.split(rows) for name, values in marginals.items()}
-    return [({name: predictions[name][index][:, :width].to("cpu", non_blocking=non_blocking) for name in tasks},
-             {name: marginals[name][index][:, :width].to("cpu", non_blocking=non_blocking) for name in tasks})
-            for index, width in enumerate(widths)]
+        # The CRFs of all the batches of one word width at once (`HSTLModel.decode`): a row's result does not depend
+        # on its neighbours, and the loop over word positions runs once a width, not once a batch.
+        by_width: dict[int, list[int]] = {}
+        for index, mask in enumerate(word_masks):
+            by_width.setdefault(mask.shape[1], []).append(index)
+        results: list = [None] * len(batches)
+        for indices in by_width.values():
+            word_mask = torch.cat([word_masks[index] for index in indices])
+            predictions, marginals = unwrapped.decode(
+                {name: torch.cat([emissions[index][name] for index in indices]) for name in tasks}, word_mask,
+                return_marginals=True)
+            rows = [word_masks[index].shape[0] for index in indices]
+            predictions = {name: values.split(rows) for name, values in predictions.items()}
+            marginals = {name: values.split(rows) for name, values in marginals.items()}
+            for position, index in enumerate(indices):
+                results[index] = ({name: predictions[name][position].to("cpu", non_blocking=non_blocking)
+                                   for name in tasks},
+                                  {name: marginals[name][position].to("cpu", non_blocking=non_blocking)
+                                   for name in tasks})
+    return results
 
 
 @dataclass
