@@ -12,6 +12,13 @@ that the device waits for neither.
       -> a writer thread: stitch windows into sentences, merge the heads' mentions, render, and write in chunks of
          `chunk_size` units (what the progress record and `--resume` count)
 
+On the CPU (`tags_in_workers`) the workers do all of it but the writing (`tag_and_render`): each tags whole pieces
+(pieces of `CPU_PIECE_BYTES_PER_BATCH_TOKEN` bytes per batch token), with the model it was forked with, one thread
+each, and sends back their text, which this thread writes in input order: nothing but the writing waits on one
+process, so the feed scales with the workers. The CRFs of the batches of a piece that share a word width run at once
+(`tag_batches`, `HSTLModel.decode`), and rendering finds the mentions of all the piece's sentences from label-id tensors
+(`mentions_hstl.collect_mentions_of_sentences`), only the mentions becoming Python objects.
+
 The output does not depend on the number of processes, workers, the piece size, `batch_tokens` or `--batch_size`:
 a window is padded to its own length rounded up to `PAD_TO_MULTIPLE_OF`, its words to their count rounded up alike,
 and batched only with windows padded alike, so every tensor row of it has the same shape whatever its batch mates;
@@ -49,6 +56,10 @@ DEFAULT_BATCH_TOKENS = 16384
 PIECE_BYTES_PER_BATCH_TOKEN = 16
 """A piece of the input holds about this many bytes per token of `batch_tokens` (a few batches of text): enough
 windows to sort into full batches of few padded lengths, few enough to keep every worker busy."""
+CPU_PIECE_BYTES_PER_BATCH_TOKEN = 8
+"""The same when the workers tag whole pieces (the CPU, `tags_in_workers`): a file is twice as many pieces, so that
+every worker has its share to the end, for about 8 % more CPU time than with `PIECE_BYTES_PER_BATCH_TOKEN` (more
+batches and CRF loops; docs/benchmarks.md, "Tagging feed")."""
 MIN_PIECE_BYTES = 256
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "word_start_positions")
 """The collated columns the model reads; the window metadata stays on the CPU for stitching."""
@@ -72,6 +83,8 @@ class FeedSettings:
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     max_windows: int | None = None
     num_workers: int = 0
+    piece_bytes_per_batch_token: int = PIECE_BYTES_PER_BATCH_TOKEN
+    """`PIECE_BYTES_PER_BATCH_TOKEN`, or `CPU_PIECE_BYTES_PER_BATCH_TOKEN` when the workers tag whole pieces."""
 
     def __post_init__(self) -> None:
         if self.batch_tokens < 1:
@@ -82,7 +95,7 @@ class FeedSettings:
 
     @property
     def piece_bytes(self) -> int:
-        return max(MIN_PIECE_BYTES, PIECE_BYTES_PER_BATCH_TOKEN * self.batch_tokens)
+        return max(MIN_PIECE_BYTES, self.piece_bytes_per_batch_token * self.batch_tokens)
 
 
 def padded_window_length(length: int) -> int:
