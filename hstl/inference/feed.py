@@ -31,6 +31,7 @@ workers: pieces are cut from the whole file the same way) to the byte.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import queue
 import threading
@@ -216,7 +217,14 @@ def in_workers(function: Callable[[Any], Any], jobs: Iterable[Any], num_workers:
 
     loader = DataLoader(_Jobs(function), sampler=jobs, batch_size=None, collate_fn=_as_is, num_workers=num_workers,
                         pin_memory=pin_memory, prefetch_factor=2 if num_workers else None)
-    for result in loader:
+    # The workers are forked with this process's objects frozen out of the garbage collector's reach: their
+    # collections then leave the inherited heap alone instead of touching (so copying) every page of it.
+    gc.freeze()
+    try:
+        results = iter(loader)
+    finally:
+        gc.unfreeze()
+    for result in results:
         if isinstance(result, _Failed):
             raise result.error
         yield result
