@@ -331,7 +331,7 @@ class Renderer:
         (`windows_hstl.stitched_word_order`), the mentions of all sentences found at once from the label ids
         (`mentions_hstl.collect_mentions_of_sentences`); label names and `{label: probability}` rows are built only
         for what is read. With `entity_types`, labels of other shared types are O before the mentions are found
-        (`entity_types_hstl.keep_entity_types`)."""
+        (`entity_types_hstl.keep_entity_types`), so that a mention of a type left out never hides one asked for."""
         import torch
 
         from mentions_hstl import collect_mentions_of_sentences
