@@ -113,6 +113,91 @@ def collect_mentions(
     return mentions
 
 
+def collect_mentions_of_sentences(
+    labels_by_task: Mapping[str, Sequence[str]], label_ids_by_task: Mapping, marginals_by_task: Mapping | None,
+    sentence_lengths: Sequence[int], entity_type_of: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[list[Mention]]:
+    """`collect_mentions` of many sentences at once, from tensors rather than strings: per sentence, the same
+    mentions in the same order with the same confidences (bit for bit), found by a few tensor operations over all
+    the words of all the sentences, only the mentions becoming Python objects.
+
+    Args:
+        labels_by_task: `{task: the head's labels}` (label id -> IOB2 label), heads in priority order.
+        label_ids_by_task: `{task: (num_words,) label ids}`, the words of the sentences one after the other.
+        marginals_by_task: `{task: (num_words, num_labels) CRF marginals}` in the same word order (None: unscored).
+        sentence_lengths: words per sentence, summing to `num_words`.
+        entity_type_of: as in `collect_mentions`.
+    """
+    import torch
+
+    entity_type_of = entity_type_of or {}
+    mentions: list[list[Mention]] = [[] for _ in sentence_lengths]
+    lengths = torch.tensor(list(sentence_lengths), dtype=torch.long)
+    num_words = int(lengths.sum())
+    if num_words == 0:
+        return mentions
+    # shape: (num_words,): each word's sentence, and whether it opens its sentence
+    sentence_of_word = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    first_word = torch.zeros(num_words, dtype=torch.bool)
+    first_word[(lengths.cumsum(0) - lengths)[lengths > 0]] = True
+    sentence_start = (lengths.cumsum(0) - lengths).tolist()
+    for task, labels in labels_by_task.items():
+        tags, types = zip(*(split_label(label) for label in labels))
+        type_names = sorted(set(types) - {""})
+        # per label id: 0 for O, 1 for B, 2 for I; its type's index (-1 for O); the id of I-<type> of its type
+        tag_code = torch.tensor([("O", "B", "I").index(tag) for tag in tags])
+        type_code = torch.tensor([type_names.index(kind) if kind else -1 for kind in types])
+        inside_id = {kind: labels.index(f"I-{kind}") for kind in type_names if f"I-{kind}" in labels}
+        ids = torch.as_tensor(label_ids_by_task[task]).long()
+        tag, kind = tag_code[ids], type_code[ids]
+        # conlleval: a word continues the open chunk when it is I of the open chunk's type, in the same sentence
+        continues = torch.zeros(num_words, dtype=torch.bool)
+        continues[1:] = (tag[1:] == 2) & (tag[:-1] != 0) & (kind[1:] == kind[:-1])
+        continues &= ~first_word
+        in_chunk = tag != 0
+        starts = torch.nonzero(in_chunk & ~continues).squeeze(1)
+        next_continues = torch.cat([continues[1:], torch.zeros(1, dtype=torch.bool)])
+        ends = torch.nonzero(in_chunk & ~next_continues).squeeze(1) + 1  # exclusive
+        if len(starts) == 0:
+            continue
+        scores = [None] * len(starts)
+        if marginals_by_task is not None and marginals_by_task.get(task) is not None:
+            scores = _chunk_confidences(marginals_by_task[task], ids, in_chunk, starts, ends, kind, first_word,
+                                        inside_id, type_names).tolist()
+        chunk_types = [type_names[index] for index in kind[starts].tolist()]
+        head_types = entity_type_of.get(task, {})
+        for sentence, start, end, label_type, score in zip(sentence_of_word[starts].tolist(), starts.tolist(),
+                                                            ends.tolist(), chunk_types, scores):
+            offset = sentence_start[sentence]
+            mentions[sentence].append(Mention(start - offset, end - offset, head_types.get(label_type, label_type),
+                                              task, score, label_type))
+    return mentions
+
+
+def _chunk_confidences(marginals, ids, in_chunk, starts, ends, kind, first_word, inside_id: Mapping[str, int],
+                       type_names: Sequence[str]):
+    """`mention_confidence` of each chunk `[starts[c], ends[c])`, in float64 as Python computes it from float32
+    marginals: the smallest marginal of the chunk's labels, and 1 minus the marginal of I-<type> at the next word of
+    the same sentence."""
+    import torch
+
+    num_words = len(ids)
+    # shape: (num_words,): each word's marginal of its own label, exactly as a Python float
+    own = marginals.gather(1, ids.unsqueeze(1)).squeeze(1).double()
+    chunk_of_word = torch.cumsum(torch.zeros(num_words, dtype=torch.long).index_fill_(0, starts, 1), 0) - 1
+    confidences = torch.full((len(starts),), float("inf"), dtype=torch.float64)
+    confidences.scatter_reduce_(0, chunk_of_word[in_chunk], own[in_chunk], "amin")
+    # the word after the chunk, when the sentence goes on (a type without an I label gives 1 - 0, no bound)
+    has_next = (ends < num_words) & ~first_word[ends.clamp(max=num_words - 1)]
+    inside_of_type = torch.tensor([inside_id.get(name, -1) for name in type_names] or [-1])
+    next_inside = inside_of_type[kind[starts]]  # shape: (num_chunks,); -1 where the type has no I label
+    rows = has_next & (next_inside >= 0)
+    if rows.any():
+        after = 1.0 - marginals[ends[rows], next_inside[rows]].double()
+        confidences[rows] = torch.minimum(confidences[rows], after)
+    return confidences.clamp(0.0, 1.0)
+
+
 def resolve_overlaps(mentions: Sequence[Mention], task_order: Sequence[str], merge: str = "longest") -> list[Mention]:
     """The "confidence" or "longest" policy (`MERGE_POLICIES`): mentions kept greedily in the policy's order, any that
     overlaps one already kept dropped.
@@ -141,6 +226,7 @@ def merge_mentions(
     merge: str = "confidence",
     scores_by_task: Mapping[str, Sequence[WordMarginals]] | None = None,
     entity_type_of: Mapping[str, Mapping[str, str]] | None = None,
+    mentions: Sequence[Mention] | None = None,
 ) -> list[Mention]:
     """One sentence's mentions from several heads under a merge policy (see `MERGE_POLICIES`).
 
@@ -150,6 +236,8 @@ def merge_mentions(
         scores_by_task: `{task: per word, {label: CRF marginal}}` (`word_marginals`); each mention of a head listed
             gets its confidence as `score`. Required for every head by "confidence".
         entity_type_of: `HSTLConfig.entity_types`, the shared type of each head's label types (`collect_mentions`).
+        mentions: what `collect_mentions(labels_by_task, scores_by_task, entity_type_of)` gives, when already
+            collected (`collect_mentions_of_sentences`).
 
     Returns:
         Mentions sorted by start, then end, then head order; without overlaps for "confidence" and "longest".
@@ -165,7 +253,8 @@ def merge_mentions(
         if unscored:
             raise ValueError(f"merge 'confidence': expected the word marginals of every head in scores_by_task, got "
                              f"none for {unscored}")
-    mentions = collect_mentions(labels_by_task, scores_by_task, entity_type_of=entity_type_of)
+    if mentions is None:
+        mentions = collect_mentions(labels_by_task, scores_by_task, entity_type_of=entity_type_of)
     if merge != "none":
         return resolve_overlaps(mentions, task_order, merge)
     rank = {task: position for position, task in enumerate(task_order)}

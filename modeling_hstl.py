@@ -744,12 +744,14 @@ class HSTLModel(HSTLPreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         tasks: list[str] | None = None,
         return_marginals: bool = False,
+        decode: bool = True,
         **unused_batch_keys,
     ) -> HSTLMultiTaskTaggingOutput:
         """
         Tags every example with several heads (default: all) from ONE encoder pass; each family layer also runs once.
         Unknown task names raise `ValueError` listing the known ones. `return_marginals=True` adds each head's CRF
-        marginals (`crf_marginals`), the basis of mention confidences; without it they cost nothing.
+        marginals (`crf_marginals`), the basis of mention confidences; without it they cost nothing. `decode=False`
+        returns the emissions and word mask only, for [`HSTLModel.decode`] to decode several passes at once.
         """
         task_names = self.config.task_names if tasks is None else list(tasks)
         for name in task_names:
@@ -762,15 +764,36 @@ class HSTLModel(HSTLPreTrainedModel):
             if family not in family_states:
                 family_states[family] = self._family_states(word_states, family)
             emissions[name] = self.heads[name](family_states[family])
-        crfs = [self.heads[name].crf for name in task_names]
-        decoded = viterbi_decode_heads(crfs, [emissions[name] for name in task_names], word_mask)
-        predictions = dict(zip(task_names, decoded))
-        marginals = None
-        if return_marginals:
-            marginals = dict(zip(task_names, crf_marginals_heads(crfs, [emissions[name] for name in task_names],
-                                                                 word_mask)))
+        predictions, marginals = self.decode(emissions, word_mask, return_marginals) if decode else (None, None)
         return HSTLMultiTaskTaggingOutput(emissions=emissions, predictions=predictions, word_mask=word_mask,
                                           marginals=marginals)
+
+    @torch.no_grad()
+    def decode(
+        self, emissions: dict[str, torch.Tensor], word_mask: torch.Tensor, return_marginals: bool = False
+    ) -> tuple[dict[str, torch.LongTensor], dict[str, torch.FloatTensor] | None]:
+        """
+        The CRF half of [`HSTLModel.tag`]: each head's Viterbi labels and, with `return_marginals`, its CRF marginals,
+        heads with equal label counts decoded together ([`viterbi_decode_heads`], [`crf_marginals_heads`]). A row's
+        result does not depend on the other rows nor on padding words past its own, so the emissions of several
+        encoder passes, padded to one width, decode at once: a loop over word positions runs once for all of them.
+
+        Args:
+            emissions: `{task: (batch_size, num_words, num_labels_of_head)}`.
+            word_mask: `(batch_size, num_words)` bool, real words first.
+
+        Returns:
+            `({task: (batch_size, num_words) label ids, -100 at padding}, {task: (batch_size, num_words,
+            num_labels_of_head) marginals} or None)`.
+        """
+        task_names = list(emissions)
+        crfs = [self.heads[name].crf for name in task_names]
+        head_emissions = [emissions[name] for name in task_names]
+        predictions = dict(zip(task_names, viterbi_decode_heads(crfs, head_emissions, word_mask)))
+        marginals = None
+        if return_marginals:
+            marginals = dict(zip(task_names, crf_marginals_heads(crfs, head_emissions, word_mask)))
+        return predictions, marginals
 
 
 @dataclass

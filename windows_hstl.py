@@ -621,6 +621,52 @@ def stitch_predictions(
     return stitched  # type: ignore[return-value]  # every None was replaced, checked above
 
 
+def stitched_word_order(
+    window_word_counts: torch.Tensor, window_metadata: torch.Tensor, num_words: Sequence[int]
+) -> torch.LongTensor:
+    """`stitch_predictions` as one index: the windows' words flattened (window after window, each window's words in
+    order), `order[k]` is the flat index of the window word that owns word k of the sentences laid one after the other,
+    so that `values[order]` stitches any per-word tensor of the windows at once.
+
+    Args:
+        window_word_counts: `(num_windows,)` words of each window.
+        window_metadata: `(num_windows, 4)` rows of `METADATA_KEYS` (`sentence_index`, `word_offset`, `owned_start`,
+            `owned_end`).
+        num_words: number of words of each sentence, indexed by `sentence_index`.
+
+    Raises:
+        ValueError: the windows do not own every word exactly once (`stitch_predictions`' message).
+    """
+    import torch
+
+    sentence_index, word_offset, owned_start, owned_end = window_metadata.long().unbind(1)
+    lengths = torch.tensor(list(num_words), dtype=torch.long)
+    total = int(lengths.sum())
+    owned = owned_end - owned_start  # shape: (num_windows,)
+    valid = bool(((sentence_index >= 0) & (sentence_index < len(lengths)) & (word_offset >= 0) & (owned_start >= 0)
+                  & (owned >= 0)
+                  & (owned_end <= window_word_counts)).all()) and int(owned.sum()) == total
+    if valid:
+        sentence_first = lengths.cumsum(0) - lengths
+        window_first = window_word_counts.cumsum(0) - window_word_counts
+        # shape: (total,): each owned word's position within its window's owned run
+        within = torch.arange(total) - torch.repeat_interleave(owned.cumsum(0) - owned, owned)
+        source = torch.repeat_interleave(window_first + owned_start, owned) + within
+        target = torch.repeat_interleave(sentence_first[sentence_index] + word_offset + owned_start, owned) + within
+        ends_inside = (word_offset + owned_end <= lengths[sentence_index]).all()
+        if ends_inside and bool((torch.bincount(target, minlength=total) == 1).all()):
+            return torch.empty(total, dtype=torch.long).index_put_((target,), source)
+    # Some word is owned twice or not at all: the word-by-word stitching names it.
+    first = 0
+    flat_indices = []
+    for count in window_word_counts.tolist():
+        flat_indices.append(range(first, first + count))
+        first += count
+    metadata = [dict(zip(METADATA_KEYS, row)) for row in window_metadata.tolist()]
+    stitch_predictions(flat_indices, metadata, num_words)
+    raise AssertionError("stitched_word_order: the windows own every word once, yet the index was refused")
+
+
 def stitch_words(
     window_values: Sequence[Sequence[Any]], window_metadata: Sequence[Mapping[str, int]], num_words: Sequence[int]
 ) -> list[list[Any]]:

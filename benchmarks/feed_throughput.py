@@ -109,24 +109,26 @@ class RecordedEmissions(torch.nn.Module):
         self.record = True
 
     def tag(self, input_ids, word_start_positions, attention_mask=None, token_type_ids=None, tasks=None,
-            return_marginals=False, **unused):
-        from modeling_hstl import HSTLMultiTaskTaggingOutput, crf_marginals_heads, viterbi_decode_heads
+            return_marginals=False, decode=True, **unused):
+        from modeling_hstl import HSTLMultiTaskTaggingOutput
 
         keys = [row.numpy().tobytes() for row in input_ids]
         if self.record:  # the model itself tags; its emissions are kept
             output = self.model.tag(input_ids, word_start_positions, attention_mask, token_type_ids, tasks=tasks,
-                                    return_marginals=return_marginals)
+                                    return_marginals=return_marginals, decode=decode)
             for row, key in enumerate(keys):
                 self.emissions[key] = {name: values[row] for name, values in output.emissions.items()}
             return output
         names = list(tasks)
-        emissions = [torch.stack([self.emissions[key][name] for key in keys]) for name in names]
+        emissions = {name: torch.stack([self.emissions[key][name] for key in keys]) for name in names}
         word_mask = word_start_positions >= 0
-        crfs = [self.model.heads[name].crf for name in names]
-        predictions = dict(zip(names, viterbi_decode_heads(crfs, emissions, word_mask)))
-        marginals = dict(zip(names, crf_marginals_heads(crfs, emissions, word_mask))) if return_marginals else None
-        return HSTLMultiTaskTaggingOutput(emissions=dict(zip(names, emissions)), predictions=predictions,
-                                          word_mask=word_mask, marginals=marginals)
+        predictions, marginals = self.decode(emissions, word_mask, return_marginals) if decode else (None, None)
+        return HSTLMultiTaskTaggingOutput(emissions=emissions, predictions=predictions, word_mask=word_mask,
+                                          marginals=marginals)
+
+    def decode(self, emissions, word_mask, return_marginals=False):
+        """The model's own CRFs (`HSTLModel.decode`)."""
+        return self.model.decode(emissions, word_mask, return_marginals)
 
 
 def cpu_seconds() -> float:
@@ -157,11 +159,12 @@ def profile_stages(folder: Path, stub: RecordedEmissions, text: Path, num_senten
     """The feed's three stages run one after the other in this thread, each under its own cProfile: microseconds per
     sentence of each, and each one's `top` entries by own time."""
     from hstl.formats import FORMATS
-    from hstl.inference.feed import FeedSettings, Renderer, read_and_prepare, tag_piece
+    from hstl.inference.feed import CPU_PIECE_BYTES_PER_BATCH_TOKEN, FeedSettings, Renderer, read_and_prepare, tag_piece
     from hstl.inference.loading import load_tokenizer_of, window_settings
     from hstl.inference.sharding import piece_ranges, whole_file
 
-    feed = FeedSettings(**({"batch_tokens": batch_tokens} if batch_tokens else {}))
+    feed = FeedSettings(**({"batch_tokens": batch_tokens} if batch_tokens else {}),
+                        piece_bytes_per_batch_token=CPU_PIECE_BYTES_PER_BATCH_TOKEN)  # the pieces of `predict_file --cpu`
     tokenizer, window = load_tokenizer_of(folder), window_settings(folder, config=stub.config)
     tasks = stub.config.task_names
     render = Renderer(stub.config, FORMATS["text"], tasks, "confidence", stub.config.entity_types)

@@ -279,6 +279,30 @@ def test_stitch_words_takes_each_words_value_from_the_window_that_owns_it() -> N
     assert stitch_words(marginal_rows, windows, [7, 2])[0] == [[0.0, 1.0]] * 3 + [[0.5, 0.5]] * 4
 
 
+def test_the_stitching_index_takes_each_word_from_the_window_that_owns_it() -> None:
+    """`stitched_word_order` is `stitch_words` as one index over the windows' flattened words: sentence 0's 7 words
+    from windows 0 and 2 (window 2 seeing word 2 without owning it), sentence 1 (3 words) from window 1; the sentences
+    laid one after the other."""
+    from windows_hstl import METADATA_KEYS, stitched_word_order
+
+    windows = [{"sentence_index": 0, "word_offset": 0, "owned_start": 0, "owned_end": 3},
+               {"sentence_index": 1, "word_offset": 0, "owned_start": 0, "owned_end": 3},
+               {"sentence_index": 0, "word_offset": 2, "owned_start": 1, "owned_end": 5}]
+    sizes = [4, 3, 5]
+    metadata = torch.tensor([[window[key] for key in METADATA_KEYS] for window in windows])
+    order = stitched_word_order(torch.tensor(sizes), metadata, [7, 3])
+    flat = [(row, word) for row, size in enumerate(sizes) for word in range(size)]
+    stitched = stitch_words([[(row, word) for word in range(size)] for row, size in enumerate(sizes)], windows, [7, 3])
+    assert [flat[index] for index in order.tolist()] == stitched[0] + stitched[1]
+    assert [flat[index] for index in order.tolist()] == [(0, 0), (0, 1), (0, 2), (2, 1), (2, 2), (2, 3), (2, 4),
+                                                         (1, 0), (1, 1), (1, 2)]
+    with pytest.raises(ValueError, match="word 2 owned by none"):
+        stitched_word_order(torch.tensor([2]), metadata[:1].clone().index_fill_(1, torch.tensor([3]), 2), [3])
+    twice = torch.tensor([[0, 0, 0, 2], [0, 0, 0, 2]])
+    with pytest.raises(ValueError, match="owned twice"):
+        stitched_word_order(torch.tensor([2, 2]), twice, [4])
+
+
 def test_stitching_rejects_gaps_and_double_ownership() -> None:
     window = {"sentence_index": 0, "word_offset": 0, "owned_start": 0, "owned_end": 2}
     with pytest.raises(ValueError, match="word 2 owned by none"):

@@ -178,6 +178,36 @@ def test_confidences_lie_in_0_1_and_order_as_the_crf_marginals(seed):
     assert [scored[index][1] for index in by_confidence] == sorted(bound for _, bound in scored)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mentions_of_many_sentences_from_tensors_are_collect_mentions_of_each(data):
+    """The feed finds the mentions of a whole piece from label-id tensors: per sentence, exactly `collect_mentions`'
+    mentions of its label strings (conlleval chunks, heads in order, types mapped), confidences equal to the bit."""
+    from mentions_hstl import collect_mentions, collect_mentions_of_sentences, word_marginals
+
+    heads = {"gene": ["O", "B-Gene", "I-Gene", "B-Protein", "I-Protein"], "cell": ["O", "B-Cell", "I-Cell", "B-Line"],
+             "chem": ["B-Chemical", "I-Chemical", "O"]}
+    entity_type_of = {"gene": {"Protein": "Gene"}, "cell": {"Line": "Cell"}}
+    lengths = data.draw(st.lists(st.integers(0, 7), min_size=1, max_size=5), label="sentence lengths")
+    total = sum(lengths)
+    generator = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31), label="seed"))
+    ids = {task: torch.tensor(data.draw(st.lists(st.integers(0, len(labels) - 1), min_size=total, max_size=total),
+                                        label=task), dtype=torch.long) for task, labels in heads.items()}
+    marginals = {task: torch.randn(total, len(labels), generator=generator).softmax(dim=-1)
+                 for task, labels in heads.items()}
+    found = collect_mentions_of_sentences(heads, ids, marginals, lengths, entity_type_of)
+    first = 0
+    for length, sentence_mentions in zip(lengths, found):
+        words = slice(first, first + length)
+        labels = {task: [heads[task][index] for index in ids[task][words].tolist()] for task in heads}
+        scores = {task: word_marginals(heads[task], marginals[task][words].tolist()) for task in heads}
+        assert sentence_mentions == collect_mentions(labels, scores, entity_type_of)
+        first += length
+    unscored = collect_mentions_of_sentences(heads, ids, None, lengths, entity_type_of)
+    assert [[mention.score for mention in sentence] for sentence in unscored] == \
+        [[None] * len(sentence) for sentence in found]
+
+
 def test_merge_by_confidence_prefers_the_surer_head_then_the_longer_mention_then_head_order():
     # "mice": BC2GM (listed first) says GENE at 0.55, linnaeus says Species at 0.98: Species.
     labels = {"BC2GM": ["O", "B-GENE", "O"], "linnaeus": ["O", "B-Species", "O"]}
@@ -1167,6 +1197,27 @@ def test_a_window_gets_the_same_labels_and_marginals_in_any_batch(bert_model_dir
             assert torch.equal(labels, other_labels) and torch.equal(marginals, other_marginals), key
 
 
+def test_a_piece_decoded_at_once_gives_each_batch_what_its_own_pass_gives(bert_model_dir, tmp_path):
+    """The feed runs the CRFs of all the batches of a piece that have one word width at once: each batch gets, bit
+    for bit, the labels and marginals of `HSTLModel.tag` on that batch alone."""
+    from hstl.inference.feed import MODEL_INPUT_KEYS, FeedSettings, prepare_units, tag_batches
+
+    model, tokenizer = load_model_and_tokenizer(bert_model_dir)
+    units = list(iter_text_sentences(long_text_input(tmp_path, 60)))
+    piece = prepare_units(units, FORMATS["text"], tokenizer, WindowSettings(max_length=48, overlap=8, batch_size=64),
+                          FeedSettings(batch_tokens=100))
+    assert len({batch["word_start_positions"].shape[1] for batch in piece.batches}) > 1  # batches of several widths
+    tasks = ["chem", "disease"]
+    for batch, (predictions, marginals) in zip(piece.batches, tag_batches(model, piece.batches, tasks,
+                                                                          torch.device("cpu"), "fp32")):
+        with torch.inference_mode():
+            own = model.tag(**{key: batch[key] for key in MODEL_INPUT_KEYS if key in batch}, tasks=tasks,
+                            return_marginals=True)
+        for name in tasks:
+            assert torch.equal(predictions[name], own.predictions[name])
+            assert torch.equal(marginals[name], own.marginals[name])
+
+
 @pytest.mark.parametrize("make_input", [long_text_input, bioc_xml_input])
 def test_output_bytes_do_not_depend_on_workers_pieces_or_batch_sizes(bert_model_dir, tmp_path, make_input):
     from hstl.inference.feed import FeedSettings
@@ -1182,6 +1233,23 @@ def test_output_bytes_do_not_depend_on_workers_pieces_or_batch_sizes(bert_model_
     assert len(piece_ranges(whole_file(path), detect_format(path, None), FeedSettings(batch_tokens=64).piece_bytes)) > 3
     assert b'"score"' in outputs[0] or b'key="score"' in outputs[0]
     assert outputs[1] == outputs[0] and outputs[2] == outputs[0]
+
+
+@pytest.mark.parametrize("make_input", [long_text_input, bioc_xml_input])
+def test_workers_tagging_whole_pieces_write_what_the_device_route_writes(bert_model_dir, tmp_path, make_input,
+                                                                       monkeypatch):
+    """On the CPU the workers tag and render whole pieces; on a GPU they prepare batches that this process tags, a
+    thread rendering behind it. Forced onto the CPU, the device route writes the same bytes."""
+    from hstl.inference import feed
+
+    path = make_input(tmp_path)
+    in_workers, on_device = tmp_path / f"workers{path.suffix}.out", tmp_path / f"device{path.suffix}.out"
+    run(bert_model_dir, path, in_workers, max_length=48, overlap=8, chunk_size=7, num_workers=2, batch_tokens=64)
+    routes = []
+    monkeypatch.setattr(feed, "tags_in_workers", lambda device: routes.append(device.type) or False)
+    run(bert_model_dir, path, on_device, max_length=48, overlap=8, chunk_size=7, num_workers=2, batch_tokens=64)
+    assert routes == ["cpu"]
+    assert in_workers.read_bytes() == on_device.read_bytes()
 
 
 def _launch(num_processes: int, model_dir: Path, input_path: Path, output_path: Path, cwd: Path, *extra: str):

@@ -66,9 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(--batch_size, when given, also caps the windows of a batch). The output does not "
                              "depend on it.")
     parser.add_argument("--num_workers", type=int, default=None,
-                        help="Worker processes that read, split, tokenize and window the input ahead of the model "
-                             "(default: the machine's cores, shared among the processes of `accelerate launch`; 0: "
-                             "none). The output does not depend on it.")
+                        help="Worker processes (default: the machine's cores, shared among the processes of "
+                             "`accelerate launch`; 0: none, this process does everything). On the CPU each worker "
+                             "tags whole pieces of the input (read, split, tokenize, window, model, CRFs, render) and "
+                             "this process writes them in order; on a GPU the workers read, split, tokenize and window "
+                             "ahead of the model, which runs in this process. The output does not depend on it.")
     parser.add_argument("--max_length", type=int, default=None,
                         help="Sub-tokens per window, special tokens included; longer sentences are windowed "
                              "(default: what the model was trained with, else 128).")

@@ -12,6 +12,13 @@ that the device waits for neither.
       -> a writer thread: stitch windows into sentences, merge the heads' mentions, render, and write in chunks of
          `chunk_size` units (what the progress record and `--resume` count)
 
+On the CPU (`tags_in_workers`) the workers do all of it but the writing (`tag_and_render`): each tags whole pieces
+(pieces of `CPU_PIECE_BYTES_PER_BATCH_TOKEN` bytes per batch token), with the model it was forked with, one thread
+each, and sends back their text, which this thread writes in input order: nothing but the writing waits on one
+process, so the feed scales with the workers. The CRFs of the batches of a piece that share a word width run at once
+(`tag_batches`, `HSTLModel.decode`), and rendering finds the mentions of all the piece's sentences from label-id tensors
+(`mentions_hstl.collect_mentions_of_sentences`), only the mentions becoming Python objects.
+
 The output does not depend on the number of processes, workers, the piece size, `batch_tokens` or `--batch_size`:
 a window is padded to its own length rounded up to `PAD_TO_MULTIPLE_OF`, its words to their count rounded up alike,
 and batched only with windows padded alike, so every tensor row of it has the same shape whatever its batch mates;
@@ -24,6 +31,7 @@ workers: pieces are cut from the whole file the same way) to the byte.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import queue
 import threading
@@ -31,13 +39,13 @@ from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
+from entity_types_hstl import keep_entity_types
 from windows_hstl import METADATA_KEYS, HSTLDataCollator, length_sorted_order
 
 from ..errors import USER_ERRORS, PredictionInputError
 from ..formats import FORMATS, InputFormat
 from ..formats.common import FileRange
 from .loading import WindowSettings, autocast_to
-from .merging import keep_entity_types_of_heads
 
 if TYPE_CHECKING:
     import torch  # imported where used: options are checked and the input counted before torch loads
@@ -49,6 +57,10 @@ DEFAULT_BATCH_TOKENS = 16384
 PIECE_BYTES_PER_BATCH_TOKEN = 16
 """A piece of the input holds about this many bytes per token of `batch_tokens` (a few batches of text): enough
 windows to sort into full batches of few padded lengths, few enough to keep every worker busy."""
+CPU_PIECE_BYTES_PER_BATCH_TOKEN = 8
+"""The same when the workers tag whole pieces (the CPU, `tags_in_workers`): a file is twice as many pieces, so that
+every worker has its share to the end, for about 8 % more CPU time than with `PIECE_BYTES_PER_BATCH_TOKEN` (more
+batches and CRF loops; docs/benchmarks.md, "Tagging feed")."""
 MIN_PIECE_BYTES = 256
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "word_start_positions")
 """The collated columns the model reads; the window metadata stays on the CPU for stitching."""
@@ -72,6 +84,8 @@ class FeedSettings:
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     max_windows: int | None = None
     num_workers: int = 0
+    piece_bytes_per_batch_token: int = PIECE_BYTES_PER_BATCH_TOKEN
+    """`PIECE_BYTES_PER_BATCH_TOKEN`, or `CPU_PIECE_BYTES_PER_BATCH_TOKEN` when the workers tag whole pieces."""
 
     def __post_init__(self) -> None:
         if self.batch_tokens < 1:
@@ -82,7 +96,7 @@ class FeedSettings:
 
     @property
     def piece_bytes(self) -> int:
-        return max(MIN_PIECE_BYTES, PIECE_BYTES_PER_BATCH_TOKEN * self.batch_tokens)
+        return max(MIN_PIECE_BYTES, self.piece_bytes_per_batch_token * self.batch_tokens)
 
 
 def padded_window_length(length: int) -> int:
@@ -203,7 +217,14 @@ def in_workers(function: Callable[[Any], Any], jobs: Iterable[Any], num_workers:
 
     loader = DataLoader(_Jobs(function), sampler=jobs, batch_size=None, collate_fn=_as_is, num_workers=num_workers,
                         pin_memory=pin_memory, prefetch_factor=2 if num_workers else None)
-    for result in loader:
+    # The workers are forked with this process's objects frozen out of the garbage collector's reach: their
+    # collections then leave the inherited heap alone instead of touching (so copying) every page of it.
+    gc.freeze()
+    try:
+        results = iter(loader)
+    finally:
+        gc.unfreeze()
+    for result in results:
         if isinstance(result, _Failed):
             raise result.error
         yield result
@@ -221,13 +242,32 @@ def tag_batches(model, batches: Sequence[Mapping[str, torch.Tensor]], tasks: Seq
 
     unwrapped = getattr(model, "module", model)
     non_blocking = device.type == "cuda"
-    results = []
+    emissions, word_masks = [], []
     with torch.inference_mode(), autocast_to(dtype, device.type):
         for batch in batches:
             inputs = {key: batch[key].to(device, non_blocking=non_blocking) for key in MODEL_INPUT_KEYS if key in batch}
-            output = unwrapped.tag(**inputs, tasks=list(tasks), return_marginals=True)
-            results.append(({name: output.predictions[name].to("cpu", non_blocking=non_blocking) for name in tasks},
-                            {name: output.marginals[name].to("cpu", non_blocking=non_blocking) for name in tasks}))
+            output = unwrapped.tag(**inputs, tasks=list(tasks), decode=False)
+            emissions.append(output.emissions)
+            word_masks.append(output.word_mask)
+        # The CRFs of all the batches of one word width at once (`HSTLModel.decode`): a row's result does not depend
+        # on its neighbours, and the loop over word positions runs once a width, not once a batch.
+        by_width: dict[int, list[int]] = {}
+        for index, mask in enumerate(word_masks):
+            by_width.setdefault(mask.shape[1], []).append(index)
+        results: list = [None] * len(batches)
+        for indices in by_width.values():
+            word_mask = torch.cat([word_masks[index] for index in indices])
+            predictions, marginals = unwrapped.decode(
+                {name: torch.cat([emissions[index][name] for index in indices]) for name in tasks}, word_mask,
+                return_marginals=True)
+            rows = [word_masks[index].shape[0] for index in indices]
+            predictions = {name: values.split(rows) for name, values in predictions.items()}
+            marginals = {name: values.split(rows) for name, values in marginals.items()}
+            for position, index in enumerate(indices):
+                results[index] = ({name: predictions[name][position].to("cpu", non_blocking=non_blocking)
+                                   for name in tasks},
+                                  {name: marginals[name][position].to("cpu", non_blocking=non_blocking)
+                                   for name in tasks})
     return results
 
 
@@ -275,48 +315,101 @@ class Renderer:
     def __call__(self, results: BatchResults) -> list[str]:
         """The rendered text of each unit of the piece, in order."""
         results.wait()
-        tagged = self.tagged(results)
-        return render_units(results.piece.units, results.piece.sentences_per_unit, tagged, self.input_format,
-                            self.merge, self.entity_type_of, self.entity_types)
+        piece = results.piece
+        sentences, marginals = self.sentences(results)
+        rendered, first = [], 0
+        for unit, count in zip(piece.units, piece.sentences_per_unit):
+            last = first + count
+            rendered.append(self.input_format.render_unit(unit, sentences[first:last], self.merge,
+                                                          marginals[first:last], self.entity_type_of))
+            first = last
+        return rendered
 
-    def tagged(self, results: BatchResults):
-        """`TaggedSentences` of the piece's sentences. The windows are stitched once for all heads; each word's
-        marginals become a `{label: probability}` only when read (`_WordMarginals`)."""
+    def sentences(self, results: BatchResults) -> tuple[list[SentenceLabels], list[dict[str, _WordMarginals]]]:
+        """Per sentence of the piece, its labels under every head with its mentions (`SentenceLabels`) and
+        `{task: word marginals}`. The windows are stitched by one index for all heads
+        (`windows_hstl.stitched_word_order`), the mentions of all sentences found at once from the label ids
+        (`mentions_hstl.collect_mentions_of_sentences`); label names and `{label: probability}` rows are built only
+        for what is read. With `entity_types`, labels of other shared types are O before the mentions are found
+        (`entity_types_hstl.keep_entity_types`), so that a mention of a type left out never hides one asked for."""
         import torch
 
-        from windows_hstl import stitch_predictions
+        from mentions_hstl import collect_mentions_of_sentences
+        from windows_hstl import stitched_word_order
 
-        from .tagging import TaggedSentences
-
-        metadata, word_ranges, labels, marginals = [], [], {name: [] for name in self.tasks}, \
-            {name: [] for name in self.tasks}
-        first = 0
-        for batch, (predictions, batch_marginals) in zip(results.piece.batches, results.outputs):
+        piece = results.piece
+        num_words = piece.num_words
+        label_ids: dict[str, list[torch.Tensor]] = {name: [] for name in self.tasks}
+        head_marginals: dict[str, list[torch.Tensor]] = {name: [] for name in self.tasks}
+        counts, metadata = [], []
+        for batch, (predictions, batch_marginals) in zip(piece.batches, results.outputs):
             real_words = batch["word_start_positions"] >= 0  # shape: (batch, words), real words left-aligned
-            # shape: (batch, 4)
-            rows = torch.stack([batch[key] for key in METADATA_KEYS], dim=1).tolist()
-            metadata.extend(dict(zip(METADATA_KEYS, row)) for row in rows)
-            for count in real_words.sum(dim=1).tolist():
-                word_ranges.append(range(first, first + count))
-                first += count
+            counts.append(real_words.sum(dim=1))
+            metadata.append(torch.stack([batch[key] for key in METADATA_KEYS], dim=1))  # shape: (batch, 4)
             for name in self.tasks:
-                labels[name].append(predictions[name][real_words])  # shape: (words of the batch,)
-                marginals[name].append(batch_marginals[name][real_words])  # shape: (words of the batch, labels)
-        num_words = results.piece.num_words
-        non_empty = [index for index, count in enumerate(num_words) if count]
-        owners = stitch_predictions(word_ranges, metadata, [num_words[index] for index in non_empty])
-        tagged = TaggedSentences({name: [[] for _ in num_words] for name in self.tasks},
-                                 {name: [[] for _ in num_words] for name in self.tasks})
+                label_ids[name].append(predictions[name][real_words])  # shape: (words of the batch,)
+                head_marginals[name].append(batch_marginals[name][real_words])  # shape: (words of the batch, labels)
+        non_empty = [count for count in num_words if count]
+        order = stitched_word_order(torch.cat(counts), torch.cat(metadata), non_empty) if counts else None
+        labels_of_heads, ids_of_heads, marginals_of_heads = {}, {}, {}
         for name in self.tasks:
-            if not word_ranges:
-                break
-            head_labels = self.config.task(name)["labels"]
-            label_names = [head_labels[label_id] for label_id in torch.cat(labels[name]).tolist()]
-            head_marginals = torch.cat(marginals[name]).float()
-            for index, words in zip(non_empty, owners):
-                tagged.labels[name][index] = [label_names[word] for word in words]
-                tagged.marginals[name][index] = _WordMarginals(head_labels, head_marginals, words)
-        return tagged
+            labels = list(self.config.task(name)["labels"])
+            if self.entity_types is not None:
+                types = (self.entity_type_of or {}).get(name, {})
+                labels = keep_entity_types(labels, types, self.entity_types)
+            labels_of_heads[name] = labels
+            if order is not None:
+                ids_of_heads[name] = torch.cat(label_ids[name])[order]
+                marginals_of_heads[name] = torch.cat(head_marginals[name]).float()[order]
+            else:
+                ids_of_heads[name] = torch.zeros(0, dtype=torch.long)
+                marginals_of_heads[name] = torch.zeros(0, len(labels))
+        mentions = collect_mentions_of_sentences(labels_of_heads, ids_of_heads, marginals_of_heads, num_words,
+                                                 self.entity_type_of)
+        names = _LabelNames(labels_of_heads, ids_of_heads)
+        head_labels = {name: self.config.task(name)["labels"] for name in self.tasks}
+        sentences, marginals, first = [], [], 0
+        for count, sentence_mentions in zip(num_words, mentions):
+            words = range(first, first + count)
+            sentences.append(SentenceLabels(names, words, sentence_mentions))
+            marginals.append({name: _WordMarginals(head_labels[name], marginals_of_heads[name], words)
+                              for name in self.tasks})
+            first += count
+        return sentences, marginals
+
+
+class _LabelNames:
+    """Each head's label names of a piece's words, in sentence order, listed at the first read: rendering mentions
+    reads none (only CoNLL output reads labels)."""
+
+    def __init__(self, labels_of_heads: Mapping[str, Sequence[str]], ids_of_heads: Mapping[str, torch.Tensor]) -> None:
+        self.tasks = list(labels_of_heads)
+        self._labels, self._ids, self._names = labels_of_heads, ids_of_heads, {}
+
+    def of(self, task: str) -> list[str]:
+        if task not in self._names:
+            self._names[task] = [self._labels[task][label_id] for label_id in self._ids[task].tolist()]
+        return self._names[task]
+
+
+class SentenceLabels(Mapping):
+    """One sentence's `{task: IOB2 labels}`, heads in order (each list built when read), with its heads' `mentions`
+    already collected and scored (`mentions_hstl.collect_mentions`' result, which
+    `hstl.inference.merging.merge_mentions` then uses)."""
+
+    def __init__(self, names: _LabelNames, words: range, mentions: list) -> None:
+        self._names, self._words, self.mentions = names, words, mentions
+
+    def __getitem__(self, task: str) -> list[str]:
+        if task not in self._names.tasks:
+            raise KeyError(task)
+        return self._names.of(task)[self._words.start:self._words.stop]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names.tasks)
+
+    def __len__(self) -> int:
+        return len(self._names.tasks)
 
 
 class _WordMarginals(Sequence):
@@ -324,7 +417,7 @@ class _WordMarginals(Sequence):
     probability}` per word, each built only when read: a mention's confidence reads its own words and the next, and
     most words are in no mention."""
 
-    def __init__(self, labels: Sequence[str], rows, words: list[int]) -> None:
+    def __init__(self, labels: Sequence[str], rows, words: Sequence[int]) -> None:
         self._labels, self._rows, self._words = labels, rows, words
 
     def __len__(self) -> int:
@@ -334,26 +427,6 @@ class _WordMarginals(Sequence):
         if isinstance(position, slice):
             return [self[index] for index in range(*position.indices(len(self)))]
         return dict(zip(self._labels, self._rows[self._words[position]].tolist()))
-
-
-def render_units(units: Sequence[Any], sentences_per_unit: Sequence[int], tagged, input_format: InputFormat,
-                 merge: str, entity_type_of: Mapping[str, Mapping[str, str]] | None,
-                 entity_types: Sequence[str] | None) -> list[str]:
-    """Each unit rendered in the output format from its sentences' labels and marginals (`TaggedSentences`), typed by
-    `entity_type_of` (the model's `config.entity_types`), keeping only mentions of `entity_types` when given."""
-    from .tagging import labels_per_sentence
-
-    labels_by_task = tagged.labels
-    if entity_types is not None:
-        labels_by_task = keep_entity_types_of_heads(labels_by_task, entity_type_of, entity_types)
-    labels, marginals = labels_per_sentence(labels_by_task), labels_per_sentence(tagged.marginals)
-    rendered, first = [], 0
-    for unit, count in zip(units, sentences_per_unit):
-        last = first + count
-        rendered.append(input_format.render_unit(unit, labels[first:last], merge, marginals[first:last],
-                                                 entity_type_of))
-        first = last
-    return rendered
 
 
 class ChunkWriter:
@@ -401,13 +474,21 @@ class ChunkWriter:
         if self.error is not None:
             raise self.error
 
+    def add(self, texts: Sequence[str]) -> bool:
+        """Adds rendered units, writing each chunk once full; False once stopped (`stop_after_chunks`). Called by
+        the thread, or directly by the feeding thread when the workers render (and no thread is started before
+        `finish`)."""
+        for text in texts:
+            self._pending.append(text)
+            if len(self._pending) == self._chunk_size and not self._flush():
+                return False
+        return True
+
     def _run(self) -> None:
         try:
             while (results := self._queue.get()) is not None:
-                for text in self._render(results):
-                    self._pending.append(text)
-                    if len(self._pending) == self._chunk_size and not self._flush():
-                        return
+                if not self.add(self._render(results)):
+                    return
             if self._pending:
                 self._flush()
         except BaseException as error:  # noqa: BLE001 (raised in the feeding thread by `finish`)
@@ -433,9 +514,29 @@ def run_feed(model, tokenizer, input_format: InputFormat, jobs: Iterable[tuple[F
     prepare = functools.partial(read_and_prepare, format_name=input_format.name, tokenizer=tokenizer,
                                 window=window, feed=feed)
     try:
-        for piece in in_workers(prepare, jobs, feed.num_workers, pin_memory=device.type == "cuda"):
-            if not writer.put(tag_piece(model, piece, render.tasks, device, dtype)):
-                break
+        if tags_in_workers(device):
+            whole = functools.partial(tag_and_render, prepare=prepare, model=model, device=device, dtype=dtype,
+                                      render=render)
+            for texts in in_workers(whole, jobs, feed.num_workers):
+                if not writer.add(texts):
+                    break
+        else:
+            for piece in in_workers(prepare, jobs, feed.num_workers, pin_memory=device.type == "cuda"):
+                if not writer.put(tag_piece(model, piece, render.tasks, device, dtype)):
+                    break
     finally:
         writer.finish()
     return not writer.stopped
+
+
+def tags_in_workers(device: torch.device) -> bool:
+    """Whether the workers tag whole pieces (the CPU) rather than prepare batches for this process's device."""
+    return device.type == "cpu"
+
+
+def tag_and_render(item: tuple[FileRange, int], prepare: Callable[[tuple[FileRange, int]], PreparedPiece], model,
+                   device: torch.device, dtype: str, render: Renderer) -> list[str]:
+    """A worker's job on the CPU: a piece read and prepared, tagged by the model (encoder and CRFs) and rendered, the
+    text of each of its units in order. The worker was forked with the model in its memory, so nothing of the model
+    is copied; the pieces and their texts are all that cross between processes."""
+    return render(tag_piece(model, prepare(item), render.tasks, device, dtype))

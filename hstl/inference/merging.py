@@ -20,7 +20,7 @@ Merge policies:
 "confidence" and "longest" leave no overlaps: the result becomes one IOB2 label sequence (rebuilt from the mentions,
 so it is always valid IOB2) or one entity list.
 
-Stdlib only (plus `mentions_hstl` and `entity_types_hstl`).
+Stdlib only (plus `mentions_hstl`).
 """
 
 from __future__ import annotations
@@ -28,15 +28,13 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import mentions_hstl
-from entity_types_hstl import keep_entity_types
 from mentions_hstl import (
     MERGE_POLICIES, Mention, WordMarginals, collect_mentions, mention_confidence, mentions_to_labels, resolve_overlaps,
 )
 
 from ..errors import PredictionInputError
 
-__all__ = ["MERGE_POLICIES", "Mention", "check_merge_policy", "collect_mentions", "keep_entity_types_of_heads",
-           "mention_confidence",
+__all__ = ["MERGE_POLICIES", "Mention", "check_merge_policy", "collect_mentions", "mention_confidence",
            "merge_mentions", "mentions_to_labels", "resolve_overlaps"]
 
 
@@ -50,16 +48,9 @@ def merge_mentions(labels_by_task: Mapping[str, Sequence[str]], merge: str = "co
                    entity_type_of: Mapping[str, Mapping[str, str]] | None = None) -> list[Mention]:
     """`mentions_hstl.merge_mentions` (one sentence's mentions from several heads, in the mapping's order, scored
     when the heads' word marginals are given, typed by `entity_type_of`: `HSTLConfig.entity_types`), with the
-    `--merge` error of `check_merge_policy` for an unknown policy."""
+    `--merge` error of `check_merge_policy` for an unknown policy. The labels of a sentence tagged by the feed carry
+    its mentions already collected (`hstl.inference.feed.SentenceLabels`), which are then used as they are."""
     check_merge_policy(merge)
-    return mentions_hstl.merge_mentions(labels_by_task, merge, scores_by_task, entity_type_of=entity_type_of)
+    return mentions_hstl.merge_mentions(labels_by_task, merge, scores_by_task, entity_type_of=entity_type_of,
+                                        mentions=getattr(labels_by_task, "mentions", None))
 
-
-def keep_entity_types_of_heads(labels_by_task: Mapping[str, Sequence[Sequence[str]]],
-                               entity_type_of: Mapping[str, Mapping[str, str]],
-                               entity_types: Sequence[str]) -> dict[str, list[list[str]]]:
-    """`{task: [sentence labels, ...]}` with every label whose shared type is not one of `entity_types` turned into
-    `O` (`entity_types_hstl.keep_entity_types`): `predict.py --entity_types` selects before merging, so a mention of a
-    type left out never hides one that was asked for."""
-    return {task: [keep_entity_types(labels, entity_type_of.get(task, {}), entity_types) for labels in sentences]
-            for task, sentences in labels_by_task.items()}

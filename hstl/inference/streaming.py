@@ -347,10 +347,22 @@ def _disk_full(error: OSError, output) -> Exception:
 
 
 def _feed_settings(options: PredictionOptions):
-    from .feed import FeedSettings, default_num_workers
+    from .feed import CPU_PIECE_BYTES_PER_BATCH_TOKEN, PIECE_BYTES_PER_BATCH_TOKEN, FeedSettings, default_num_workers
 
     num_workers = default_num_workers(_launched_processes()) if options.num_workers is None else options.num_workers
-    return FeedSettings(options.batch_tokens, options.batch_size, num_workers)
+    piece_bytes = CPU_PIECE_BYTES_PER_BATCH_TOKEN if _tags_on_cpu(options) else PIECE_BYTES_PER_BATCH_TOKEN
+    return FeedSettings(options.batch_tokens, options.batch_size, num_workers, piece_bytes)
+
+
+def _tags_on_cpu(options: PredictionOptions) -> bool:
+    """Whether the model will run on the CPU (`--cpu`, or no CUDA device), told before the input is cut into pieces:
+    torch is asked only where an NVIDIA driver is loaded, so that elsewhere bad inputs are still reported before
+    torch loads."""
+    if options.cpu or not Path("/proc/driver/nvidia").exists():
+        return True
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 @dataclass(frozen=True)
