@@ -159,12 +159,11 @@ def profile_stages(folder: Path, stub: RecordedEmissions, text: Path, num_senten
     """The feed's three stages run one after the other in this thread, each under its own cProfile: microseconds per
     sentence of each, and each one's `top` entries by own time."""
     from hstl.formats import FORMATS
-    from hstl.inference.feed import CPU_PIECE_BYTES_PER_BATCH_TOKEN, FeedSettings, Renderer, read_and_prepare, tag_piece
+    from hstl.inference.feed import FeedSettings, Renderer, read_and_prepare, tag_piece
     from hstl.inference.loading import load_tokenizer_of, window_settings
     from hstl.inference.sharding import piece_ranges, whole_file
 
-    feed = FeedSettings(**({"batch_tokens": batch_tokens} if batch_tokens else {}),
-                        piece_bytes_per_batch_token=CPU_PIECE_BYTES_PER_BATCH_TOKEN)  # the pieces of `predict_file --cpu`
+    feed = FeedSettings(**({"batch_tokens": batch_tokens} if batch_tokens else {}))  # the pieces of `predict_file`
     tokenizer, window = load_tokenizer_of(folder), window_settings(folder, config=stub.config)
     tasks = stub.config.task_names
     render = Renderer(stub.config, FORMATS["text"], tasks, "confidence", stub.config.entity_types)

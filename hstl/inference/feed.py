@@ -13,7 +13,7 @@ that the device waits for neither.
          `chunk_size` units (what the progress record and `--resume` count)
 
 On the CPU (`tags_in_workers`) the workers do all of it but the writing (`tag_and_render`): each tags whole pieces
-(pieces of `CPU_PIECE_BYTES_PER_BATCH_TOKEN` bytes per batch token), with the model it was forked with, one thread
+(pieces of `PIECE_BYTES_PER_BATCH_TOKEN` bytes per batch token), with the model it was forked with, one thread
 each, and sends back their text, which this thread writes in input order: nothing but the writing waits on one
 process, so the feed scales with the workers. The CRFs of the batches of a piece that share a word width run at once
 (`tag_batches`, `HSTLModel.decode`), and rendering finds the mentions of all the piece's sentences from label-id tensors
@@ -54,13 +54,12 @@ PAD_TO_MULTIPLE_OF = 8
 """A window's padded length: its own length rounded up to a multiple of this (and batches hold one padded length)."""
 DEFAULT_BATCH_TOKENS = 16384
 """`--batch_tokens` default: padded sub-tokens per batch (docs/benchmarks.md, "Tagging feed", has the measurement)."""
-PIECE_BYTES_PER_BATCH_TOKEN = 16
-"""A piece of the input holds about this many bytes per token of `batch_tokens` (a few batches of text): enough
-windows to sort into full batches of few padded lengths, few enough to keep every worker busy."""
-CPU_PIECE_BYTES_PER_BATCH_TOKEN = 8
-"""The same when the workers tag whole pieces (the CPU, `tags_in_workers`): a file is twice as many pieces, so that
-every worker has its share to the end, for about 8 % more CPU time than with `PIECE_BYTES_PER_BATCH_TOKEN` (more
-batches and CRF loops; docs/benchmarks.md, "Tagging feed")."""
+PIECE_BYTES_PER_BATCH_TOKEN = 8
+"""A piece of the input holds about this many bytes per token of `batch_tokens` (two or three batches of text): enough
+windows to sort into full batches of few padded lengths, few enough that every worker has its share to the end when
+the workers tag whole pieces (16 cut the benchmark's input into 3 pieces, which two workers share 2 to 1, for about
+8 % less CPU time; docs/benchmarks.md, "Tagging feed"). The same on every device, so that evaluation batches exactly
+as predict.py does (dynamic int8 quantization scales per batch)."""
 MIN_PIECE_BYTES = 256
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "word_start_positions")
 """The collated columns the model reads; the window metadata stays on the CPU for stitching."""
@@ -84,8 +83,6 @@ class FeedSettings:
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     max_windows: int | None = None
     num_workers: int = 0
-    piece_bytes_per_batch_token: int = PIECE_BYTES_PER_BATCH_TOKEN
-    """`PIECE_BYTES_PER_BATCH_TOKEN`, or `CPU_PIECE_BYTES_PER_BATCH_TOKEN` when the workers tag whole pieces."""
 
     def __post_init__(self) -> None:
         if self.batch_tokens < 1:
@@ -96,7 +93,7 @@ class FeedSettings:
 
     @property
     def piece_bytes(self) -> int:
-        return max(MIN_PIECE_BYTES, self.piece_bytes_per_batch_token * self.batch_tokens)
+        return max(MIN_PIECE_BYTES, PIECE_BYTES_PER_BATCH_TOKEN * self.batch_tokens)
 
 
 def padded_window_length(length: int) -> int:
@@ -156,13 +153,13 @@ def prepare_units(units: list[Any], input_format: InputFormat, tokenizer, window
         lengths = [len(ids) for ids in windows["input_ids"]]
         word_counts = [len(starts) for starts in windows["word_start_positions"]]
         collator = HSTLDataCollator(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
-        batches = [_words_padded_alike(collator([windows[index] for index in rows]))
+        batches = [words_padded_alike(collator([windows[index] for index in rows]))
                    for rows in plan_batches(lengths, word_counts, feed.batch_tokens, feed.max_windows)]
     return PreparedPiece(units, [len(sentences) for sentences in sentences_of_units],
                          [len(words) for words in sentences], batches)
 
 
-def _words_padded_alike(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def words_padded_alike(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The batch with its word columns padded to its windows' word count rounded up to `PAD_TO_MULTIPLE_OF` (one for
     the whole batch, `plan_batches`): the family layers, heads and CRFs then also see a shape that depends on the
     window alone, not on its longest batch mate (a matrix product may round a row differently when the number of rows

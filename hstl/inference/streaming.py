@@ -347,11 +347,10 @@ def _disk_full(error: OSError, output) -> Exception:
 
 
 def _feed_settings(options: PredictionOptions):
-    from .feed import CPU_PIECE_BYTES_PER_BATCH_TOKEN, PIECE_BYTES_PER_BATCH_TOKEN, FeedSettings, default_num_workers
+    from .feed import FeedSettings, default_num_workers
 
     num_workers = default_num_workers(_launched_processes()) if options.num_workers is None else options.num_workers
-    piece_bytes = CPU_PIECE_BYTES_PER_BATCH_TOKEN if _tags_on_cpu(options) else PIECE_BYTES_PER_BATCH_TOKEN
-    return FeedSettings(options.batch_tokens, options.batch_size, num_workers, piece_bytes)
+    return FeedSettings(options.batch_tokens, options.batch_size, num_workers)
 
 
 def _tags_on_cpu(options: PredictionOptions) -> bool:

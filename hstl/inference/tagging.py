@@ -33,7 +33,7 @@ from windows_hstl import (
 )
 
 from ..formats.conll import Sentence
-from .feed import DEFAULT_BATCH_TOKENS, MODEL_INPUT_KEYS, PAD_TO_MULTIPLE_OF, _words_padded_alike, plan_batches
+from .feed import DEFAULT_BATCH_TOKENS, MODEL_INPUT_KEYS, PAD_TO_MULTIPLE_OF, words_padded_alike, plan_batches
 from .loading import DEFAULT_BATCH_SIZE, WindowSettings, resolve_tasks
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ def window_batches(dataset: Dataset | WindowRows, batch_tokens: int, batch_size:
 def collate_windows(collator: HSTLDataCollator, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
     """A batch of windows as the feed collates it: sub-tokens padded by `collator` (with `PAD_TO_MULTIPLE_OF`), word
     columns to the rounded-up word count."""
-    return _words_padded_alike(collator(list(rows)))
+    return words_padded_alike(collator(list(rows)))
 
 
 def predict_labels(
