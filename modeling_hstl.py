@@ -12,6 +12,7 @@ torchcrf and its siblings `configuration_hstl`, `labels_hstl` and `mentions_hstl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -140,32 +141,38 @@ def crf_marginals(crf: CRF, emissions: torch.Tensor, word_mask: torch.Tensor) ->
 
 
 def crf_marginals_heads(
-    crfs: list[CRF], emissions: list[torch.Tensor], word_mask: torch.Tensor
+    crfs: list[CRF], emissions: list[torch.Tensor], word_mask: torch.Tensor | Sequence[torch.Tensor]
 ) -> list[torch.FloatTensor]:
     """[`crf_marginals`] of several heads on the same words, heads with equal label counts stacked into one batch as
-    [`viterbi_decode_heads`] does. Returns, per head, `(batch_size, num_words, num_labels_of_head)`."""
+    [`viterbi_decode_heads`] does. `word_mask` is shared by all heads, or one per head when each head has its own rows
+    (e.g. only those where it found a mention): `emissions[h]` then has `word_mask[h].shape[0]` rows. A row's result
+    does not depend on the rows beside it. Returns, per head, `(rows, num_words, num_labels_of_head)`."""
     return _per_head_stacked(_marginals, crfs, emissions, word_mask)
 
 
-def _per_head_stacked(crf_function, crfs: list[CRF], emissions: list[torch.Tensor], word_mask: torch.Tensor) -> list:
+def _per_head_stacked(crf_function, crfs: list[CRF], emissions: list[torch.Tensor],
+                      word_mask: torch.Tensor | Sequence[torch.Tensor]) -> list:
     """`crf_function(start, end, transitions, emissions, word_mask)` (`_viterbi` or `_marginals`) of each head, heads
-    with the same number of labels run together as one stacked batch with per-row transition scores."""
-    batch_size = word_mask.shape[0]
+    with the same number of labels run together as one stacked batch with per-row transition scores. `word_mask`:
+    shared, or one per head (each head's own rows)."""
+    word_masks = [word_mask] * len(crfs) if isinstance(word_mask, torch.Tensor) else list(word_mask)
     heads_by_label_count: dict[int, list[int]] = {}
     for head_index, head_emissions in enumerate(emissions):
         heads_by_label_count.setdefault(head_emissions.shape[-1], []).append(head_index)
     results: list[torch.Tensor | None] = [None] * len(crfs)
     for head_indices in heads_by_label_count.values():
         group = [crfs[index] for index in head_indices]
-        # Row h * batch_size + b is example b under head h; each row gets its own head's transition scores.
+        rows = [word_masks[index].shape[0] for index in head_indices]
+        repeats = torch.tensor(rows, device=word_masks[head_indices[0]].device)
+        # The rows of each head one after the other; each row gets its own head's transition scores.
         stacked = crf_function(
-            torch.stack([crf.start_transitions for crf in group]).repeat_interleave(batch_size, dim=0),
-            torch.stack([crf.end_transitions for crf in group]).repeat_interleave(batch_size, dim=0),
-            torch.stack([crf.transitions for crf in group]).repeat_interleave(batch_size, dim=0),
+            torch.stack([crf.start_transitions for crf in group]).repeat_interleave(repeats, dim=0, output_size=sum(rows)),
+            torch.stack([crf.end_transitions for crf in group]).repeat_interleave(repeats, dim=0, output_size=sum(rows)),
+            torch.stack([crf.transitions for crf in group]).repeat_interleave(repeats, dim=0, output_size=sum(rows)),
             torch.cat([emissions[index] for index in head_indices]),
-            word_mask.repeat(len(group), 1),
+            torch.cat([word_masks[index] for index in head_indices]),
         )
-        for index, head_result in zip(head_indices, stacked.split(batch_size)):
+        for index, head_result in zip(head_indices, stacked.split(rows)):
             results[index] = head_result
     return results
 
@@ -182,29 +189,34 @@ def _viterbi_loop(
     `(batch_size, num_labels)` / `(batch_size, num_labels, num_labels)`; the arithmetic is the same either way.
     """
     batch_size, num_words, _ = emissions.shape
-    predictions = torch.full((batch_size, num_words), PAD_LABEL_ID, dtype=torch.long, device=emissions.device)
     if num_words == 0:
-        return predictions
+        return torch.full((batch_size, 0), PAD_LABEL_ID, dtype=torch.long, device=emissions.device)
+    # Per-position views made once (shape: (batch_size, 1, num_labels) and (batch_size, 1)): the loops below then
+    # issue only the operations of the recursion itself at each word.
+    emission_steps = emissions.unsqueeze(1).unbind(2)
+    mask_steps = word_mask.unsqueeze(2).unbind(1)
+    last_position = word_mask.long().sum(dim=1, keepdim=True) - 1  # shape: (batch_size, 1); -1 for empty rows
+    is_real = torch.arange(num_words, device=emissions.device) <= last_position  # shape: (batch_size, num_words)
     # shape: (batch_size, num_labels): best score of a path ending in each label
     score = start_transitions + emissions[:, 0]
     backpointers = []
     for position in range(1, num_words):
         # shape: (batch_size, num_labels_from, num_labels_to)
-        candidate = score.unsqueeze(2) + transitions + emissions[:, position].unsqueeze(1)
+        candidate = score.unsqueeze(2) + transitions + emission_steps[position]
         best_score, best_previous = candidate.max(dim=1)
-        score = torch.where(word_mask[:, position].unsqueeze(1), best_score, score)
+        score = torch.where(mask_steps[position], best_score, score)
         backpointers.append(best_previous)
     score = score + end_transitions
-    last_position = word_mask.long().sum(dim=1) - 1  # shape: (batch_size,); -1 for empty rows
-    current_label = score.argmax(dim=1)
-    for position in range(num_words - 1, -1, -1):
-        is_real = position <= last_position
-        predictions[:, position] = torch.where(is_real, current_label, predictions[:, position])
-        if position > 0:
-            previous_label = backpointers[position - 1].gather(1, current_label.unsqueeze(1)).squeeze(1)
-            # Follow the back-pointer only inside the sentence: past its end the pointers are stale copies.
-            current_label = torch.where(position <= last_position, previous_label, current_label)
-    return predictions
+    current_label = score.argmax(dim=1, keepdim=True)  # shape: (batch_size, 1)
+    labels = [current_label]  # from the last word back
+    is_real_steps = is_real.unsqueeze(2).unbind(1)
+    for position in range(num_words - 1, 0, -1):
+        previous_label = backpointers[position - 1].gather(1, current_label)
+        # Follow the back-pointer only inside the sentence: past its end the pointers are stale copies.
+        current_label = torch.where(is_real_steps[position], previous_label, current_label)
+        labels.append(current_label)
+    predictions = torch.cat(labels[::-1], dim=1)  # shape: (batch_size, num_words)
+    return predictions.masked_fill(~is_real, PAD_LABEL_ID)
 
 
 def _marginals_loop(
@@ -227,18 +239,21 @@ def _marginals_loop(
     transitions = transitions.float() if transitions.dim() == 3 else transitions.float().unsqueeze(0)
     # alpha[w][b, j]: log-sum of the scores of all label prefixes ending in label j at word w. Past a row's last word
     # the last real alpha is carried along, so the final one is the row's own.
+    # Per-position views made once, as in `_viterbi_loop`.
+    emission_steps, emission_rows = emissions.unsqueeze(1).unbind(2), emissions.unbind(1)
+    mask_steps = word_mask.unsqueeze(2).unbind(1)  # shape of each: (batch_size, 1)
     alphas = [start_transitions + emissions[:, 0]]
     for position in range(1, num_words):
         # shape: (batch_size, num_labels_from, num_labels_to)
-        step = alphas[-1].unsqueeze(2) + transitions + emissions[:, position].unsqueeze(1)
-        alphas.append(torch.where(word_mask[:, position].unsqueeze(1), step.logsumexp(dim=1), alphas[-1]))
+        step = alphas[-1].unsqueeze(2) + transitions + emission_steps[position]
+        alphas.append(torch.where(mask_steps[position], step.logsumexp(dim=1), alphas[-1]))
     # beta[w][b, i]: log-sum of the scores of all label suffixes after label i at word w, end transition included.
     # At and past a row's last word it is the end transition alone (word_mask is left-aligned).
     end_scores = end_transitions.expand(batch_size, num_labels)
     betas = [end_scores]
     for position in range(num_words - 2, -1, -1):
-        step = transitions + (emissions[:, position + 1] + betas[-1]).unsqueeze(1)
-        betas.append(torch.where(word_mask[:, position + 1].unsqueeze(1), step.logsumexp(dim=2), end_scores))
+        step = transitions + (emission_rows[position + 1] + betas[-1]).unsqueeze(1)
+        betas.append(torch.where(mask_steps[position + 1], step.logsumexp(dim=2), end_scores))
     # shape: (batch_size, num_words, num_labels)
     alpha, beta = torch.stack(alphas, dim=1), torch.stack(betas[::-1], dim=1)
     log_partition = (alphas[-1] + end_transitions).logsumexp(dim=1)  # shape: (batch_size,)
@@ -792,8 +807,27 @@ class HSTLModel(HSTLPreTrainedModel):
         predictions = dict(zip(task_names, viterbi_decode_heads(crfs, head_emissions, word_mask)))
         marginals = None
         if return_marginals:
-            marginals = dict(zip(task_names, crf_marginals_heads(crfs, head_emissions, word_mask)))
+            marginals = self.marginals(emissions, {name: word_mask for name in task_names})
         return predictions, marginals
+
+    def marginals(
+        self, emissions: dict[str, torch.Tensor], word_masks: dict[str, torch.Tensor]
+    ) -> dict[str, torch.FloatTensor]:
+        """
+        Each head's CRF marginals over its own rows ([`crf_marginals_heads`], heads with equal label counts stacked):
+        a caller that reads the marginals of some rows only (a mention's words) computes only those.
+
+        Args:
+            emissions: `{task: (rows_of_task, num_words, num_labels_of_head)}`.
+            word_masks: `{task: (rows_of_task, num_words)}` bool, real words first.
+
+        Returns:
+            `{task: (rows_of_task, num_words, num_labels_of_head)}` float32 marginals, 0 at padding words.
+        """
+        task_names = list(emissions)
+        crfs = [self.heads[name].crf for name in task_names]
+        return dict(zip(task_names, crf_marginals_heads(crfs, [emissions[name] for name in task_names],
+                                                        [word_masks[name] for name in task_names])))
 
 
 @dataclass

@@ -130,6 +130,10 @@ class RecordedEmissions(torch.nn.Module):
         """The model's own CRFs (`HSTLModel.decode`)."""
         return self.model.decode(emissions, word_mask, return_marginals)
 
+    def marginals(self, emissions, word_masks):
+        """The model's own CRFs' marginals (`HSTLModel.marginals`)."""
+        return self.model.marginals(emissions, word_masks)
+
 
 def cpu_seconds() -> float:
     """CPU seconds used so far by this process and its finished children (the feed's workers)."""

@@ -1218,6 +1218,41 @@ def test_a_piece_decoded_at_once_gives_each_batch_what_its_own_pass_gives(bert_m
             assert torch.equal(marginals[name], own.marginals[name])
 
 
+def test_marginals_of_sentences_with_mentions_only_are_the_full_ones_and_render_alike(bert_model_dir, tmp_path):
+    """On the CPU the feed computes a head's marginals only for the windows of sentences where the head labels some
+    word other than O (in any of their windows): there they are the full computation's bit for bit, elsewhere 0,
+    and the rendered output is the same under every merge policy."""
+    from hstl.inference.feed import BatchResults, FeedSettings, Renderer, prepare_units, tag_batches
+
+    model, tokenizer = load_model_and_tokenizer(bert_model_dir)
+    units = list(iter_text_sentences(long_text_input(tmp_path, 60)))
+    piece = prepare_units(units, FORMATS["text"], tokenizer, WindowSettings(max_length=48, overlap=8, batch_size=64),
+                          FeedSettings(batch_tokens=100))
+    tasks = ["chem", "disease"]
+    cpu = torch.device("cpu")
+    full = tag_batches(model, piece.batches, tasks, cpu, "fp32")
+    only = tag_batches(model, piece.batches, tasks, cpu, "fp32", mention_marginals_only=True)
+    kinds = set()
+    for name in tasks:
+        outside = model.config.task(name)["labels"].index("O")
+        with_mention = {int(sentence) for batch, (labels, _) in zip(piece.batches, full)
+                        for sentence, row in zip(batch["sentence_index"], labels[name].tolist())
+                        if any(label not in (outside, -100) for label in row)}
+        for batch, (labels, marginals), (only_labels, only_marginals) in zip(piece.batches, full, only):
+            assert torch.equal(labels[name], only_labels[name])
+            for row, sentence in enumerate(batch["sentence_index"].tolist()):
+                row_has_mention = any(label not in (outside, -100) for label in labels[name][row].tolist())
+                kinds.add((sentence in with_mention, row_has_mention))
+                expected = marginals[name][row] if sentence in with_mention else torch.zeros_like(marginals[name][row])
+                assert torch.equal(only_marginals[name][row], expected), (name, sentence)
+    # sentences without a mention, windows with one, and a window without one in a sentence with one elsewhere
+    assert kinds == {(False, False), (True, True), (True, False)}
+    for merge in ("confidence", "longest", "none"):
+        render = Renderer(model.config, FORMATS["text"], tasks, merge)
+        rendered = render(BatchResults(piece, only))
+        assert rendered == render(BatchResults(piece, full)) and '"score": 0.' in "".join(rendered)
+
+
 @pytest.mark.parametrize("make_input", [long_text_input, bioc_xml_input])
 def test_output_bytes_do_not_depend_on_workers_pieces_or_batch_sizes(bert_model_dir, tmp_path, make_input):
     from hstl.inference.feed import FeedSettings

@@ -232,9 +232,16 @@ def in_workers(function: Callable[[Any], Any], jobs: Iterable[Any], num_workers:
 
 
 def tag_batches(model, batches: Sequence[Mapping[str, torch.Tensor]], tasks: Sequence[str], device: torch.device,
-                dtype: str) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+                dtype: str, mention_marginals_only: bool = False,
+                ) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
     """Per batch, `({task: label ids (windows, words)}, {task: marginals (windows, words, labels)})` on the CPU; on a
-    GPU the copies back are queued without waiting (`BatchResults.wait` before reading them)."""
+    GPU the copies back are queued without waiting (`BatchResults.wait` before reading them).
+
+    With `mention_marginals_only`, a head's marginals are computed only for the windows of the sentences in which
+    it labels some word other than O (in any of their windows), and are 0 elsewhere: a mention's confidence reads
+    the marginals of its own words and of the next word of its sentence, nothing else does, and a row's marginals do
+    not depend on its batch mates, so the output is the same. The labels are then decoded first, for the whole
+    piece, since a sentence's windows may lie in batches of other widths."""
     import torch
 
     unwrapped = getattr(model, "module", model)
@@ -251,21 +258,81 @@ def tag_batches(model, batches: Sequence[Mapping[str, torch.Tensor]], tasks: Seq
         by_width: dict[int, list[int]] = {}
         for index, mask in enumerate(word_masks):
             by_width.setdefault(mask.shape[1], []).append(index)
-        results: list = [None] * len(batches)
+        predictions: list = [None] * len(batches)
+        marginals: list = [None] * len(batches)
         for indices in by_width.values():
             word_mask = torch.cat([word_masks[index] for index in indices])
-            predictions, marginals = unwrapped.decode(
-                {name: torch.cat([emissions[index][name] for index in indices]) for name in tasks}, word_mask,
-                return_marginals=True)
+            width_emissions = {name: torch.cat([emissions[index][name] for index in indices]) for name in tasks}
+            labels, width_marginals = unwrapped.decode(width_emissions, word_mask,
+                                                       return_marginals=not mention_marginals_only)
             rows = [word_masks[index].shape[0] for index in indices]
-            predictions = {name: values.split(rows) for name, values in predictions.items()}
-            marginals = {name: values.split(rows) for name, values in marginals.items()}
+            labels = {name: values.split(rows) for name, values in labels.items()}
+            if width_marginals is not None:
+                width_marginals = {name: values.split(rows) for name, values in width_marginals.items()}
             for position, index in enumerate(indices):
-                results[index] = ({name: predictions[name][position].to("cpu", non_blocking=non_blocking)
-                                   for name in tasks},
-                                  {name: marginals[name][position].to("cpu", non_blocking=non_blocking)
-                                   for name in tasks})
-    return results
+                predictions[index] = {name: labels[name][position] for name in tasks}
+                if width_marginals is not None:
+                    marginals[index] = {name: width_marginals[name][position] for name in tasks}
+        if mention_marginals_only:
+            needed = _rows_in_sentences_with_mentions(unwrapped.config, batches, predictions, tasks)
+            for indices in by_width.values():
+                width_marginals = _marginals_of_rows(unwrapped, [emissions[index] for index in indices],
+                                                     [word_masks[index] for index in indices],
+                                                     [needed[index] for index in indices], tasks)
+                for index, batch_marginals in zip(indices, width_marginals):
+                    marginals[index] = batch_marginals
+    return [({name: values.to("cpu", non_blocking=non_blocking) for name, values in batch_predictions.items()},
+             {name: values.to("cpu", non_blocking=non_blocking) for name, values in batch_marginals.items()})
+            for batch_predictions, batch_marginals in zip(predictions, marginals)]
+
+
+def _rows_in_sentences_with_mentions(config, batches: Sequence[Mapping[str, torch.Tensor]],
+                                     predictions: Sequence[Mapping[str, torch.Tensor]],
+                                     tasks: Sequence[str]) -> list[dict[str, torch.Tensor]]:
+    """Per batch, `{task: (windows,) bool}`: the windows of the sentences in which the head labels a word other than
+    O in some window (label ids on the CPU; `batch["sentence_index"]` numbers the piece's sentences)."""
+    import torch
+
+    sentence_ids = [batch["sentence_index"] for batch in batches]
+    num_sentences = int(max(int(ids.max()) for ids in sentence_ids)) + 1
+    needed: list[dict[str, torch.Tensor]] = [{} for _ in batches]
+    for name in tasks:
+        outside_id = list(config.task(name)["labels"]).index("O")
+        with_mention = torch.zeros(num_sentences, dtype=torch.bool)
+        for ids, batch_predictions in zip(sentence_ids, predictions):
+            labels = batch_predictions[name]
+            with_mention[ids[((labels != outside_id) & (labels >= 0)).any(dim=1)]] = True
+        for batch_needed, ids in zip(needed, sentence_ids):
+            batch_needed[name] = with_mention[ids]
+    return needed
+
+
+def _marginals_of_rows(model, emissions: Sequence[Mapping[str, torch.Tensor]], word_masks: Sequence[torch.Tensor],
+                       needed: Sequence[Mapping[str, torch.Tensor]], tasks: Sequence[str],
+                       ) -> list[dict[str, torch.Tensor]]:
+    """Per batch of one word width, `{task: (windows, words, labels)}` float32 marginals: the model's
+    (`HSTLModel.marginals`, all the batches' needed rows at once) where `needed`, 0 elsewhere."""
+    import torch
+
+    word_mask = torch.cat(list(word_masks))
+    rows_of_heads = {name: torch.cat([batch_needed[name] for batch_needed in needed]).nonzero().squeeze(1)
+                     for name in tasks}
+    computed = {}
+    heads = [name for name in tasks if len(rows_of_heads[name])]
+    if heads:
+        computed = model.marginals(
+            {name: torch.cat([batch_emissions[name] for batch_emissions in emissions])[rows_of_heads[name]]
+             for name in heads},
+            {name: word_mask[rows_of_heads[name]] for name in heads})
+    split_rows = [mask.shape[0] for mask in word_masks]
+    per_head = {}
+    for name in tasks:
+        num_labels = emissions[0][name].shape[-1]
+        values = torch.zeros(*word_mask.shape, num_labels, dtype=torch.float32, device=word_mask.device)
+        if name in computed:
+            values[rows_of_heads[name]] = computed[name]
+        per_head[name] = values.split(split_rows)
+    return [{name: per_head[name][position] for name in tasks} for position in range(len(word_masks))]
 
 
 @dataclass
@@ -284,7 +351,9 @@ class BatchResults:
 def tag_piece(model, piece: PreparedPiece, tasks: Sequence[str], device: torch.device, dtype: str) -> BatchResults:
     import torch
 
-    outputs = tag_batches(model, piece.batches, tasks, device, dtype)
+    # On the CPU the marginals only of the sentences with mentions (`tag_batches`); on a GPU, where choosing the
+    # rows would wait for the labels, all of them.
+    outputs = tag_batches(model, piece.batches, tasks, device, dtype, mention_marginals_only=device.type == "cpu")
     copied = None
     if device.type == "cuda":
         copied = torch.cuda.Event()
