@@ -68,8 +68,12 @@ SENTENCE_STARTERS = frozenset({
 """Words that start sentences and are rarely capitalized inside one: after an abbreviation or initial, one of them
 means the period ended the sentence ("in the U.S. The study")."""
 
-_WORD_RUN = r"(?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])+"
-# A token: letters and digits (plus the combining diacritics of decomposed accented letters), or one other character.
+_COMBINING = r"\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+# A token: a maximal run of letters and digits (`[^\W_]`) and combining diacritics (of decomposed accented letters),
+# or one other character. The run is written as runs of one character class each, first the letters' then the
+# diacritics' (or the other way round when a diacritic opens it): `re` scans a class repeated on its own far faster
+# than an alternation repeated.
+_WORD_RUN = rf"[^\W_]+(?:[{_COMBINING}]+[^\W_]*)*|[{_COMBINING}]+(?:[^\W_]+[{_COMBINING}]*)*"
 _BLANK = r"\s\x00-\x1f\x7f-\x9f"
 # Whitespace and the control characters: what separates tokens and sentences (`is_blank`).
 _TOKEN = re.compile(rf"{_WORD_RUN}|[^{_BLANK}]")
@@ -104,7 +108,7 @@ def tokenize(text: str, start: int = 0) -> list[tuple[str, int, int]]:
         `(token, token_start, token_end)` triples in order, with `text[token_start - start : token_end - start] ==
         token`; together they cover every character of `text` that is not blank (`is_blank`) exactly once.
     """
-    return [(match.group(), match.start() + start, match.end() + start) for match in _TOKEN.finditer(text)]
+    return [(match[0], match.start() + start, match.end() + start) for match in _TOKEN.finditer(text)]
 
 
 def _word_before(text: str, position: int) -> str:

@@ -126,6 +126,33 @@ def test_tokens_cover_every_non_space_character_once(text, start):
     assert covered == [index for index, character in enumerate(text) if not is_blank(character)]
 
 
+COMBINING_RANGES = [("\u0300", "\u036f"), ("\u1ab0", "\u1aff"), ("\u1dc0", "\u1dff"), ("\u20d0", "\u20ff"),
+                    ("\ufe20", "\ufe2f")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(TEXT, st.lists(st.sampled_from(list("a9_\u00e9\u0301\u0308\u20d0\ufe20 -.\x07\u00bd")),
+                                     max_size=30).map("".join)))
+@example(text="\u0301e\u0301_x\u20d0\u00bd9 -\ufe20")
+def test_tokens_are_maximal_runs_of_letters_digits_and_diacritics_or_single_characters(text):
+    """Each token is a maximal run of characters that are letters or digits (`str.isalnum`) or combining
+    diacritics, or one other character that is not blank."""
+    def in_word(character: str) -> bool:
+        return character.isalnum() or any(low <= character <= high for low, high in COMBINING_RANGES)
+
+    expected, position = [], 0
+    while position < len(text):
+        end = position + 1
+        if in_word(text[position]):
+            while end < len(text) and in_word(text[end]):
+                end += 1
+        if not is_blank(text[position]):
+            expected.append((text[position:end], position, end))
+        position = end
+    assert tokenize(text) == expected
+    assert tokenize(text, 7) == [(token, start + 7, end + 7) for token, start, end in expected]
+
+
 @settings(max_examples=300, deadline=None)
 @given(text=TEXT)
 def test_sentences_cover_every_non_space_character_once(text):
