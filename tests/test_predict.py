@@ -1312,3 +1312,12 @@ def test_one_two_and_three_processes_write_the_same_bytes(model_dir, tmp_path, m
         launched = _launch(num_processes, model_dir, path, out, tmp_path, *extra)
         assert launched.returncode == 0, launched.stderr[-3000:]
         assert out.read_bytes() == one.read_bytes(), num_processes
+
+
+@pytest.mark.parametrize("line_break", ["\x85", "\u2028", "\u2029"])
+def test_each_line_break_that_json_keeps_raw_is_escaped_alone(line_break):
+    text = f"Aspirin{line_break}rose \u00e9."
+    sentence = text_format.TextSentence(text, 0, len(text), tokenize(text), "doc")
+    line = text_format.render_text_sentence(sentence, {}, "none")
+    assert line.endswith("\n") and len(line.splitlines()) == 1 and line_break not in line
+    assert json.loads(line)["text"] == text and "\u00e9" in line  # other characters stay raw
