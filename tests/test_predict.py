@@ -1321,3 +1321,21 @@ def test_each_line_break_that_json_keeps_raw_is_escaped_alone(line_break):
     line = text_format.render_text_sentence(sentence, {}, "none")
     assert line.endswith("\n") and len(line.splitlines()) == 1 and line_break not in line
     assert json.loads(line)["text"] == text and "\u00e9" in line  # other characters stay raw
+
+
+def test_a_single_piece_is_tagged_in_this_process_and_workers_never_outnumber_the_pieces(bert_model_dir, tmp_path,
+                                                                                          monkeypatch):
+    from hstl.inference import feed
+
+    assert feed.whole_piece_workers(1, 2) == 0  # one piece: this process, with all its threads
+    assert feed.whole_piece_workers(6, 2) == 2
+    assert feed.whole_piece_workers(3, 8) == 3
+    assert feed.whole_piece_workers(5, 0) == 0
+    started, in_workers = [], feed.in_workers
+    monkeypatch.setattr(feed, "in_workers", lambda function, jobs, num_workers, **kwargs: started.append(
+        (len(jobs), num_workers)) or in_workers(function, jobs, num_workers, **kwargs))
+    path = long_text_input(tmp_path)
+    run(bert_model_dir, path, tmp_path / "one.out", max_length=48, overlap=8, num_workers=2)
+    run(bert_model_dir, path, tmp_path / "many.out", max_length=48, overlap=8, num_workers=2, batch_tokens=64)
+    assert started[0] == (1, 0) and started[1][0] > 2 and started[1][1] == 2
+    assert (tmp_path / "one.out").read_bytes() == (tmp_path / "many.out").read_bytes()

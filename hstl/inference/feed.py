@@ -227,6 +227,13 @@ def in_workers(function: Callable[[Any], Any], jobs: Iterable[Any], num_workers:
         yield result
 
 
+def whole_piece_workers(num_jobs: int, num_workers: int) -> int:
+    """Worker processes for tagging `num_jobs` whole pieces on the CPU with up to `num_workers`: none for a single
+    piece, which this process then tags with all its torch threads (a forked worker runs one: OpenMP cannot start
+    more threads safely after a fork), and never more than the pieces."""
+    return min(num_workers, num_jobs) if num_jobs > 1 else 0
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The device: one pass per batch
 
@@ -583,7 +590,8 @@ def run_feed(model, tokenizer, input_format: InputFormat, jobs: Iterable[tuple[F
         if tags_in_workers(device):
             whole = functools.partial(tag_and_render, prepare=prepare, model=model, device=device, dtype=dtype,
                                       render=render)
-            for texts in in_workers(whole, jobs, feed.num_workers):
+            jobs = list(jobs)
+            for texts in in_workers(whole, jobs, whole_piece_workers(len(jobs), feed.num_workers)):
                 if not writer.add(texts):
                     break
         else:
