@@ -141,8 +141,8 @@ class PreparedPiece:
 def prepare_units(units: list[Any], input_format: InputFormat, tokenizer, window: WindowSettings,
                   feed: FeedSettings) -> PreparedPiece:
     """Units -> sentences of words -> windows (`hstl.inference.tagging.build_task_dataset`) -> length-sorted batches
-    (`plan_batches`) of tensors padded by the package's collator."""
-    from .tagging import build_task_dataset
+    (`tagging.window_batches`, as evaluation batches them) of tensors collated by `tagging.collate_windows`."""
+    from .tagging import build_task_dataset, collate_windows, window_batches
 
     sentences_of_units = [input_format.unit_sentences(unit) for unit in units]
     sentences = [words for sentences in sentences_of_units for words in sentences]
@@ -150,11 +150,9 @@ def prepare_units(units: list[Any], input_format: InputFormat, tokenizer, window
     batches: list[dict[str, torch.Tensor]] = []
     if non_empty:
         windows = build_task_dataset(tokenizer, non_empty, None, 0, window.max_length, window.overlap)
-        lengths = [len(ids) for ids in windows["input_ids"]]
-        word_counts = [len(starts) for starts in windows["word_start_positions"]]
         collator = HSTLDataCollator(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
-        batches = [words_padded_alike(collator([windows[index] for index in rows]))
-                   for rows in plan_batches(lengths, word_counts, feed.batch_tokens, feed.max_windows)]
+        batches = [collate_windows(collator, [windows[index] for index in rows])
+                   for rows in window_batches(windows, feed.batch_tokens, feed.max_windows)]
     return PreparedPiece(units, [len(sentences) for sentences in sentences_of_units],
                          [len(words) for words in sentences], batches)
 
