@@ -261,6 +261,63 @@ def _marginals_loop(
     return marginals.masked_fill(~word_mask.unsqueeze(-1), 0.0)
 
 
+def _marginals_product_loop(
+    start_transitions: torch.Tensor,
+    end_transitions: torch.Tensor,
+    transitions: torch.Tensor,
+    emissions: torch.Tensor,
+    word_mask: torch.Tensor,
+) -> torch.FloatTensor:
+    """
+    Batched forward-backward with products of probabilities in float64, one step per word: at each word a batched
+    vector-matrix product where `_marginals_loop` takes a `logsumexp` over `(batch_size, num_labels, num_labels)`
+    exponentials. Every score is exponentiated once, shifted by its maximum (so nothing exceeds 1), and every forward
+    and backward vector is scaled to sum 1, so a word's marginals are alpha * beta normalized over its labels and no
+    scale factor is kept. float64 leaves room for a spread of about 700 between the scores of one step; a row where it
+    is exceeded (every label underflows) is computed by `_marginals_loop` instead. The result (float32) is the exact
+    marginals rounded once, where the float32 log-space loop drifts by about 1e-6 a word.
+    """
+    batch_size, num_words, num_labels = emissions.shape
+    if num_words == 0:
+        return emissions.new_zeros(batch_size, 0, num_labels, dtype=torch.float32)
+
+    def probabilities(scores: torch.Tensor, dims) -> torch.Tensor:
+        scores = scores.double()
+        return (scores - scores.amax(dim=dims, keepdim=True)).exp()
+
+    # shape: (batch_size, num_labels_from, num_labels_to), a view when the transition scores are shared
+    transition_factors = probabilities(transitions, (-2, -1)).expand(batch_size, num_labels, num_labels)
+    start_factors = probabilities(start_transitions, -1)
+    end_factors = probabilities(end_transitions, -1).expand(batch_size, num_labels)
+    emission_steps = probabilities(emissions, -1).unbind(1)  # each of shape: (batch_size, num_labels)
+    mask_steps = word_mask.unsqueeze(2).unbind(1)  # each of shape: (batch_size, 1)
+    # alpha[w][b, j] is proportional to the summed weight of the label prefixes ending in label j at word w; past a
+    # row's last word it is never read.
+    alpha = start_factors * emission_steps[0]
+    alphas = [alpha / alpha.sum(dim=1, keepdim=True)]
+    for position in range(1, num_words):
+        alpha = torch.bmm(alphas[-1].unsqueeze(1), transition_factors).squeeze(1) * emission_steps[position]
+        alphas.append(alpha / alpha.sum(dim=1, keepdim=True))
+    # beta[w][b, i] is proportional to the summed weight of the label suffixes after label i at word w, end
+    # transition included; at and past a row's last word it is the end transition alone.
+    betas = [end_factors]
+    for position in range(num_words - 2, -1, -1):
+        beta = torch.bmm(transition_factors, (emission_steps[position + 1] * betas[-1]).unsqueeze(2)).squeeze(2)
+        betas.append(torch.where(mask_steps[position + 1], beta / beta.sum(dim=1, keepdim=True), end_factors))
+    # shape: (batch_size, num_words, num_labels)
+    weights = torch.stack(alphas, dim=1) * torch.stack(betas[::-1], dim=1)
+    marginals = (weights / weights.sum(dim=2, keepdim=True)).float().masked_fill(~word_mask.unsqueeze(-1), 0.0)
+    if not torch.isfinite(marginals).all():  # a step underflowed (0 / 0): those rows in log space
+        rows = (~torch.isfinite(marginals)).flatten(1).any(dim=1).nonzero().squeeze(1)
+
+        def of_rows(scores: torch.Tensor, per_row_dims: int) -> torch.Tensor:
+            return scores[rows] if scores.dim() == per_row_dims else scores
+
+        marginals[rows] = _marginals_loop(of_rows(start_transitions, 2), of_rows(end_transitions, 2),
+                                          of_rows(transitions, 3), emissions[rows], word_mask[rows])
+    return marginals
+
+
 def _scan_pays(emissions: torch.Tensor, cpu_max_labels: int) -> bool:
     """Whether the CRF runs as a scan over positions (`_viterbi_scan`, `_marginals_scan`, the tree of
     `crf_negative_log_likelihood`) rather than as a loop over them: on an accelerator, where each of the loop's small
@@ -283,7 +340,10 @@ def _viterbi(start_transitions, end_transitions, transitions, emissions, word_ma
 def _marginals(start_transitions, end_transitions, transitions, emissions, word_mask) -> torch.FloatTensor:
     """Batched forward-backward (`_marginals_scan` where it pays, see `_scan_pays`, else `_marginals_loop`).
     Transition scores are shared or per example, as in `_viterbi`."""
-    function = _marginals_scan if _scan_pays(emissions, CPU_SCAN_MAX_LABELS["marginals"]) else _marginals_loop
+    if _scan_pays(emissions, CPU_SCAN_MAX_LABELS["marginals"]):
+        function = _marginals_scan
+    else:
+        function = _marginals_product_loop if emissions.device.type == "cpu" else _marginals_loop
     return function(start_transitions, end_transitions, transitions, emissions, word_mask)
 
 

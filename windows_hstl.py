@@ -531,6 +531,9 @@ class HSTLDataCollator:
         padded_length = _padded_length(sequence_lengths, self.pad_to_multiple_of)
         max_words = max(len(feature["word_start_positions"]) for feature in features)
         pad_left = self.tokenizer.padding_side == "left"
+        # read once: a tokenizer's attributes are looked up through `__getattr__`, a few microseconds each
+        pad_token_id = self.tokenizer.pad_token_id
+        pad_token_type_id = self.tokenizer.pad_token_type_id if with_token_type_ids else None
         batch: dict[str, list] = {"input_ids": [], "attention_mask": [], "word_start_positions": []}
         if with_token_type_ids:
             batch["token_type_ids"] = []
@@ -540,14 +543,12 @@ class HSTLDataCollator:
             num_pad = padded_length - length
             shift = num_pad if pad_left else 0  # left padding moves every sub-token right
             batch["input_ids"].append(
-                self._pad_sequence(list(feature["input_ids"]), self.tokenizer.pad_token_id, num_pad, pad_left)
+                self._pad_sequence(list(feature["input_ids"]), pad_token_id, num_pad, pad_left)
             )
             batch["attention_mask"].append(self._pad_sequence([1] * length, 0, num_pad, pad_left))
             if with_token_type_ids:
                 batch["token_type_ids"].append(
-                    self._pad_sequence(
-                        list(feature["token_type_ids"]), self.tokenizer.pad_token_type_id, num_pad, pad_left
-                    )
+                    self._pad_sequence(list(feature["token_type_ids"]), pad_token_type_id, num_pad, pad_left)
                 )
             word_positions = [int(position) + shift for position in feature["word_start_positions"]]
             num_pad_words = max_words - len(word_positions)

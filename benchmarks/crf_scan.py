@@ -10,7 +10,9 @@ Prints, per label count L and computation, the time and the number of tensor ope
 launch on a GPU, where the loop's count, a few per word, is what the scan removes), then
 `RATIO crf_<viterbi|marginals|nll>_scan_vs_loop_L<L> <loop seconds / scan seconds>`
 (above 1: the scan is faster on this machine); L = 3, the label count of most heads, comes last. On the CPU these
-ratios are what `modeling_hstl.CPU_SCAN_MAX_LABELS` rests on.
+ratios are what `modeling_hstl.CPU_SCAN_MAX_LABELS` rests on. The marginals are also computed by the CPU's loop,
+products of probabilities in float64 (`_marginals_product_loop`), with
+`RATIO crf_marginals_product_vs_loop_L<L> <log-space loop seconds / product loop seconds>`.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crf_scan.py --threads 1
 """
@@ -59,7 +61,8 @@ def crf_variants(num_labels: int, batch_size: int, num_words: int, repeats: int)
         crf, trainable, labels, word_mask)
     return {
         "viterbi": {"loop": decode(modeling_hstl._viterbi_loop), "scan": decode(modeling_hstl._viterbi_scan)},
-        "marginals": {"loop": decode(modeling_hstl._marginals_loop), "scan": decode(modeling_hstl._marginals_scan)},
+        "marginals": {"loop": decode(modeling_hstl._marginals_loop), "scan": decode(modeling_hstl._marginals_scan),
+                      "product": decode(modeling_hstl._marginals_product_loop)},
         "nll": {"loop": loss(with_grad_loop), "scan": loss(with_grad_scan)},
     }
 
@@ -109,6 +112,10 @@ def main() -> None:
                 operators = {name: operator_count(units[0]) // repeats for name, units in variants.items()}
                 print(f"# L={num_labels} {kind}: loop {per_call['loop']:.2f} ms, {operators['loop']} tensor operations; "
                       f"scan {per_call['scan']:.2f} ms, {operators['scan']} tensor operations")
+                if "product" in per_call:
+                    print(f"# L={num_labels} {kind}: product loop {per_call['product']:.2f} ms, "
+                          f"{operators['product']} tensor operations")
+                    print(f"RATIO crf_{kind}_product_vs_loop_L{num_labels} {seconds['loop'] / seconds['product']:.3f}")
                 print(f"RATIO crf_{kind}_scan_vs_loop_L{num_labels} {seconds['loop'] / seconds['scan']:.3f}")
 
 

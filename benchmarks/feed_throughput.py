@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import pstats
 import resource
@@ -176,6 +177,7 @@ def profile_stages(folder: Path, stub: RecordedEmissions, text: Path, num_senten
               "stitch, merge, render (writer)": cProfile.Profile()}
     seconds = dict.fromkeys(stages, 0.0)
     (prepare, device, writer) = stages
+    gc.freeze()  # as in the workers, forked under gc.freeze (hstl.inference.feed.in_workers)
     for piece in piece_ranges(whole_file(text), "text", feed.piece_bytes):
         started = time.process_time()
         prepared = stages[prepare].runcall(read_and_prepare, (piece, 0), "text", tokenizer, window, feed)

@@ -352,6 +352,61 @@ def test_marginals_equal_brute_force_enumeration_with_padding(seed):
             torch.testing.assert_close(marginals[row, :length], torch.tensor(expected), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_cpu_marginals_equal_brute_force_on_long_rows_to_float32_rounding(seed):
+    """On the CPU, marginals come from float64 products of probabilities (`_marginals_product_loop`): within float32's
+    rounding of the exact values on rows of up to 9 words, heads of 3 and 5 labels stacked, where the float32 log-space
+    loop drifts by about 1e-6 a word."""
+    import modeling_hstl
+
+    generator = torch.Generator().manual_seed(300 + seed)
+    label_counts = [3, 3, 4]
+    crfs = _random_crfs(label_counts, generator, std=2.0)
+    lengths = [9, 6, 0, 1, 8]
+    word_mask = torch.arange(9).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    emissions = [torch.randn(len(lengths), 9, count, generator=generator) * 4 for count in label_counts]
+    marginals = modeling_hstl.crf_marginals_heads(crfs, emissions, word_mask)
+    for crf, head_emissions, head_marginals in zip(crfs, emissions, marginals):
+        assert head_marginals.dtype == torch.float32
+        start, end, transitions = crf.start_transitions.tolist(), crf.end_transitions.tolist(), crf.transitions.tolist()
+        for row, length in enumerate(lengths):
+            assert (head_marginals[row, length:] == 0).all()
+            if length:
+                expected = _brute_force_marginals(start, end, transitions, head_emissions[row, :length].tolist())
+                torch.testing.assert_close(head_marginals[row, :length], torch.tensor(expected), rtol=0, atol=2e-7)
+
+
+def test_cpu_marginals_of_a_row_whose_probabilities_underflow_come_from_log_space():
+    """Scores 800 apart make every label's probability underflow at word 2 even in float64; such a row is computed in
+    log space with its own head's transitions, the others keep their products. Two heads stacked (per-row transition
+    scores), start and end scores 0:
+    - head 1: transitions [[0, -800], [-800, 0]], emissions [0, -800], [-800, 0]: paths (0,0), (0,1), (1,1) score
+      -800 and (1,0) -2400, so by hand word 1 is label 0 in 2 of 3, word 2 label 1 in 2 of 3;
+    - head 2: transitions [[-800, 0], [0, -800]], emissions [0, -800], [0, -800]: (0,0), (0,1), (1,0) score -800,
+      (1,1) -2400: both words label 0 in 2 of 3.
+    Each head's other row has emissions 0: two paths score 0 and two -800, so every marginal is 1/2."""
+    from torchcrf import CRF
+
+    import modeling_hstl
+
+    crfs = [CRF(2, batch_first=True), CRF(2, batch_first=True)]
+    for crf, transitions in zip(crfs, ([[0.0, -800.0], [-800.0, 0.0]], [[-800.0, 0.0], [0.0, -800.0]])):
+        torch.nn.init.zeros_(crf.start_transitions)
+        torch.nn.init.zeros_(crf.end_transitions)
+        with torch.no_grad():
+            crf.transitions.copy_(torch.tensor(transitions))
+    ordinary = torch.zeros(2, 2)
+    emissions = [torch.stack([ordinary, torch.tensor([[0.0, -800.0], [-800.0, 0.0]])]),
+                 torch.stack([torch.tensor([[0.0, -800.0], [0.0, -800.0]]), ordinary])]
+    word_mask = torch.ones(2, 2, dtype=torch.bool)
+    first, second = modeling_hstl.crf_marginals_heads(crfs, emissions, word_mask)
+    # the log-space loop's float32 sums of scores near 800 carry about 1e-5 of rounding
+    torch.testing.assert_close(first[1], torch.tensor([[2 / 3, 1 / 3], [1 / 3, 2 / 3]]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(second[0], torch.tensor([[2 / 3, 1 / 3], [2 / 3, 1 / 3]]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(first[0], torch.full((2, 2), 0.5), rtol=0, atol=1e-6)
+    torch.testing.assert_close(second[1], torch.full((2, 2), 0.5), rtol=0, atol=1e-6)
+
+
 def test_grouped_heads_marginals_equal_each_head_alone_and_tag_returns_them_only_when_asked(tester, model):
     from torchcrf import CRF
 

@@ -360,6 +360,25 @@ def test_text_reader_streams_the_same_sentences_as_splitting_the_whole_file(tmp_
         assert all(text[start:end] == token for token, start, end in sentence.tokens)
 
 
+def test_counting_the_sentences_of_text_splits_without_tokenizing_and_tokens_come_when_read(tmp_path, monkeypatch):
+    """`count_units` reads every text input once before tagging: it splits sentences but leaves their words
+    (`TextSentence.tokens`) to the tagging pass, which reads them with the offsets of `text_hstl.tokenize`."""
+    from hstl.inference.sharding import count_units, whole_file
+
+    path = tmp_path / "in.txt"
+    path.write_text("Cocaine caused seizures. Naloxone did not.\n\nA second paragraph.\n", encoding="utf-8")
+    tokenize = text_format.tokenize
+
+    def refused(*args, **kwargs):
+        raise AssertionError("tokenized while counting")
+
+    monkeypatch.setattr(text_format, "tokenize", refused)
+    assert count_units([whole_file(path)], "text", 0) == [3]
+    monkeypatch.setattr(text_format, "tokenize", tokenize)
+    assert [sentence.tokens for sentence in iter_text_sentences(path)][1] == [("Naloxone", 25, 33), ("did", 34, 37),
+                                                                              ("not", 38, 41), (".", 41, 42)]
+
+
 @pytest.mark.parametrize("split_every", [10, 65_536])
 def test_text_document_ids_are_the_file_name_and_the_paragraph_number(tmp_path, monkeypatch, split_every):
     monkeypatch.setattr(text_format, "_TEXT_CHARACTERS_PER_SPLIT", split_every)
@@ -1317,7 +1336,7 @@ def test_one_two_and_three_processes_write_the_same_bytes(model_dir, tmp_path, m
 @pytest.mark.parametrize("line_break", ["\x85", "\u2028", "\u2029"])
 def test_each_line_break_that_json_keeps_raw_is_escaped_alone(line_break):
     text = f"Aspirin{line_break}rose \u00e9."
-    sentence = text_format.TextSentence(text, 0, len(text), tokenize(text), "doc")
+    sentence = text_format.TextSentence(text, 0, len(text), "doc")
     line = text_format.render_text_sentence(sentence, {}, "none")
     assert line.endswith("\n") and len(line.splitlines()) == 1 and line_break not in line
     assert json.loads(line)["text"] == text and "\u00e9" in line  # other characters stay raw

@@ -13,6 +13,7 @@ text (e.g. `abstracts.txt:3` for the third abstract of a file with one abstract 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,14 @@ class TextSentence:
     text: str
     start: int
     end: int
-    tokens: list[tuple[str, int, int]]
     document: str = ""
     """Id of the document (text: `<file name>:<paragraph number>`)."""
+
+    @functools.cached_property
+    def tokens(self) -> list[tuple[str, int, int]]:
+        """`(word, start, end)` of each word (`text_hstl.tokenize`), made when first read: counting the sentences of
+        an input (`hstl.inference.sharding.count_units`) splits it but never tokenizes it."""
+        return tokenize(self.text, self.start)
 
     @property
     def words(self) -> list[str]:
@@ -44,8 +50,7 @@ class TextSentence:
 def text_sentences(text: str, offset: int, document: str = "") -> list[TextSentence]:
     """The sentences of `text`, which starts at character `offset` of the input (of document `document`)."""
     return [
-        TextSentence(text[start:end], offset + start, offset + end, tokenize(text[start:end], offset + start),
-                     document)
+        TextSentence(text[start:end], offset + start, offset + end, document)
         for start, end in split_sentences(text)
     ]
 
