@@ -45,3 +45,39 @@ def test_committed_reports_are_the_ones_their_committed_cells_rebuild(tmp_path, 
     assert json.loads((tmp_path / f"{prefix}.json").read_text()) == json.loads((DOCS / f"{prefix}.json").read_text()), (
         f"docs/{prefix}.json is not what docs/{cells} rebuilds: run {runner} --report_only (see docs/results.md)")
     assert (tmp_path / f"{prefix}.md").read_text() == (DOCS / f"{prefix}.md").read_text()
+
+
+def _sync_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sync_results_tables",
+                                                  DOCS.parent / "scripts" / "sync_results_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_md_quotes_the_committed_reports_tables_unchanged():
+    """Every table of docs/results.md's full-comparison and data-efficiency sections whose header is a report's table
+    is that table, figure for figure (`scripts/sync_results_tables.py --check`)."""
+    assert _sync_script().main(["--check"]) == 0
+
+
+def test_table_sync_replaces_tables_by_header_within_their_section_only():
+    script = _sync_script()
+    document = "\n".join([
+        "# Results", "## The full comparison", "intro", "| a | b |", "|---|---|", "| 1 | 2 |", "text",
+        "| other |", "|---|", "| 9 |", "### Sub", "| c |", "|---|", "| 3 |",
+        "## Data efficiency on BioNLP13CG", "| a | b |", "|---|---|", "| 1 | 2 |", "## CPU miniature", "| a | b |",
+        "|---|---|", "| 1 | 2 |", ""])
+    reports = {"## The full comparison": "| a | b |\n|---|---|\n| 5 | 6 |\n| 7 | 8 |\n\n| c |\n|---|\n| 4 |\n",
+               "## Data efficiency on BioNLP13CG": "| a | b |\n|---|---|\n| 0 | 0 |\n"}
+    text, changed = script.synced(document, reports)
+    assert text.split("\n") == [
+        "# Results", "## The full comparison", "intro", "| a | b |", "|---|---|", "| 5 | 6 |", "| 7 | 8 |", "text",
+        "| other |", "|---|", "| 9 |", "### Sub", "| c |", "|---|", "| 4 |",
+        "## Data efficiency on BioNLP13CG", "| a | b |", "|---|---|", "| 0 | 0 |", "## CPU miniature", "| a | b |",
+        "|---|---|", "| 1 | 2 |", ""]
+    assert changed == ["The full comparison: | a | b |", "The full comparison: | c |",
+                       "Data efficiency on BioNLP13CG: | a | b |"]
+    assert script.synced(text, reports) == (text, [])
