@@ -81,3 +81,15 @@ def test_table_sync_replaces_tables_by_header_within_their_section_only():
     assert changed == ["The full comparison: | a | b |", "The full comparison: | c |",
                        "Data efficiency on BioNLP13CG: | a | b |"]
     assert script.synced(text, reports) == (text, [])
+
+
+def test_results_md_status_line_counts_the_converged_cells_of_the_report():
+    import re
+
+    counts = json.loads((DOCS / "results-full.json").read_text())["convergence_counts"]
+    status = re.search(r"\*\*Status: (\d+) of (\d+) single-task cells and (\d+) of (\d+) HSTL cells are converged\*\*",
+                       (DOCS / "results.md").read_text())
+    assert status is not None
+    assert [int(value) for value in status.groups()] == [
+        counts["single_task"]["converged"], counts["single_task"]["cells"], counts["hstl"]["converged"],
+        counts["hstl"]["cells"]]
