@@ -181,3 +181,47 @@ def test_gpu_pass_summary_computes_every_figure_and_ratio_from_stage_times_and_l
     assert "predict.py fixed cost (start-up, load, 20 sentences): 10.0 s" in lines
     assert ratios(lines) == [("gpu_train_vs_plain_loop", 0.5), ("gpu_predict_vs_hf_pipeline_fp32", 2.0),
                              ("gpu_hstl_pipeline_vs_hf_pipeline", 3.0), ("gpu_bf16_vs_fp32", 2.0)]
+
+
+def test_bf16_agreement_tags_each_corpus_in_both_precisions_and_prints_speed_then_agreement(tiny_model_dir, tmp_path):
+    from hstl.data import sample_data_dir
+
+    lines = run_benchmark("bf16_agreement.py", "--quick", "--threads", "1", "--model", str(tiny_model_dir),
+                          "--data_root", str(sample_data_dir()), "--corpora", "BC5CDR-chem", "NCBI-disease",
+                          "--task_map", "BC5CDR-chem=chem", "NCBI-disease=disease", quick=False)
+    corpus_lines = [line for line in lines if line.startswith(("# BC5CDR-chem:", "# NCBI-disease:"))]
+    assert len(corpus_lines) == 2 and all("20 sentences" in line for line in corpus_lines)
+    measured = ratios(lines)
+    assert [name for name, _ in measured] == ["bf16_vs_fp32", "bf16_mention_agreement"]
+    assert measured[0][1] > 0 and 0.0 <= measured[1][1] <= 1.0
+    # the fp32 mentions are those predict.py's path writes for the same sentences
+    from hstl.data import Sentence, read_conll, write_conll
+    from hstl.inference.streaming import PredictionOptions, predict_file
+    from labels_hstl import extract_chunks
+
+    sentences = [sentence for sentence in read_conll(sample_data_dir() / "NCBI-disease" / "test.tsv")
+                 if sentence.tokens][:20]
+    with (tmp_path / "ncbi.tsv").open("w", encoding="utf-8") as stream:
+        write_conll(stream, [Sentence(sentence.tokens, ["O"] * len(sentence.tokens), sentence.line)
+                             for sentence in sentences])
+    predict_file(tiny_model_dir, tmp_path / "ncbi.tsv", tmp_path / "ncbi.out.tsv",
+                 PredictionOptions(tasks=["disease"], merge="none", cpu=True, show_progress=False))
+    expected = sum(len(extract_chunks(sentence.labels))
+                   for sentence in read_conll(tmp_path / "ncbi.out.tsv"))
+    assert expected > 0 and f"mentions fp32 {expected}," in corpus_lines[1]
+
+
+def test_bf16_agreement_reads_mention_spans_and_scores_them_by_hand(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bf16_agreement
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    path = tmp_path / "out.tsv"
+    path.write_text("a\tB-X\nb\tI-X\nc\tO\nd\tB-X\n\ne\tO\nf\tI-X\n\n", encoding="utf-8")
+    # conlleval's rules: an I- after O starts a mention
+    assert bf16_agreement.spans(path) == {(0, 0, 2), (0, 3, 4), (1, 1, 2)}
+    # 2 of 3 predicted are gold, 2 of 4 gold are found: F1 = 2 * 2 / (3 + 4)
+    assert bf16_agreement.f1({(0, 0, 2), (0, 3, 4), (1, 1, 2)}, {(0, 0, 2), (0, 3, 4), (1, 0, 2), (2, 0, 1)}) == \
+        pytest.approx(4 / 7)
+    assert bf16_agreement.f1(set(), set()) == 1.0
