@@ -124,7 +124,8 @@ def viterbi_decode_heads(
 
 def crf_marginals(crf: CRF, emissions: torch.Tensor, word_mask: torch.Tensor) -> torch.FloatTensor:
     """
-    Marginal probability of every label at every word under `crf` (forward-backward in log space, fully batched):
+    Marginal probability of every label at every word under `crf` (forward-backward, fully batched: products of
+    probabilities in float64 on the CPU, a log-space scan or loop elsewhere, see `_marginals`):
     `P(y_w = label | emissions)`, summed over all label sequences of the example's real words and honouring the CRF's
     start, end and transition scores.
 
@@ -269,13 +270,14 @@ def _marginals_product_loop(
     word_mask: torch.Tensor,
 ) -> torch.FloatTensor:
     """
-    Batched forward-backward with products of probabilities in float64, one step per word: at each word a batched
-    vector-matrix product where `_marginals_loop` takes a `logsumexp` over `(batch_size, num_labels, num_labels)`
-    exponentials. Every score is exponentiated once, shifted by its maximum (so nothing exceeds 1), and every forward
-    and backward vector is scaled to sum 1, so a word's marginals are alpha * beta normalized over its labels and no
-    scale factor is kept. float64 leaves room for a spread of about 700 between the scores of one step; a row where it
-    is exceeded (every label underflows) is computed by `_marginals_loop` instead. The result (float32) is the exact
-    marginals rounded once, where the float32 log-space loop drifts by about 1e-6 a word.
+    Batched forward-backward with products of probabilities in float64, one step per word (`word_mask` left-aligned,
+    as in `crf_marginals`): at each word a batched vector-matrix product where `_marginals_loop` takes a `logsumexp`
+    over `(batch_size, num_labels, num_labels)` exponentials. Every score is exponentiated once, shifted by its
+    maximum (so nothing exceeds 1), and every forward and backward vector is scaled to sum 1, so a word's marginals
+    are alpha * beta normalized over its labels and no scale factor is kept. A row where some step's total falls
+    below float64's smallest normal number (scores about 708 apart within one step), where digits are lost or all
+    underflows, is computed by `_marginals_loop` instead. The result (float32) is the exact marginals rounded once,
+    where the float32 log-space loop drifts by about 1e-6 a word.
     """
     batch_size, num_words, num_labels = emissions.shape
     if num_words == 0:
@@ -292,23 +294,32 @@ def _marginals_product_loop(
     emission_steps = probabilities(emissions, -1).unbind(1)  # each of shape: (batch_size, num_labels)
     mask_steps = word_mask.unsqueeze(2).unbind(1)  # each of shape: (batch_size, 1)
     # alpha[w][b, j] is proportional to the summed weight of the label prefixes ending in label j at word w; past a
-    # row's last word it is never read.
+    # row's last word it is never read. `totals` keeps each step's sum before scaling, shape (batch_size, 1).
     alpha = start_factors * emission_steps[0]
-    alphas = [alpha / alpha.sum(dim=1, keepdim=True)]
+    alpha_totals = [alpha.sum(dim=1, keepdim=True)]
+    alphas = [alpha / alpha_totals[-1]]
     for position in range(1, num_words):
         alpha = torch.bmm(alphas[-1].unsqueeze(1), transition_factors).squeeze(1) * emission_steps[position]
-        alphas.append(alpha / alpha.sum(dim=1, keepdim=True))
+        alpha_totals.append(alpha.sum(dim=1, keepdim=True))
+        alphas.append(alpha / alpha_totals[-1])
     # beta[w][b, i] is proportional to the summed weight of the label suffixes after label i at word w, end
     # transition included; at and past a row's last word it is the end transition alone.
-    betas = [end_factors]
+    betas, beta_totals = [end_factors], [torch.ones_like(alpha_totals[0])]
     for position in range(num_words - 2, -1, -1):
         beta = torch.bmm(transition_factors, (emission_steps[position + 1] * betas[-1]).unsqueeze(2)).squeeze(2)
-        betas.append(torch.where(mask_steps[position + 1], beta / beta.sum(dim=1, keepdim=True), end_factors))
+        beta_totals.append(torch.where(mask_steps[position + 1], beta.sum(dim=1, keepdim=True), 1.0))
+        betas.append(torch.where(mask_steps[position + 1], beta / beta_totals[-1], end_factors))
     # shape: (batch_size, num_words, num_labels)
     weights = torch.stack(alphas, dim=1) * torch.stack(betas[::-1], dim=1)
-    marginals = (weights / weights.sum(dim=2, keepdim=True)).float().masked_fill(~word_mask.unsqueeze(-1), 0.0)
-    if not torch.isfinite(marginals).all():  # a step underflowed (0 / 0): those rows in log space
-        rows = (~torch.isfinite(marginals)).flatten(1).any(dim=1).nonzero().squeeze(1)
+    weight_totals = weights.sum(dim=2)
+    marginals = (weights / weight_totals.unsqueeze(2)).float().masked_fill(~word_mask.unsqueeze(-1), 0.0)
+    # shape: (batch_size, num_words): the smallest total of each word's steps; rows where one lost digits go to log
+    # space
+    smallest = torch.minimum(torch.minimum(torch.cat(alpha_totals, dim=1), torch.cat(beta_totals[::-1], dim=1)),
+                             weight_totals)
+    lost = (smallest < torch.finfo(torch.float64).tiny) & word_mask
+    if lost.any():
+        rows = lost.any(dim=1).nonzero().squeeze(1)
 
         def of_rows(scores: torch.Tensor, per_row_dims: int) -> torch.Tensor:
             return scores[rows] if scores.dim() == per_row_dims else scores
@@ -338,8 +349,8 @@ def _viterbi(start_transitions, end_transitions, transitions, emissions, word_ma
 
 
 def _marginals(start_transitions, end_transitions, transitions, emissions, word_mask) -> torch.FloatTensor:
-    """Batched forward-backward (`_marginals_scan` where it pays, see `_scan_pays`, else `_marginals_loop`).
-    Transition scores are shared or per example, as in `_viterbi`."""
+    """Batched forward-backward (`_marginals_scan` where it pays, see `_scan_pays`, else `_marginals_product_loop` on
+    the CPU and `_marginals_loop` elsewhere). Transition scores are shared or per example, as in `_viterbi`."""
     if _scan_pays(emissions, CPU_SCAN_MAX_LABELS["marginals"]):
         function = _marginals_scan
     else:

@@ -531,7 +531,7 @@ class HSTLDataCollator:
         padded_length = _padded_length(sequence_lengths, self.pad_to_multiple_of)
         max_words = max(len(feature["word_start_positions"]) for feature in features)
         pad_left = self.tokenizer.padding_side == "left"
-        # read once: a tokenizer's attributes are looked up through `__getattr__`, a few microseconds each
+        # read once per batch: each read goes through the tokenizer's attribute machinery, microseconds a time
         pad_token_id = self.tokenizer.pad_token_id
         pad_token_type_id = self.tokenizer.pad_token_type_id if with_token_type_ids else None
         batch: dict[str, list] = {"input_ids": [], "attention_mask": [], "word_start_positions": []}

@@ -55,8 +55,31 @@ def spans(path: Path) -> set[tuple[int, int, int]]:
 
 
 def f1(predicted: set, gold: set) -> float:
+    """F1 of predicted spans against gold spans (1.0 when both are empty)."""
     correct = len(predicted & gold)
     return 2 * correct / (len(predicted) + len(gold)) if predicted or gold else 1.0
+
+
+def tag_in_both_precisions(model: Path, sentences: list, head: str, scratch: Path, cpu: bool, bf16_first: bool
+                           ) -> tuple[dict[str, set], dict[str, float]]:
+    """`({dtype: mention spans}, {dtype: seconds})` of `predict_file` on `sentences` (written without labels) with
+    `head`, in fp32 and bf16."""
+    from hstl.data import Sentence, write_conll
+    from hstl.inference.streaming import PredictionOptions, predict_file
+
+    unlabelled = scratch / "unlabelled.tsv"
+    with unlabelled.open("w", encoding="utf-8") as stream:
+        write_conll(stream, [Sentence(sentence.tokens, ["O"] * len(sentence.tokens), sentence.line)
+                             for sentence in sentences])
+    found, seconds = {}, {}
+    for dtype in ("bf16", "fp32") if bf16_first else ("fp32", "bf16"):
+        output = scratch / f"{dtype}.tsv"
+        started = time.perf_counter()
+        predict_file(model, unlabelled, output, PredictionOptions(tasks=[head], merge="none", dtype=dtype, cpu=cpu,
+                                                                  show_progress=False))
+        seconds[dtype] = time.perf_counter() - started
+        found[dtype] = spans(output)
+    return found, seconds
 
 
 def main() -> None:
@@ -64,36 +87,25 @@ def main() -> None:
     if args.quick:
         args.max_sentences, args.corpora = 20, args.corpora[:2]
     _common.setup_run(args)
-    from hstl.data import Sentence, read_conll, write_conll
-    from hstl.inference.streaming import PredictionOptions, predict_file
-
+    from hstl.data import read_conll
     from labels_hstl import extract_chunks
 
     data_root = args.data_root or _common.corpora_dir()
     heads = dict(pair.split("=", 1) for pair in args.task_map)
-    scratch = Path(tempfile.mkdtemp(prefix="hstl-bf16-"))
     in_both = in_either = 0
     total_seconds = {"fp32": 0.0, "bf16": 0.0}
     for corpus_index, corpus in enumerate(args.corpora):
         sentences = [sentence for sentence in read_conll(data_root / corpus / "test.tsv")
                      if sentence.tokens][: args.max_sentences]
-        unlabelled = scratch / f"{corpus}.tsv"
-        with unlabelled.open("w", encoding="utf-8") as stream:
-            write_conll(stream, [Sentence(sentence.tokens, ["O"] * len(sentence.tokens), sentence.line)
-                                 for sentence in sentences])
         gold = {(index, start, end) for index, sentence in enumerate(sentences)
                 for _, start, end in extract_chunks(sentence.labels)}
-        found, seconds = {}, {}
-        for dtype in ("fp32", "bf16")[:: 1 if corpus_index % 2 == 0 else -1]:  # each first in turn
-            output = scratch / f"{corpus}.{dtype}.tsv"
-            started = time.perf_counter()
-            predict_file(args.model, unlabelled, output, PredictionOptions(
-                tasks=[heads.get(corpus, corpus)], merge="none", dtype=dtype, cpu=args.cpu, show_progress=False))
-            seconds[dtype] = time.perf_counter() - started
-            total_seconds[dtype] += seconds[dtype]
-            found[dtype] = spans(output)
+        with tempfile.TemporaryDirectory(prefix="hstl-bf16-") as scratch:
+            found, seconds = tag_in_both_precisions(args.model, sentences, heads.get(corpus, corpus), Path(scratch),
+                                                    args.cpu, bf16_first=corpus_index % 2 == 1)  # first in turn
         both, either = found["fp32"] & found["bf16"], found["fp32"] | found["bf16"]
         in_both, in_either = in_both + len(both), in_either + len(either)
+        for dtype in total_seconds:
+            total_seconds[dtype] += seconds[dtype]
         print(f"# {corpus}: {len(sentences)} sentences; mentions fp32 {len(found['fp32'])}, bf16 {len(found['bf16'])}, "
               f"in both {len(both)}; gold F1 fp32 {100 * f1(found['fp32'], gold):.2f}, "
               f"bf16 {100 * f1(found['bf16'], gold):.2f}; {seconds['fp32']:.1f} s fp32, {seconds['bf16']:.1f} s bf16")

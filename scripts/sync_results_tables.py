@@ -52,7 +52,12 @@ def synced(document: str, reports: dict[str, str]) -> tuple[str, list[str]]:
     changed = []
     for heading, report in reports.items():
         report_lines = report.split("\n")
-        by_header = {report_lines[first]: report_lines[first:end] for first, end in tables(report_lines)}
+        by_header: dict[str, list[str]] = {}
+        for first, end in tables(report_lines):
+            if report_lines[first] in by_header:
+                raise ValueError(f"the report quoted in {heading!r}: expected one table per header row, got two "
+                                 f"headed {report_lines[first]!r}")
+            by_header[report_lines[first]] = report_lines[first:end]
         start, end = section_range(lines, heading)
         section_changes = []
         # from the last table back, so that earlier line numbers stay valid as tables change length

@@ -355,8 +355,8 @@ def test_marginals_equal_brute_force_enumeration_with_padding(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_cpu_marginals_equal_brute_force_on_long_rows_to_float32_rounding(seed):
     """On the CPU, marginals come from float64 products of probabilities (`_marginals_product_loop`): within float32's
-    rounding of the exact values on rows of up to 9 words, heads of 3 and 5 labels stacked, where the float32 log-space
-    loop drifts by about 1e-6 a word."""
+    rounding of the exact values on rows of up to 9 words, two heads of 3 labels stacked and one of 4, where the
+    float32 log-space loop drifts by about 1e-6 a word."""
     import modeling_hstl
 
     generator = torch.Generator().manual_seed(300 + seed)
@@ -405,6 +405,32 @@ def test_cpu_marginals_of_a_row_whose_probabilities_underflow_come_from_log_spac
     torch.testing.assert_close(second[0], torch.tensor([[2 / 3, 1 / 3], [2 / 3, 1 / 3]]), rtol=0, atol=1e-5)
     torch.testing.assert_close(first[0], torch.full((2, 2), 0.5), rtol=0, atol=1e-6)
     torch.testing.assert_close(second[1], torch.full((2, 2), 0.5), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_cpu_marginals_of_a_row_whose_step_totals_fall_among_subnormal_numbers_come_from_log_space(direction):
+    """Two words, emissions 0. Forward: start scores [0, -1000], transitions [[-740, -741], [0, 0]], end 0; the
+    forward step's total is about e^-740, below float64's smallest normal number, where products keep fewer digits
+    (nothing is NaN). By hand, word 1 is label 0 (label 1 costs e^-1000) and word 2 is label 0 with probability
+    e^-740 / (e^-740 + e^-741) = 1 / (1 + e^-1). Backward is the mirror image: end scores [0, -1000], transitions
+    [[-740, 0], [-741, 0]], start 0; the backward step's total is about e^-740, word 1 is label 0 with probability
+    1 / (1 + e^-1) and word 2 is label 0."""
+    from torchcrf import CRF
+
+    from hstl import crf_marginals
+
+    crf = CRF(2, batch_first=True)
+    unlikely = torch.tensor([0.0, -1000.0])
+    with torch.no_grad():
+        crf.start_transitions.copy_(unlikely if direction == "forward" else torch.zeros(2))
+        crf.end_transitions.copy_(unlikely if direction == "backward" else torch.zeros(2))
+        crf.transitions.copy_(torch.tensor([[-740.0, -741.0], [0.0, 0.0]]) if direction == "forward"
+                              else torch.tensor([[-740.0, 0.0], [-741.0, 0.0]]))
+    marginals = crf_marginals(crf, torch.zeros(1, 2, 2), torch.ones(1, 2, dtype=torch.bool))
+    split = [1 / (1 + math.exp(-1)), 1 - 1 / (1 + math.exp(-1))]
+    expected = [[1.0, 0.0], split] if direction == "forward" else [split, [1.0, 0.0]]
+    # the log-space loop adds float32 scores near 1000 (spacing 6e-5); the subnormal products are 1.7e-3 off
+    torch.testing.assert_close(marginals[0], torch.tensor(expected), rtol=0, atol=1e-4)
 
 
 def test_grouped_heads_marginals_equal_each_head_alone_and_tag_returns_them_only_when_asked(tester, model):

@@ -93,3 +93,10 @@ def test_results_md_status_line_counts_the_converged_cells_of_the_report():
     assert [int(value) for value in status.groups()] == [
         counts["single_task"]["converged"], counts["single_task"]["cells"], counts["hstl"]["converged"],
         counts["hstl"]["cells"]]
+
+
+def test_table_sync_refuses_a_report_with_two_tables_of_one_header():
+    script = _sync_script()
+    document = "## The full comparison\n| a |\n|---|\n| 1 |\n"
+    with pytest.raises(ValueError, match=r"expected one table per header row, got two headed '\| a \|'"):
+        script.synced(document, {"## The full comparison": "| a |\n|---|\n| 2 |\n\n| a |\n|---|\n| 3 |\n"})
