@@ -45,12 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def spans(path: Path) -> set[tuple[int, int, int]]:
-    """(sentence, first word, end word (exclusive)) of every mention in a one-label-column CoNLL file."""
-    from hstl.data import read_conll
+def spans(sentences) -> set[tuple[int, int, int]]:
+    """(sentence, first word, end word (exclusive)) of every mention of labelled sentences (`hstl.data.Sentence`, as
+    `read_conll` reads a one-label-column CoNLL file)."""
     from labels_hstl import extract_chunks
 
-    return {(index, start, end) for index, sentence in enumerate(read_conll(path))
+    return {(index, start, end) for index, sentence in enumerate(sentences)
             for _, start, end in extract_chunks(sentence.labels)}
 
 
@@ -64,7 +64,7 @@ def tag_in_both_precisions(model: Path, sentences: list, head: str, scratch: Pat
                            ) -> tuple[dict[str, set], dict[str, float]]:
     """`({dtype: mention spans}, {dtype: seconds})` of `predict_file` on `sentences` (written without labels) with
     `head`, in fp32 and bf16."""
-    from hstl.data import Sentence, write_conll
+    from hstl.data import Sentence, read_conll, write_conll
     from hstl.inference.streaming import PredictionOptions, predict_file
 
     unlabelled = scratch / "unlabelled.tsv"
@@ -78,7 +78,7 @@ def tag_in_both_precisions(model: Path, sentences: list, head: str, scratch: Pat
         predict_file(model, unlabelled, output, PredictionOptions(tasks=[head], merge="none", dtype=dtype, cpu=cpu,
                                                                   show_progress=False))
         seconds[dtype] = time.perf_counter() - started
-        found[dtype] = spans(output)
+        found[dtype] = spans(read_conll(output))
     return found, seconds
 
 
@@ -88,7 +88,6 @@ def main() -> None:
         args.max_sentences, args.corpora = 20, args.corpora[:2]
     _common.setup_run(args)
     from hstl.data import read_conll
-    from labels_hstl import extract_chunks
 
     data_root = args.data_root or _common.corpora_dir()
     heads = dict(pair.split("=", 1) for pair in args.task_map)
@@ -97,8 +96,7 @@ def main() -> None:
     for corpus_index, corpus in enumerate(args.corpora):
         sentences = [sentence for sentence in read_conll(data_root / corpus / "test.tsv")
                      if sentence.tokens][: args.max_sentences]
-        gold = {(index, start, end) for index, sentence in enumerate(sentences)
-                for _, start, end in extract_chunks(sentence.labels)}
+        gold = spans(sentences)
         with tempfile.TemporaryDirectory(prefix="hstl-bf16-") as scratch:
             found, seconds = tag_in_both_precisions(args.model, sentences, heads.get(corpus, corpus), Path(scratch),
                                                     args.cpu, bf16_first=corpus_index % 2 == 1)  # first in turn

@@ -217,10 +217,12 @@ def test_bf16_agreement_reads_mention_spans_and_scores_them_by_hand(tmp_path):
         import bf16_agreement
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
+    from hstl.data import read_conll
+
     path = tmp_path / "out.tsv"
     path.write_text("a\tB-X\nb\tI-X\nc\tO\nd\tB-X\n\ne\tO\nf\tI-X\n\n", encoding="utf-8")
     # conlleval's rules: an I- after O starts a mention
-    assert bf16_agreement.spans(path) == {(0, 0, 2), (0, 3, 4), (1, 1, 2)}
+    assert bf16_agreement.spans(read_conll(path)) == {(0, 0, 2), (0, 3, 4), (1, 1, 2)}
     # 2 of 3 predicted are gold, 2 of 4 gold are found: F1 = 2 * 2 / (3 + 4)
     assert bf16_agreement.f1({(0, 0, 2), (0, 3, 4), (1, 1, 2)}, {(0, 0, 2), (0, 3, 4), (1, 0, 2), (2, 0, 1)}) == \
         pytest.approx(4 / 7)
