@@ -178,6 +178,54 @@ def _per_head_stacked(crf_function, crfs: list[CRF], emissions: list[torch.Tenso
     return results
 
 
+@dataclass
+class _RowsByLength:
+    """The words of a batch as the loops over word positions take them: the rows sorted by their number of words,
+    longest first, and their real words packed word by word (the layout of `torch.nn.utils.rnn.PackedSequence`), so
+    that each step of a loop works on one contiguous block, the rows still inside their sentence. Several batches of
+    different widths, padded to one, then decode in one call at the cost of their real words, not of the padding; each
+    row's arithmetic is the same as alone. Finding the blocks reads the lengths on the host (one wait on an
+    accelerator, where only heads of more than `SCAN_MAX_LABELS` labels take the loops)."""
+
+    order: torch.Tensor
+    """Sorted position -> row, for the rows with at least one word."""
+    active: list[int]
+    """`active[w]`: how many rows reach word `w` (the first `active[w]` sorted rows), up to the longest row's last."""
+    offsets: list[int]
+    """`offsets[w]`: where word `w`'s block starts in the packed words."""
+    words: torch.Tensor
+    """Packed word -> its index in the `(batch_size * num_words)` flattened batch."""
+    sorted_rows: torch.Tensor
+    """Packed word -> its sorted row."""
+
+    @classmethod
+    def of(cls, word_mask: torch.Tensor) -> "_RowsByLength":
+        num_words = word_mask.shape[1]
+        lengths = word_mask.sum(dim=1)
+        order = lengths.argsort(descending=True, stable=True)
+        # shape: (num_words, batch_size): whether sorted row r reaches word w; listed word by word
+        reaches = lengths[order].unsqueeze(0) > torch.arange(num_words, device=word_mask.device).unsqueeze(1)
+        active = [count for count in reaches.sum(dim=1).tolist() if count]
+        offsets = [0]
+        for count in active[:-1]:
+            offsets.append(offsets[-1] + count)
+        word, sorted_rows = reaches.nonzero(as_tuple=True)
+        return cls(order[: active[0] if active else 0], active, offsets, order[sorted_rows] * num_words + word,
+                   sorted_rows)
+
+    def packed(self, values: torch.Tensor) -> torch.Tensor:
+        """`(batch_size, num_words, ...)` values of the real words, packed: `(real words, ...)`."""
+        return values.flatten(0, 1)[self.words]
+
+    def step(self, packed: torch.Tensor, position: int) -> torch.Tensor:
+        """The packed values of word `position`: `(active[position], ...)`, of the first sorted rows."""
+        return packed[self.offsets[position] : self.offsets[position] + self.active[position]]
+
+    def sorted(self, values: torch.Tensor, per_row_dims: int) -> torch.Tensor:
+        """Per-row values (of `per_row_dims` dims) of the sorted rows with words; shared ones (fewer dims) as is."""
+        return values[self.order] if values.dim() == per_row_dims else values
+
+
 def _viterbi_loop(
     start_transitions: torch.Tensor,
     end_transitions: torch.Tensor,
@@ -186,38 +234,41 @@ def _viterbi_loop(
     word_mask: torch.Tensor,
 ) -> torch.LongTensor:
     """
-    Batched Viterbi, one step per word. Transition scores are shared, `(num_labels,)` / `(num_labels, num_labels)`, or per example,
-    `(batch_size, num_labels)` / `(batch_size, num_labels, num_labels)`; the arithmetic is the same either way.
+    Batched Viterbi, one step per word, each step over the rows still inside their sentence (`_RowsByLength`).
+    Transition scores are shared, `(num_labels,)` / `(num_labels, num_labels)`, or per example, `(batch_size,
+    num_labels)` / `(batch_size, num_labels, num_labels)`; the arithmetic is the same either way.
     """
     batch_size, num_words, _ = emissions.shape
-    if num_words == 0:
-        return torch.full((batch_size, 0), PAD_LABEL_ID, dtype=torch.long, device=emissions.device)
-    # Per-position views made once (shape: (batch_size, 1, num_labels) and (batch_size, 1)): the loops below then
-    # issue only the operations of the recursion itself at each word.
-    emission_steps = emissions.unsqueeze(1).unbind(2)
-    mask_steps = word_mask.unsqueeze(2).unbind(1)
-    last_position = word_mask.long().sum(dim=1, keepdim=True) - 1  # shape: (batch_size, 1); -1 for empty rows
-    is_real = torch.arange(num_words, device=emissions.device) <= last_position  # shape: (batch_size, num_words)
-    # shape: (batch_size, num_labels): best score of a path ending in each label
-    score = start_transitions + emissions[:, 0]
+    predictions = torch.full((batch_size, num_words), PAD_LABEL_ID, dtype=torch.long, device=emissions.device)
+    rows = _RowsByLength.of(word_mask)
+    if not rows.active:
+        return predictions
+    start_transitions, end_transitions = rows.sorted(start_transitions, 2), rows.sorted(end_transitions, 2)
+    transitions = rows.sorted(transitions, 3)
+    per_row_transitions = transitions.dim() == 3
+    emission_words = rows.packed(emissions)  # shape: (real words, num_labels)
+    # shape: (sorted rows, num_labels): best score of a path ending in each label at the row's word so far
+    score = start_transitions + rows.step(emission_words, 0)
     backpointers = []
-    for position in range(1, num_words):
-        # shape: (batch_size, num_labels_from, num_labels_to)
-        candidate = score.unsqueeze(2) + transitions + emission_steps[position]
+    for position in range(1, len(rows.active)):
+        count = rows.active[position]
+        # shape: (count, num_labels_from, num_labels_to)
+        candidate = (score[:count].unsqueeze(2) + (transitions[:count] if per_row_transitions else transitions)
+                     + rows.step(emission_words, position).unsqueeze(1))
         best_score, best_previous = candidate.max(dim=1)
-        score = torch.where(mask_steps[position], best_score, score)
+        score[:count] = best_score  # rows past their last word keep their final scores
         backpointers.append(best_previous)
-    score = score + end_transitions
-    current_label = score.argmax(dim=1, keepdim=True)  # shape: (batch_size, 1)
-    labels = [current_label]  # from the last word back
-    is_real_steps = is_real.unsqueeze(2).unbind(1)
-    for position in range(num_words - 1, 0, -1):
-        previous_label = backpointers[position - 1].gather(1, current_label)
-        # Follow the back-pointer only inside the sentence: past its end the pointers are stale copies.
-        current_label = torch.where(is_real_steps[position], previous_label, current_label)
-        labels.append(current_label)
-    predictions = torch.cat(labels[::-1], dim=1)  # shape: (batch_size, num_words)
-    return predictions.masked_fill(~is_real, PAD_LABEL_ID)
+    current_label = (score + end_transitions).argmax(dim=1)  # shape: (sorted rows,)
+    # From each row's last word back; labels[w] holds word w's labels of the rows that reach it.
+    labels = [current_label] * len(rows.active)
+    for position in range(len(rows.active) - 1, 0, -1):
+        count = rows.active[position]
+        labels[position] = current_label[:count]
+        previous_label = backpointers[position - 1].gather(1, current_label[:count].unsqueeze(1)).squeeze(1)
+        current_label = torch.cat([previous_label, current_label[count:]])
+    labels[0] = current_label
+    predictions.view(-1)[rows.words] = torch.cat(labels)
+    return predictions
 
 
 def _marginals_loop(
@@ -270,62 +321,71 @@ def _marginals_product_loop(
     word_mask: torch.Tensor,
 ) -> torch.FloatTensor:
     """
-    Batched forward-backward with products of probabilities in float64, one step per word (`word_mask` left-aligned,
-    as in `crf_marginals`): at each word a batched vector-matrix product where `_marginals_loop` takes a `logsumexp`
-    over `(batch_size, num_labels, num_labels)` exponentials. Every score is exponentiated once, shifted by its
-    maximum (so nothing exceeds 1), and every forward and backward vector is scaled to sum 1, so a word's marginals
-    are alpha * beta normalized over its labels and no scale factor is kept. A row where some step's total falls
-    below float64's smallest normal number (scores about 708 apart within one step), where digits are lost or all
-    underflows, is computed by `_marginals_loop` instead. The result (float32) is the exact marginals rounded once,
-    where the float32 log-space loop drifts by about 1e-6 a word.
+    Batched forward-backward with products of probabilities in float64, one step per word over the rows still inside
+    their sentence (`_RowsByLength`; `word_mask` left-aligned, as in `crf_marginals`): at each word a batched
+    vector-matrix product where `_marginals_loop` takes a `logsumexp` over `(batch_size, num_labels, num_labels)`
+    exponentials. Every score is exponentiated once, shifted by its maximum (so nothing exceeds 1), and every forward
+    and backward vector is scaled to sum 1, so a word's marginals are alpha * beta normalized over its labels and no
+    scale factor is kept. A row where some step's total falls below float64's smallest normal number (scores about
+    708 apart within one step), where digits are lost or all underflows, is computed by `_marginals_loop` instead.
+    The result (float32) is the exact marginals rounded once, where the float32 log-space loop drifts by about 1e-6 a
+    word.
     """
     batch_size, num_words, num_labels = emissions.shape
-    if num_words == 0:
-        return emissions.new_zeros(batch_size, 0, num_labels, dtype=torch.float32)
+    marginals = emissions.new_zeros(batch_size, num_words, num_labels, dtype=torch.float32)
+    rows = _RowsByLength.of(word_mask)
+    if not rows.active:
+        return marginals
 
     def probabilities(scores: torch.Tensor, dims) -> torch.Tensor:
         scores = scores.double()
         return (scores - scores.amax(dim=dims, keepdim=True)).exp()
 
-    # shape: (batch_size, num_labels_from, num_labels_to), a view when the transition scores are shared
-    transition_factors = probabilities(transitions, (-2, -1)).expand(batch_size, num_labels, num_labels)
-    start_factors = probabilities(start_transitions, -1)
-    end_factors = probabilities(end_transitions, -1).expand(batch_size, num_labels)
-    emission_steps = probabilities(emissions, -1).unbind(1)  # each of shape: (batch_size, num_labels)
-    mask_steps = word_mask.unsqueeze(2).unbind(1)  # each of shape: (batch_size, 1)
-    # alpha[w][b, j] is proportional to the summed weight of the label prefixes ending in label j at word w; past a
-    # row's last word it is never read. `totals` keeps each step's sum before scaling, shape (batch_size, 1).
-    alpha = start_factors * emission_steps[0]
+    filled = rows.active[0]
+    # shape: (sorted rows, num_labels_from, num_labels_to), a view when the transition scores are shared
+    transition_factors = probabilities(rows.sorted(transitions, 3), (-2, -1)).expand(filled, num_labels, num_labels)
+    start_factors = probabilities(rows.sorted(start_transitions, 2), -1)
+    end_factors = probabilities(rows.sorted(end_transitions, 2), -1).expand(filled, num_labels)
+    emission_factors = probabilities(rows.packed(emissions), -1)  # shape: (real words, num_labels)
+    # alphas[w][r, j] is proportional to the summed weight of the label prefixes ending in label j at word w of sorted
+    # row r, for the rows that reach word w; `totals` keeps each step's sum before scaling, shape (rows, 1).
+    alpha = start_factors * rows.step(emission_factors, 0)
     alpha_totals = [alpha.sum(dim=1, keepdim=True)]
     alphas = [alpha / alpha_totals[-1]]
-    for position in range(1, num_words):
-        alpha = torch.bmm(alphas[-1].unsqueeze(1), transition_factors).squeeze(1) * emission_steps[position]
+    for position in range(1, len(rows.active)):
+        count = rows.active[position]
+        alpha = (torch.bmm(alphas[-1][:count].unsqueeze(1), transition_factors[:count]).squeeze(1)
+                 * rows.step(emission_factors, position))
         alpha_totals.append(alpha.sum(dim=1, keepdim=True))
         alphas.append(alpha / alpha_totals[-1])
-    # beta[w][b, i] is proportional to the summed weight of the label suffixes after label i at word w, end
-    # transition included; at and past a row's last word it is the end transition alone.
-    betas, beta_totals = [end_factors], [torch.ones_like(alpha_totals[0])]
-    for position in range(num_words - 2, -1, -1):
-        beta = torch.bmm(transition_factors, (emission_steps[position + 1] * betas[-1]).unsqueeze(2)).squeeze(2)
-        beta_totals.append(torch.where(mask_steps[position + 1], beta.sum(dim=1, keepdim=True), 1.0))
-        betas.append(torch.where(mask_steps[position + 1], beta / beta_totals[-1], end_factors))
-    # shape: (batch_size, num_words, num_labels)
-    weights = torch.stack(alphas, dim=1) * torch.stack(betas[::-1], dim=1)
-    weight_totals = weights.sum(dim=2)
-    marginals = (weights / weight_totals.unsqueeze(2)).float().masked_fill(~word_mask.unsqueeze(-1), 0.0)
-    # shape: (batch_size, num_words): the smallest total of each word's steps; rows where one lost digits go to log
-    # space
-    smallest = torch.minimum(torch.minimum(torch.cat(alpha_totals, dim=1), torch.cat(beta_totals[::-1], dim=1)),
-                             weight_totals)
-    lost = (smallest < torch.finfo(torch.float64).tiny) & word_mask
+    # betas[w][r, i] is proportional to the summed weight of the label suffixes after label i at word w, end
+    # transition included; at a row's last word it is the end transition alone.
+    betas, beta_totals = [end_factors[: rows.active[-1]]], []
+    for position in range(len(rows.active) - 2, -1, -1):
+        count = rows.active[position + 1]
+        beta = torch.bmm(transition_factors[:count],
+                         (rows.step(emission_factors, position + 1) * betas[-1]).unsqueeze(2)).squeeze(2)
+        beta_totals.append(beta.sum(dim=1, keepdim=True))
+        betas.append(torch.cat([beta / beta_totals[-1], end_factors[count : rows.active[position]]]))
+    # Packed word by word, as `emission_factors`
+    weights = torch.cat(alphas) * torch.cat(betas[::-1])
+    weight_totals = weights.sum(dim=1, keepdim=True)
+    marginals.view(-1, num_labels)[rows.words] = (weights / weight_totals).float()
+    # Rows where a step's total lost digits go to log space.
+    tiny = torch.finfo(torch.float64).tiny
+    lost = torch.zeros(filled, dtype=torch.bool, device=emissions.device)
+    lost[rows.sorted_rows[(torch.minimum(torch.cat(alpha_totals), weight_totals) < tiny).squeeze(1)]] = True
+    if beta_totals and bool(torch.cat(beta_totals).min() < tiny):
+        for totals in beta_totals:
+            lost[: len(totals)] |= totals.squeeze(1) < tiny
     if lost.any():
-        rows = lost.any(dim=1).nonzero().squeeze(1)
+        lost_rows = rows.order[lost]
 
         def of_rows(scores: torch.Tensor, per_row_dims: int) -> torch.Tensor:
-            return scores[rows] if scores.dim() == per_row_dims else scores
+            return scores[lost_rows] if scores.dim() == per_row_dims else scores
 
-        marginals[rows] = _marginals_loop(of_rows(start_transitions, 2), of_rows(end_transitions, 2),
-                                          of_rows(transitions, 3), emissions[rows], word_mask[rows])
+        marginals[lost_rows] = _marginals_loop(of_rows(start_transitions, 2), of_rows(end_transitions, 2),
+                                               of_rows(transitions, 3), emissions[lost_rows], word_mask[lost_rows])
     return marginals
 
 

@@ -161,8 +161,8 @@ def file_path(folder: Path, stub: RecordedEmissions, text: Path, output: Path, n
 
 def profile_stages(folder: Path, stub: RecordedEmissions, text: Path, num_sentences: int, batch_tokens: int | None,
                    top: int) -> None:
-    """The feed's three stages run one after the other in this thread, each under its own cProfile: microseconds per
-    sentence of each, and each one's `top` entries by own time."""
+    """The feed's three stages run one after the other in this thread, first plain and then each under its own
+    cProfile: microseconds per sentence of each, both ways, and each one's `top` entries by own time."""
     from hstl.formats import FORMATS
     from hstl.inference.feed import FeedSettings, Renderer, read_and_prepare, tag_piece
     from hstl.inference.loading import load_tokenizer_of, window_settings
@@ -175,22 +175,24 @@ def profile_stages(folder: Path, stub: RecordedEmissions, text: Path, num_senten
     stages = {"read, split, tokenize, window, batch (workers)": cProfile.Profile(),
               "stub emissions, Viterbi and marginals (device)": cProfile.Profile(),
               "stitch, merge, render (writer)": cProfile.Profile()}
-    seconds = dict.fromkeys(stages, 0.0)
     (prepare, device, writer) = stages
     gc.freeze()  # as in the workers, forked under gc.freeze (hstl.inference.feed.in_workers)
-    for piece in piece_ranges(whole_file(text), "text", feed.piece_bytes):
-        started = time.process_time()
-        prepared = stages[prepare].runcall(read_and_prepare, (piece, 0), "text", tokenizer, window, feed)
-        seconds[prepare] += time.process_time() - started
-        started = time.process_time()
-        results = stages[device].runcall(tag_piece, stub, prepared, tasks, torch.device("cpu"), "fp32")
-        seconds[device] += time.process_time() - started
-        started = time.process_time()
-        stages[writer].runcall(render, results)
-        seconds[writer] += time.process_time() - started
+    seconds = {}
+    for profiled in (False, True):
+        seconds[profiled] = dict.fromkeys(stages, 0.0)
+
+        def timed(stage: str, function, *args):
+            started = time.process_time()
+            result = stages[stage].runcall(function, *args) if profiled else function(*args)
+            seconds[profiled][stage] += time.process_time() - started
+            return result
+
+        for piece in piece_ranges(whole_file(text), "text", feed.piece_bytes):
+            prepared = timed(prepare, read_and_prepare, (piece, 0), "text", tokenizer, window, feed)
+            timed(writer, render, timed(device, tag_piece, stub, prepared, tasks, torch.device("cpu"), "fp32"))
     for name, profiler in stages.items():
-        print(f"# stage {name}: {seconds[name]:.2f} CPU s, {1e6 * seconds[name] / num_sentences:.0f} us a sentence "
-              f"(with cProfile's overhead)")
+        plain, with_profiler = (1e6 * seconds[profiled][name] / num_sentences for profiled in (False, True))
+        print(f"# stage {name}: {plain:.0f} us a sentence ({with_profiler:.0f} with cProfile's overhead)")
         report = io.StringIO()
         pstats.Stats(profiler, stream=report).strip_dirs().sort_stats("tottime").print_stats(top)
         print("\n".join(f"#   {line}" for line in report.getvalue().splitlines()

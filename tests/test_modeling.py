@@ -433,6 +433,28 @@ def test_cpu_marginals_of_a_row_whose_step_totals_fall_among_subnormal_numbers_c
     torch.testing.assert_close(marginals[0], torch.tensor(expected), rtol=0, atol=1e-4)
 
 
+def test_cpu_marginals_of_a_row_whose_backward_total_alone_underflows_come_from_log_space():
+    """Three words (0, 1, 2), start [-300, -20], end [-40, -740], transitions [[-300, -700], [-710, -800]], emissions
+    [0, -800], [-710, -30], [-740, -30]. By hand the eight paths score: (0,0,0) -2390, (0,1,0) -2520, (0,1,1) -2600,
+    (0,0,1) -2780, (1,1,0) -3140, (1,1,1) -3220, (1,0,0) -3320, (1,0,1) -3710, so every word is label 0 with
+    probability 1 - e^-130. In float64 products the backward step from word 2 to word 1 totals about 4.5e-309, among
+    the subnormal numbers where digits are lost, while every forward total (the smallest about 7e-218) and every
+    word's alpha-beta total (about 1e-304) stays normal: only the backward check sends this row to log space, and
+    without it word 2 comes out as label 1."""
+    from torchcrf import CRF
+
+    from hstl import crf_marginals
+
+    crf = CRF(2, batch_first=True)
+    with torch.no_grad():
+        crf.start_transitions.copy_(torch.tensor([-300.0, -20.0]))
+        crf.end_transitions.copy_(torch.tensor([-40.0, -740.0]))
+        crf.transitions.copy_(torch.tensor([[-300.0, -700.0], [-710.0, -800.0]]))
+    emissions = torch.tensor([[[0.0, -800.0], [-710.0, -30.0], [-740.0, -30.0]]])
+    marginals = crf_marginals(crf, emissions, torch.ones(1, 3, dtype=torch.bool))
+    torch.testing.assert_close(marginals[0], torch.tensor([[1.0, 0.0]] * 3), rtol=0, atol=1e-6)
+
+
 def test_grouped_heads_marginals_equal_each_head_alone_and_tag_returns_them_only_when_asked(tester, model):
     from torchcrf import CRF
 

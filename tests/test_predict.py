@@ -1217,7 +1217,7 @@ def test_a_window_gets_the_same_labels_and_marginals_in_any_batch(bert_model_dir
 
 
 def test_a_piece_decoded_at_once_gives_each_batch_what_its_own_pass_gives(bert_model_dir, tmp_path):
-    """The feed runs the CRFs of all the batches of a piece that have one word width at once: each batch gets, bit
+    """The feed runs the CRFs of all the batches of a piece, of several word widths, at once: each batch gets, bit
     for bit, the labels and marginals of `HSTLModel.tag` on that batch alone."""
     from hstl.inference.feed import MODEL_INPUT_KEYS, FeedSettings, prepare_units, tag_batches
 

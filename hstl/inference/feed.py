@@ -15,8 +15,8 @@ that the device waits for neither.
 On the CPU (`tags_in_workers`) the workers do all of it but the writing (`tag_and_render`): each tags whole pieces
 (pieces of `PIECE_BYTES_PER_BATCH_TOKEN` bytes per batch token), with the model it was forked with, one thread
 each, and sends back their text, which this thread writes in input order: nothing but the writing waits on one
-process, so the feed scales with the workers. The CRFs of the batches of a piece that share a word width run at once
-(`tag_batches`, `HSTLModel.decode`), and rendering finds the mentions of all the piece's sentences from label-id tensors
+process, so the feed scales with the workers. The CRFs of all the batches of a piece run at once (`tag_batches`,
+`HSTLModel.decode`), and rendering finds the mentions of all the piece's sentences from label-id tensors
 (`mentions_hstl.collect_mentions_of_sentences`), only the mentions becoming Python objects.
 
 The output does not depend on the number of processes, workers, the piece size, `batch_tokens` or `--batch_size`:
@@ -246,9 +246,11 @@ def tag_batches(model, batches: Sequence[Mapping[str, torch.Tensor]], tasks: Seq
     it labels some word other than O (in any of their windows), and are 0 elsewhere: a mention's confidence reads
     the marginals of its own words and of the next word of its sentence, nothing else does, and a row's marginals do
     not depend on its batch mates, so the output is the same. The labels are then decoded first, for the whole
-    piece, since a sentence's windows may lie in batches of other widths."""
+    piece, since a sentence's windows may lie in other batches."""
     import torch
 
+    if not batches:
+        return []
     unwrapped = getattr(model, "module", model)
     non_blocking = device.type == "cuda"
     emissions, word_masks = [], []
@@ -258,86 +260,79 @@ def tag_batches(model, batches: Sequence[Mapping[str, torch.Tensor]], tasks: Seq
             output = unwrapped.tag(**inputs, tasks=list(tasks), decode=False)
             emissions.append(output.emissions)
             word_masks.append(output.word_mask)
-        # The CRFs of all the batches of one word width at once (`HSTLModel.decode`): a row's result does not depend
-        # on its neighbours, and the loop over word positions runs once a width, not once a batch.
-        by_width: dict[int, list[int]] = {}
-        for index, mask in enumerate(word_masks):
-            by_width.setdefault(mask.shape[1], []).append(index)
-        predictions: list = [None] * len(batches)
-        marginals: list = [None] * len(batches)
-        for indices in by_width.values():
-            word_mask = torch.cat([word_masks[index] for index in indices])
-            width_emissions = {name: torch.cat([emissions[index][name] for index in indices]) for name in tasks}
-            labels, width_marginals = unwrapped.decode(width_emissions, word_mask,
-                                                       return_marginals=not mention_marginals_only)
-            rows = [word_masks[index].shape[0] for index in indices]
-            labels = {name: values.split(rows) for name, values in labels.items()}
-            if width_marginals is not None:
-                width_marginals = {name: values.split(rows) for name, values in width_marginals.items()}
-            for position, index in enumerate(indices):
-                predictions[index] = {name: labels[name][position] for name in tasks}
-                if width_marginals is not None:
-                    marginals[index] = {name: width_marginals[name][position] for name in tasks}
+        # The CRFs of all the piece's batches at once (`HSTLModel.decode`), padded to the widest: a row's result
+        # depends neither on its neighbours nor on padding words, and each step of the loops over word positions
+        # works on the rows still inside their sentence, so the loop runs once a piece at the cost of its real words.
+        rows = [mask.shape[0] for mask in word_masks]
+        word_mask = _padded_and_joined(word_masks)
+        piece_emissions = {name: _padded_and_joined([batch_emissions[name] for batch_emissions in emissions])
+                           for name in tasks}
+        labels, piece_marginals = unwrapped.decode(piece_emissions, word_mask,
+                                                   return_marginals=not mention_marginals_only)
         if mention_marginals_only:
-            needed = _rows_in_sentences_with_mentions(unwrapped.config, batches, predictions, tasks)
-            for indices in by_width.values():
-                width_marginals = _marginals_of_rows(unwrapped, [emissions[index] for index in indices],
-                                                     [word_masks[index] for index in indices],
-                                                     [needed[index] for index in indices], tasks)
-                for index, batch_marginals in zip(indices, width_marginals):
-                    marginals[index] = batch_marginals
+            needed = _rows_in_sentences_with_mentions(unwrapped.config, batches, labels, tasks)
+            piece_marginals = _marginals_of_rows(unwrapped, piece_emissions, word_mask, needed, tasks)
+        predictions = _batch_views(labels, rows, word_masks)
+        marginals = _batch_views(piece_marginals, rows, word_masks)
     return [({name: values.to("cpu", non_blocking=non_blocking) for name, values in batch_predictions.items()},
              {name: values.to("cpu", non_blocking=non_blocking) for name, values in batch_marginals.items()})
             for batch_predictions, batch_marginals in zip(predictions, marginals)]
 
 
-def _rows_in_sentences_with_mentions(config, batches: Sequence[Mapping[str, torch.Tensor]],
-                                     predictions: Sequence[Mapping[str, torch.Tensor]],
-                                     tasks: Sequence[str]) -> list[dict[str, torch.Tensor]]:
-    """Per batch, `{task: (windows,) bool}`: the windows of the sentences in which the head labels a word other than
-    O in some window (label ids on the CPU; `batch["sentence_index"]` numbers the piece's sentences)."""
+def _padded_and_joined(values: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Batches of `(rows, words, ...)` values as one `(all rows, most words, ...)` tensor, zero (False) past each
+    batch's own words."""
     import torch
 
-    sentence_ids = [batch["sentence_index"] for batch in batches]
-    num_sentences = int(max(int(ids.max()) for ids in sentence_ids)) + 1
-    needed: list[dict[str, torch.Tensor]] = [{} for _ in batches]
+    width = max(batch_values.shape[1] for batch_values in values)
+    padding = [0, 0] * (values[0].dim() - 2)
+    return torch.cat([torch.nn.functional.pad(batch_values, [*padding, 0, width - batch_values.shape[1]])
+                      for batch_values in values])
+
+
+def _batch_views(values: Mapping[str, torch.Tensor], rows: Sequence[int], word_masks: Sequence[torch.Tensor],
+                 ) -> list[dict[str, torch.Tensor]]:
+    """Per batch, `{task: its rows and words of the piece's values}` (views)."""
+    split = {name: head_values.split(list(rows)) for name, head_values in values.items()}
+    return [{name: split[name][index][:, : mask.shape[1]] for name in values} for index, mask in enumerate(word_masks)]
+
+
+def _rows_in_sentences_with_mentions(config, batches: Sequence[Mapping[str, torch.Tensor]],
+                                     labels: Mapping[str, torch.Tensor], tasks: Sequence[str],
+                                     ) -> dict[str, torch.Tensor]:
+    """`{task: (windows of the piece,) bool}`: the windows of the sentences in which the head labels a word other than
+    O in some window (the piece's label ids on the CPU; `batch["sentence_index"]` numbers the piece's sentences)."""
+    import torch
+
+    sentence_ids = torch.cat([batch["sentence_index"] for batch in batches])
+    needed = {}
     for name in tasks:
         outside_id = list(config.task(name)["labels"]).index("O")
-        with_mention = torch.zeros(num_sentences, dtype=torch.bool)
-        for ids, batch_predictions in zip(sentence_ids, predictions):
-            labels = batch_predictions[name]
-            with_mention[ids[((labels != outside_id) & (labels >= 0)).any(dim=1)]] = True
-        for batch_needed, ids in zip(needed, sentence_ids):
-            batch_needed[name] = with_mention[ids]
+        with_mention = torch.zeros(int(sentence_ids.max()) + 1, dtype=torch.bool)
+        with_mention[sentence_ids[((labels[name] != outside_id) & (labels[name] >= 0)).any(dim=1)]] = True
+        needed[name] = with_mention[sentence_ids]
     return needed
 
 
-def _marginals_of_rows(model, emissions: Sequence[Mapping[str, torch.Tensor]], word_masks: Sequence[torch.Tensor],
-                       needed: Sequence[Mapping[str, torch.Tensor]], tasks: Sequence[str],
-                       ) -> list[dict[str, torch.Tensor]]:
-    """Per batch of one word width, `{task: (windows, words, labels)}` float32 marginals: the model's
-    (`HSTLModel.marginals`, all the batches' needed rows at once) where `needed`, 0 elsewhere."""
+def _marginals_of_rows(model, emissions: Mapping[str, torch.Tensor], word_mask: torch.Tensor,
+                       needed: Mapping[str, torch.Tensor], tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+    """`{task: (windows, words, labels)}` float32 marginals: the model's (`HSTLModel.marginals`, the needed rows of
+    all heads at once) where `needed`, 0 elsewhere."""
     import torch
 
-    word_mask = torch.cat(list(word_masks))
-    rows_of_heads = {name: torch.cat([batch_needed[name] for batch_needed in needed]).nonzero().squeeze(1)
-                     for name in tasks}
-    computed = {}
+    rows_of_heads = {name: needed[name].nonzero().squeeze(1) for name in tasks}
     heads = [name for name in tasks if len(rows_of_heads[name])]
+    computed = {}
     if heads:
-        computed = model.marginals(
-            {name: torch.cat([batch_emissions[name] for batch_emissions in emissions])[rows_of_heads[name]]
-             for name in heads},
-            {name: word_mask[rows_of_heads[name]] for name in heads})
-    split_rows = [mask.shape[0] for mask in word_masks]
-    per_head = {}
+        computed = model.marginals({name: emissions[name][rows_of_heads[name]] for name in heads},
+                                   {name: word_mask[rows_of_heads[name]] for name in heads})
+    marginals = {}
     for name in tasks:
-        num_labels = emissions[0][name].shape[-1]
-        values = torch.zeros(*word_mask.shape, num_labels, dtype=torch.float32, device=word_mask.device)
+        marginals[name] = torch.zeros(*word_mask.shape, emissions[name].shape[-1], dtype=torch.float32,
+                                      device=word_mask.device)
         if name in computed:
-            values[rows_of_heads[name]] = computed[name]
-        per_head[name] = values.split(split_rows)
-    return [{name: per_head[name][position] for name in tasks} for position in range(len(word_masks))]
+            marginals[name][rows_of_heads[name]] = computed[name]
+    return marginals
 
 
 @dataclass
