@@ -21,8 +21,8 @@ from pathlib import Path
 GROUP_MODULES = ("configuration_hstl", "entity_types_hstl", "labels_hstl", "mentions_hstl", "modeling_hstl",
                  "pipeline_hstl", "text_hstl", "windows_hstl")
 """The remote-code group: top-level modules of the installed package, shipped as files in every model folder."""
-ALLOWED_IMPORTS = frozenset({"torch", "transformers", "torchcrf", "__future__", "abc", "bisect", "collections",
-                             "dataclasses", "enum", "functools", "itertools", "math", "re", "typing"})
+ALLOWED_IMPORTS = frozenset({"torch", "transformers", "torchcrf", "__future__", "abc", "array", "bisect",
+                             "collections", "dataclasses", "enum", "functools", "itertools", "math", "re", "typing"})
 """Top-level modules remote code may import: the model stack and pure-computation parts of the standard library."""
 FORBIDDEN_CALLS = frozenset({"exec", "eval", "compile", "__import__", "breakpoint", "input"})
 FORBIDDEN_METHODS = frozenset({"write_text", "write_bytes", "mkdir", "unlink", "rmdir", "rmtree", "save_pretrained",
