@@ -95,6 +95,21 @@ def test_results_md_status_line_counts_the_converged_cells_of_the_report():
         counts["hstl"]["cells"]]
 
 
+def test_results_md_status_line_counts_the_cells_converged_under_the_stricter_reading():
+    """"in X and Y of them the best validation F1 also came at least `patience` evaluations before the end": counted
+    here from the committed cell records."""
+    import re
+
+    strict = []
+    for method in ("single_task", "hstl"):
+        cells = [json.loads(path.read_text())["convergence"]
+                 for path in sorted((DOCS / "results-full-cells" / method).glob("*/seed*.json"))]
+        strict.append(sum(cell["converged"] and cell["evaluations_after_best"] >= cell["patience"] for cell in cells))
+    stated = re.search(r"budget; in (\d+) and (\d+) of them the best validation F1 also came at least `patience`\s+"
+                       r"evaluations before the end", (DOCS / "results.md").read_text())
+    assert stated is not None and [int(value) for value in stated.groups()] == strict
+
+
 def test_table_sync_refuses_a_report_with_two_tables_of_one_header():
     script = _sync_script()
     document = "## The full comparison\n| a |\n|---|\n| 1 |\n"
