@@ -200,6 +200,10 @@ class _RowsByLength:
 
     @classmethod
     def of(cls, word_mask: torch.Tensor) -> "_RowsByLength":
+        if bool((word_mask[:, 1:] & ~word_mask[:, :-1]).any()):
+            row = int((word_mask[:, 1:] & ~word_mask[:, :-1]).any(dim=1).nonzero()[0])
+            raise ValueError(f"word_mask: expected each row's real words first (left-aligned), got a padding word "
+                             f"before a real one in row {row}")
         num_words = word_mask.shape[1]
         lengths = word_mask.sum(dim=1)
         order = lengths.argsort(descending=True, stable=True)

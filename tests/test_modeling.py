@@ -433,6 +433,19 @@ def test_cpu_marginals_of_a_row_whose_step_totals_fall_among_subnormal_numbers_c
     torch.testing.assert_close(marginals[0], torch.tensor(expected), rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("decode", ["viterbi_decode", "crf_marginals"])
+def test_crf_loops_refuse_a_word_mask_with_padding_before_a_real_word(decode):
+    """The loops take each row's words as its first ones (`word_mask` left-aligned): a mask with a gap would decode
+    other words than it marks, so it is refused, naming the row."""
+    from torchcrf import CRF
+
+    import hstl
+
+    word_mask = torch.tensor([[True, True, False], [True, False, True]])
+    with pytest.raises(ValueError, match=r"word_mask: expected each row's real words first \(left-aligned\).* row 1"):
+        getattr(hstl, decode)(CRF(3, batch_first=True), torch.zeros(2, 3, 3), word_mask)
+
+
 def test_cpu_marginals_of_a_row_whose_backward_total_alone_underflows_come_from_log_space():
     """Three words (0, 1, 2), start [-300, -20], end [-40, -740], transitions [[-300, -700], [-710, -800]], emissions
     [0, -800], [-710, -30], [-740, -30]. By hand the eight paths score: (0,0,0) -2390, (0,1,0) -2520, (0,1,1) -2600,
