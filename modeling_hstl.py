@@ -184,8 +184,8 @@ class _RowsByLength:
     longest first, and their real words packed word by word (the layout of `torch.nn.utils.rnn.PackedSequence`), so
     that each step of a loop works on one contiguous block, the rows still inside their sentence. Several batches of
     different widths, padded to one, then decode in one call at the cost of their real words, not of the padding; each
-    row's arithmetic is the same as alone. Finding the blocks reads the lengths on the host (one wait on an
-    accelerator, where only heads of more than `SCAN_MAX_LABELS` labels take the loops)."""
+    row's arithmetic is the same as alone. Checking the mask and finding the blocks read it on the host (three waits
+    a call on an accelerator, where only heads of more than `SCAN_MAX_LABELS` labels take the loops)."""
 
     order: torch.Tensor
     """Sorted position -> row, for the rows with at least one word."""

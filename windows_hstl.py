@@ -538,44 +538,49 @@ class HSTLDataCollator:
         shifts = padded_length - lengths if pad_left else torch.zeros_like(lengths)
         columns = torch.arange(padded_length)
         tensors = {
-            "input_ids": _padded_rows([feature["input_ids"] for feature in features], sequence_lengths, padded_length,
-                                      self.tokenizer.pad_token_id, pad_left),
+            "input_ids": _padded_rows(features, "input_ids", padded_length, self.tokenizer.pad_token_id, pad_left),
             "attention_mask": ((columns >= shifts.unsqueeze(1)) & (columns < (shifts + lengths).unsqueeze(1))).long(),
         }
-        positions = _padded_rows([feature["word_start_positions"] for feature in features], word_counts,
-                                 max_words, PADDING_WORD_POSITION, False)
+        positions = _padded_rows(features, "word_start_positions", max_words, PADDING_WORD_POSITION, False)
         tensors["word_start_positions"] = torch.where(positions >= 0, positions + shifts.unsqueeze(1), positions)
         if with_token_type_ids:
-            tensors["token_type_ids"] = _padded_rows([feature["token_type_ids"] for feature in features],
-                                                     sequence_lengths, padded_length,
-                                                     self.tokenizer.pad_token_type_id, pad_left)
+            tensors["token_type_ids"] = _padded_rows(features, "token_type_ids", padded_length,
+                                                     self.tokenizer.pad_token_type_id, pad_left, like="input_ids")
         if with_labels:
-            tensors["labels"] = _padded_rows([feature["labels"] for feature in features], word_counts,
-                                             max_words, PAD_LABEL_ID, False)
+            tensors["labels"] = _padded_rows(features, "labels", max_words, PAD_LABEL_ID, False,
+                                             like="word_start_positions")
         for key in ("task_ids", *METADATA_KEYS):
             # shape: (batch,)
             tensors[key] = torch.tensor([int(feature[key]) for feature in features], dtype=torch.long)
         return tensors
 
 
-def _padded_rows(rows: Sequence[Sequence[int]], lengths: Sequence[int], width: int, pad_value: int,
-                 pad_left: bool) -> torch.Tensor:
-    """`(len(rows), width)` int64 tensor of the rows (integers) padded with `pad_value` on the left or right: gathered
-    in one `array` of C integers, which `torch.frombuffer` reads without converting each Python integer again (a
-    few times faster than `torch.tensor` of nested lists)."""
+def _padded_rows(features: Sequence[Mapping[str, Any]], key: str, width: int, pad_value: int, pad_left: bool,
+                 like: str | None = None) -> torch.Tensor:
+    """`(len(features), width)` int64 tensor of each row's `key` (integers) padded with `pad_value` on the left or
+    right, after checking that each row has as many as its `like` (a row that did not would shift the values of the
+    rows after it): gathered in one `array` of C integers, which `torch.frombuffer` reads without converting each
+    Python integer again (a few times faster than `torch.tensor` of nested lists)."""
     import torch
 
     values = array.array("q")
-    for row, length in zip(rows, lengths):
-        padding = [pad_value] * (width - length)
+    for index, feature in enumerate(features):
+        row = feature[key]
+        if like is not None and len(row) != len(feature[like]):
+            raise ValueError(f"features[{index}]: expected as many {key} as {like} ({len(feature[like])}), "
+                             f"got {len(row)}")
+        padding = [pad_value] * (width - len(row))
         if pad_left:
             values.extend(padding)
-        values.extend(row)
+        try:
+            values.extend(row)
+        except TypeError as error:
+            raise TypeError(f"features[{index}][{key!r}]: expected integers, got {list(row)[:8]!r}") from error
         if not pad_left:
             values.extend(padding)
     if not values:
-        return torch.zeros(len(rows), width, dtype=torch.long)
-    return torch.frombuffer(values, dtype=torch.long).view(len(rows), width)
+        return torch.zeros(len(features), width, dtype=torch.long)
+    return torch.frombuffer(values, dtype=torch.long).view(len(features), width)
 
 
 def stitch_predictions(

@@ -233,6 +233,36 @@ def test_collator_pads_on_the_tokenizer_side(tokenizer) -> None:
     assert batch["word_start_positions"][0, 0] == (len(padded_positions) if tokenizer.padding_side == "left" else 1)
 
 
+def test_collator_reads_rows_of_tuples_and_numpy_integers_as_lists(tokenizer) -> None:
+    import numpy
+
+    sentences = sample_sentences("test")[:6]
+    rows = _rows(encode_sentences(tokenizer, sentences, max_length=24, overlap=4,
+                                  label_ids=[[index % 3 for index in range(len(words))] for words in sentences]))
+    as_lists = HSTLDataCollator(tokenizer, pad_to_multiple_of=8)(rows)
+    for convert in (tuple, lambda values: numpy.array(values, dtype=numpy.int64), lambda values: [numpy.int32(value)
+                                                                                                    for value in values]):
+        converted = [{key: convert(value) if isinstance(value, list) else value for key, value in row.items()}
+                     for row in rows]
+        batch = HSTLDataCollator(tokenizer, pad_to_multiple_of=8)(converted)
+        assert batch.keys() == as_lists.keys()
+        for key in batch:
+            assert torch.equal(batch[key], as_lists[key]), key
+
+
+@pytest.mark.parametrize("key", ["labels", "token_type_ids"])
+def test_collator_refuses_a_row_whose_column_does_not_match_its_words_or_sub_tokens(tokenizer, key) -> None:
+    """Row 0 one value too long and row 1 one too short: the totals agree, so without the check the values of row 0
+    would spill into row 1."""
+    sentences = [["a", "b", "c"], ["d", "e", "f"]]
+    rows = _rows(encode_sentences(tokenizer, sentences, max_length=24, overlap=4, label_ids=[[0, 1, 2], [0, 1, 2]]))
+    rows[0][key] = list(rows[0][key]) + [1]
+    rows[1][key] = list(rows[1][key])[:-1]
+    like = "word_start_positions" if key == "labels" else "input_ids"
+    with pytest.raises(ValueError, match=rf"features\[0\]: expected as many {key} as {like} \(\d+\), got \d+"):
+        HSTLDataCollator(tokenizer)(rows)
+
+
 def test_collator_rejects_rows_without_metadata(tokenizer) -> None:
     rows = _rows(encode_sentences(tokenizer, [["a", "b"]], max_length=16, overlap=2))
     del rows[0]["owned_end"]

@@ -1216,10 +1216,25 @@ def test_a_window_gets_the_same_labels_and_marginals_in_any_batch(bert_model_dir
             assert torch.equal(labels, other_labels) and torch.equal(marginals, other_marginals), key
 
 
-def test_a_piece_decoded_at_once_gives_each_batch_what_its_own_pass_gives(bert_model_dir, tmp_path):
-    """The feed runs the CRFs of all the batches of a piece, of several word widths, at once: each batch gets, bit
-    for bit, the labels and marginals of `HSTLModel.tag` on that batch alone."""
+def test_crf_groups_are_the_whole_piece_on_the_cpu_and_one_word_width_elsewhere():
+    from hstl.inference.feed import crf_groups
+
+    word_masks = [torch.ones(2, width, dtype=torch.bool) for width in (8, 16, 8, 24, 16)]
+    assert crf_groups("cpu", word_masks) == [[0, 1, 2, 3, 4]]
+    assert crf_groups("cuda", word_masks) == [[0, 2], [1, 4], [3]]
+
+
+@pytest.mark.parametrize("device_type", ["cpu", "cuda"])
+def test_a_piece_decoded_at_once_gives_each_batch_what_its_own_pass_gives(bert_model_dir, tmp_path, monkeypatch,
+                                                                          device_type):
+    """The feed runs the CRFs of several batches of a piece at once (all of them on the CPU, those of one word width
+    on a GPU, here on the CPU): each batch gets, bit for bit, the labels and marginals of `HSTLModel.tag` on that
+    batch alone."""
+    from hstl.inference import feed
     from hstl.inference.feed import MODEL_INPUT_KEYS, FeedSettings, prepare_units, tag_batches
+
+    groups_of = feed.crf_groups
+    monkeypatch.setattr(feed, "crf_groups", lambda _, word_masks: groups_of(device_type, word_masks))
 
     model, tokenizer = load_model_and_tokenizer(bert_model_dir)
     units = list(iter_text_sentences(long_text_input(tmp_path, 60)))

@@ -260,23 +260,51 @@ def tag_batches(model, batches: Sequence[Mapping[str, torch.Tensor]], tasks: Seq
             output = unwrapped.tag(**inputs, tasks=list(tasks), decode=False)
             emissions.append(output.emissions)
             word_masks.append(output.word_mask)
-        # The CRFs of all the piece's batches at once (`HSTLModel.decode`), padded to the widest: a row's result
-        # depends neither on its neighbours nor on padding words, and each step of the loops over word positions
-        # works on the rows still inside their sentence, so the loop runs once a piece at the cost of its real words.
-        rows = [mask.shape[0] for mask in word_masks]
-        word_mask = _padded_and_joined(word_masks)
-        piece_emissions = {name: _padded_and_joined([batch_emissions[name] for batch_emissions in emissions])
-                           for name in tasks}
-        labels, piece_marginals = unwrapped.decode(piece_emissions, word_mask,
-                                                   return_marginals=not mention_marginals_only)
+        # The CRFs of several batches at once (`HSTLModel.decode`, a row's result does not depend on its neighbours)
+        groups = [_Group.of(indices, emissions, word_masks) for indices in crf_groups(device.type, word_masks)]
+        predictions: list = [None] * len(batches)
+        marginals: list = [None] * len(batches)
+        for group in groups:
+            labels, group_marginals = unwrapped.decode(group.emissions, group.word_mask,
+                                                       return_marginals=not mention_marginals_only)
+            group.spread(labels, predictions)
+            if group_marginals is not None:
+                group.spread(group_marginals, marginals)
         if mention_marginals_only:
-            needed = _rows_in_sentences_with_mentions(unwrapped.config, batches, labels, tasks)
-            piece_marginals = _marginals_of_rows(unwrapped, piece_emissions, word_mask, needed, tasks)
-        predictions = _batch_views(labels, rows, word_masks)
-        marginals = _batch_views(piece_marginals, rows, word_masks)
+            needed = _rows_in_sentences_with_mentions(unwrapped.config, batches, predictions, tasks)
+            for group in groups:
+                group_needed = {name: torch.cat([needed[index][name] for index in group.indices]) for name in tasks}
+                group.spread(_marginals_of_rows(unwrapped, group.emissions, group.word_mask, group_needed, tasks),
+                             marginals)
     return [({name: values.to("cpu", non_blocking=non_blocking) for name, values in batch_predictions.items()},
              {name: values.to("cpu", non_blocking=non_blocking) for name, values in batch_marginals.items()})
             for batch_predictions, batch_marginals in zip(predictions, marginals)]
+
+
+@dataclass
+class _Group:
+    """Batches whose CRFs run at once: their emissions and word masks joined, padded to the widest of them."""
+
+    indices: list[int]
+    word_masks: list[torch.Tensor]
+    word_mask: torch.Tensor  # shape: (rows of the group, most words)
+    emissions: dict[str, torch.Tensor]  # {task: (rows of the group, most words, labels)}
+
+    @classmethod
+    def of(cls, indices: list[int], emissions: Sequence[Mapping[str, torch.Tensor]],
+           word_masks: Sequence[torch.Tensor]) -> "_Group":
+        return cls(indices, [word_masks[index] for index in indices],
+                   _padded_and_joined([word_masks[index] for index in indices]),
+                   {name: _padded_and_joined([emissions[index][name] for index in indices])
+                    for name in emissions[indices[0]]})
+
+    def spread(self, values: Mapping[str, torch.Tensor], per_batch: list) -> None:
+        """`per_batch[index]`, for each batch of the group: `{task: its rows and words of the group's values}`
+        (views)."""
+        rows = [mask.shape[0] for mask in self.word_masks]
+        split = {name: head_values.split(rows) for name, head_values in values.items()}
+        for position, (index, mask) in enumerate(zip(self.indices, self.word_masks)):
+            per_batch[index] = {name: split[name][position][:, : mask.shape[1]] for name in values}
 
 
 def _padded_and_joined(values: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -290,27 +318,37 @@ def _padded_and_joined(values: Sequence[torch.Tensor]) -> torch.Tensor:
                       for batch_values in values])
 
 
-def _batch_views(values: Mapping[str, torch.Tensor], rows: Sequence[int], word_masks: Sequence[torch.Tensor],
-                 ) -> list[dict[str, torch.Tensor]]:
-    """Per batch, `{task: its rows and words of the piece's values}` (views)."""
-    split = {name: head_values.split(list(rows)) for name, head_values in values.items()}
-    return [{name: split[name][index][:, : mask.shape[1]] for name in values} for index, mask in enumerate(word_masks)]
+def crf_groups(device_type: str, word_masks: Sequence[torch.Tensor]) -> list[list[int]]:
+    """The batches (indices) whose CRFs `tag_batches` runs at once, each group padded to its widest batch. On the CPU
+    each step of the loops over word positions works on the rows still inside their sentence, so all of a piece's
+    batches form one group, at the cost of their real words. Elsewhere the scans over positions cost rows x padded
+    words (and padding words can move a marginal's last digits), so a group is the batches of one word width."""
+    if device_type == "cpu":
+        return [list(range(len(word_masks)))]
+    by_width: dict[int, list[int]] = {}
+    for index, mask in enumerate(word_masks):
+        by_width.setdefault(mask.shape[1], []).append(index)
+    return list(by_width.values())
 
 
 def _rows_in_sentences_with_mentions(config, batches: Sequence[Mapping[str, torch.Tensor]],
-                                     labels: Mapping[str, torch.Tensor], tasks: Sequence[str],
-                                     ) -> dict[str, torch.Tensor]:
-    """`{task: (windows of the piece,) bool}`: the windows of the sentences in which the head labels a word other than
-    O in some window (the piece's label ids on the CPU; `batch["sentence_index"]` numbers the piece's sentences)."""
+                                     predictions: Sequence[Mapping[str, torch.Tensor]],
+                                     tasks: Sequence[str]) -> list[dict[str, torch.Tensor]]:
+    """Per batch, `{task: (windows,) bool}`: the windows of the sentences in which the head labels a word other than
+    O in some window (label ids on the CPU; `batch["sentence_index"]` numbers the piece's sentences)."""
     import torch
 
-    sentence_ids = torch.cat([batch["sentence_index"] for batch in batches])
-    needed = {}
+    sentence_ids = [batch["sentence_index"] for batch in batches]
+    num_sentences = int(max(int(ids.max()) for ids in sentence_ids)) + 1
+    needed: list[dict[str, torch.Tensor]] = [{} for _ in batches]
     for name in tasks:
         outside_id = list(config.task(name)["labels"]).index("O")
-        with_mention = torch.zeros(int(sentence_ids.max()) + 1, dtype=torch.bool)
-        with_mention[sentence_ids[((labels[name] != outside_id) & (labels[name] >= 0)).any(dim=1)]] = True
-        needed[name] = with_mention[sentence_ids]
+        with_mention = torch.zeros(num_sentences, dtype=torch.bool)
+        for ids, batch_predictions in zip(sentence_ids, predictions):
+            labels = batch_predictions[name]
+            with_mention[ids[((labels != outside_id) & (labels >= 0)).any(dim=1)]] = True
+        for batch_needed, ids in zip(needed, sentence_ids):
+            batch_needed[name] = with_mention[ids]
     return needed
 
 
