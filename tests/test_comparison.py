@@ -434,6 +434,25 @@ def test_single_task_matched_gets_hstls_stage1_plus_stage2_steps_without_early_s
     assert hstl["stage1_completed_steps"] == 7
 
 
+def test_report_against_both_baselines_heads_each_table_differently(tmp_path, tiny_tokenizer_dir):
+    """docs/results.md quotes the report's tables by their header row (scripts/sync_results_tables.py), so the
+    seed-level tables against single_task and against single_task_matched must not share one."""
+    path = _write_config(tmp_path, tiny_tokenizer_dir)
+    values = yaml.safe_load(path.read_text())
+    values.update(methods=["single_task", "hstl", "single_task_matched"], matched_targets=["disease"],
+                  stage1_training=dict(values["training"], max_steps=7))
+    values["finetune_training"]["max_steps"] = 3
+    path.write_text(yaml.safe_dump(values))
+    summary = run_comparison(load_comparison_config(path), tmp_path / "out", train=_stand_in_train({}),
+                             log=lambda m: None)
+    lines = format_markdown(summary).split("\n")
+    headers = [line for index, line in enumerate(lines)
+               if line.startswith("| corpus") and index + 1 < len(lines) and lines[index + 1].startswith("|---")]
+    assert "| corpus | HSTL - single_task (means) | permutation p" in "\n".join(headers)
+    assert "| corpus | HSTL - single_task_matched (means) | permutation p" in "\n".join(headers)
+    assert len(headers) == len(set(headers)), headers
+
+
 def test_single_task_matched_waits_for_an_hstl_cell_still_to_be_rerun(tmp_path, tiny_tokenizer_dir):
     path = _write_config(tmp_path, tiny_tokenizer_dir)
     values = yaml.safe_load(path.read_text())

@@ -112,8 +112,8 @@ def _seed_level_lines(summary: dict[str, Any], baseline: str) -> list[str]:
                  f"{smallest:.2g}), Holm over the {family['size']} corpora ({family['significant_holm']} below "
                  f"{ALPHA}); Welch's t-test beside it, Holm over the same corpora ({welch_family.get('significant_raw', '-')} below {ALPHA} raw, {welch_family.get('significant_holm', '-')} after Holm); and the two-sided F-test of equal variance over seeds "
                  f"(variance ratio HSTL / {baseline}, rejected at 5 % outside the critical ratios):", "",
-             "| corpus | difference of means | permutation p | Holm | Welch t (df) | Welch p | Holm | variance ratio | "
-             "F p | 5 % critical ratios |", "|---|---|---|---|---|---|---|---|---|---|"]
+             f"| corpus | HSTL - {baseline} (means) | permutation p | Holm | Welch t (df) | Welch p | Holm | "
+             "variance ratio | F p | 5 % critical ratios |", "|---|---|---|---|---|---|---|---|---|---|"]
     for corpus, test in rows:
         permutation, welch, variance = test["permutation"], test["welch"], test["variance_ratio"]
         welch_text = (f"{welch['t']:.2f} ({welch['df']:.1f}) | {format_p_value(welch['p_two_sided'])} | "
