@@ -200,8 +200,9 @@ class _RowsByLength:
 
     @classmethod
     def of(cls, word_mask: torch.Tensor) -> "_RowsByLength":
-        if bool((word_mask[:, 1:] & ~word_mask[:, :-1]).any()):
-            row = int((word_mask[:, 1:] & ~word_mask[:, :-1]).any(dim=1).nonzero()[0])
+        gaps = word_mask[:, 1:] & ~word_mask[:, :-1]  # a padding word before a real one
+        if bool(gaps.any()):
+            row = int(gaps.any(dim=1).nonzero()[0])
             raise ValueError(f"word_mask: expected each row's real words first (left-aligned), got a padding word "
                              f"before a real one in row {row}")
         num_words = word_mask.shape[1]
@@ -227,7 +228,12 @@ class _RowsByLength:
 
     def sorted(self, values: torch.Tensor, per_row_dims: int) -> torch.Tensor:
         """Per-row values (of `per_row_dims` dims) of the sorted rows with words; shared ones (fewer dims) as is."""
-        return values[self.order] if values.dim() == per_row_dims else values
+        return _of_rows(values, self.order, per_row_dims)
+
+
+def _of_rows(values: torch.Tensor, rows: torch.Tensor, per_row_dims: int) -> torch.Tensor:
+    """`values[rows]` when the CRF scores `values` are per example (`per_row_dims` dims), else (shared) as they are."""
+    return values[rows] if values.dim() == per_row_dims else values
 
 
 def _viterbi_loop(
@@ -384,12 +390,9 @@ def _marginals_product_loop(
             lost[: len(totals)] |= totals.squeeze(1) < tiny
     if lost.any():
         lost_rows = rows.order[lost]
-
-        def of_rows(scores: torch.Tensor, per_row_dims: int) -> torch.Tensor:
-            return scores[lost_rows] if scores.dim() == per_row_dims else scores
-
-        marginals[lost_rows] = _marginals_loop(of_rows(start_transitions, 2), of_rows(end_transitions, 2),
-                                               of_rows(transitions, 3), emissions[lost_rows], word_mask[lost_rows])
+        marginals[lost_rows] = _marginals_loop(
+            _of_rows(start_transitions, lost_rows, 2), _of_rows(end_transitions, lost_rows, 2),
+            _of_rows(transitions, lost_rows, 3), emissions[lost_rows], word_mask[lost_rows])
     return marginals
 
 

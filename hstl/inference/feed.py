@@ -293,8 +293,8 @@ class _Group:
     @classmethod
     def of(cls, indices: list[int], emissions: Sequence[Mapping[str, torch.Tensor]],
            word_masks: Sequence[torch.Tensor]) -> "_Group":
-        return cls(indices, [word_masks[index] for index in indices],
-                   _padded_and_joined([word_masks[index] for index in indices]),
+        group_masks = [word_masks[index] for index in indices]
+        return cls(indices, group_masks, _padded_and_joined(group_masks),
                    {name: _padded_and_joined([emissions[index][name] for index in indices])
                     for name in emissions[indices[0]]})
 
@@ -309,12 +309,13 @@ class _Group:
 
 def _padded_and_joined(values: Sequence[torch.Tensor]) -> torch.Tensor:
     """Batches of `(rows, words, ...)` values as one `(all rows, most words, ...)` tensor, zero (False) past each
-    batch's own words."""
+    batch's own words (a batch of the widest is not padded, so a group of one width is only joined)."""
     import torch
 
     width = max(batch_values.shape[1] for batch_values in values)
     padding = [0, 0] * (values[0].dim() - 2)
-    return torch.cat([torch.nn.functional.pad(batch_values, [*padding, 0, width - batch_values.shape[1]])
+    return torch.cat([batch_values if batch_values.shape[1] == width
+                      else torch.nn.functional.pad(batch_values, [*padding, 0, width - batch_values.shape[1]])
                       for batch_values in values])
 
 
