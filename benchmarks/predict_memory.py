@@ -96,7 +96,7 @@ def main() -> None:
             write_text(text, megabytes, paragraph)
             peak, seconds = peak_rss_of_prediction(workdir / "model", text, workdir / f"{name}.jsonl", args.chunk_size)
             results[name] = peak
-            print(f"{name}: {text.stat().st_size / 1e6:.1f} MB of text, peak RSS {peak:.0f} MB, {seconds:.0f} s")
+            print(f"{name}: {text.stat().st_size / 1e6:.1f} MB of text, peak RSS {peak:.1f} MB, {seconds:.0f} s")
     print(f"# target: peak(large) / peak(small) <= {FLAT_MEMORY_BOUND} (flat within {FLAT_MEMORY_BOUND - 1:.0%})")
     print(f"RATIO predict_memory_large_vs_small {results['large'] / results['small']:.3f}")
 

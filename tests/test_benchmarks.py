@@ -74,7 +74,7 @@ def test_predict_throughput_only_prints_one_ratio():
 def test_predict_memory_measures_each_input_in_its_own_process():
     lines = run_benchmark("predict_memory.py", "--small_mb", "0.005", "--large_mb", "0.02", quick=False)
     assert RATIO_LINE.fullmatch(lines[-1]) and lines[-1].startswith("RATIO predict_memory_large_vs_small "), lines
-    peaks = [float(re.search(r"peak RSS (\d+) MB", line)[1]) for line in lines if "peak RSS" in line]
+    peaks = [float(re.search(r"peak RSS (\d+\.\d) MB", line)[1]) for line in lines if "peak RSS" in line]
     assert len(peaks) == 2 and all(peak > 50 for peak in peaks)  # a python process with torch, not a placeholder
     assert float(lines[-1].split()[-1]) == pytest.approx(peaks[1] / peaks[0], abs=2e-3)
 
