@@ -300,6 +300,52 @@ def test_convergence_is_read_from_each_cells_own_validation_curve(tmp_path):
     assert "| A | multi_task | 1 | 50.00 | 300 | 600 | ? | no | 0 | +6.00 |" in markdown
 
 
+def test_report_counts_best_steps_patience_before_the_end_and_lists_every_budget_round(tmp_path):
+    """Cell records written by hand, patience 3:
+    - single-task A seed 1: early stopping, best 3 evaluations before the end; rerun from round 0 (test 0.70) and
+      round 1 (0.74) to round 2 (0.75): +5.00 from the first round;
+    - single-task A seed 2: early stopping, best 2 evaluations before the end (a gain below the threshold came
+      later): converged, not counted in the stricter count; rerun from 0.80 to 0.78: -2.00;
+    - single-task A seed 3: budget-ended, best at its last step, never rerun;
+    - HSTL A seed 1: early stopping, best 5 evaluations before the end, no rerun."""
+    def convergence(best, last, after, reason):
+        return {"best_step": best, "last_step": last, "evaluations_after_best": after, "patience": 3,
+                "stop_reason": reason, "converged": reason == "early_stopping"}
+
+    records = [
+        ("single_task", 1, 0.75, convergence(300, 600, 3, "early_stopping"), 2,
+         [{"budget_round": 0, "test_f1": 0.70, "convergence": convergence(100, 100, 0, "budget")},
+          {"budget_round": 1, "test_f1": 0.74, "convergence": convergence(250, 300, 1, "budget")}]),
+        ("single_task", 2, 0.78, convergence(400, 600, 2, "early_stopping"), 2,
+         [{"budget_round": 0, "test_f1": 0.80, "convergence": convergence(90, 100, 1, "budget")}]),
+        ("single_task", 3, 0.60, convergence(100, 100, 0, "budget"), 0, None),
+        ("hstl", 1, 0.90, convergence(100, 600, 5, "early_stopping"), 0, None),
+    ]
+    for method, seed, f1, record, budget_round, previous in records:
+        path = tmp_path / "cells" / method / "A" / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cell = {"method": method, "corpus": "A", "family": "F", "seed": seed, "test": {"f1": f1},
+                "convergence": record, "budget_round": budget_round}
+        path.write_text(json.dumps(cell | ({"previous_rounds": previous} if previous else {})))
+    summary = summarize(tmp_path)
+    assert summary["convergence_counts"] == {
+        "single_task": {"converged": 2, "best_patience_before_end": 1, "cells": 3},
+        "hstl": {"converged": 1, "best_patience_before_end": 1, "cells": 1}}
+    shifts = summary["rerun_shifts"]
+    assert list(shifts) == ["single_task"] and shifts["single_task"]["cells"] == 2
+    assert (shifts["single_task"]["min"], shifts["single_task"]["max"]) == (pytest.approx(-2.0), pytest.approx(5.0))
+    markdown = format_markdown(summary)
+    assert ("single_task 2 of 3; hstl 1 of 1. Of these, with the best validation F1 at least `patience` evaluations "
+            "before the end: single_task 1; hstl 1.") in markdown
+    assert "Test F1 x 100 from the first round to the recorded one: single_task 2 cells, -2.00 to +5.00." in markdown
+    rounds = [line for line in markdown.splitlines() if line.count("|") == 9 and line.startswith("| A |")]
+    assert rounds == ["| A | single_task | 1 | 0 | 70.00 | 100 | 100 | budget |",
+                      "| A | single_task | 1 | 1 | 74.00 | 250 | 300 | budget |",
+                      "| A | single_task | 1 | 2 | 75.00 | 300 | 600 | early_stopping |",
+                      "| A | single_task | 2 | 0 | 80.00 | 90 | 100 | budget |",
+                      "| A | single_task | 2 | 2 | 78.00 | 400 | 600 | early_stopping |"]
+
+
 def test_cells_kept_elsewhere_outlive_the_run_folders(tmp_path, tiny_tokenizer_dir):
     """With `cells_dir`, finished cells go there (not under the output folder) with their validation convergence, so
     that a comparison spread over machines that lose their run folders redoes no finished cell and still reports how

@@ -39,7 +39,7 @@ def format_markdown(summary: dict[str, Any]) -> str:
                 text += f" ({100 * cell['gain_over_single_task']:+.2f})"
             row.append(text)
         lines.append(f"| {corpus} | {entry['family']} | " + " | ".join(row) + " |")
-    lines += _convergence_lines(summary)
+    lines += _convergence_lines(summary) + _rerun_lines(summary)
     for baseline in BASELINES:
         lines += _bootstrap_lines(summary, baseline) + _seed_level_lines(summary, baseline)
     lines += ["", "Steps and wall-clock hours per cell (mean over seeds; stage 1 counted in every cell that uses it):",
@@ -55,7 +55,9 @@ def _convergence_lines(summary: dict[str, Any]) -> list[str]:
     stage-1 run)."""
     counts = summary.get("convergence_counts", {})
     lines = ["", "Converged cells (early stopping ended the cell's own run, not its budget): " + "; ".join(
-        f"{method} {count['converged']} of {count['cells']}" for method, count in counts.items()) + ".", "",
+        f"{method} {count['converged']} of {count['cells']}" for method, count in counts.items()) + ". Of these, "
+        "with the best validation F1 at least `patience` evaluations before the end: " + "; ".join(
+        f"{method} {count.get('best_patience_before_end', '?')}" for method, count in counts.items()) + ".", "",
         "| corpus | method | seed | test F1 | best step | last step | stop reason | converged | budget round | "
         "late gain |", "|---|---|---|---|---|---|---|---|---|---|"]
     for corpus, entry in summary["corpora"].items():
@@ -69,6 +71,33 @@ def _convergence_lines(summary: dict[str, Any]) -> list[str]:
                              f"{record.get('last_step', '?')} | {record.get('stop_reason', '?')} | "
                              f"{'yes' if record.get('converged') else 'no'} | {budget_round} | "
                              f"{'?' if gain is None else f'{100 * gain:+.2f}'} |")
+    return lines
+
+
+def _rerun_lines(summary: dict[str, Any]) -> list[str]:
+    """The cells trained again with a larger budget: one row per budget round (test F1, best and last step, stop
+    reason), the recorded round last; and per method how far test F1 moved from the first round to the recorded one."""
+    shifts = summary.get("rerun_shifts", {})
+    if not shifts:
+        return []
+    lines = ["", "Cells trained again with a larger budget, one row per budget round, the round the tables use last. "
+                 "Test F1 x 100 from the first round to the recorded one: " + "; ".join(
+                     f"{method} {shift['cells']} cell{'s' if shift['cells'] > 1 else ''}, {shift['min']:+.2f} to "
+                     f"{shift['max']:+.2f}" for method, shift in shifts.items()) + ".", "",
+             "| corpus | method | seed | budget round | test F1 | best step | last step | stop reason |",
+             "|---|---|---|---|---|---|---|---|"]
+    for corpus, entry in summary["corpora"].items():
+        for method, cells_rounds in entry["previous_rounds"].items():
+            cells = zip(entry["seeds"][method], cells_rounds, entry["methods"][method], entry["convergence"][method],
+                        entry["budget_rounds"][method])
+            for seed, rounds, f1, record, budget_round in cells:
+                if not rounds:
+                    continue
+                rows = [(r["budget_round"], 100 * r["test_f1"], r.get("convergence") or {}) for r in rounds]
+                for round_number, round_f1, convergence in rows + [(budget_round, f1, record or {})]:
+                    lines.append(f"| {corpus} | {method} | {seed} | {round_number} | {round_f1:.2f} | "
+                                 f"{convergence.get('best_step', '?')} | {convergence.get('last_step', '?')} | "
+                                 f"{convergence.get('stop_reason', '?')} |")
     return lines
 
 

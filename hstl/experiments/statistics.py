@@ -209,7 +209,7 @@ def summarize(output_dir: Path, config: ComparisonConfig | None = None,
     families_of_tests = _correct_for_multiple_tests(corpora, samples)
     return {"corpora": corpora, "methods": methods, "table": {name: _table_rows(entry) for name, entry in
                                                                corpora.items()}, "num_cells": len(cells),
-            "convergence_counts": _convergence_counts(corpora, methods),
+            "convergence_counts": _convergence_counts(corpora, methods), "rerun_shifts": _rerun_shifts(corpora, methods),
             "tests": {"bootstrap_samples": samples, "p_resolution": p_resolution(samples),
                       "block_size": block_size, "alpha": ALPHA, "families": families_of_tests}}
 
@@ -231,6 +231,8 @@ def _corpus_summary(name: str, family: str | None, methods: list[str], cells: li
                             for c in method_cells]
                         for m, method_cells in by_method.items()},
         "budget_rounds": {m: [c.get("budget_round", 0) for c in method_cells] for m, method_cells in by_method.items()},
+        "previous_rounds": {m: [c.get("previous_rounds", []) for c in method_cells]
+                            for m, method_cells in by_method.items()},
     }
     for baseline in BASELINES:
         if baseline not in by_method or "hstl" not in by_method:
@@ -306,13 +308,31 @@ def _family_record(members: list[str], raw: list[float], adjusted: list[float]) 
 
 
 def _convergence_counts(corpora: dict[str, Any], methods: list[str]) -> dict[str, dict[str, int]]:
-    """Per method: how many of its cells early stopping ended (`converged`), out of how many."""
+    """Per method: how many of its cells early stopping ended (`converged`); how many of those also had their best
+    validation F1 at least `patience` evaluations before the end (`best_patience_before_end`: early stopping counts
+    only gains above its threshold, so a smaller gain can still move the best step closer to the end); out of how
+    many cells."""
     counts = {}
     for method in methods:
-        records = [record for entry in corpora.values() for record in entry["convergence"].get(method, [])]
-        counts[method] = {"converged": sum(bool((record or {}).get("converged")) for record in records),
-                          "cells": len(records)}
+        records = [record or {} for entry in corpora.values() for record in entry["convergence"].get(method, [])]
+        converged = [record for record in records if record.get("converged")]
+        counts[method] = {"converged": len(converged), "best_patience_before_end": sum(
+            record.get("evaluations_after_best", 0) >= (record.get("patience") or math.inf) for record in converged),
+            "cells": len(records)}
     return counts
+
+
+def _rerun_shifts(corpora: dict[str, Any], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Per method whose cells were rerun with a larger budget: how many were, and the smallest and largest change of
+    test F1 x 100 from each cell's first budget round to its recorded one."""
+    shifts = {}
+    for method in methods:
+        changes = [f1 - 100 * rounds[0]["test_f1"] for entry in corpora.values()
+                   for f1, rounds in zip(entry["methods"].get(method, []), entry["previous_rounds"].get(method, []))
+                   if rounds]
+        if changes:
+            shifts[method] = {"cells": len(changes), "min": min(changes), "max": max(changes)}
+    return shifts
 
 
 def _table_rows(entry: dict[str, Any]) -> dict[str, Any]:
