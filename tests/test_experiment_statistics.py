@@ -142,7 +142,10 @@ def test_summary_tests_hstl_against_each_baseline_with_holm_units_and_seeds(tmp_
     assert seed_level["welch"]["p_two_sided"] == pytest.approx(0.0002552167494419555, rel=1e-6)
     assert seed_level["welch"]["p_holm"] == pytest.approx(0.000510433498883911, rel=1e-6)
     assert summary["tests"]["families"]["seed_level_hstl_vs_single_task_welch"]["members"] == ["A", "B"]
-    # the matched control has one seed here: its bootstrap, its own family of one test
+    # the matched control has one seed here: its bootstrap, its own family of one test; the seed-level test compares
+    # the seeds both methods have, HSTL's seed 1 (80) against the control's (75), not HSTL's mean over three seeds (81)
+    matched = entry_a["seed_level_hstl_vs_single_task_matched"]["permutation"]
+    assert (matched["difference"], matched["p_two_sided"]) == (pytest.approx(5.0), 1.0)
     assert list(entry_a["bootstrap_hstl_vs_single_task_matched"]) == ["1"]
     assert summary["tests"]["families"]["bootstrap_hstl_vs_single_task_matched"]["size"] == 1
     assert "single_task_matched" in summary["methods"]

@@ -136,7 +136,7 @@ def _seed_level_lines(summary: dict[str, Any], baseline: str) -> list[str]:
         return []
     family, welch_family = summary["tests"]["families"][key], summary["tests"]["families"].get(f"{key}_welch", {})
     smallest = min(test["permutation"]["smallest_p"] for _, test in rows)
-    lines = ["", f"Seeds as the sample, HSTL against {baseline}: the exact permutation test of the difference of mean "
+    lines = ["", f"Seeds as the sample, HSTL against {baseline} over the seeds both have: the exact permutation test of the difference of mean "
                  f"test F1 over every split of the runs (its smallest possible two-sided p at these seed counts is "
                  f"{smallest:.2g}), Holm over the {family['size']} corpora ({family['significant_holm']} below "
                  f"{ALPHA}); Welch's t-test beside it, Holm over the same corpora ({welch_family.get('significant_raw', '-')} below {ALPHA} raw, {welch_family.get('significant_holm', '-')} after Holm); and the two-sided F-test of equal variance over seeds "
