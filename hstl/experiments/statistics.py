@@ -11,8 +11,9 @@ with the gain over single-task, and these tests of HSTL against each single-task
   `bootstrap_block_size` consecutive sentences, as a robustness check (sentences of one abstract are not independent);
 - a seed-level test of the mean gain over the seeds both methods have: the seeds of each method are the sample. The
   exact two-sample permutation test over the seeds' F1 (every split of the n + m runs into groups of n and m, equally
-  likely under "same method"), and Welch's t-test beside it. With 3 seeds against 3 there are 20 splits: the smallest two-sided permutation p-value is
-  2/20 = 0.1, so no corpus can reach 0.05 at this number of seeds, whatever its gain;
+  likely under "same method"), and Welch's t-test beside it. With 3 seeds against 3 there are 20 splits: the
+  smallest two-sided permutation p-value is 2/20 = 0.1, so no corpus can reach 0.05 at this number of seeds, whatever
+  its gain;
 - the F-test of equal variance over seeds (two-sided, its 5 % critical value beside it), which a claim that one
   method is steadier than another needs.
 
