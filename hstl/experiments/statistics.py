@@ -253,10 +253,7 @@ def _corpus_summary(name: str, family: str | None, methods: list[str], cells: li
                 seed=cell["seed"]).to_dict() | {"unit": unit}
         entry[f"bootstrap_hstl_vs_{baseline}"] = sentence_tests
         entry[f"unit_bootstrap_hstl_vs_{baseline}"] = unit_tests
-        # over the seeds both methods have, as the table's gain (while a comparison runs, one can have fewer)
-        both = set(entry["seeds"]["hstl"]) & set(entry["seeds"][baseline])
-        hstl_f1, baseline_f1 = ([f1 for seed, f1 in zip(entry["seeds"][method], entry["methods"][method])
-                                 if seed in both] for method in ("hstl", baseline))
+        hstl_f1, baseline_f1 = _on_common_seeds(entry, "hstl", baseline)
         entry[f"seed_level_hstl_vs_{baseline}"] = {
             "permutation": permutation_test(hstl_f1, baseline_f1), "welch": welch_t_test(hstl_f1, baseline_f1),
             "variance_ratio": variance_ratio_test(hstl_f1, baseline_f1)}
@@ -349,10 +346,16 @@ def _table_rows(entry: dict[str, Any]) -> dict[str, Any]:
                         "n": len(f1), "f1": f1}
     if "single_task" not in rows:
         return rows
-    seeds = entry["seeds"]
-    baseline = dict(zip(seeds["single_task"], rows["single_task"]["f1"]))
     for method, row in rows.items():
-        paired = [(f1, baseline[seed]) for seed, f1 in zip(seeds[method], row["f1"]) if seed in baseline]
-        if method != "single_task" and paired:
-            row["gain_over_single_task"] = statistics.fmean(f1 - base for f1, base in paired)
+        scores, baseline = _on_common_seeds(entry, method, "single_task")
+        if method != "single_task" and scores:
+            row["gain_over_single_task"] = statistics.fmean(a / 100 - b / 100 for a, b in zip(scores, baseline))
     return rows
+
+
+def _on_common_seeds(entry: dict[str, Any], method: str, other: str) -> tuple[list[float], list[float]]:
+    """Test F1 x 100 of two methods on the seeds both have, in seed order: the gains and the seed-level tests compare
+    these (while a comparison runs, one method can have fewer seeds)."""
+    scores = {m: dict(zip(entry["seeds"][m], entry["methods"][m])) for m in (method, other)}
+    common = sorted(scores[method].keys() & scores[other].keys())
+    return [scores[method][seed] for seed in common], [scores[other][seed] for seed in common]
