@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 PAD_TO_MULTIPLE_OF = 8
 """A window's padded length: its own length rounded up to a multiple of this (and batches hold one padded length)."""
 DEFAULT_BATCH_TOKENS = 16384
-"""`--batch_tokens` default: padded sub-tokens per batch (docs/benchmarks.md, "Tagging feed", has the measurement)."""
+"""`--batch_tokens` default: padded sub-tokens per batch (`benchmarks/feed_throughput.py --batch_tokens N` times
+other sizes)."""
 PIECE_BYTES_PER_BATCH_TOKEN = 8
 """A piece of the input holds about this many bytes per token of `batch_tokens` (two or three batches of text): enough
 windows to sort into full batches of few padded lengths, few enough that every worker has its share to the end when
