@@ -157,3 +157,35 @@ def test_summary_tests_hstl_against_each_baseline_with_holm_units_and_seeds(tmp_
     assert "| A | 1 | 80.00 | 40.00 | +40.00 | < 2e-4 | < 0.0012 |" in markdown
     # per corpus: difference of means, permutation p (2/20) and Holm over A and B (0.1 x 2), Welch t (df)
     assert "| A | +10.00 | 0.1 | 0.2 | 12.25 (4.0) |" in markdown
+
+
+def test_overview_counts_gains_seeds_and_significant_losses_by_hand(tmp_path):
+    """Counts of the overview table, worked out by hand: A's three seeds (HSTL 20 of 25 sentences right against 10,
+    then 10 against 20, then 11 against 12) and B's two seeds in common, 2 and 3 (equal; 13 against 12), with
+    single-task's seed 1 of B (90) not paired."""
+    cells = tmp_path / "cells"
+    right, wrong = [1, 1, 1], [0, 1, 1]
+    for seed, (hstl, single) in enumerate([(20, 10), (10, 20), (11, 12)], start=1):
+        _write_cell(cells, "hstl", "A", seed, hstl / 25, [right] * hstl + [wrong] * (25 - hstl))
+        _write_cell(cells, "single_task", "A", seed, single / 25, [right] * single + [wrong] * (25 - single))
+    for seed, (hstl, single) in enumerate([(12, 12), (13, 12)], start=2):
+        _write_cell(cells, "hstl", "B", seed, hstl / 25, [right] * hstl + [wrong] * (25 - hstl))
+        _write_cell(cells, "single_task", "B", seed, single / 25, [right] * single + [wrong] * (25 - single))
+    _write_cell(cells, "single_task", "B", 1, 0.90, [right] * 25)
+    overview = summarize(tmp_path)["overview"]["single_task"]
+    # A: (80 - 40) + (40 - 80) + (44 - 48) = -4 over 3 seeds; B over seeds 2 and 3 only: (0 + 4) / 2 = +2
+    # (over all of single-task's seeds it would be 50 - 62 = -12; paired by position, (48 - 90 + 52 - 48) / 2 = -19)
+    assert overview["mean_gain"] == {"A": pytest.approx(-4 / 3), "B": pytest.approx(2.0)}
+    assert overview["corpora_above"] == 1
+    # above: A seed 1, B seed 3; below: A seeds 2 and 3; B seed 2 is a tie, neither
+    assert (overview["seeds"], overview["seeds_above"], overview["seeds_below"]) == (5, 2, 2)
+    # A seed 2: single-task right on 10 sentences where HSTL is wrong, no sample without one of them favours HSTL
+    # ((15/25)^25 < 1e-5): p < 2e-4, Holm's bound 5 x 2e-4; A seed 3 differs on one sentence: p far above 0.05
+    assert overview["seeds_below_holm"] == 1
+    # variances of A: HSTL 80, 40, 44 (var 485.33), single-task 40, 80, 48 (var 448): ratio 1.083, not rejected;
+    # B over seeds 2 and 3: single-task 48, 48 has no spread, no test
+    assert (overview["variance_tests"], overview["variance_rejected"]) == (1, 0)
+    markdown = format_markdown(summarize(tmp_path))
+    assert "| mean difference of test F1 x 100, lowest to highest corpus | -1.33 (A) to +2.00 (B) |" in markdown
+    assert "| paired seeds where HSTL is above / below | 2 / 2 of 5 |" in markdown
+    assert "| seeds where HSTL is below, significant after Holm | 1 of 2 |" in markdown

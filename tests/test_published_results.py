@@ -115,3 +115,30 @@ def test_table_sync_refuses_a_report_with_two_tables_of_one_header():
     document = "## The full comparison\n| a |\n|---|\n| 1 |\n"
     with pytest.raises(ValueError, match=r"expected one table per header row, got two headed '\| a \|'"):
         script.synced(document, {"## The full comparison": "| a |\n|---|\n| 2 |\n\n| a |\n|---|\n| 3 |\n"})
+
+
+def test_readme_short_result_states_the_comparison_of_the_committed_report():
+    """The README's short result: the range of HSTL's mean gain over single-task and how many seeds are significant
+    after Holm; the compute-matched control's differences and how many are significant after Holm. Counted here from
+    the report's per-seed figures."""
+    import re
+
+    corpora = json.loads((DOCS / "results-full.json").read_text())["corpora"]
+    gains, holm, seeds, matched, matched_holm = [], 0, 0, [], 0
+    for entry in corpora.values():
+        f1 = {method: dict(zip(entry["seeds"][method], entry["methods"][method])) for method in entry["methods"]}
+        common = sorted(f1["hstl"].keys() & f1["single_task"].keys())
+        gains.append(sum(f1["hstl"][seed] - f1["single_task"][seed] for seed in common) / len(common))
+        tests = entry["bootstrap_hstl_vs_single_task"].values()
+        seeds, holm = seeds + len(tests), holm + sum(test["p_holm"] < 0.05 for test in tests)
+        for seed, control in f1.get("single_task_matched", {}).items():
+            matched.append(control - f1["hstl"][seed])
+            matched_holm += entry["bootstrap_hstl_vs_single_task_matched"][str(seed)]["p_holm"] < 0.05
+    readme = " ".join((DOCS.parent / "README.md").read_text().split())
+    stated = re.search(r"\(([+-]\d+\.\d\d) to ([+-]\d+\.\d\d) F1; (\d+) of (\d+) seeds significant after Holm", readme)
+    assert stated is not None
+    assert stated.groups() == (f"{min(gains):+.2f}", f"{max(gains):+.2f}", str(holm), str(seeds))
+    stated = re.search(r"control cells in so far \(([^;]*); (\d+) after Holm\)", readme)
+    assert stated is not None
+    assert stated.group(1).split(", ") == [f"{difference:+.2f}" for difference in matched]
+    assert int(stated.group(2)) == matched_holm

@@ -39,6 +39,8 @@ def format_markdown(summary: dict[str, Any]) -> str:
                 text += f" ({100 * cell['gain_over_single_task']:+.2f})"
             row.append(text)
         lines.append(f"| {corpus} | {entry['family']} | " + " | ".join(row) + " |")
+    for baseline, overview in summary.get("overview", {}).items():
+        lines += _overview_lines(summary, baseline, overview)
     lines += _convergence_lines(summary) + _rerun_lines(summary)
     for baseline in BASELINES:
         lines += _bootstrap_lines(summary, baseline) + _seed_level_lines(summary, baseline)
@@ -47,6 +49,41 @@ def format_markdown(summary: dict[str, Any]) -> str:
     for corpus, entry in summary["corpora"].items():
         lines.append(f"| {corpus} | " + " | ".join(_steps_and_hours(entry, method) for method in methods) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _overview_lines(summary: dict[str, Any], baseline: str, overview: dict[str, Any]) -> list[str]:
+    """What the tests below add up to for one baseline: the range of the mean gains, how many corpora and seeds HSTL
+    is above, how many tests of each family are below alpha raw and after Holm."""
+    families = summary["tests"]["families"]
+    key = f"hstl_vs_{baseline}"
+    ranked = sorted(overview["mean_gain"].items(), key=lambda item: item[1])
+    gains = " to ".join(dict.fromkeys(f"{gain:+.2f} ({corpus})" for corpus, gain in (ranked[0], ranked[-1])))
+
+    def counts(family: str) -> str:
+        record = families.get(family, {})
+        if not record.get("size"):
+            return "none (fewer than 2 seeds a side)"
+        return f"{record['significant_raw']} / {record['significant_holm']} of {record['size']}"
+
+    p_range = overview["variance_p_range"]
+    variance = ("none (fewer than 2 seeds a side)" if not overview["variance_tests"] else
+                f"{overview['variance_rejected']} of {overview['variance_tests']} (p {format_p_value(p_range[0])} to "
+                f"{format_p_value(p_range[1])})")
+    return ["", f"HSTL against {baseline} over the seeds both have, what the tests below add up to (significant: p "
+                f"below {ALPHA}):", "",
+            f"| HSTL against {baseline} | figure |", "|---|---|",
+            f"| mean difference of test F1 x 100, lowest to highest corpus | {gains} |",
+            f"| corpora where HSTL's mean is above | {overview['corpora_above']} of {len(ranked)} |",
+            f"| paired seeds where HSTL is above / below | {overview['seeds_above']} / {overview['seeds_below']} of "
+            f"{overview['seeds']} |",
+            f"| seeds significant over test sentences, raw / Holm | {counts(f'bootstrap_{key}')} |",
+            f"| seeds significant over blocks or documents, raw / Holm | {counts(f'unit_bootstrap_{key}')} |",
+            f"| seeds where HSTL is below, significant after Holm | {overview['seeds_below_holm']} of "
+            f"{overview['seeds_below']} |",
+            f"| corpora significant with seeds as the sample, permutation test, raw / Holm | "
+            f"{counts(f'seed_level_{key}')} |",
+            f"| the same, Welch's t-test, raw / Holm | {counts(f'seed_level_{key}_welch')} |",
+            f"| F-tests rejecting equal seed variances | {variance} |"]
 
 
 def _convergence_lines(summary: dict[str, Any]) -> list[str]:
@@ -113,11 +150,11 @@ def _bootstrap_lines(summary: dict[str, Any], baseline: str) -> list[str]:
     lines = ["", f"Paired bootstrap of HSTL - {baseline} (F1 x 100), {samples:,} samples, two-sided p: over test "
                  f"sentences, and drawing whole documents, or blocks of {summary['tests']['block_size']} consecutive "
                  f"sentences where the corpus marks no documents. Holm corrects over the {family['size']} tests of "
-                 f"each column's family (every corpus and seed against {baseline}). \"{format_p_value(0, samples)}\": no "
-                 f"sample of the {samples:,} fell on the other side of 0. Below "
+                 f"each column's family (every corpus and seed against {baseline}). "
+                 f"\"{format_p_value(0, samples)}\": no sample of the {samples:,} fell on the other side of 0. Below "
                  f"{ALPHA}: {family['significant_raw']} of {family['size']} raw, {family['significant_holm']} "
-                 f"after Holm (sentences); {units.get('significant_raw', '-')} raw, {units.get('significant_holm', '-')} "
-                 f"after Holm (blocks or documents).", "",
+                 f"after Holm (sentences); {units.get('significant_raw', '-')} raw, "
+                 f"{units.get('significant_holm', '-')} after Holm (blocks or documents).", "",
              f"| corpus | seed | HSTL | {baseline} | difference | p sentences | Holm | p blocks | Holm (blocks) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for corpus, seed, r, unit in tests:
@@ -136,11 +173,13 @@ def _seed_level_lines(summary: dict[str, Any], baseline: str) -> list[str]:
         return []
     family, welch_family = summary["tests"]["families"][key], summary["tests"]["families"].get(f"{key}_welch", {})
     smallest = min(test["permutation"]["smallest_p"] for _, test in rows)
-    lines = ["", f"Seeds as the sample, HSTL against {baseline} over the seeds both have: the exact permutation test of the difference of mean "
-                 f"test F1 over every split of the runs (its smallest possible two-sided p at these seed counts is "
-                 f"{smallest:.2g}), Holm over the {family['size']} corpora ({family['significant_holm']} below "
-                 f"{ALPHA}); Welch's t-test beside it, Holm over the same corpora ({welch_family.get('significant_raw', '-')} below {ALPHA} raw, {welch_family.get('significant_holm', '-')} after Holm); and the two-sided F-test of equal variance over seeds "
-                 f"(variance ratio HSTL / {baseline}, rejected at 5 % outside the critical ratios):", "",
+    lines = ["", f"Seeds as the sample, HSTL against {baseline} over the seeds both have: the exact permutation test "
+                 f"of the difference of mean test F1 over every split of the runs (its smallest possible two-sided p "
+                 f"at these seed counts is {smallest:.2g}), Holm over the {family['size']} corpora "
+                 f"({family['significant_holm']} below {ALPHA}); Welch's t-test beside it, Holm over the same corpora "
+                 f"({welch_family.get('significant_raw', '-')} below {ALPHA} raw, "
+                 f"{welch_family.get('significant_holm', '-')} after Holm); and the two-sided F-test of equal variance "
+                 f"over seeds (variance ratio HSTL / {baseline}, rejected at 5 % outside the critical ratios):", "",
              f"| corpus | HSTL - {baseline} (means) | permutation p | Holm | Welch t (df) | Welch p | Holm | "
              "variance ratio | F p | 5 % critical ratios |", "|---|---|---|---|---|---|---|---|---|---|"]
     for corpus, test in rows:
@@ -148,7 +187,8 @@ def _seed_level_lines(summary: dict[str, Any], baseline: str) -> list[str]:
         welch_text = (f"{welch['t']:.2f} ({welch['df']:.1f}) | {format_p_value(welch['p_two_sided'])} | "
                       f"{format_p_value(welch['p_holm'])}" if welch else "- | - | -")
         variance_text = (f"{variance['ratio']:.2f} | {format_p_value(variance['p_two_sided'])} | "
-                         f"{variance['critical_low']:.3g}, {variance['critical_high']:.3g}" if variance else "- | - | -")
+                         f"{variance['critical_low']:.3g}, {variance['critical_high']:.3g}"
+                         if variance else "- | - | -")
         lines.append(f"| {corpus} | {permutation['difference']:+.2f} | {format_p_value(permutation['p_two_sided'])} | "
                      f"{format_p_value(permutation['p_holm'])} | {welch_text} | {variance_text} |")
     return lines

@@ -208,9 +208,12 @@ def summarize(output_dir: Path, config: ComparisonConfig | None = None,
     corpora = {name: _corpus_summary(name, family, methods, cells, samples, block_size, Path(output_dir))
                for name, family in families.items()}
     families_of_tests = _correct_for_multiple_tests(corpora, samples)
-    return {"corpora": corpora, "methods": methods, "table": {name: _table_rows(entry) for name, entry in
-                                                               corpora.items()}, "num_cells": len(cells),
-            "convergence_counts": _convergence_counts(corpora, methods), "rerun_shifts": _rerun_shifts(corpora, methods),
+    return {"corpora": corpora, "methods": methods,
+            "table": {name: _table_rows(entry) for name, entry in corpora.items()}, "num_cells": len(cells),
+            "convergence_counts": _convergence_counts(corpora, methods),
+            "rerun_shifts": _rerun_shifts(corpora, methods),
+            "overview": {baseline: overview for baseline in BASELINES
+                         if (overview := _overview(corpora, baseline)) is not None},
             "tests": {"bootstrap_samples": samples, "p_resolution": p_resolution(samples),
                       "block_size": block_size, "alpha": ALPHA, "families": families_of_tests}}
 
@@ -271,7 +274,8 @@ def _resampling_units(cell: dict, num_sentences: int, block_size: int) -> tuple[
 def _correct_for_multiple_tests(corpora: dict[str, Any], num_samples: int) -> dict[str, Any]:
     """Adds `p_holm` (and `p_holm_is_bound`) to every test, Holm-corrected within its family: per baseline, all the
     per-seed sentence bootstraps of the table; all the per-seed unit bootstraps; the seed-level permutation tests of
-    the corpora, and their Welch tests. Returns each family's members and how many of them are below alpha raw and after Holm."""
+    the corpora, and their Welch tests. Returns each family's members and how many of them are below alpha raw and
+    after Holm."""
     families = {}
     for baseline in BASELINES:
         for kind in ("bootstrap", "unit_bootstrap"):
@@ -301,6 +305,32 @@ def _correct_for_multiple_tests(corpora: dict[str, Any], num_samples: int) -> di
             families[f"{key}_welch"] = _family_record([corpus for corpus, _ in welch],
                                                       [r["p_two_sided"] for _, r in welch], adjusted)
     return families
+
+
+def _overview(corpora: dict[str, Any], baseline: str) -> dict[str, Any] | None:
+    """HSTL against `baseline` over all corpora, after Holm: per corpus the mean difference of test F1 x 100 over the
+    seeds both have (the table's gain); how many paired seeds HSTL is above and below on (by the sentence bootstrap's
+    difference), how many of those below are significant after Holm, and how many F-tests reject equal seed
+    variances at alpha. None when no corpus has both methods."""
+    gains = {}
+    for corpus, entry in corpora.items():
+        if "hstl" in entry["methods"] and baseline in entry["methods"]:
+            hstl_f1, baseline_f1 = _on_common_seeds(entry, "hstl", baseline)
+            if hstl_f1:
+                gains[corpus] = statistics.fmean(a - b for a, b in zip(hstl_f1, baseline_f1))
+    if not gains:
+        return None
+    seeds = [result for entry in corpora.values()
+             for result in entry.get(f"bootstrap_hstl_vs_{baseline}", {}).values()]
+    below = [result for result in seeds if result["delta"] < 0]
+    variance = [entry[f"seed_level_hstl_vs_{baseline}"]["variance_ratio"] for entry in corpora.values()
+                if f"seed_level_hstl_vs_{baseline}" in entry]
+    variance = [test["p_two_sided"] for test in variance if test is not None]
+    return {"mean_gain": gains, "corpora_above": sum(gain > 0 for gain in gains.values()),
+            "seeds": len(seeds), "seeds_above": sum(result["delta"] > 0 for result in seeds),
+            "seeds_below": len(below), "seeds_below_holm": sum(result["p_holm"] < ALPHA for result in below),
+            "variance_tests": len(variance), "variance_rejected": sum(p < ALPHA for p in variance),
+            "variance_p_range": [min(variance), max(variance)] if variance else None}
 
 
 def _family_record(members: list[str], raw: list[float], adjusted: list[float]) -> dict[str, Any]:
