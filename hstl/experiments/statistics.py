@@ -308,24 +308,20 @@ def _correct_for_multiple_tests(corpora: dict[str, Any], num_samples: int) -> di
 
 
 def _overview(corpora: dict[str, Any], baseline: str) -> dict[str, Any] | None:
-    """HSTL against `baseline` over all corpora, after Holm: per corpus the mean difference of test F1 x 100 over the
-    seeds both have (the table's gain); how many paired seeds HSTL is above and below on (by the sentence bootstrap's
-    difference), how many of those below are significant after Holm, and how many F-tests reject equal seed
-    variances at alpha. None when no corpus has both methods."""
-    gains = {}
-    for corpus, entry in corpora.items():
-        if "hstl" in entry["methods"] and baseline in entry["methods"]:
-            hstl_f1, baseline_f1 = _on_common_seeds(entry, "hstl", baseline)
-            if hstl_f1:
-                gains[corpus] = statistics.fmean(a - b for a, b in zip(hstl_f1, baseline_f1))
-    if not gains:
+    """HSTL against `baseline` over all corpora, after Holm: per corpus the difference of mean test F1 x 100 over the
+    seeds both have (the seed-level tests' difference); how many paired seeds HSTL is above and below on (by the
+    sentence bootstrap's difference), how many of those below are significant after Holm, and how many F-tests reject
+    equal seed variances at alpha. None when no corpus has both methods."""
+    seed_level = {corpus: entry[f"seed_level_hstl_vs_{baseline}"] for corpus, entry in corpora.items()
+                  if f"seed_level_hstl_vs_{baseline}" in entry}
+    if not seed_level:
         return None
+    gains = {corpus: tests["permutation"]["difference"] for corpus, tests in seed_level.items()}
     seeds = [result for entry in corpora.values()
              for result in entry.get(f"bootstrap_hstl_vs_{baseline}", {}).values()]
     below = [result for result in seeds if result["delta"] < 0]
-    variance = [entry[f"seed_level_hstl_vs_{baseline}"]["variance_ratio"] for entry in corpora.values()
-                if f"seed_level_hstl_vs_{baseline}" in entry]
-    variance = [test["p_two_sided"] for test in variance if test is not None]
+    variance = [tests["variance_ratio"]["p_two_sided"] for tests in seed_level.values()
+                if tests["variance_ratio"] is not None]
     return {"mean_gain": gains, "corpora_above": sum(gain > 0 for gain in gains.values()),
             "seeds": len(seeds), "seeds_above": sum(result["delta"] > 0 for result in seeds),
             "seeds_below": len(below), "seeds_below_holm": sum(result["p_holm"] < ALPHA for result in below),
