@@ -51,6 +51,9 @@ def format_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_NO_SEED_TEST = "none (fewer than 2 seeds a side)"
+
+
 def _overview_lines(summary: dict[str, Any], baseline: str, overview: dict[str, Any]) -> list[str]:
     """What the tests below add up to for one baseline: the range of the mean gains, how many corpora and seeds HSTL
     is above, how many tests of each family are below alpha raw and after Holm."""
@@ -62,11 +65,11 @@ def _overview_lines(summary: dict[str, Any], baseline: str, overview: dict[str, 
     def counts(family: str) -> str:
         record = families.get(family, {})
         if not record.get("size"):
-            return "none (fewer than 2 seeds a side)"
+            return _NO_SEED_TEST
         return f"{record['significant_raw']} / {record['significant_holm']} of {record['size']}"
 
     p_range = overview["variance_p_range"]
-    variance = ("none (fewer than 2 seeds a side)" if not overview["variance_tests"] else
+    variance = (_NO_SEED_TEST if not overview["variance_tests"] else
                 f"{overview['variance_rejected']} of {overview['variance_tests']} (p {format_p_value(p_range[0])} to "
                 f"{format_p_value(p_range[1])})")
     return ["", f"HSTL against {baseline} over the seeds both have, what the tests below add up to (significant: p "
