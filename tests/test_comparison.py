@@ -480,6 +480,51 @@ def test_single_task_matched_gets_hstls_stage1_plus_stage2_steps_without_early_s
     assert hstl["stage1_completed_steps"] == 7
 
 
+def test_an_hstl_cell_records_the_test_f1_of_its_stage1_on_its_target(tmp_path, tiny_tokenizer_dir):
+    path = _write_config(tmp_path, tiny_tokenizer_dir, methods=["hstl"])
+    runs, stage1_f1 = {}, {"chem": 0.41, "disease": 0.42}
+    stand_in = _stand_in_train(runs)
+
+    def train(run_config, output_dir):  # stage 1 scores each corpus differently, stage 2 scores 0.5
+        results = stand_in(run_config, output_dir)
+        if len(run_config.tasks) > 1:
+            results["test"] = {task.name: {"f1": stage1_f1[task.name]} for task in run_config.tasks}
+        return results
+
+    run_comparison(load_comparison_config(path), tmp_path / "out", train=train, log=lambda message: None)
+    for corpus, f1 in stage1_f1.items():
+        cell = json.loads((tmp_path / "out" / "cells" / "hstl" / corpus / "seed1.json").read_text())
+        assert (cell["stage1_test_f1"], cell["test"]["f1"]) == (f1, 0.5)
+
+
+def test_report_sets_the_retrained_stage1_of_each_rerun_hstl_cell_beside_the_recorded_multi_task_cell(tmp_path):
+    """Cell records written by hand: multi_task A seeds 2 and 3 (80, 65) and B seed 1 (50); HSTL A seed 1 at budget
+    round 0 (its stage 1 is the recorded one: no row), A seed 2 rerun from a stage 1 at 83 (+3 over 80), A seed 3
+    rerun from one at 60 (-5 over 65), B seed 1 rerun without a recorded stage 1 ("?"), B seed 2 rerun with no
+    multi_task cell of its seed ("?")."""
+    cells = [("multi_task", "A", 2, 0.80, 0, None), ("multi_task", "A", 3, 0.65, 0, None),
+             ("multi_task", "B", 1, 0.50, 0, None),
+             ("hstl", "A", 1, 0.90, 0, 0.70), ("hstl", "A", 2, 0.85, 2, 0.83), ("hstl", "A", 3, 0.70, 1, 0.60),
+             ("hstl", "B", 1, 0.55, 2, None), ("hstl", "B", 2, 0.52, 2, 0.47)]
+    for method, corpus, seed, f1, budget_round, stage1 in cells:
+        path = tmp_path / "cells" / method / corpus / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"method": method, "corpus": corpus, "family": "F", "seed": seed,
+                                    "test": {"f1": f1}, "budget_round": budget_round}
+                                   | ({} if stage1 is None else {"stage1_test_f1": stage1})))
+    reruns = summarize(tmp_path)["stage1_reruns"]
+    assert (reruns["min"], reruns["max"]) == (pytest.approx(-5.0), pytest.approx(3.0))
+    markdown = format_markdown(summarize(tmp_path))
+    assert "Retrained - recorded: -5.00 to +3.00." in markdown
+    header = "| corpus | seed | multi_task (recorded) | stage 1 (retrained) | retrained - recorded | hstl |"
+    lines = markdown.splitlines()
+    start = lines.index(header) + 2
+    assert lines[start:start + 5] == ["| A | 2 | 80.00 | 83.00 | +3.00 | 85.00 |",
+                                      "| A | 3 | 65.00 | 60.00 | -5.00 | 70.00 |",
+                                      "| B | 1 | 50.00 | ? | ? | 55.00 |",
+                                      "| B | 2 | ? | 47.00 | ? | 52.00 |", ""]
+
+
 def test_report_against_both_baselines_heads_each_table_differently(tmp_path, tiny_tokenizer_dir):
     """docs/results.md quotes the report's tables by their header row (scripts/sync_results_tables.py), so the
     seed-level tables against single_task and against single_task_matched must not share one."""

@@ -248,7 +248,8 @@ def _run_seed(config: ComparisonConfig, output_dir: Path, cells_dir: Path, seed:
             results = train(run_config_for(config, [corpus], training, seed, finetune_model(stage1_dir)), run_dir)
             _write_cell(cells_dir, config, _Cell("hstl", corpus, seed, run_dir, results, [stage1_dir, run_dir],
                                                  training.early_stopping_patience, budget_round,
-                                                 {"stage1_completed_steps": stage1["completed_steps"]}))
+                                                 {"stage1_completed_steps": stage1["completed_steps"],
+                                                  "stage1_test_f1": stage1["test"][corpus.name]["f1"]}))
     for corpus in config.target_corpora() if "single_task_matched" in config.methods else []:
         if ((config.matched_targets is not None and corpus.name not in config.matched_targets)
                 or _cell_path(cells_dir, "single_task_matched", corpus.name, seed).is_file()):

@@ -41,7 +41,7 @@ def format_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"| {corpus} | {entry['family']} | " + " | ".join(row) + " |")
     for baseline, overview in summary.get("overview", {}).items():
         lines += _overview_lines(summary, baseline, overview)
-    lines += _convergence_lines(summary) + _rerun_lines(summary)
+    lines += _convergence_lines(summary) + _rerun_lines(summary) + _stage1_rerun_lines(summary)
     for baseline in BASELINES:
         lines += _bootstrap_lines(summary, baseline) + _seed_level_lines(summary, baseline)
     lines += ["", "Steps and wall-clock hours per cell (mean over seeds; stage 1 counted in every cell that uses it):",
@@ -138,6 +138,29 @@ def _rerun_lines(summary: dict[str, Any]) -> list[str]:
                     lines.append(f"| {corpus} | {method} | {seed} | {round_number} | {round_f1:.2f} | "
                                  f"{convergence.get('best_step', '?')} | {convergence.get('last_step', '?')} | "
                                  f"{convergence.get('stop_reason', '?')} |")
+    return lines
+
+
+def _stage1_rerun_lines(summary: dict[str, Any]) -> list[str]:
+    """The stage 1 behind each rerun HSTL cell against the seed's recorded multi_task cell, on the target."""
+    reruns = summary.get("stage1_reruns") or {}
+    if not reruns.get("cells"):
+        return []
+
+    def cell(value: float | None, signed: bool = False) -> str:
+        return "?" if value is None else f"{value:+.2f}" if signed else f"{value:.2f}"
+
+    spread = ("" if reruns["min"] is None else
+              f" Retrained - recorded: {reruns['min']:+.2f} to {reruns['max']:+.2f}.")
+    lines = ["", "A rerun HSTL cell retrains its seed's stage 1. Test F1 x 100 on the target of the seed's recorded "
+                 "multi_task cell (its first stage 1), of the retrained stage 1 and of the HSTL cell fine-tuned from "
+                 "it." + spread, "",
+             "| corpus | seed | multi_task (recorded) | stage 1 (retrained) | retrained - recorded | hstl |",
+             "|---|---|---|---|---|---|"]
+    for row in reruns["cells"]:
+        difference = None if None in (row["stage1"], row["multi_task"]) else row["stage1"] - row["multi_task"]
+        lines.append(f"| {row['corpus']} | {row['seed']} | {cell(row['multi_task'])} | {cell(row['stage1'])} | "
+                     f"{cell(difference, signed=True)} | {cell(row['hstl'])} |")
     return lines
 
 

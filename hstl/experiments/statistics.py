@@ -212,6 +212,7 @@ def summarize(output_dir: Path, config: ComparisonConfig | None = None,
             "table": {name: _table_rows(entry) for name, entry in corpora.items()}, "num_cells": len(cells),
             "convergence_counts": _convergence_counts(corpora, methods),
             "rerun_shifts": _rerun_shifts(corpora, methods),
+            "stage1_reruns": _stage1_reruns(corpora),
             "overview": {baseline: overview for baseline in BASELINES
                          if (overview := _overview(corpora, baseline)) is not None},
             "tests": {"bootstrap_samples": samples, "p_resolution": p_resolution(samples),
@@ -237,6 +238,9 @@ def _corpus_summary(name: str, family: str | None, methods: list[str], cells: li
         "budget_rounds": {m: [c.get("budget_round", 0) for c in method_cells] for m, method_cells in by_method.items()},
         "previous_rounds": {m: [c.get("previous_rounds", []) for c in method_cells]
                             for m, method_cells in by_method.items()},
+        # The test F1 x 100 on this target of the stage 1 each HSTL cell was fine-tuned from.
+        "hstl_stage1_test_f1": [None if c.get("stage1_test_f1") is None else 100 * c["stage1_test_f1"]
+                                for c in by_method.get("hstl", [])],
     }
     for baseline in BASELINES:
         if baseline not in by_method or "hstl" not in by_method:
@@ -360,6 +364,21 @@ def _rerun_shifts(corpora: dict[str, Any], methods: list[str]) -> dict[str, dict
         if changes:
             shifts[method] = {"cells": len(changes), "min": min(changes), "max": max(changes)}
     return shifts
+
+
+def _stage1_reruns(corpora: dict[str, Any]) -> dict[str, Any]:
+    """Per HSTL cell of a later budget round (its rerun retrained the seed's stage 1): test F1 x 100 on the target of
+    the seed's recorded multi_task cell (its first stage 1), of the retrained stage 1 and of the HSTL cell; and the
+    smallest and largest difference retrained - recorded."""
+    rows = []
+    for name, entry in corpora.items():
+        recorded = dict(zip(entry["seeds"].get("multi_task", []), entry["methods"].get("multi_task", [])))
+        hstl = zip(entry["seeds"].get("hstl", []), entry["methods"].get("hstl", []),
+                   entry["budget_rounds"].get("hstl", []), entry.get("hstl_stage1_test_f1", []))
+        rows += [{"corpus": name, "seed": seed, "multi_task": recorded.get(seed), "stage1": stage1, "hstl": f1}
+                 for seed, f1, budget_round, stage1 in hstl if budget_round]
+    differences = [row["stage1"] - row["multi_task"] for row in rows if None not in (row["stage1"], row["multi_task"])]
+    return {"cells": rows, "min": min(differences, default=None), "max": max(differences, default=None)}
 
 
 def _table_rows(entry: dict[str, Any]) -> dict[str, Any]:
