@@ -329,8 +329,9 @@ def matched_budget(config: ComparisonConfig, cells_dir: Path, corpus: str, seed:
 
 
 def _check_stage1_reproduces(cells_dir: Path, seed: int, stage1: dict, log: Callable[[str], None]) -> None:
-    """A stage 1 retrained for a rerun must be the one the seed's multi_task cells recorded (training is
-    deterministic under its seed): says whether its test F1 per corpus matches them."""
+    """Says whether a stage 1 retrained for a rerun matches the seed's recorded multi_task cells, test F1 per corpus.
+    Training is deterministic under its seed for one version of the code; a change of its arithmetic (equal up to
+    rounding) makes the retrained stage 1 drift, which each HSTL cell's `stage1_test_f1` records."""
     recorded = {cell["corpus"]: cell["test"]["f1"] for cell in read_cells(cells_dir)
                 if cell["method"] == "multi_task" and cell["seed"] == seed}
     differ = {name: (f1, stage1["test"][name]["f1"]) for name, f1 in recorded.items()

@@ -158,9 +158,8 @@ def _stage1_rerun_lines(summary: dict[str, Any]) -> list[str]:
              "| corpus | seed | multi_task (recorded) | stage 1 (retrained) | retrained - recorded | hstl |",
              "|---|---|---|---|---|---|"]
     for row in reruns["cells"]:
-        difference = None if None in (row["stage1"], row["multi_task"]) else row["stage1"] - row["multi_task"]
         lines.append(f"| {row['corpus']} | {row['seed']} | {cell(row['multi_task'])} | {cell(row['stage1'])} | "
-                     f"{cell(difference, signed=True)} | {cell(row['hstl'])} |")
+                     f"{cell(row['difference'], signed=True)} | {cell(row['hstl'])} |")
     return lines
 
 

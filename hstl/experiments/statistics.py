@@ -368,16 +368,17 @@ def _rerun_shifts(corpora: dict[str, Any], methods: list[str]) -> dict[str, dict
 
 def _stage1_reruns(corpora: dict[str, Any]) -> dict[str, Any]:
     """Per HSTL cell of a later budget round (its rerun retrained the seed's stage 1): test F1 x 100 on the target of
-    the seed's recorded multi_task cell (its first stage 1), of the retrained stage 1 and of the HSTL cell; and the
-    smallest and largest difference retrained - recorded."""
+    the seed's recorded multi_task cell (its first stage 1), of the retrained stage 1 and of the HSTL cell, and their
+    difference retrained - recorded (None where either is missing); and the smallest and largest difference."""
     rows = []
     for name, entry in corpora.items():
         recorded = dict(zip(entry["seeds"].get("multi_task", []), entry["methods"].get("multi_task", [])))
         hstl = zip(entry["seeds"].get("hstl", []), entry["methods"].get("hstl", []),
                    entry["budget_rounds"].get("hstl", []), entry.get("hstl_stage1_test_f1", []))
-        rows += [{"corpus": name, "seed": seed, "multi_task": recorded.get(seed), "stage1": stage1, "hstl": f1}
+        rows += [{"corpus": name, "seed": seed, "multi_task": recorded.get(seed), "stage1": stage1, "hstl": f1,
+                  "difference": None if None in (stage1, recorded.get(seed)) else stage1 - recorded[seed]}
                  for seed, f1, budget_round, stage1 in hstl if budget_round]
-    differences = [row["stage1"] - row["multi_task"] for row in rows if None not in (row["stage1"], row["multi_task"])]
+    differences = [row["difference"] for row in rows if row["difference"] is not None]
     return {"cells": rows, "min": min(differences, default=None), "max": max(differences, default=None)}
 
 
