@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import tiny_run_config
-from hstl.experiments.cells import run_comparison
+from hstl.experiments.cells import run_comparison, write_cell_record
 from hstl.experiments.config import load_comparison_config
 from hstl.experiments.report import format_markdown, legend_labels, mean_over_seeds_text
 from hstl.experiments.statistics import summarize
@@ -424,6 +424,14 @@ def test_unconverged_cells_are_rerun_with_larger_budgets_until_early_stopping_en
     runs.clear()
     run_comparison(config, out, train=_stand_in_train(runs, stop_early_below=18), log=lambda message: None)
     assert runs == {}
+
+
+def test_a_record_from_before_budget_rounds_is_kept_as_round_0_when_a_rerun_replaces_it(tmp_path):
+    path = tmp_path / "seed1.json"
+    path.write_text(json.dumps({"test": {"f1": 0.64}, "completed_steps": 600}))  # no budget_round: written before them
+    write_cell_record(path, {"test": {"f1": 0.66}, "completed_steps": 1800, "budget_round": 1})
+    (previous,) = json.loads(path.read_text())["previous_rounds"]
+    assert (previous["budget_round"], previous["completed_steps"], previous["test_f1"]) == (0, 600, 0.64)
 
 
 def test_rerun_first_round_skips_the_smaller_rerun_budgets(tmp_path, tiny_tokenizer_dir):

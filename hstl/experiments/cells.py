@@ -134,7 +134,8 @@ def write_cell_record(path: Path, record: dict[str, Any]) -> None:
     earlier = json.loads(path.read_text()) if path.is_file() else None  # the round this one reruns
     if earlier is not None and record.get("budget_round", 0) > earlier.get("budget_round", 0):
         record["previous_rounds"] = earlier.get("previous_rounds", []) + [
-            {key: earlier.get(key) for key in ("budget_round", "run_dir", "completed_steps", "convergence")}
+            {"budget_round": earlier.get("budget_round", 0)}  # a record from before budget rounds is round 0
+            | {key: earlier.get(key) for key in ("run_dir", "completed_steps", "convergence")}
             | {"test_f1": earlier["test"]["f1"]}]
     staging = path.with_suffix(".json.incomplete")
     staging.write_text(json.dumps(record))
