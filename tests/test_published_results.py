@@ -119,8 +119,8 @@ def test_table_sync_refuses_a_report_with_two_tables_of_one_header():
 
 def test_readme_short_result_states_the_comparison_of_the_committed_report():
     """The README's short result: the range of HSTL's mean gain over single-task and how many seeds are significant
-    after Holm; the compute-matched control's differences and how many are significant after Holm. Counted here from
-    the report's per-seed figures."""
+    after Holm; in how many of its cells the compute-matched control is ahead, their differences and how many are
+    significant after Holm. Counted here from the report's per-seed figures."""
     import re
 
     corpora = json.loads((DOCS / "results-full.json").read_text())["corpora"]
@@ -138,7 +138,8 @@ def test_readme_short_result_states_the_comparison_of_the_committed_report():
     stated = re.search(r"\(([+-]\d+\.\d\d) to ([+-]\d+\.\d\d) F1; (\d+) of (\d+) seeds significant after Holm", readme)
     assert stated is not None
     assert stated.groups() == (f"{min(gains):+.2f}", f"{max(gains):+.2f}", str(holm), str(seeds))
-    stated = re.search(r"control cells in so far \(([^;]*); (\d+) after Holm\)", readme)
+    stated = re.search(r"ahead of HSTL in (\d+) of the (\d+) control cells[^(]*\(([^;]*); (\d+) after Holm\)", readme)
     assert stated is not None
-    assert stated.group(1).split(", ") == [f"{difference:+.2f}" for difference in matched]
-    assert int(stated.group(2)) == matched_holm
+    assert stated.group(3).split(", ") == [f"{difference:+.2f}" for difference in matched]
+    assert (int(stated.group(1)), int(stated.group(2))) == (sum(difference > 0 for difference in matched), len(matched))
+    assert int(stated.group(4)) == matched_holm
